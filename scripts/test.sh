@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs and starts everything the tests need (vsftpd with explicit FTPS, test
+# certificates), then runs every check: formatting, clippy, unit and integration
+# tests. CI runs exactly this (see .ci/run). Safe to run again: each run gets fresh
+# servers on free loopback ports, stopped on exit.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+# Build tools: rustfmt and clippy ship with the toolchain; add them if a minimal
+# toolchain lacks them.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+fi
+
+# Servers for the integration tests; stop_test_servers kills them on exit.
+# shellcheck source=scripts/test-servers.sh
+source "$repo/scripts/test-servers.sh"
+trap stop_test_servers EXIT
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo test"
+# One build profile (dev) for tests and clippy keeps CI to a single dependency build.
+cargo test --all-targets --locked
+
+echo "== cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== all checks passed"

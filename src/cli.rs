@@ -1,0 +1,249 @@
+//! Subcommands: raw arguments turned into validated settings in one step, then run.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{ConfigErrors, Settings};
+use crate::pipeline::{self, Context, FileOutcome, PassReport};
+use crate::sink::destination;
+use crate::source;
+
+/// Everything went well.
+pub const EXIT_OK: u8 = 0;
+/// The run finished but at least one file failed or was missing; each is reported.
+pub const EXIT_FAILED: u8 = 1;
+/// The command line or the configuration is wrong; nothing was done.
+pub const EXIT_USAGE: u8 = 2;
+/// The program could not run at all (e.g. no async runtime).
+pub const EXIT_FATAL: u8 = 3;
+
+/// Ingests a hosted PBX's FTPS drop of call records into object storage as Parquet.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Log format: `text` for people, `json` for log collectors; `auto` picks text on a terminal.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true, env = "CDR_INGEST_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest the given days (by default every file not yet in the ledger).
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// One day, YYYY-MM-DD (the day the calls were made, UTC).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        date: Option<NaiveDate>,
+        /// First day of a range, YYYY-MM-DD.
+        #[arg(long, requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last day of a range, inclusive.
+        #[arg(long, requires = "from")]
+        to: Option<NaiveDate>,
+    },
+    /// Check a configuration file offline; with --connect also log in and list the folders.
+    Validate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also connect to the source, log in and list its folders.
+        #[arg(long)]
+        connect: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file (TOML); see config/example.toml.
+    #[arg(long, short, env = "CDR_INGEST_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// Starts `tracing`; `RUST_LOG` sets the level (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Maps an error that ended the command to its exit code.
+pub fn exit_code_for(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<ConfigErrors>().is_some()
+        || error.downcast_ref::<UsageError>().is_some()
+    {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// A mistake on the command line that clap cannot catch.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run {
+            config,
+            date,
+            from,
+            to,
+        } => {
+            let days = requested_days(date, from, to)?;
+            let settings = Settings::load(&config.config)?;
+            run(settings, &days).await
+        }
+        Command::Validate { config, connect } => validate(&config.config, connect).await,
+    }
+}
+
+fn requested_days(
+    date: Option<NaiveDate>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> anyhow::Result<Vec<NaiveDate>> {
+    let (first, last) = match (date, from, to) {
+        (Some(day), _, _) => (day, day),
+        (None, Some(from), Some(to)) if from <= to => (from, to),
+        (None, Some(from), Some(to)) => {
+            return Err(UsageError(format!("--from {from} is after --to {to}")).into());
+        }
+        _ => {
+            return Err(UsageError(
+                "say which days: --date YYYY-MM-DD, or --from YYYY-MM-DD --to YYYY-MM-DD".into(),
+            )
+            .into());
+        }
+    };
+    Ok(first.iter_days().take_while(|d| *d <= last).collect())
+}
+
+async fn run(settings: Settings, days: &[NaiveDate]) -> anyhow::Result<u8> {
+    let store = destination::open(&settings.destination.url).map_err(anyhow::Error::msg)?;
+    let ctx = Context::new(settings, store);
+    let report = pipeline::run(&ctx, days).await;
+    print_summary(&report);
+    Ok(if report.is_success() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// One line per day on stdout, one line per failure on stderr, then the totals.
+fn print_summary(report: &PassReport) {
+    let (mut ingested, mut skipped, mut failed, mut rows, mut rejected, mut duplicates) =
+        (0, 0, 0, 0, 0, 0);
+    for day in &report.days {
+        match &day.result {
+            Ok(FileOutcome::Ingested(i)) => {
+                ingested += 1;
+                rows += i.rows_written;
+                rejected += i.rows_rejected;
+                duplicates += i.duplicates_dropped;
+                let verb = if i.replaced {
+                    "re-ingested (changed on the server)"
+                } else {
+                    "ingested"
+                };
+                println!(
+                    "{} {}: {verb}, {} rows, {} quarantined, {} duplicates dropped, {} bytes in {:.1} s",
+                    day.day,
+                    i.path,
+                    i.rows_written,
+                    i.rows_rejected,
+                    i.duplicates_dropped,
+                    i.bytes,
+                    i.seconds
+                );
+            }
+            Ok(FileOutcome::Unchanged { path }) => {
+                skipped += 1;
+                println!("{} {path}: already ingested, no transfer", day.day);
+            }
+            Ok(FileOutcome::SameContent { path }) => {
+                skipped += 1;
+                println!("{} {path}: unchanged content, ledger updated", day.day);
+            }
+            Ok(FileOutcome::NotThereYet { path }) => {
+                failed += 1;
+                eprintln!(
+                    "FAILED {} {path}: not on the server yet; the provider uploads a day's files at 01:00 GMT the next day, so try again after that",
+                    day.day
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAILED {}: {e}", day.day);
+            }
+        }
+    }
+    if let Some(e) = &report.source_error {
+        failed += report.not_tried.len();
+        eprintln!("FAILED: {e} ({} day(s) not tried)", report.not_tried.len());
+    }
+    println!(
+        "summary: {ingested} ingested, {skipped} already up to date, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
+    );
+}
+
+async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
+    let settings = Settings::load(file)?;
+    println!("{}: configuration is valid", file.display());
+    if !connect {
+        return Ok(EXIT_OK);
+    }
+    let mut source = source::connect(&settings.source)
+        .await
+        .with_context(|| format!("connecting to {}", settings.source.endpoint()))?;
+    println!(
+        "logged in to {} as {}",
+        settings.source.endpoint(),
+        settings.source.user
+    );
+    let folders = &settings.source.folders;
+    let mut missing = Vec::new();
+    for folder in [&folders.cdrs, &folders.queue_calls, &folders.recordings] {
+        match source.list(folder).await {
+            Ok(files) => println!("  {folder}/: {} files", files.len()),
+            Err(e) => {
+                println!("  {folder}/: {e}");
+                missing.push(folder.clone());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "cannot list {} on {}; check the folder keys in [source]",
+            missing.join(", "),
+            settings.source.endpoint()
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,372 @@
+//! Configuration: one TOML file (plus environment overrides) turned into validated
+//! [`Settings`] in one pure step, reporting every problem at once.
+
+mod reader;
+mod secret;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use reader::{ConfigIssue, env_name};
+use reader::{Reader, Section};
+pub use secret::Secret;
+use url::Url;
+
+/// The environment variable holding the source password unless `password_env` says otherwise.
+pub const DEFAULT_PASSWORD_ENV: &str = "CDR_INGEST_SOURCE_PASSWORD";
+
+/// Everything the worker needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: SourceSettings,
+    pub destination: DestinationSettings,
+}
+
+/// Which protocol the source speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceProtocol {
+    /// Explicit FTP over TLS (`AUTH TLS` on the plain port).
+    Ftps,
+}
+
+/// The provider's server and where the drop lives on it.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub protocol: SourceProtocol,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    /// Trusted in addition to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate (warned about on every run).
+    pub insecure_skip_tls_verify: bool,
+    /// Limit for connecting and for each command or read.
+    pub timeout: Duration,
+    pub folders: RemoteFolders,
+}
+
+impl SourceSettings {
+    /// `host:port` for messages (never the password).
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Remote folder names, relative to the login directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFolders {
+    pub cdrs: String,
+    pub queue_calls: String,
+    pub recordings: String,
+}
+
+/// The bucket or folder that receives the output and the ledger.
+#[derive(Debug, Clone)]
+pub struct DestinationSettings {
+    pub url: Url,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        write!(
+            f,
+            "{} has {n} problem{}:",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for issue in &self.issues {
+            write!(f, "\n  - {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Settings {
+    /// Reads and validates `file`, with overrides from the process environment.
+    pub fn load(file: &Path) -> Result<Settings, ConfigErrors> {
+        let env = |name: &str| std::env::var(name).ok();
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigErrors {
+            file: file.to_owned(),
+            issues: vec![ConfigIssue {
+                key: "(file)".into(),
+                message: format!("cannot read it: {e}"),
+            }],
+        })?;
+        Settings::parse(&text, &env).map_err(|issues| ConfigErrors {
+            file: file.to_owned(),
+            issues,
+        })
+    }
+
+    /// Validates a configuration text; `env` supplies overrides and secrets.
+    pub fn parse(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, Vec<ConfigIssue>> {
+        let root: toml::Table = toml::from_str(text).map_err(|e| {
+            vec![ConfigIssue {
+                key: "(syntax)".into(),
+                message: e.to_string().trim().replace('\n', " "),
+            }]
+        })?;
+        let mut reader = Reader::new(root, env);
+        let mut section = reader.section("source");
+        let source = read_source(&mut section, env);
+        reader.close(section);
+        let mut section = reader.section("destination");
+        let destination = read_destination(&mut section);
+        reader.close(section);
+        let issues = reader.finish();
+        match (source, destination) {
+            (Some(source), Some(destination)) if issues.is_empty() => Ok(Settings {
+                source,
+                destination,
+            }),
+            _ => Err(issues),
+        }
+    }
+}
+
+fn read_source(
+    s: &mut Section<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<SourceSettings> {
+    let url = s.string("url");
+    let password_env = s.string("password_env");
+    let password_file = s.string("password_file");
+    let ca_file = s.string("ca_file").map(PathBuf::from);
+    let insecure = s.bool("insecure_skip_tls_verify").unwrap_or(false);
+    let timeout = s.integer("timeout_secs", 1..=3600).unwrap_or(30);
+    let folders = RemoteFolders {
+        cdrs: folder(s, "cdrs", "CDRs"),
+        queue_calls: folder(s, "queue_calls", "QueueCalls"),
+        recordings: folder(s, "recordings", "recordings"),
+    };
+
+    if let Some(ca) = &ca_file {
+        if !ca.is_file() {
+            s.issue(
+                "ca_file",
+                format!("{} is not a readable file", ca.display()),
+            );
+        }
+    }
+    let password = read_password(s, env, password_env, password_file);
+    let (protocol, host, port, user) = match url {
+        None => {
+            s.issue(
+                "url",
+                "is required, e.g. \"ftps://user@ftp.example.com:21\"",
+            );
+            return None;
+        }
+        Some(url) => parse_source_url(s, &url)?,
+    };
+    Some(SourceSettings {
+        protocol,
+        host,
+        port,
+        user,
+        password: password?,
+        ca_file,
+        insecure_skip_tls_verify: insecure,
+        timeout: Duration::from_secs(timeout as u64),
+        folders,
+    })
+}
+
+fn folder(s: &mut Section<'_>, key: &str, default: &str) -> String {
+    let value = s.string(key).unwrap_or_else(|| default.to_string());
+    let trimmed = value.trim_matches('/').to_string();
+    if trimmed.is_empty() || trimmed.split('/').any(|part| part == "..") {
+        s.issue(
+            key,
+            "must be a folder path relative to the login folder, without \"..\"",
+        );
+    }
+    trimmed
+}
+
+fn parse_source_url(
+    s: &mut Section<'_>,
+    text: &str,
+) -> Option<(SourceProtocol, String, u16, String)> {
+    let Ok(url) = Url::parse(text) else {
+        s.issue("url", "is not a URL; expected \"ftps://user@host:21\"");
+        return None;
+    };
+    let protocol = match url.scheme() {
+        "ftps" => SourceProtocol::Ftps,
+        "ftp" => {
+            s.issue("url", "plain ftp:// is not allowed: the provider requires explicit FTP over TLS; use ftps://");
+            return None;
+        }
+        other => {
+            s.issue(
+                "url",
+                format!("scheme {other}:// is not supported; use ftps://"),
+            );
+            return None;
+        }
+    };
+    if url.password().is_some() {
+        // Never echo the URL back: it holds the secret.
+        s.issue(
+            "url",
+            "must not contain a password; use password_env or password_file",
+        );
+    }
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        s.issue("url", "has no host name");
+        return None;
+    };
+    if url.username().is_empty() {
+        s.issue("url", "has no user name; write it as ftps://USER@host:21");
+        return None;
+    }
+    let user = percent_decode(url.username());
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Some((protocol, host, url.port().unwrap_or(21), user))
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("u={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn read_password(
+    s: &mut Section<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+) -> Option<Secret> {
+    match (password_env, password_file) {
+        (Some(_), Some(_)) => {
+            s.issue(
+                "password_file",
+                "set either password_env or password_file, not both",
+            );
+            None
+        }
+        (None, Some(file)) => match std::fs::read_to_string(&file) {
+            // A trailing newline is an artefact of how secret files are written.
+            Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_string())),
+            Err(e) => {
+                s.issue("password_file", format!("cannot read {file}: {e}"));
+                None
+            }
+        },
+        (name, None) => {
+            let name = name.unwrap_or_else(|| DEFAULT_PASSWORD_ENV.to_string());
+            match env(&name) {
+                Some(value) => Some(Secret::new(value)),
+                None => {
+                    s.issue(
+                        "password_env",
+                        format!("the environment variable {name} is not set; set it to the source password, or use password_file"),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn read_destination(s: &mut Section<'_>) -> Option<DestinationSettings> {
+    let Some(text) = s.string("url") else {
+        s.issue("url", "is required, e.g. \"file:///var/lib/cdr-ingest\"");
+        return None;
+    };
+    let url = match Url::parse(&text) {
+        Ok(url) => url,
+        Err(_) => {
+            s.issue(
+                "url",
+                "is not a URL; expected e.g. \"file:///var/lib/cdr-ingest\"",
+            );
+            return None;
+        }
+    };
+    match url.scheme() {
+        "file" | "memory" => Some(DestinationSettings { url }),
+        other => {
+            s.issue(
+                "url",
+                format!("scheme {other}:// is not supported yet; use file:///absolute/path"),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with_password(name: &str) -> Option<String> {
+        (name == DEFAULT_PASSWORD_ENV).then(|| "s3cret".to_string())
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let settings = Settings::parse(
+            "[source]\nurl = \"ftps://drop@ftp.example.com\"\n[destination]\nurl = \"file:///tmp/out\"\n",
+            &env_with_password,
+        )
+        .unwrap();
+        assert_eq!(settings.source.host, "ftp.example.com");
+        assert_eq!(settings.source.port, 21);
+        assert_eq!(settings.source.user, "drop");
+        assert_eq!(settings.source.password.expose(), "s3cret");
+        assert_eq!(settings.source.folders.cdrs, "CDRs");
+        assert_eq!(settings.source.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let issues = Settings::parse(
+            "[source]\nurl = \"ftp://drop@h\"\ntimeout_secs = 0\ncolour = 1\n[destination]\nurl = \"gopher://x\"\n",
+            &|_| None,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "source.timeout_secs",
+                "source.password_env",
+                "source.url",
+                "source.colour",
+                "destination.url"
+            ]
+        );
+    }
+
+    #[test]
+    fn password_in_url_is_refused_without_echoing_it() {
+        let issues = Settings::parse(
+            "[source]\nurl = \"ftps://drop:hunter2@h\"\n[destination]\nurl = \"file:///x\"\n",
+            &env_with_password,
+        )
+        .unwrap_err();
+        assert_eq!(issues.len(), 1);
+        assert!(!issues[0].to_string().contains("hunter2"));
+    }
+}

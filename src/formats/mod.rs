@@ -1,0 +1,6 @@
+//! Parsers for the provider's files: pure functions from bytes to typed records or
+//! reasons a row was set aside. No I/O beyond the reader they are given.
+
+pub mod cdr_csv;
+mod crlf;
+pub mod fields;

@@ -1,0 +1,258 @@
+//! One day's CDR file: stat → compare with the ledger → download while parsing →
+//! write Parquet per call date and the quarantine → commit the ledger entry.
+
+use std::fs::File;
+use std::io::Read;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use super::dedup::{IdSet, Seen};
+use super::transfer;
+use super::{Context, FileOutcome, IngestError, Ingested};
+use crate::formats::cdr_csv::{self, FileError, Header};
+use crate::model::Category;
+use crate::sink::cdr_parquet::CdrBatch;
+use crate::sink::layout;
+use crate::sink::partitioned::{Part, PartitionedWriter};
+use crate::sink::quarantine::{QuarantineEntry, QuarantineWriter};
+use crate::sink::upload::upload_file;
+use crate::source::{RemoteFile, Source};
+use crate::state::ledger::{FORMAT_VERSION, LedgerEntry};
+
+/// The remote path of a day's CDR file.
+pub fn remote_path(folder: &str, day: NaiveDate) -> String {
+    format!("{folder}/{day}.csv")
+}
+
+/// Ingests the CDR file of `day` unless the ledger shows it is already in.
+pub async fn ingest_day(
+    ctx: &Context,
+    source: &mut dyn Source,
+    day: NaiveDate,
+) -> Result<FileOutcome, IngestError> {
+    let path = remote_path(&ctx.settings.source.folders.cdrs, day);
+    let Some(remote) = source.stat(&path).await? else {
+        return Ok(FileOutcome::NotThereYet { path });
+    };
+    let previous = ctx.ledger.get(Category::Cdr, day).await?;
+    if let Some(previous) = &previous {
+        if previous.size == remote.size && previous.modified == modified_text(&remote) {
+            return Ok(FileOutcome::Unchanged { path });
+        }
+    }
+
+    let started = Instant::now();
+    let (mut sink, reader) = transfer::channel();
+    let source_file = path.clone();
+    let parser = tokio::task::spawn_blocking(move || parse(reader, &source_file));
+    let downloaded = source.download(&path, &mut sink).await;
+    let (bytes, sha256) = sink.finish();
+    let parsed = parser
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))?;
+    downloaded?;
+    let parsed = parsed.map_err(|e| e.with_path(&path))?;
+    if bytes != remote.size {
+        return Err(IngestError::StillUploading {
+            path,
+            detail: format!("listed as {} bytes, {bytes} arrived", remote.size),
+        });
+    }
+    if let Some(now) = source.stat(&path).await? {
+        if now != remote {
+            return Err(IngestError::StillUploading {
+                path,
+                detail: "its size or time changed during the download".into(),
+            });
+        }
+    }
+
+    let mut entry = LedgerEntry {
+        format_version: FORMAT_VERSION,
+        category: Category::Cdr.to_string(),
+        remote_path: path.clone(),
+        size: remote.size,
+        modified: modified_text(&remote),
+        sha256,
+        rows_written: parsed.rows_written,
+        rows_rejected: parsed.quarantined,
+        duplicates_dropped: parsed.duplicates_dropped,
+        outputs: Vec::new(),
+        quarantine: None,
+    };
+    if let Some(previous) = &previous {
+        if previous.sha256 == entry.sha256 {
+            // Only the time changed: the output already matches.
+            entry.outputs.clone_from(&previous.outputs);
+            entry.quarantine.clone_from(&previous.quarantine);
+            ctx.ledger.put(day, Category::Cdr, &entry).await?;
+            return Ok(FileOutcome::SameContent { path });
+        }
+        tracing::warn!(
+            file = %path,
+            old_size = previous.size,
+            new_size = remote.size,
+            old_sha256 = %previous.sha256,
+            new_sha256 = %entry.sha256,
+            "the file changed on the server since it was ingested; ingesting it again and replacing that day's output"
+        );
+    }
+    for column in &parsed.unknown_columns {
+        tracing::warn!(file = %path, column = %column, "unknown column ignored");
+    }
+
+    for part in parsed.parts {
+        let key = layout::data_object(Category::Cdr, part.date, day);
+        upload(ctx, &key, part.file).await?;
+        entry.outputs.push(key.to_string());
+    }
+    if let Some(file) = parsed.quarantine {
+        let key = layout::quarantine_object(Category::Cdr, day);
+        upload(ctx, &key, file).await?;
+        entry.quarantine = Some(key.to_string());
+    }
+    if let Some(previous) = &previous {
+        remove_stale(ctx, previous, &entry).await?;
+    }
+    ctx.ledger.put(day, Category::Cdr, &entry).await?;
+    Ok(FileOutcome::Ingested(Ingested {
+        path,
+        bytes,
+        rows_written: entry.rows_written,
+        rows_rejected: entry.rows_rejected,
+        duplicates_dropped: entry.duplicates_dropped,
+        replaced: previous.is_some(),
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+fn modified_text(remote: &RemoteFile) -> Option<String> {
+    remote
+        .modified
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+async fn upload(ctx: &Context, key: &Path, file: File) -> Result<(), IngestError> {
+    upload_file(&ctx.store, key, file)
+        .await
+        .map(|_| ())
+        .map_err(|e| IngestError::Write {
+            key: key.to_string(),
+            detail: e.to_string(),
+        })
+}
+
+/// Deletes objects the previous version of the file produced and this one does not.
+async fn remove_stale(
+    ctx: &Context,
+    previous: &LedgerEntry,
+    current: &LedgerEntry,
+) -> Result<(), IngestError> {
+    let keep: Vec<&String> = current.outputs.iter().chain(&current.quarantine).collect();
+    for key in previous.outputs.iter().chain(&previous.quarantine) {
+        if !keep.contains(&key) {
+            let path = Path::from(key.as_str());
+            match ctx.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    tracing::info!(object = %key, "removed output of the file's previous version");
+                }
+                Err(e) => {
+                    return Err(IngestError::Write {
+                        key: key.clone(),
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What parsing one file produced, still in temporary files.
+pub struct Parsed {
+    pub parts: Vec<Part>,
+    pub quarantine: Option<File>,
+    pub rows_written: u64,
+    pub quarantined: u64,
+    pub duplicates_dropped: u64,
+    pub unknown_columns: Vec<String>,
+}
+
+/// Why a file could not be parsed or spooled.
+#[derive(Debug)]
+pub enum ParseError {
+    Format(FileError),
+    Spool(String),
+}
+
+impl ParseError {
+    fn with_path(self, path: &str) -> IngestError {
+        match self {
+            ParseError::Format(source) => IngestError::Format {
+                path: path.to_string(),
+                source,
+            },
+            ParseError::Spool(detail) => IngestError::Spool { detail },
+        }
+    }
+}
+
+/// Parses a CDR file into per-date Parquet files, deduplicating by id.
+pub fn parse(input: impl Read, source_file: &str) -> Result<Parsed, ParseError> {
+    let mut writer: PartitionedWriter<CdrBatch> = PartitionedWriter::new();
+    let mut quarantine = QuarantineWriter::new();
+    let mut ids = IdSet::default();
+    let mut duplicates_dropped = 0;
+    let mut unknown_columns = Vec::new();
+    let on_header = |header: &Header| -> Result<(), String> {
+        unknown_columns.clone_from(&header.unknown);
+        Ok(())
+    };
+    let set_aside = |quarantine: &mut QuarantineWriter, line: u64, raw: String, reason: String| {
+        quarantine
+            .push(&QuarantineEntry {
+                file: source_file.to_string(),
+                line,
+                reason,
+                raw,
+            })
+            .map_err(|e| e.to_string())
+    };
+    let result = cdr_csv::read(input, on_header, |row, raw| match row {
+        Err(rejected) => set_aside(&mut quarantine, rejected.line, rejected.raw, rejected.reason),
+        Ok((record, fingerprint)) => match ids.check(record.id, fingerprint) {
+            Seen::First => writer
+                .push(record.calldate.utc_date(), |batch| batch.push(&record, source_file))
+                .map_err(|e| e.to_string()),
+            Seen::Identical => {
+                duplicates_dropped += 1;
+                Ok(())
+            }
+            Seen::Conflicting => set_aside(
+                &mut quarantine,
+                record.line,
+                cdr_csv::reencode(raw),
+                format!("id {:?} appeared earlier in the file with different values; the first row was kept", record.id),
+            ),
+        },
+    })
+    .map_err(ParseError::Format)?;
+    result.map_err(ParseError::Spool)?;
+    let rows_written = writer.rows();
+    let quarantined = quarantine.count();
+    Ok(Parsed {
+        parts: writer
+            .finish()
+            .map_err(|e| ParseError::Spool(e.to_string()))?,
+        quarantine: quarantine
+            .finish()
+            .map_err(|e| ParseError::Spool(e.to_string()))?,
+        rows_written,
+        quarantined,
+        duplicates_dropped,
+        unknown_columns,
+    })
+}

@@ -1,0 +1,175 @@
+//! The ingestion pass: for each requested day, list → skip what the ledger has →
+//! fetch → parse → deduplicate → write → commit. One file's failure is recorded and
+//! the pass goes on with the rest.
+
+pub mod cdr;
+mod dedup;
+mod transfer;
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use object_store::ObjectStore;
+use thiserror::Error;
+
+use crate::config::Settings;
+use crate::formats::cdr_csv::FileError;
+use crate::source::{self, Source, SourceError};
+use crate::state::ledger::{Ledger, LedgerError};
+
+pub use transfer::hex;
+
+/// What a pass works with.
+pub struct Context {
+    pub settings: Settings,
+    pub store: Arc<dyn ObjectStore>,
+    pub ledger: Ledger,
+}
+
+impl Context {
+    pub fn new(settings: Settings, store: Arc<dyn ObjectStore>) -> Self {
+        Context {
+            ledger: Ledger::new(Arc::clone(&store)),
+            settings,
+            store,
+        }
+    }
+}
+
+/// A file that was transferred and written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub path: String,
+    pub bytes: u64,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    pub duplicates_dropped: u64,
+    /// It replaced the output of an earlier version of the file.
+    pub replaced: bool,
+    pub seconds: f64,
+}
+
+/// How one file went, when nothing failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileOutcome {
+    Ingested(Ingested),
+    /// Same size and time as in the ledger: nothing transferred.
+    Unchanged {
+        path: String,
+    },
+    /// A new time but the same bytes: only the ledger was updated.
+    SameContent {
+        path: String,
+    },
+    /// Not on the server (yet).
+    NotThereYet {
+        path: String,
+    },
+}
+
+/// Why one file failed; the pass goes on with the others.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(
+        "{path}: {source}; fix the file on the server or ask the provider, it is tried again on the next run"
+    )]
+    Format { path: String, source: FileError },
+    #[error("{path} is still being uploaded ({detail}); it is tried again on the next run")]
+    StillUploading { path: String, detail: String },
+    #[error("cannot write {key} to the destination: {detail}")]
+    Write { key: String, detail: String },
+    #[error(
+        "cannot spool to a temporary file: {detail}; check free space in the temporary folder (TMPDIR)"
+    )]
+    Spool { detail: String },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The result of one day in a pass.
+#[derive(Debug)]
+pub struct DayReport {
+    pub day: NaiveDate,
+    pub result: Result<FileOutcome, IngestError>,
+}
+
+/// The outcome of a pass.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub days: Vec<DayReport>,
+    /// Set when the source could not be opened; the days after it were not tried.
+    pub source_error: Option<SourceError>,
+    pub not_tried: Vec<NaiveDate>,
+}
+
+impl PassReport {
+    /// Whether anything failed or was missing.
+    pub fn is_success(&self) -> bool {
+        self.source_error.is_none()
+            && self.days.iter().all(
+                |d| matches!(&d.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { .. })),
+            )
+    }
+}
+
+/// Runs one pass over `days` with a connection opened on first need and reopened
+/// after a failure that broke it. If it cannot be opened the pass stops there:
+/// every later day would fail the same way.
+pub async fn run(ctx: &Context, days: &[NaiveDate]) -> PassReport {
+    let mut connection: Option<Box<dyn Source>> = None;
+    let mut report = PassReport::default();
+    for (index, &day) in days.iter().enumerate() {
+        let source = match &mut connection {
+            Some(source) => source,
+            None => match source::connect(&ctx.settings.source).await {
+                Ok(source) => connection.insert(source),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the source");
+                    report.source_error = Some(e);
+                    report.not_tried = days[index..].to_vec();
+                    return report;
+                }
+            },
+        };
+        let result = cdr::ingest_day(ctx, source.as_mut(), day).await;
+        log_result(day, &result);
+        if let Err(IngestError::Source(e)) = &result {
+            if e.breaks_connection() {
+                connection = None;
+            }
+        }
+        report.days.push(DayReport { day, result });
+    }
+    report
+}
+
+fn log_result(day: NaiveDate, result: &Result<FileOutcome, IngestError>) {
+    match result {
+        Ok(FileOutcome::Ingested(i)) => tracing::info!(
+            %day,
+            file = %i.path,
+            bytes = i.bytes,
+            rows = i.rows_written,
+            rejected = i.rows_rejected,
+            duplicates = i.duplicates_dropped,
+            seconds = format_args!("{:.2}", i.seconds),
+            "ingested"
+        ),
+        Ok(FileOutcome::Unchanged { path }) => {
+            tracing::info!(%day, file = %path, "already ingested (same size and time); nothing transferred")
+        }
+        Ok(FileOutcome::SameContent { path }) => {
+            tracing::info!(%day, file = %path, "new time but same content; ledger updated, output kept")
+        }
+        Ok(FileOutcome::NotThereYet { path }) => tracing::warn!(
+            %day,
+            file = %path,
+            "not on the server yet: the provider uploads each day's files at 01:00 GMT the next day"
+        ),
+        Err(e) => tracing::error!(%day, error = %e, "failed"),
+    }
+}

@@ -1,0 +1,53 @@
+//! Object keys: the output layout BI tools read, plus quarantine and state.
+//!
+//! ```text
+//! cdr/date=YYYY-MM-DD/<source day>.parquet        rows whose call is on that UTC date
+//! _quarantine/cdr/date=<source day>/<source day>.jsonl   rows set aside, one JSON object a line
+//! _state/ledger/cdr/<source day>.json             what was ingested from that source file
+//! ```
+//! Keys are derived from the data only (never the clock), so reruns are deterministic.
+
+use chrono::NaiveDate;
+use object_store::path::Path;
+
+use crate::model::Category;
+
+/// A Hive-style partition of one category for one call date, holding one object per source file.
+pub fn data_object(category: Category, call_date: NaiveDate, source_day: NaiveDate) -> Path {
+    Path::from(format!("{category}/date={call_date}/{source_day}.parquet"))
+}
+
+/// Where the rows set aside from one source file go.
+pub fn quarantine_object(category: Category, source_day: NaiveDate) -> Path {
+    Path::from(format!(
+        "_quarantine/{category}/date={source_day}/{source_day}.jsonl"
+    ))
+}
+
+/// The ledger entry of one source file.
+pub fn ledger_object(category: Category, source_day: NaiveDate) -> Path {
+    Path::from(format!("_state/ledger/{category}/{source_day}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let d = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let prev = d.pred_opt().unwrap();
+        assert_eq!(
+            data_object(Category::Cdr, prev, d).as_ref(),
+            "cdr/date=2024-02-29/2024-03-01.parquet"
+        );
+        assert_eq!(
+            quarantine_object(Category::Cdr, d).as_ref(),
+            "_quarantine/cdr/date=2024-03-01/2024-03-01.jsonl"
+        );
+        assert_eq!(
+            ledger_object(Category::Cdr, d).as_ref(),
+            "_state/ledger/cdr/2024-03-01.json"
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! Uploads that are all-or-nothing: an object appears under its key only when complete.
+//!
+//! Small files go up in one put, big ones as a multipart upload; both are atomic on
+//! every `object_store` backend (the local one writes a temporary file and renames).
+//! A failed upload is aborted so that no partial parts linger.
+
+use std::fs::File;
+use std::io::SeekFrom;
+use std::sync::Arc;
+
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+/// Buffer before switching to a multipart upload, and the size of each part.
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Copies a spooled file to `key`, returning its size.
+pub async fn upload_file(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+    file: File,
+) -> std::io::Result<u64> {
+    let mut file = tokio::fs::File::from_std(file);
+    file.seek(SeekFrom::Start(0)).await?;
+    let mut writer = BufWriter::with_capacity(Arc::clone(store), key.clone(), PART_BYTES);
+    let copied = async {
+        let n = tokio::io::copy(&mut file, &mut writer).await?;
+        writer.shutdown().await?;
+        Ok::<_, std::io::Error>(n)
+    }
+    .await;
+    if copied.is_err() {
+        // Best effort: the error that matters is the one we return.
+        let _ = writer.abort().await;
+    }
+    copied
+}
+
+/// Writes a small object in one atomic put.
+pub async fn put_bytes(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+    bytes: Vec<u8>,
+) -> object_store::Result<()> {
+    store.put(key, PutPayload::from(bytes)).await.map(|_| ())
+}

@@ -1,0 +1,106 @@
+//! Where the drop is read from: a small trait every protocol implements, plus the
+//! error type whose variants say what went wrong and what to check.
+
+pub mod ftps;
+mod tls;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+/// A file on the source with what the ledger compares: size and modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// Path relative to the login folder, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// Receives a download chunk by chunk, so no file is ever held in memory whole.
+#[async_trait]
+pub trait ChunkSink: Send {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+}
+
+/// A connected source. Methods take `&mut self`: one connection does one thing at a time.
+#[async_trait]
+pub trait Source: Send {
+    /// Size and time of `path`, or `None` when it is not there.
+    async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError>;
+    /// The files in `folder` (not recursive).
+    async fn list(&mut self, folder: &str) -> Result<Vec<RemoteFile>, SourceError>;
+    /// Streams `path` into `sink`, returning the number of bytes copied.
+    async fn download(&mut self, path: &str, sink: &mut dyn ChunkSink) -> Result<u64, SourceError>;
+}
+
+/// What went wrong talking to the source; each message names the server and what to check.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error(
+        "cannot connect to {endpoint}: {detail}; check source.url's host and port and that this machine can reach it"
+    )]
+    Connect { endpoint: String, detail: String },
+    #[error(
+        "{endpoint} did not answer within {seconds} s while {during}; check the network, or raise source.timeout_secs"
+    )]
+    Timeout {
+        endpoint: String,
+        during: String,
+        seconds: u64,
+    },
+    #[error(
+        "TLS verification of {endpoint} failed for the name {name:?}: {detail}; if the provider uses a private CA, set source.ca_file to its certificate (PEM)"
+    )]
+    Tls {
+        endpoint: String,
+        name: String,
+        detail: String,
+    },
+    #[error(
+        "{endpoint} refused the login of user {user:?} ({detail}); check the user name in source.url and the password"
+    )]
+    LoginRefused {
+        endpoint: String,
+        user: String,
+        detail: String,
+    },
+    #[error("{endpoint} refused {action} {path:?}: {detail}")]
+    Refused {
+        endpoint: String,
+        action: &'static str,
+        path: String,
+        detail: String,
+    },
+    #[error("the transfer of {path:?} from {endpoint} broke off: {detail}")]
+    Transfer {
+        endpoint: String,
+        path: String,
+        detail: String,
+    },
+    #[error("cannot set up TLS: {0}")]
+    TlsSetup(String),
+}
+
+impl SourceError {
+    /// Whether the connection is unusable afterwards and must be opened again.
+    pub fn breaks_connection(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Connect { .. }
+                | SourceError::Timeout { .. }
+                | SourceError::Transfer { .. }
+        )
+    }
+}
+
+/// Opens the source the settings describe.
+pub async fn connect(
+    settings: &crate::config::SourceSettings,
+) -> Result<Box<dyn Source>, SourceError> {
+    match settings.protocol {
+        crate::config::SourceProtocol::Ftps => {
+            Ok(Box::new(ftps::FtpsSource::connect(settings).await?))
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! What has been ingested, kept in the destination itself so a container needs no volume.
+
+pub mod ledger;

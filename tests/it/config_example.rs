@@ -1,0 +1,40 @@
+//! `config/example.toml` is the reference for every key: it must parse, and the
+//! command line must report every problem in a bad file at once.
+
+use std::process::Command;
+
+use cdr_ingest::config::Settings;
+
+#[test]
+fn the_example_config_parses() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+        .unwrap();
+    let env = |name: &str| (name == "CDR_INGEST_SOURCE_PASSWORD").then(|| "x".to_string());
+    let settings = Settings::parse(&text, &env).unwrap_or_else(|issues| panic!("{issues:?}"));
+    assert_eq!(settings.source.host, "ftp.provider.example");
+    assert_eq!(settings.source.folders.cdrs, "CDRs");
+}
+
+#[test]
+fn validate_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[source]\nurl = \"ftp://u@h\"\ntimeout_secs = -1\ncolour = 1\n[destination]\nurl = \"gopher://x\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+        .args(["validate", "--config", file.to_str().unwrap()])
+        .env_remove("CDR_INGEST_SOURCE_PASSWORD")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for key in [
+        "source.url",
+        "source.timeout_secs",
+        "source.colour",
+        "source.password_env",
+        "destination.url",
+    ] {
+        assert!(stderr.contains(key), "{key} missing from: {stderr}");
+    }
+    assert!(stderr.contains("has 5 problems"), "{stderr}");
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real binary against real servers started by `scripts/test.sh`.
+
+mod config_example;
+mod ftps_end_to_end;
+mod util;

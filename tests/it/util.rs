@@ -1,0 +1,182 @@
+//! Shared helpers: the test servers' coordinates, a per-test remote folder and
+//! destination, running the binary, and reading the output back.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// The vsftpd server started by `scripts/test.sh`.
+pub struct Ftps {
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub root: PathBuf,
+    pub ca_file: PathBuf,
+    pub untrusted_ca_file: PathBuf,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test.sh, which starts the test servers"))
+}
+
+pub fn ftps() -> Ftps {
+    Ftps {
+        port: env("CDR_TEST_FTPS_PORT").parse().expect("a port number"),
+        user: env("CDR_TEST_FTPS_USER"),
+        password: env("CDR_TEST_FTPS_PASSWORD"),
+        root: env("CDR_TEST_FTPS_ROOT").into(),
+        ca_file: env("CDR_TEST_CA_FILE").into(),
+        untrusted_ca_file: env("CDR_TEST_UNTRUSTED_CA_FILE").into(),
+    }
+}
+
+/// One test's own remote folder on the shared server and its own destination.
+pub struct Case {
+    pub server: Ftps,
+    pub name: String,
+    pub remote: PathBuf,
+    pub work: tempfile::TempDir,
+}
+
+impl Case {
+    pub fn new(name: &str) -> Case {
+        let server = ftps();
+        let remote = server.root.join(name);
+        let _ = std::fs::remove_dir_all(&remote);
+        std::fs::create_dir_all(remote.join("CDRs")).unwrap();
+        Case {
+            server,
+            name: name.to_string(),
+            remote,
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Where the output goes (a `file://` destination).
+    pub fn out(&self) -> PathBuf {
+        self.work.path().join("out")
+    }
+
+    /// Puts a CDR file on the server with the modification time the provider would give it.
+    pub fn put_cdr(&self, day: &str, content: &[u8], modified: SystemTime) {
+        let path = self.remote.join("CDRs").join(format!("{day}.csv"));
+        std::fs::write(&path, content).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+
+    /// How many times vsftpd has sent this case's file of `day` (from its transfer log).
+    pub fn downloads_of(&self, day: &str) -> usize {
+        let log = PathBuf::from(env("CDR_TEST_WORK_DIR")).join("xferlog");
+        let needle = format!("/{}/CDRs/{day}.csv ", self.name);
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .count()
+    }
+
+    /// Writes a config file; `source_extra` lines are added to `[source]`.
+    pub fn config(&self, source_extra: &str) -> PathBuf {
+        let path = self.work.path().join("config.toml");
+        let text = format!(
+            "[source]\nurl = \"ftps://{user}@localhost:{port}\"\nca_file = \"{ca}\"\ncdrs = \"{name}/CDRs\"\ntimeout_secs = 10\n{source_extra}\n[destination]\nurl = \"file://{out}\"\n",
+            user = self.server.user,
+            port = self.server.port,
+            ca = self.server.ca_file.display(),
+            name = self.name,
+            out = self.out().display(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs the binary with the right password in the environment.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_password(args, &self.server.password)
+    }
+
+    pub fn run_with_password(&self, args: &[&str], password: &str) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args(args)
+            .env("CDR_INGEST_SOURCE_PASSWORD", password)
+            .env("CDR_INGEST_LOG_FORMAT", "text")
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        Run::from(output)
+    }
+}
+
+/// What one run of the binary printed and how it exited.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A fixed point in time, so the tests do not depend on the clock.
+pub fn at(unix_seconds: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(unix_seconds)
+}
+
+/// Every file under `dir`, relative and sorted, with its bytes.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// All record batches of a Parquet file.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
