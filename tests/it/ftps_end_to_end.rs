@@ -463,3 +463,33 @@ fn validate_connect_logs_in_and_lists_the_folders() {
     assert!(online.stdout.contains("CDRs/: 1 files"), "{online:?}");
     assert!(online.stderr.contains("cannot list"), "{online:?}");
 }
+
+#[test]
+fn a_server_that_never_answers_times_out_with_a_clear_error() {
+    // Accepts the connection, then says nothing: the FTP greeting never comes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || listener.accept().map(|(socket, _)| socket));
+    let case = Case::new("silent-server");
+    let config = case.config("");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!(":{}\"", case.server.port), &format!(":{port}\""))
+        .replace("timeout_secs = 10", "timeout_secs = 1");
+    std::fs::write(&config, text).unwrap();
+    let run = case.run(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--date",
+        "2024-03-01",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "localhost:{port} did not answer within 1 s while waiting for the FTP greeting"
+        )),
+        "{run:?}"
+    );
+    drop(holder.join());
+}
