@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigErrors, Settings};
+use crate::generate;
 use crate::pipeline::{self, Context, FileOutcome, PassReport};
 use crate::sink::destination;
 use crate::source;
@@ -62,6 +63,31 @@ pub enum Command {
         /// Also connect to the source, log in and list its folders.
         #[arg(long)]
         connect: bool,
+    },
+    /// Write a realistic fake drop (CDRs, queue zips, recordings) into a folder, for
+    /// trying the worker out, tests and benchmarks. Same seed, same bytes.
+    Generate {
+        /// Folder to write the drop into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: NaiveDate,
+        /// Last day, inclusive.
+        #[arg(long)]
+        to: NaiveDate,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Calls per day in the CDR file.
+        #[arg(long, default_value_t = 500)]
+        rows_per_day: usize,
+        /// Recordings per day (default: one per answered call with a user).
+        #[arg(long)]
+        recordings_per_day: Option<usize>,
+        /// Add the provider's quirks: BOM + CRLF, repeated rows from the day before,
+        /// bad and duplicate rows, an extra column, stray files among the recordings.
+        #[arg(long)]
+        quirks: bool,
     },
 }
 
@@ -120,6 +146,36 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             run(settings, &days).await
         }
         Command::Validate { config, connect } => validate(&config.config, connect).await,
+        Command::Generate {
+            out,
+            from,
+            to,
+            seed,
+            rows_per_day,
+            recordings_per_day,
+            quirks,
+        } => {
+            let mut spec = generate::DropSpec::new(seed, from, to);
+            spec.cdr_rows_per_day = rows_per_day;
+            spec.recordings_per_day = recordings_per_day;
+            if quirks {
+                spec.quirks = generate::Quirks::all();
+            }
+            let manifest = tokio::task::spawn_blocking(move || {
+                generate::write_drop(&out, &spec).map(|m| (m, out))
+            })
+            .await?
+            .map_err(|e| UsageError(format!("cannot write the drop: {e}")))?;
+            let (manifest, out) = manifest;
+            let rows: usize = manifest.days.iter().map(|d| d.cdr_rows).sum();
+            let recordings: usize = manifest.days.iter().map(|d| d.recordings.len()).sum();
+            println!(
+                "wrote {} day(s) to {}: {rows} CDR rows, {recordings} recordings",
+                manifest.days.len(),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
     }
 }
 

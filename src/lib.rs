@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod formats;
+pub mod generate;
 pub mod model;
 pub mod pipeline;
 pub mod sink;

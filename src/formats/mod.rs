@@ -4,3 +4,4 @@
 pub mod cdr_csv;
 mod crlf;
 pub mod fields;
+pub mod table;

@@ -1,9 +1,7 @@
 //! Typed records and the small value types shared by parsers, sinks and the ledger.
 
-mod cdr;
 mod values;
 
-pub use cdr::CdrRecord;
 pub use values::{DECIMAL_PRECISION, DECIMAL_SCALE, Decimal, TimestampMicros};
 
 use std::fmt;

@@ -2,22 +2,18 @@
 //! write Parquet per call date and the quarantine → commit the ledger entry.
 
 use std::fs::File;
-use std::io::Read;
 use std::time::Instant;
 
 use chrono::NaiveDate;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use super::dedup::{IdSet, Seen};
+use super::parse::parse;
 use super::transfer;
 use super::{Context, FileOutcome, IngestError, Ingested};
-use crate::formats::cdr_csv::{self, FileError, Header};
+use crate::formats::cdr_csv::CDR;
 use crate::model::Category;
-use crate::sink::cdr_parquet::CdrBatch;
 use crate::sink::layout;
-use crate::sink::partitioned::{Part, PartitionedWriter};
-use crate::sink::quarantine::{QuarantineEntry, QuarantineWriter};
 use crate::sink::upload::upload_file;
 use crate::source::{RemoteFile, Source};
 use crate::state::ledger::{FORMAT_VERSION, LedgerEntry};
@@ -47,7 +43,7 @@ pub async fn ingest_day(
     let started = Instant::now();
     let (mut sink, reader) = transfer::channel();
     let source_file = path.clone();
-    let parser = tokio::task::spawn_blocking(move || parse(reader, &source_file));
+    let parser = tokio::task::spawn_blocking(move || parse(&CDR, reader, &source_file));
     let downloaded = source.download(&path, &mut sink).await;
     let (bytes, sha256) = sink.finish();
     let parsed = parser
@@ -105,12 +101,12 @@ pub async fn ingest_day(
     }
 
     for part in parsed.parts {
-        let key = layout::data_object(Category::Cdr, part.date, day);
+        let key = layout::data_object(parsed.table.dataset, part.date, day);
         upload(ctx, &key, part.file).await?;
         entry.outputs.push(key.to_string());
     }
     if let Some(file) = parsed.quarantine {
-        let key = layout::quarantine_object(Category::Cdr, day);
+        let key = layout::quarantine_object(parsed.table.dataset, day);
         upload(ctx, &key, file).await?;
         entry.quarantine = Some(key.to_string());
     }
@@ -169,90 +165,4 @@ async fn remove_stale(
         }
     }
     Ok(())
-}
-
-/// What parsing one file produced, still in temporary files.
-pub struct Parsed {
-    pub parts: Vec<Part>,
-    pub quarantine: Option<File>,
-    pub rows_written: u64,
-    pub quarantined: u64,
-    pub duplicates_dropped: u64,
-    pub unknown_columns: Vec<String>,
-}
-
-/// Why a file could not be parsed or spooled.
-#[derive(Debug)]
-pub enum ParseError {
-    Format(FileError),
-    Spool(String),
-}
-
-impl ParseError {
-    fn with_path(self, path: &str) -> IngestError {
-        match self {
-            ParseError::Format(source) => IngestError::Format {
-                path: path.to_string(),
-                source,
-            },
-            ParseError::Spool(detail) => IngestError::Spool { detail },
-        }
-    }
-}
-
-/// Parses a CDR file into per-date Parquet files, deduplicating by id.
-pub fn parse(input: impl Read, source_file: &str) -> Result<Parsed, ParseError> {
-    let mut writer: PartitionedWriter<CdrBatch> = PartitionedWriter::new();
-    let mut quarantine = QuarantineWriter::new();
-    let mut ids = IdSet::default();
-    let mut duplicates_dropped = 0;
-    let mut unknown_columns = Vec::new();
-    let on_header = |header: &Header| -> Result<(), String> {
-        unknown_columns.clone_from(&header.unknown);
-        Ok(())
-    };
-    let set_aside = |quarantine: &mut QuarantineWriter, line: u64, raw: String, reason: String| {
-        quarantine
-            .push(&QuarantineEntry {
-                file: source_file.to_string(),
-                line,
-                reason,
-                raw,
-            })
-            .map_err(|e| e.to_string())
-    };
-    let result = cdr_csv::read(input, on_header, |row, raw| match row {
-        Err(rejected) => set_aside(&mut quarantine, rejected.line, rejected.raw, rejected.reason),
-        Ok((record, fingerprint)) => match ids.check(record.id, fingerprint) {
-            Seen::First => writer
-                .push(record.calldate.utc_date(), |batch| batch.push(&record, source_file))
-                .map_err(|e| e.to_string()),
-            Seen::Identical => {
-                duplicates_dropped += 1;
-                Ok(())
-            }
-            Seen::Conflicting => set_aside(
-                &mut quarantine,
-                record.line,
-                cdr_csv::reencode(raw),
-                format!("id {:?} appeared earlier in the file with different values; the first row was kept", record.id),
-            ),
-        },
-    })
-    .map_err(ParseError::Format)?;
-    result.map_err(ParseError::Spool)?;
-    let rows_written = writer.rows();
-    let quarantined = quarantine.count();
-    Ok(Parsed {
-        parts: writer
-            .finish()
-            .map_err(|e| ParseError::Spool(e.to_string()))?,
-        quarantine: quarantine
-            .finish()
-            .map_err(|e| ParseError::Spool(e.to_string()))?,
-        rows_written,
-        quarantined,
-        duplicates_dropped,
-        unknown_columns,
-    })
 }

@@ -4,6 +4,7 @@
 
 pub mod cdr;
 mod dedup;
+mod parse;
 mod transfer;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use object_store::ObjectStore;
 use thiserror::Error;
 
 use crate::config::Settings;
-use crate::formats::cdr_csv::FileError;
+use crate::formats::table::FileError;
 use crate::source::{self, Source, SourceError};
 use crate::state::ledger::{Ledger, LedgerError};
 

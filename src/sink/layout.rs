@@ -12,15 +12,15 @@ use object_store::path::Path;
 
 use crate::model::Category;
 
-/// A Hive-style partition of one category for one call date, holding one object per source file.
-pub fn data_object(category: Category, call_date: NaiveDate, source_day: NaiveDate) -> Path {
-    Path::from(format!("{category}/date={call_date}/{source_day}.parquet"))
+/// A Hive-style partition of one dataset for one call date, holding one object per source file.
+pub fn data_object(dataset: &str, call_date: NaiveDate, source_day: NaiveDate) -> Path {
+    Path::from(format!("{dataset}/date={call_date}/{source_day}.parquet"))
 }
 
 /// Where the rows set aside from one source file go.
-pub fn quarantine_object(category: Category, source_day: NaiveDate) -> Path {
+pub fn quarantine_object(dataset: &str, source_day: NaiveDate) -> Path {
     Path::from(format!(
-        "_quarantine/{category}/date={source_day}/{source_day}.jsonl"
+        "_quarantine/{dataset}/date={source_day}/{source_day}.jsonl"
     ))
 }
 
@@ -38,11 +38,11 @@ mod tests {
         let d = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
         let prev = d.pred_opt().unwrap();
         assert_eq!(
-            data_object(Category::Cdr, prev, d).as_ref(),
+            data_object("cdr", prev, d).as_ref(),
             "cdr/date=2024-02-29/2024-03-01.parquet"
         );
         assert_eq!(
-            quarantine_object(Category::Cdr, d).as_ref(),
+            quarantine_object("cdr", d).as_ref(),
             "_quarantine/cdr/date=2024-03-01/2024-03-01.jsonl"
         );
         assert_eq!(

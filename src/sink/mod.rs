@@ -1,9 +1,9 @@
 //! Everything that writes to the destination: where objects go, how Parquet is built,
 //! and how finished files are uploaded so that readers never see half an object.
 
-pub mod cdr_parquet;
 pub mod destination;
 pub mod layout;
 pub mod partitioned;
 pub mod quarantine;
+pub mod table_parquet;
 pub mod upload;

@@ -4,29 +4,19 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
+use super::table_parquet::{TableBatch, schema};
+use crate::formats::table::Table;
+
 /// Rows per Arrow batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 32 * 1024;
 /// Rows per row group: bounds the encoded data the writer holds before flushing.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
-
-/// Accumulates typed rows column by column.
-pub trait BatchBuilder: Default {
-    fn schema() -> SchemaRef;
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Hands over the rows gathered so far and starts afresh.
-    fn take(&mut self) -> RecordBatch;
-}
 
 /// One finished partition file, ready to upload.
 #[derive(Debug)]
@@ -36,26 +26,21 @@ pub struct Part {
     pub rows: u64,
 }
 
-struct Open<B> {
-    builder: B,
+struct Open {
+    builder: TableBatch,
     writer: ArrowWriter<File>,
     rows: u64,
 }
 
-/// Writes rows into per-date Parquet files.
-pub struct PartitionedWriter<B: BatchBuilder> {
+/// Writes one table's rows into per-date Parquet files.
+pub struct PartitionedWriter {
+    table: &'static Table,
     props: WriterProperties,
-    open: BTreeMap<NaiveDate, Open<B>>,
+    open: BTreeMap<NaiveDate, Open>,
 }
 
-impl<B: BatchBuilder> Default for PartitionedWriter<B> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<B: BatchBuilder> PartitionedWriter<B> {
-    pub fn new() -> Self {
+impl PartitionedWriter {
+    pub fn new(table: &'static Table) -> Self {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(3).expect("valid zstd level"),
@@ -65,20 +50,26 @@ impl<B: BatchBuilder> PartitionedWriter<B> {
             .set_created_by("cdr-ingest".to_string())
             .build();
         PartitionedWriter {
+            table,
             props,
             open: BTreeMap::new(),
         }
     }
 
     /// Adds one row to the file of `date`.
-    pub fn push(&mut self, date: NaiveDate, add: impl FnOnce(&mut B)) -> Result<(), ParquetError> {
+    pub fn push(
+        &mut self,
+        date: NaiveDate,
+        add: impl FnOnce(&mut TableBatch),
+    ) -> Result<(), ParquetError> {
         let part = match self.open.entry(date) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
-                let writer = ArrowWriter::try_new(file, B::schema(), Some(self.props.clone()))?;
+                let writer =
+                    ArrowWriter::try_new(file, schema(self.table), Some(self.props.clone()))?;
                 e.insert(Open {
-                    builder: B::default(),
+                    builder: TableBatch::new(self.table),
                     writer,
                     rows: 0,
                 })

@@ -493,3 +493,48 @@ fn a_server_that_never_answers_times_out_with_a_clear_error() {
     );
     drop(holder.join());
 }
+
+#[test]
+fn a_generated_drop_with_quirks_lands_with_the_counts_the_generator_knows() {
+    use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
+    let case = Case::new("generated");
+    let from = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+    let to = chrono::NaiveDate::from_ymd_opt(2024, 3, 3).unwrap();
+    let mut spec = DropSpec::new(7, from, to);
+    spec.recordings_per_day = Some(0);
+    spec.queue = false;
+    spec.quirks = Quirks::all();
+    let manifest = write_drop(&case.remote, &spec).unwrap();
+    let config = case.config("");
+    let run = case.run(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-03",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for day in &manifest.days {
+        let ledger: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                case.out()
+                    .join(format!("_state/ledger/cdr/{}.json", day.date)),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ledger["rows_written"], day.cdr_unique_ids, "{}", day.date);
+        assert_eq!(ledger["rows_rejected"], day.cdr_bad_rows, "{}", day.date);
+        assert_eq!(
+            ledger["duplicates_dropped"], day.cdr_identical_duplicates,
+            "{}",
+            day.date
+        );
+    }
+    assert!(
+        run.stderr.contains("unknown column ignored") && run.stderr.contains("x_custom"),
+        "{run:?}"
+    );
+}

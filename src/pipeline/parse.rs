@@ -1,0 +1,106 @@
+//! Parsing one CSV into per-date Parquet files and a quarantine, deduplicating by id.
+//! Runs on a blocking thread; everything it produces is still in temporary files.
+
+use std::fs::File;
+use std::io::Read;
+
+use super::IngestError;
+use super::dedup::{IdSet, Seen};
+use crate::formats::table::{self, FileError, Header, Table};
+use crate::sink::partitioned::{Part, PartitionedWriter};
+use crate::sink::quarantine::{QuarantineEntry, QuarantineWriter};
+
+/// What parsing one file produced.
+pub struct Parsed {
+    pub table: &'static Table,
+    pub parts: Vec<Part>,
+    pub quarantine: Option<File>,
+    pub rows_written: u64,
+    pub quarantined: u64,
+    pub duplicates_dropped: u64,
+    pub unknown_columns: Vec<String>,
+}
+
+/// Why a file could not be parsed or spooled.
+#[derive(Debug)]
+pub enum ParseError {
+    Format(FileError),
+    Spool(String),
+}
+
+impl ParseError {
+    pub fn with_path(self, path: &str) -> IngestError {
+        match self {
+            ParseError::Format(source) => IngestError::Format {
+                path: path.to_string(),
+                source,
+            },
+            ParseError::Spool(detail) => IngestError::Spool { detail },
+        }
+    }
+}
+
+/// Parses `input` as `table`; `source_file` is recorded in every row and quarantine entry.
+pub fn parse(
+    table: &'static Table,
+    input: impl Read,
+    source_file: &str,
+) -> Result<Parsed, ParseError> {
+    let mut writer = PartitionedWriter::new(table);
+    let mut quarantine = QuarantineWriter::new();
+    let mut ids = IdSet::default();
+    let mut duplicates_dropped = 0;
+    let mut unknown_columns = Vec::new();
+    let on_header = |header: &Header| -> Result<(), String> {
+        unknown_columns.clone_from(&header.unknown);
+        Ok(())
+    };
+    let set_aside = |quarantine: &mut QuarantineWriter, line: u64, raw: String, reason: String| {
+        quarantine
+            .push(&QuarantineEntry {
+                file: source_file.to_string(),
+                line,
+                reason,
+                raw,
+            })
+            .map_err(|e| e.to_string())
+    };
+    let result = table::read(table, input, on_header, |row, raw| match row {
+        Err(rejected) => set_aside(&mut quarantine, rejected.line, rejected.raw, rejected.reason),
+        Ok(row) => match ids.check(row.id, row.fingerprint) {
+            Seen::First => writer
+                .push(row.date.utc_date(), |batch| batch.push(&row, source_file))
+                .map_err(|e| e.to_string()),
+            Seen::Identical => {
+                duplicates_dropped += 1;
+                Ok(())
+            }
+            Seen::Conflicting => set_aside(
+                &mut quarantine,
+                row.line,
+                table::reencode(raw),
+                format!(
+                    "id {:?} appeared earlier in the file with different values; the first row was kept",
+                    row.id
+                ),
+            ),
+        },
+    })
+    .map_err(ParseError::Format)?;
+    result.map_err(ParseError::Spool)?;
+    let rows_written = writer.rows();
+    let quarantined = quarantine.count();
+    Ok(Parsed {
+        table,
+        parts: writer
+            .finish()
+            .map_err(|e| ParseError::Spool(e.to_string()))?,
+        quarantine: quarantine
+            .finish()
+            .map_err(|e| ParseError::Spool(e.to_string()))?,
+        rows_written,
+        quarantined,
+        duplicates_dropped,
+        unknown_columns,
+    })
+}
