@@ -278,11 +278,7 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
     let mut source = source::connect(&settings.source)
         .await
         .with_context(|| format!("connecting to {}", settings.source.endpoint()))?;
-    println!(
-        "logged in to {} as {}",
-        settings.source.endpoint(),
-        settings.source.user
-    );
+    println!("connected to {}", settings.source.endpoint());
     let folders = &settings.source.folders;
     let mut missing = Vec::new();
     for folder in [&folders.cdrs, &folders.queue_calls, &folders.recordings] {

@@ -23,17 +23,18 @@ pub struct Settings {
     pub destination: DestinationSettings,
 }
 
-/// Which protocol the source speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceProtocol {
-    /// Explicit FTP over TLS (`AUTH TLS` on the plain port).
-    Ftps,
+/// Where the drop is read from.
+#[derive(Debug, Clone)]
+pub enum SourceEndpoint {
+    /// The provider's server, explicit FTP over TLS (`AUTH TLS` on the plain port).
+    Ftps(FtpsSettings),
+    /// A local or mounted folder in the same layout (`file:///path`).
+    LocalDir(PathBuf),
 }
 
-/// The provider's server and where the drop lives on it.
+/// How to reach and trust an FTPS server.
 #[derive(Debug, Clone)]
-pub struct SourceSettings {
-    pub protocol: SourceProtocol,
+pub struct FtpsSettings {
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -42,15 +43,24 @@ pub struct SourceSettings {
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate (warned about on every run).
     pub insecure_skip_tls_verify: bool,
+}
+
+/// The provider's server and where the drop lives on it.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub endpoint: SourceEndpoint,
     /// Limit for connecting and for each command or read.
     pub timeout: Duration,
     pub folders: RemoteFolders,
 }
 
 impl SourceSettings {
-    /// `host:port` for messages (never the password).
+    /// `host:port` or the folder, for messages (never the password).
     pub fn endpoint(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        match &self.endpoint {
+            SourceEndpoint::Ftps(ftps) => format!("{}:{}", ftps.host, ftps.port),
+            SourceEndpoint::LocalDir(root) => root.display().to_string(),
+        }
     }
 }
 
@@ -155,33 +165,69 @@ fn read_source(
         recordings: folder(s, "recordings", "recordings"),
     };
 
-    if let Some(ca) = &ca_file {
-        if !ca.is_file() {
-            s.issue(
-                "ca_file",
-                format!("{} is not a readable file", ca.display()),
-            );
+    let Some(url) = url else {
+        s.issue(
+            "url",
+            "is required, e.g. \"ftps://user@ftp.example.com:21\"",
+        );
+        return None;
+    };
+    let Ok(url) = Url::parse(&url) else {
+        s.issue(
+            "url",
+            "is not a URL; expected \"ftps://user@host:21\" or \"file:///path\"",
+        );
+        return None;
+    };
+    let endpoint = match url.scheme() {
+        "ftps" => {
+            if let Some(ca) = &ca_file {
+                if !ca.is_file() {
+                    s.issue(
+                        "ca_file",
+                        format!("{} is not a readable file", ca.display()),
+                    );
+                }
+            }
+            let password = read_password(s, env, password_env, password_file);
+            let (host, port, user) = parse_ftps_url(s, &url)?;
+            SourceEndpoint::Ftps(FtpsSettings {
+                host,
+                port,
+                user,
+                password: password?,
+                ca_file,
+                insecure_skip_tls_verify: insecure,
+            })
         }
-    }
-    let password = read_password(s, env, password_env, password_file);
-    let (protocol, host, port, user) = match url {
-        None => {
+        "file" => match url.to_file_path() {
+            Ok(root) if root.is_dir() => SourceEndpoint::LocalDir(root),
+            Ok(root) => {
+                s.issue("url", format!("{} is not a folder", root.display()));
+                return None;
+            }
+            Err(()) => {
+                s.issue(
+                    "url",
+                    "a file:// URL needs an absolute path, e.g. file:///srv/drop",
+                );
+                return None;
+            }
+        },
+        "ftp" => {
+            s.issue("url", "plain ftp:// is not allowed: the provider requires explicit FTP over TLS; use ftps://");
+            return None;
+        }
+        other => {
             s.issue(
                 "url",
-                "is required, e.g. \"ftps://user@ftp.example.com:21\"",
+                format!("scheme {other}:// is not supported; use ftps:// or file://"),
             );
             return None;
         }
-        Some(url) => parse_source_url(s, &url)?,
     };
     Some(SourceSettings {
-        protocol,
-        host,
-        port,
-        user,
-        password: password?,
-        ca_file,
-        insecure_skip_tls_verify: insecure,
+        endpoint,
         timeout: Duration::from_secs(timeout as u64),
         folders,
     })
@@ -199,28 +245,7 @@ fn folder(s: &mut Section<'_>, key: &str, default: &str) -> String {
     trimmed
 }
 
-fn parse_source_url(
-    s: &mut Section<'_>,
-    text: &str,
-) -> Option<(SourceProtocol, String, u16, String)> {
-    let Ok(url) = Url::parse(text) else {
-        s.issue("url", "is not a URL; expected \"ftps://user@host:21\"");
-        return None;
-    };
-    let protocol = match url.scheme() {
-        "ftps" => SourceProtocol::Ftps,
-        "ftp" => {
-            s.issue("url", "plain ftp:// is not allowed: the provider requires explicit FTP over TLS; use ftps://");
-            return None;
-        }
-        other => {
-            s.issue(
-                "url",
-                format!("scheme {other}:// is not supported; use ftps://"),
-            );
-            return None;
-        }
-    };
+fn parse_ftps_url(s: &mut Section<'_>, url: &Url) -> Option<(String, u16, String)> {
     if url.password().is_some() {
         // Never echo the URL back: it holds the secret.
         s.issue(
@@ -241,7 +266,7 @@ fn parse_source_url(
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    Some((protocol, host, url.port().unwrap_or(21), user))
+    Some((host, url.port().unwrap_or(21), user))
 }
 
 fn percent_decode(text: &str) -> String {
@@ -331,10 +356,13 @@ mod tests {
             &env_with_password,
         )
         .unwrap();
-        assert_eq!(settings.source.host, "ftp.example.com");
-        assert_eq!(settings.source.port, 21);
-        assert_eq!(settings.source.user, "drop");
-        assert_eq!(settings.source.password.expose(), "s3cret");
+        let SourceEndpoint::Ftps(ftps) = &settings.source.endpoint else {
+            panic!("an FTPS source");
+        };
+        assert_eq!(ftps.host, "ftp.example.com");
+        assert_eq!(ftps.port, 21);
+        assert_eq!(ftps.user, "drop");
+        assert_eq!(ftps.password.expose(), "s3cret");
         assert_eq!(settings.source.folders.cdrs, "CDRs");
         assert_eq!(settings.source.timeout, Duration::from_secs(30));
     }
@@ -342,7 +370,7 @@ mod tests {
     #[test]
     fn all_problems_are_reported_together() {
         let issues = Settings::parse(
-            "[source]\nurl = \"ftp://drop@h\"\ntimeout_secs = 0\ncolour = 1\n[destination]\nurl = \"gopher://x\"\n",
+            "[source]\nurl = \"ftps://h\"\ntimeout_secs = 0\ncolour = 1\n[destination]\nurl = \"gopher://x\"\n",
             &|_| None,
         )
         .unwrap_err();

@@ -36,20 +36,23 @@ impl<R: BufRead> Read for CrlfToLf<R> {
             }
             let mut used = 0;
             while used < available.len() && written < out.len() {
-                let byte = available[used];
-                if std::mem::take(&mut self.pending_cr) && byte != b'\n' {
+                if std::mem::take(&mut self.pending_cr) && available[used] != b'\n' {
                     // A lone `\r`: emit it, then look at this byte again.
                     out[written] = b'\r';
                     written += 1;
                     continue;
                 }
-                if byte == b'\r' {
-                    self.pending_cr = true;
-                } else {
-                    out[written] = byte;
-                    written += 1;
-                }
-                used += 1;
+                // Copy everything up to the next `\r` in one go.
+                let limit = (available.len() - used).min(out.len() - written);
+                let chunk = &available[used..used + limit];
+                let (copy, skip_cr) = match memchr::memchr(b'\r', chunk) {
+                    Some(i) => (i, 1),
+                    None => (limit, 0),
+                };
+                out[written..written + copy].copy_from_slice(&chunk[..copy]);
+                written += copy;
+                used += copy + skip_cr;
+                self.pending_cr = skip_cr == 1;
             }
             self.inner.consume(used);
         }

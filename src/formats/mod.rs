@@ -4,4 +4,6 @@
 pub mod cdr_csv;
 mod crlf;
 pub mod fields;
+pub mod queue_csv;
+pub mod queue_zip;
 pub mod table;

@@ -43,7 +43,8 @@ pub async fn ingest_day(
     let started = Instant::now();
     let (mut sink, reader) = transfer::channel();
     let source_file = path.clone();
-    let parser = tokio::task::spawn_blocking(move || parse(&CDR, reader, &source_file));
+    let size = remote.size;
+    let parser = tokio::task::spawn_blocking(move || parse(&CDR, reader, &source_file, size));
     let downloaded = source.download(&path, &mut sink).await;
     let (bytes, sha256) = sink.finish();
     let parsed = parser

@@ -40,15 +40,21 @@ impl ParseError {
     }
 }
 
-/// Parses `input` as `table`; `source_file` is recorded in every row and quarantine entry.
+/// Bytes per row assumed when sizing the duplicate check from a file's size; the
+/// provider's rows are about 140 bytes, so this errs on the side of room.
+const BYTES_PER_ROW_ESTIMATE: u64 = 100;
+
+/// Parses `input` as `table`; `source_file` is recorded in every row and quarantine
+/// entry; `size` (the file's size in bytes, if known) sizes the duplicate check.
 pub fn parse(
     table: &'static Table,
     input: impl Read,
     source_file: &str,
+    size: u64,
 ) -> Result<Parsed, ParseError> {
     let mut writer = PartitionedWriter::new(table);
     let mut quarantine = QuarantineWriter::new();
-    let mut ids = IdSet::default();
+    let mut ids = IdSet::with_capacity((size / BYTES_PER_ROW_ESTIMATE) as usize);
     let mut duplicates_dropped = 0;
     let mut unknown_columns = Vec::new();
     let on_header = |header: &Header| -> Result<(), String> {

@@ -1,14 +1,21 @@
 //! Rows split by call date into one Parquet file per date, spooled to anonymous
 //! temporary files so memory stays bounded whatever the input size.
+//!
+//! Rows are gathered into Arrow batches on the caller's thread and encoded to Parquet
+//! on a thread of its own, so parsing and compression run on two cores at once.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
+use arrow_array::RecordBatch;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::table_parquet::{TableBatch, schema};
 use crate::formats::table::Table;
@@ -17,6 +24,8 @@ use crate::formats::table::Table;
 const BATCH_ROWS: usize = 32 * 1024;
 /// Rows per row group: bounds the encoded data the writer holds before flushing.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Batches waiting for the encoder; more would only hold memory.
+const QUEUED_BATCHES: usize = 2;
 
 /// One finished partition file, ready to upload.
 #[derive(Debug)]
@@ -26,33 +35,28 @@ pub struct Part {
     pub rows: u64,
 }
 
-struct Open {
-    builder: TableBatch,
-    writer: ArrowWriter<File>,
-    rows: u64,
-}
-
 /// Writes one table's rows into per-date Parquet files.
 pub struct PartitionedWriter {
     table: &'static Table,
-    props: WriterProperties,
-    open: BTreeMap<NaiveDate, Open>,
+    open: BTreeMap<NaiveDate, (TableBatch, u64)>,
+    batches: SyncSender<(NaiveDate, RecordBatch)>,
+    encoder: Option<JoinHandle<Encoded>>,
 }
+
+type Encoded = Result<BTreeMap<NaiveDate, File>, ParquetError>;
 
 impl PartitionedWriter {
     pub fn new(table: &'static Table) -> Self {
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid zstd level"),
-            ))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            // No library version in the file: the same rows give the same bytes across upgrades.
-            .set_created_by("cdr-ingest".to_string())
-            .build();
+        let (batches, received) = sync_channel(QUEUED_BATCHES);
+        let encoder = std::thread::Builder::new()
+            .name("parquet-encoder".into())
+            .spawn(move || encode(table, received))
+            .expect("a thread can be started");
         PartitionedWriter {
             table,
-            props,
             open: BTreeMap::new(),
+            batches,
+            encoder: Some(encoder),
         }
     }
 
@@ -62,46 +66,111 @@ impl PartitionedWriter {
         date: NaiveDate,
         add: impl FnOnce(&mut TableBatch),
     ) -> Result<(), ParquetError> {
-        let part = match self.open.entry(date) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
-                let writer =
-                    ArrowWriter::try_new(file, schema(self.table), Some(self.props.clone()))?;
-                e.insert(Open {
-                    builder: TableBatch::new(self.table),
-                    writer,
-                    rows: 0,
-                })
+        let table = self.table;
+        let (builder, rows) = self
+            .open
+            .entry(date)
+            .or_insert_with(|| (TableBatch::new(table), 0));
+        add(builder);
+        *rows += 1;
+        if builder.len() >= BATCH_ROWS {
+            let batch = builder.take();
+            if self.batches.send((date, batch)).is_err() {
+                return Err(self.join().err().unwrap_or_else(|| {
+                    ParquetError::General("the Parquet encoder stopped".into())
+                }));
             }
-        };
-        add(&mut part.builder);
-        part.rows += 1;
-        if part.builder.len() >= BATCH_ROWS {
-            part.writer.write(&part.builder.take())?;
         }
         Ok(())
     }
 
     /// Rows added so far, all dates together.
     pub fn rows(&self) -> u64 {
-        self.open.values().map(|p| p.rows).sum()
+        self.open.values().map(|(_, rows)| rows).sum()
     }
 
-    /// Closes every file and returns them in date order.
-    pub fn finish(self) -> Result<Vec<Part>, ParquetError> {
-        let mut parts = Vec::with_capacity(self.open.len());
-        for (date, mut open) in self.open {
-            if !open.builder.is_empty() {
-                open.writer.write(&open.builder.take())?;
+    /// Encodes what is left, closes every file and returns them in date order.
+    pub fn finish(mut self) -> Result<Vec<Part>, ParquetError> {
+        let mut rows = BTreeMap::new();
+        for (date, (mut builder, count)) in std::mem::take(&mut self.open) {
+            if !builder.is_empty() && self.batches.send((date, builder.take())).is_err() {
+                break;
             }
-            let file = open.writer.into_inner()?;
-            parts.push(Part {
+            rows.insert(date, count);
+        }
+        let (closed, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.batches, closed));
+        let files = self.join()?;
+        Ok(files
+            .into_iter()
+            .map(|(date, file)| Part {
                 date,
                 file,
-                rows: open.rows,
-            });
-        }
-        Ok(parts)
+                rows: rows.get(&date).copied().unwrap_or(0),
+            })
+            .collect())
     }
+}
+
+impl PartitionedWriter {
+    /// Waits for the encoder to end (it does once the batches stop) and takes its result.
+    fn join(&mut self) -> Encoded {
+        match self.encoder.take().map(JoinHandle::join) {
+            Some(Ok(encoded)) => encoded,
+            Some(Err(_)) => Err(ParquetError::General("the Parquet encoder panicked".into())),
+            None => Err(ParquetError::General(
+                "the Parquet encoder already ended".into(),
+            )),
+        }
+    }
+}
+
+/// zstd, bounded row groups, and encodings chosen for what the columns hold: ids are
+/// unique, so a dictionary only costs time; times and line numbers mostly rise, which
+/// delta encoding stores in a few bits each.
+fn writer_properties(table: &'static Table) -> WriterProperties {
+    let column = |index: usize| ColumnPath::from(table.columns[index].name);
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // No library version in the file: the same rows give the same bytes across upgrades.
+        .set_created_by("cdr-ingest".to_string())
+        .set_column_dictionary_enabled(column(table.id_column), false)
+        .set_column_dictionary_enabled(column(table.date_column), false)
+        .set_column_encoding(column(table.date_column), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(ColumnPath::from("_source_line"), false)
+        .set_column_encoding(
+            ColumnPath::from("_source_line"),
+            Encoding::DELTA_BINARY_PACKED,
+        )
+        .build()
+}
+
+/// The encoder thread: one Parquet writer per date, closed when the batches end.
+fn encode(
+    table: &'static Table,
+    batches: Receiver<(NaiveDate, RecordBatch)>,
+) -> Result<BTreeMap<NaiveDate, File>, ParquetError> {
+    let props = writer_properties(table);
+    let mut writers: BTreeMap<NaiveDate, ArrowWriter<File>> = BTreeMap::new();
+    for (date, batch) in batches {
+        let writer = match writers.entry(date) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
+                e.insert(ArrowWriter::try_new(
+                    file,
+                    schema(table),
+                    Some(props.clone()),
+                )?)
+            }
+        };
+        writer.write(&batch)?;
+    }
+    writers
+        .into_iter()
+        .map(|(date, writer)| Ok((date, writer.into_inner()?)))
+        .collect()
 }

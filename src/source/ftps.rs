@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::{ChunkSink, RemoteFile, Source, SourceError, tls};
-use crate::config::SourceSettings;
+use crate::config::FtpsSettings;
 
 /// Bytes read from the data connection at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -32,15 +32,17 @@ pub struct FtpsSource {
 
 impl FtpsSource {
     /// Connects, upgrades to TLS, verifies the certificate and logs in.
-    pub async fn connect(settings: &SourceSettings) -> Result<FtpsSource, SourceError> {
+    pub async fn connect(
+        settings: &FtpsSettings,
+        timeout: Duration,
+    ) -> Result<FtpsSource, SourceError> {
         if settings.insecure_skip_tls_verify {
             tracing::warn!(
-                endpoint = %settings.endpoint(),
+                endpoint = %format_args!("{}:{}", settings.host, settings.port),
                 "source.insecure_skip_tls_verify is on: the server's certificate is NOT verified, so the password can be intercepted"
             );
         }
-        let endpoint = settings.endpoint();
-        let timeout = settings.timeout;
+        let endpoint = format!("{}:{}", settings.host, settings.port);
         let bounded = Server {
             endpoint: endpoint.clone(),
             timeout,

@@ -2,11 +2,14 @@
 //! error type whose variants say what went wrong and what to check.
 
 pub mod ftps;
+pub mod local_dir;
 mod tls;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
+
+use crate::config::{SourceEndpoint, SourceSettings};
 
 /// A file on the source with what the ledger compares: size and modification time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,12 +98,13 @@ impl SourceError {
 }
 
 /// Opens the source the settings describe.
-pub async fn connect(
-    settings: &crate::config::SourceSettings,
-) -> Result<Box<dyn Source>, SourceError> {
-    match settings.protocol {
-        crate::config::SourceProtocol::Ftps => {
-            Ok(Box::new(ftps::FtpsSource::connect(settings).await?))
+pub async fn connect(settings: &SourceSettings) -> Result<Box<dyn Source>, SourceError> {
+    match &settings.endpoint {
+        SourceEndpoint::Ftps(ftps) => Ok(Box::new(
+            ftps::FtpsSource::connect(ftps, settings.timeout).await?,
+        )),
+        SourceEndpoint::LocalDir(root) => {
+            Ok(Box::new(local_dir::LocalDirSource::new(root.clone())))
         }
     }
 }

@@ -11,7 +11,7 @@ fn the_example_config_parses() {
         .unwrap();
     let env = |name: &str| (name == "CDR_INGEST_SOURCE_PASSWORD").then(|| "x".to_string());
     let settings = Settings::parse(&text, &env).unwrap_or_else(|issues| panic!("{issues:?}"));
-    assert_eq!(settings.source.host, "ftp.provider.example");
+    assert_eq!(settings.source.endpoint(), "ftp.provider.example:21");
     assert_eq!(settings.source.folders.cdrs, "CDRs");
 }
 
@@ -19,7 +19,7 @@ fn the_example_config_parses() {
 fn validate_reports_every_problem_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
-    std::fs::write(&file, "[source]\nurl = \"ftp://u@h\"\ntimeout_secs = -1\ncolour = 1\n[destination]\nurl = \"gopher://x\"\n").unwrap();
+    std::fs::write(&file, "[source]\nurl = \"ftps://h\"\ntimeout_secs = -1\ncolour = 1\n[destination]\nurl = \"gopher://x\"\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
         .args(["validate", "--config", file.to_str().unwrap()])
         .env_remove("CDR_INGEST_SOURCE_PASSWORD")

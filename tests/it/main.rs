@@ -2,4 +2,5 @@
 
 mod config_example;
 mod ftps_end_to_end;
+mod local_source;
 mod util;

@@ -1,0 +1,97 @@
+//! A local or mounted folder in the provider's layout (`file:///path`), for customers
+//! who sync the drop first, and for measuring the pipeline without a network.
+
+use std::io::ErrorKind;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncReadExt;
+
+use super::{ChunkSink, RemoteFile, Source, SourceError};
+
+/// Bytes read at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Reads the drop from a folder.
+pub struct LocalDirSource {
+    root: PathBuf,
+}
+
+impl LocalDirSource {
+    pub fn new(root: PathBuf) -> Self {
+        LocalDirSource { root }
+    }
+
+    fn error(&self, action: &'static str, path: &str, e: std::io::Error) -> SourceError {
+        SourceError::Refused {
+            endpoint: self.root.display().to_string(),
+            action,
+            path: path.to_string(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+fn remote_file(path: String, meta: &std::fs::Metadata) -> RemoteFile {
+    RemoteFile {
+        path,
+        size: meta.len(),
+        modified: meta.modified().ok().map(DateTime::<Utc>::from),
+    }
+}
+
+#[async_trait]
+impl Source for LocalDirSource {
+    async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError> {
+        match tokio::fs::metadata(self.root.join(path)).await {
+            Ok(meta) if meta.is_file() => Ok(Some(remote_file(path.to_string(), &meta))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error("stat", path, e)),
+        }
+    }
+
+    async fn list(&mut self, folder: &str) -> Result<Vec<RemoteFile>, SourceError> {
+        let mut entries = tokio::fs::read_dir(self.root.join(folder))
+            .await
+            .map_err(|e| self.error("list", folder, e))?;
+        let mut files = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| self.error("list", folder, e))?
+        {
+            let meta = entry
+                .metadata()
+                .await
+                .map_err(|e| self.error("list", folder, e))?;
+            if meta.is_file() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                files.push(remote_file(format!("{folder}/{name}"), &meta));
+            }
+        }
+        Ok(files)
+    }
+
+    async fn download(&mut self, path: &str, sink: &mut dyn ChunkSink) -> Result<u64, SourceError> {
+        let mut file = tokio::fs::File::open(self.root.join(path))
+            .await
+            .map_err(|e| self.error("read", path, e))?;
+        let mut buffer = vec![0u8; READ_CHUNK];
+        let mut copied = 0u64;
+        loop {
+            let n = file
+                .read(&mut buffer)
+                .await
+                .map_err(|e| self.error("read", path, e))?;
+            if n == 0 {
+                return Ok(copied);
+            }
+            sink.write(&buffer[..n])
+                .await
+                .map_err(|e| self.error("read", path, e))?;
+            copied += n as u64;
+        }
+    }
+}
