@@ -216,7 +216,7 @@ async fn run(settings: Settings, days: &[NaiveDate]) -> anyhow::Result<u8> {
 fn print_summary(report: &PassReport) {
     let (mut ingested, mut skipped, mut failed, mut rows, mut rejected, mut duplicates) =
         (0, 0, 0, 0, 0, 0);
-    for day in &report.days {
+    for day in &report.files {
         match &day.result {
             Ok(FileOutcome::Ingested(i)) => {
                 ingested += 1;

@@ -13,6 +13,9 @@ use reader::{Reader, Section};
 pub use secret::Secret;
 use url::Url;
 
+use crate::formats::queue_zip::ZipLimits;
+use crate::model::Category;
+
 /// The environment variable holding the source password unless `password_env` says otherwise.
 pub const DEFAULT_PASSWORD_ENV: &str = "CDR_INGEST_SOURCE_PASSWORD";
 
@@ -21,6 +24,18 @@ pub const DEFAULT_PASSWORD_ENV: &str = "CDR_INGEST_SOURCE_PASSWORD";
 pub struct Settings {
     pub source: SourceSettings,
     pub destination: DestinationSettings,
+    pub ingest: IngestSettings,
+}
+
+/// How files are handled once found.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// The data categories to ingest, in the order a day is processed.
+    pub categories: Vec<Category>,
+    /// Caps on what a queue-call zip may expand to.
+    pub zip_limits: ZipLimits,
+    /// Tries of a damaged file (it may still be uploading) before it is reported as failed.
+    pub max_tries: u32,
 }
 
 /// Where the drop is read from.
@@ -138,11 +153,15 @@ impl Settings {
         let mut section = reader.section("destination");
         let destination = read_destination(&mut section);
         reader.close(section);
+        let mut section = reader.section("ingest");
+        let ingest = read_ingest(&mut section);
+        reader.close(section);
         let issues = reader.finish();
         match (source, destination) {
             (Some(source), Some(destination)) if issues.is_empty() => Ok(Settings {
                 source,
                 destination,
+                ingest,
             }),
             _ => Err(issues),
         }
@@ -311,6 +330,62 @@ fn read_password(
                 }
             }
         }
+    }
+}
+
+fn read_ingest(s: &mut Section<'_>) -> IngestSettings {
+    let defaults = ZipLimits::default();
+    let number =
+        |s: &mut Section<'_>, key: &str, range: std::ops::RangeInclusive<i64>, default: u64| {
+            s.integer(key, range).map_or(default, |n| n as u64)
+        };
+    let categories = match s.string_list("categories") {
+        None => Category::ALL.to_vec(),
+        Some(names) => {
+            let mut categories = Vec::new();
+            for name in &names {
+                match Category::ALL.iter().find(|c| c.as_str() == name) {
+                    Some(c) if !categories.contains(c) => categories.push(*c),
+                    Some(_) => {}
+                    None => s.issue(
+                        "categories",
+                        format!("{name:?} is not a category; allowed: {}", Category::names()),
+                    ),
+                }
+            }
+            if names.is_empty() {
+                s.issue(
+                    "categories",
+                    format!("must name at least one of {}", Category::names()),
+                );
+            }
+            categories.sort();
+            categories
+        }
+    };
+    IngestSettings {
+        categories,
+        zip_limits: ZipLimits {
+            max_entries: number(
+                s,
+                "zip_max_entries",
+                1..=100_000,
+                defaults.max_entries as u64,
+            ) as usize,
+            max_uncompressed_bytes: number(
+                s,
+                "zip_max_uncompressed_bytes",
+                1..=1 << 50,
+                defaults.max_uncompressed_bytes,
+            ),
+            max_compression_ratio: number(
+                s,
+                "zip_max_compression_ratio",
+                1..=100_000,
+                defaults.max_compression_ratio,
+            ),
+        },
+        max_tries: number(s, "max_tries", 1..=1000, 5) as u32,
     }
 }
 

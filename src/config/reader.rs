@@ -93,7 +93,7 @@ impl<'a> Reader<'a> {
         for key in unknown {
             self.issue(
                 key,
-                "unknown section or key (known sections: [source], [destination])",
+                "unknown section or key (known sections: [source], [destination], [ingest])",
             );
         }
         self.issues
@@ -149,6 +149,35 @@ impl Section<'_> {
                 self.issue(
                     key,
                     format!("must be true or false, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings; from the environment, comma-separated.
+    pub fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
+        match self.take(key)? {
+            Value::Array(items) => {
+                let strings: Option<Vec<String>> = items
+                    .into_iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                if strings.is_none() {
+                    self.issue(key, "must be a list of strings, e.g. [\"cdr\", \"queue\"]");
+                }
+                strings
+            }
+            Value::String(s) => Some(
+                s.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            ),
+            other => {
+                self.issue(
+                    key,
+                    format!("must be a list of strings, found {}", other.type_str()),
                 );
                 None
             }

@@ -55,11 +55,22 @@ pub enum ZipError {
     MissingEntry(&'static str),
 }
 
+/// One queue CSV inside the archive.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub index: usize,
+    /// The enclosed (safe) name.
+    pub name: String,
+    pub table: &'static Table,
+    /// Uncompressed size as declared by the archive.
+    pub size: u64,
+}
+
 /// A checked archive and which entry holds which table.
 pub struct QueueZip<R> {
     archive: ZipArchive<R>,
-    /// (entry index, entry name, table), in archive order.
-    pub entries: Vec<(usize, String, &'static Table)>,
+    /// The queue CSVs, in archive order.
+    pub entries: Vec<Entry>,
     /// Entries that are neither queue file (listed so the caller can warn).
     pub ignored: Vec<String>,
 }
@@ -113,12 +124,17 @@ impl<R: Read + Seek> QueueZip<R> {
             }
             let name = name.to_string_lossy().into_owned();
             match table_for_entry(&name) {
-                Some(table) => entries.push((index, name, table)),
+                Some(table) => entries.push(Entry {
+                    index,
+                    name,
+                    table,
+                    size: entry.size(),
+                }),
                 None => ignored.push(name),
             }
         }
         for table in expected {
-            if !entries.iter().any(|(_, _, t)| std::ptr::eq(*t, *table)) {
+            if !entries.iter().any(|e| std::ptr::eq(e.table, *table)) {
                 return Err(ZipError::MissingEntry(table.dataset));
             }
         }
@@ -177,7 +193,7 @@ mod tests {
         assert_eq!(zip.entries.len(), 2);
         assert_eq!(zip.ignored, ["notes.txt"]);
         let mut text = String::new();
-        zip.reader(zip.entries[0].0)
+        zip.reader(zip.entries[0].index)
             .unwrap()
             .read_to_string(&mut text)
             .unwrap();

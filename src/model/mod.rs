@@ -11,13 +11,24 @@ use std::fmt;
 pub enum Category {
     /// Call detail records (`CDRs/YYYY-MM-DD.csv`).
     Cdr,
+    /// Queue-call reports, both datasets (`QueueCalls/YYYY-MM-DD-queue-calls.zip`).
+    Queue,
 }
 
 impl Category {
+    /// Every category, in the order a day is ingested.
+    pub const ALL: [Category; 2] = [Category::Cdr, Category::Queue];
+
+    /// The names, for messages listing what is allowed.
+    pub fn names() -> String {
+        Category::ALL.map(Category::as_str).join(", ")
+    }
+
     /// The name used in object keys and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Category::Cdr => "cdr",
+            Category::Queue => "queue",
         }
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod cdr;
 mod dedup;
+mod file;
 mod parse;
+pub mod queue;
 mod transfer;
 
 use std::sync::Arc;
@@ -14,8 +16,11 @@ use object_store::ObjectStore;
 use thiserror::Error;
 
 use crate::config::Settings;
+use crate::formats::queue_zip::ZipError;
 use crate::formats::table::FileError;
+use crate::model::Category;
 use crate::source::{self, Source, SourceError};
+use crate::state::attempts::Attempts;
 use crate::state::ledger::{Ledger, LedgerError};
 
 pub use transfer::hex;
@@ -25,12 +30,14 @@ pub struct Context {
     pub settings: Settings,
     pub store: Arc<dyn ObjectStore>,
     pub ledger: Ledger,
+    pub attempts: Attempts,
 }
 
 impl Context {
     pub fn new(settings: Settings, store: Arc<dyn ObjectStore>) -> Self {
         Context {
             ledger: Ledger::new(Arc::clone(&store)),
+            attempts: Attempts::new(Arc::clone(&store)),
             settings,
             store,
         }
@@ -77,6 +84,21 @@ pub enum IngestError {
         "{path}: {source}; fix the file on the server or ask the provider, it is tried again on the next run"
     )]
     Format { path: String, source: FileError },
+    #[error("{path}: {source} (try {tries} of {max_tries}); it is tried again on the next run")]
+    Zip {
+        path: String,
+        source: ZipError,
+        tries: u32,
+        max_tries: u32,
+    },
+    #[error(
+        "{path} failed {tries} tries, the last with: {last_error}; it is tried again when it changes on the server (or raise ingest.max_tries)"
+    )]
+    GaveUp {
+        path: String,
+        tries: u32,
+        last_error: String,
+    },
     #[error("{path} is still being uploaded ({detail}); it is tried again on the next run")]
     StillUploading { path: String, detail: String },
     #[error("cannot write {key} to the destination: {detail}")]
@@ -91,17 +113,18 @@ pub enum IngestError {
     Internal(String),
 }
 
-/// The result of one day in a pass.
+/// The result of one file of one day in a pass.
 #[derive(Debug)]
-pub struct DayReport {
+pub struct FileReport {
     pub day: NaiveDate,
+    pub category: Category,
     pub result: Result<FileOutcome, IngestError>,
 }
 
 /// The outcome of a pass.
 #[derive(Debug, Default)]
 pub struct PassReport {
-    pub days: Vec<DayReport>,
+    pub files: Vec<FileReport>,
     /// Set when the source could not be opened; the days after it were not tried.
     pub source_error: Option<SourceError>,
     pub not_tried: Vec<NaiveDate>,
@@ -111,8 +134,8 @@ impl PassReport {
     /// Whether anything failed or was missing.
     pub fn is_success(&self) -> bool {
         self.source_error.is_none()
-            && self.days.iter().all(
-                |d| matches!(&d.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { .. })),
+            && self.files.iter().all(
+                |f| matches!(&f.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { .. })),
             )
     }
 }
@@ -124,26 +147,35 @@ pub async fn run(ctx: &Context, days: &[NaiveDate]) -> PassReport {
     let mut connection: Option<Box<dyn Source>> = None;
     let mut report = PassReport::default();
     for (index, &day) in days.iter().enumerate() {
-        let source = match &mut connection {
-            Some(source) => source,
-            None => match source::connect(&ctx.settings.source).await {
-                Ok(source) => connection.insert(source),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot open the source");
-                    report.source_error = Some(e);
-                    report.not_tried = days[index..].to_vec();
-                    return report;
+        for &category in &ctx.settings.ingest.categories {
+            let source = match &mut connection {
+                Some(source) => source,
+                None => match source::connect(&ctx.settings.source).await {
+                    Ok(source) => connection.insert(source),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot open the source");
+                        report.source_error = Some(e);
+                        report.not_tried = days[index..].to_vec();
+                        return report;
+                    }
+                },
+            };
+            let result = match category {
+                Category::Cdr => cdr::ingest_day(ctx, source.as_mut(), day).await,
+                Category::Queue => queue::ingest_day(ctx, source.as_mut(), day).await,
+            };
+            log_result(day, &result);
+            if let Err(IngestError::Source(e)) = &result {
+                if e.breaks_connection() {
+                    connection = None;
                 }
-            },
-        };
-        let result = cdr::ingest_day(ctx, source.as_mut(), day).await;
-        log_result(day, &result);
-        if let Err(IngestError::Source(e)) = &result {
-            if e.breaks_connection() {
-                connection = None;
             }
+            report.files.push(FileReport {
+                day,
+                category,
+                result,
+            });
         }
-        report.days.push(DayReport { day, result });
     }
     report
 }

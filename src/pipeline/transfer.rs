@@ -7,6 +7,7 @@ use std::io::Read;
 use async_trait::async_trait;
 use aws_lc_rs::digest;
 use bytes::{Buf, Bytes};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::source::ChunkSink;
@@ -75,6 +76,40 @@ impl Read for ChannelReader {
         buf[..n].copy_from_slice(&self.current[..n]);
         self.current.advance(n);
         Ok(n)
+    }
+}
+
+/// Spools a download to an anonymous temporary file (never memory), hashing it, for
+/// formats that need the whole file before reading, such as zip.
+pub struct Spool {
+    file: tokio::fs::File,
+    hasher: digest::Context,
+    bytes: u64,
+}
+
+impl Spool {
+    pub fn new() -> std::io::Result<Spool> {
+        Ok(Spool {
+            file: tokio::fs::File::from_std(tempfile::tempfile()?),
+            hasher: digest::Context::new(&digest::SHA256),
+            bytes: 0,
+        })
+    }
+
+    /// The spooled file, its size and its SHA-256 (hex).
+    pub async fn finish(mut self) -> std::io::Result<(std::fs::File, u64, String)> {
+        self.file.flush().await?;
+        let digest = self.hasher.finish();
+        Ok((self.file.into_std().await, self.bytes, hex(digest.as_ref())))
+    }
+}
+
+#[async_trait]
+impl ChunkSink for Spool {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+        self.file.write_all(chunk).await
     }
 }
 

@@ -35,8 +35,8 @@ pub struct LedgerEntry {
     pub duplicates_dropped: u64,
     /// Data objects written, relative to the destination.
     pub outputs: Vec<String>,
-    /// The quarantine object, when rows were set aside.
-    pub quarantine: Option<String>,
+    /// The quarantine objects, one per dataset that had rows set aside.
+    pub quarantine: Vec<String>,
 }
 
 #[derive(Debug, Error)]

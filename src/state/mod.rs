@@ -1,3 +1,4 @@
 //! What has been ingested, kept in the destination itself so a container needs no volume.
 
+pub mod attempts;
 pub mod ledger;

@@ -3,4 +3,5 @@
 mod config_example;
 mod ftps_end_to_end;
 mod local_source;
+mod queue_calls;
 mod util;

@@ -73,10 +73,15 @@ impl Case {
             .unwrap();
     }
 
-    /// How many times vsftpd has sent this case's file of `day` (from its transfer log).
+    /// How many times vsftpd has sent this case's CDR file of `day` (from its transfer log).
     pub fn downloads_of(&self, day: &str) -> usize {
+        self.downloads_of_path(&format!("CDRs/{day}.csv"))
+    }
+
+    /// How many times vsftpd has sent this case's file at `path` (relative to its folder).
+    pub fn downloads_of_path(&self, path: &str) -> usize {
         let log = PathBuf::from(env("CDR_TEST_WORK_DIR")).join("xferlog");
-        let needle = format!("/{}/CDRs/{day}.csv ", self.name);
+        let needle = format!("/{}/{path} ", self.name);
         std::fs::read_to_string(log)
             .unwrap_or_default()
             .lines()
@@ -84,11 +89,16 @@ impl Case {
             .count()
     }
 
-    /// Writes a config file; `source_extra` lines are added to `[source]`.
+    /// Writes a config file for CDRs only; `source_extra` lines are added to `[source]`.
     pub fn config(&self, source_extra: &str) -> PathBuf {
+        self.config_with(source_extra, "categories = [\"cdr\"]")
+    }
+
+    /// Writes a config file with lines added to `[source]` and to `[ingest]`.
+    pub fn config_with(&self, source_extra: &str, ingest: &str) -> PathBuf {
         let path = self.work.path().join("config.toml");
         let text = format!(
-            "[source]\nurl = \"ftps://{user}@localhost:{port}\"\nca_file = \"{ca}\"\ncdrs = \"{name}/CDRs\"\ntimeout_secs = 10\n{source_extra}\n[destination]\nurl = \"file://{out}\"\n",
+            "[source]\nurl = \"ftps://{user}@localhost:{port}\"\nca_file = \"{ca}\"\ncdrs = \"{name}/CDRs\"\nqueue_calls = \"{name}/QueueCalls\"\ntimeout_secs = 10\n{source_extra}\n[destination]\nurl = \"file://{out}\"\n[ingest]\n{ingest}\n",
             user = self.server.user,
             port = self.server.port,
             ca = self.server.ca_file.display(),

@@ -1,0 +1,207 @@
+//! The steps every source file goes through, whatever its format: compare with the
+//! ledger, confirm the download is whole, then write the outputs and commit.
+
+use std::fs::File;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use super::parse::Parsed;
+use super::{Context, FileOutcome, IngestError, Ingested};
+use crate::model::Category;
+use crate::sink::layout;
+use crate::sink::upload::upload_file;
+use crate::source::{RemoteFile, Source};
+use crate::state::ledger::{FORMAT_VERSION, LedgerEntry};
+
+/// What the ledger says about a file on the source.
+pub enum Check {
+    /// Nothing to transfer.
+    Done(FileOutcome),
+    /// New or changed: fetch it.
+    Fetch {
+        remote: RemoteFile,
+        previous: Option<LedgerEntry>,
+    },
+}
+
+/// Looks the file up on the source and in the ledger.
+pub async fn check(
+    ctx: &Context,
+    source: &mut dyn Source,
+    category: Category,
+    day: NaiveDate,
+    path: &str,
+) -> Result<Check, IngestError> {
+    let Some(remote) = source.stat(path).await? else {
+        return Ok(Check::Done(FileOutcome::NotThereYet {
+            path: path.to_string(),
+        }));
+    };
+    let previous = ctx.ledger.get(category, day).await?;
+    if let Some(previous) = &previous {
+        if previous.size == remote.size && previous.modified == modified_text(&remote) {
+            return Ok(Check::Done(FileOutcome::Unchanged {
+                path: path.to_string(),
+            }));
+        }
+    }
+    Ok(Check::Fetch { remote, previous })
+}
+
+/// Refuses a download that is short, or of a file that changed while it was read
+/// (still being uploaded): it is tried again on the next run.
+pub async fn confirm_complete(
+    source: &mut dyn Source,
+    remote: &RemoteFile,
+    bytes: u64,
+) -> Result<(), IngestError> {
+    let still_uploading = |detail: String| IngestError::StillUploading {
+        path: remote.path.clone(),
+        detail,
+    };
+    if bytes != remote.size {
+        return Err(still_uploading(format!(
+            "listed as {} bytes, {bytes} arrived",
+            remote.size
+        )));
+    }
+    match source.stat(&remote.path).await? {
+        Some(now) if now == *remote => Ok(()),
+        _ => Err(still_uploading(
+            "its size or time changed during the download".into(),
+        )),
+    }
+}
+
+/// A fetched file, parsed into one or more datasets.
+pub struct Fetched {
+    pub category: Category,
+    pub day: NaiveDate,
+    pub remote: RemoteFile,
+    pub previous: Option<LedgerEntry>,
+    pub bytes: u64,
+    pub sha256: String,
+    pub parsed: Vec<Parsed>,
+    pub started: Instant,
+}
+
+/// Uploads the outputs, removes what an earlier version produced and no longer does,
+/// then commits the ledger entry, in that order, so the ledger never lists an object
+/// that is not complete.
+pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, IngestError> {
+    let Fetched {
+        category,
+        day,
+        remote,
+        previous,
+        bytes,
+        sha256,
+        parsed,
+        started,
+    } = fetched;
+    let path = remote.path.clone();
+    let mut entry = LedgerEntry {
+        format_version: FORMAT_VERSION,
+        category: category.to_string(),
+        remote_path: path.clone(),
+        size: remote.size,
+        modified: modified_text(&remote),
+        sha256,
+        rows_written: parsed.iter().map(|p| p.rows_written).sum(),
+        rows_rejected: parsed.iter().map(|p| p.quarantined).sum(),
+        duplicates_dropped: parsed.iter().map(|p| p.duplicates_dropped).sum(),
+        outputs: Vec::new(),
+        quarantine: Vec::new(),
+    };
+    if let Some(previous) = &previous {
+        if previous.sha256 == entry.sha256 {
+            // Only the time changed: the output already matches.
+            entry.outputs.clone_from(&previous.outputs);
+            entry.quarantine.clone_from(&previous.quarantine);
+            ctx.ledger.put(day, category, &entry).await?;
+            return Ok(FileOutcome::SameContent { path });
+        }
+        tracing::warn!(
+            file = %path,
+            old_size = previous.size,
+            new_size = remote.size,
+            old_sha256 = %previous.sha256,
+            new_sha256 = %entry.sha256,
+            "the file changed on the server since it was ingested; ingesting it again and replacing that day's output"
+        );
+    }
+    for dataset in parsed {
+        for column in &dataset.unknown_columns {
+            tracing::warn!(file = %path, dataset = dataset.table.dataset, column = %column, "unknown column ignored");
+        }
+        for part in dataset.parts {
+            let key = layout::data_object(dataset.table.dataset, part.date, day);
+            upload(ctx, &key, part.file).await?;
+            entry.outputs.push(key.to_string());
+        }
+        if let Some(file) = dataset.quarantine {
+            let key = layout::quarantine_object(dataset.table.dataset, day);
+            upload(ctx, &key, file).await?;
+            entry.quarantine.push(key.to_string());
+        }
+    }
+    if let Some(previous) = &previous {
+        remove_stale(ctx, previous, &entry).await?;
+    }
+    ctx.ledger.put(day, category, &entry).await?;
+    Ok(FileOutcome::Ingested(Ingested {
+        path,
+        bytes,
+        rows_written: entry.rows_written,
+        rows_rejected: entry.rows_rejected,
+        duplicates_dropped: entry.duplicates_dropped,
+        replaced: previous.is_some(),
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// The server's time as the ledger stores it.
+pub fn modified_text(remote: &RemoteFile) -> Option<String> {
+    remote
+        .modified
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+async fn upload(ctx: &Context, key: &Path, file: File) -> Result<(), IngestError> {
+    upload_file(&ctx.store, key, file)
+        .await
+        .map(|_| ())
+        .map_err(|e| IngestError::Write {
+            key: key.to_string(),
+            detail: e.to_string(),
+        })
+}
+
+/// Deletes objects the previous version of the file produced and this one does not.
+async fn remove_stale(
+    ctx: &Context,
+    previous: &LedgerEntry,
+    current: &LedgerEntry,
+) -> Result<(), IngestError> {
+    let keep: Vec<&String> = current.outputs.iter().chain(&current.quarantine).collect();
+    for key in previous.outputs.iter().chain(&previous.quarantine) {
+        if keep.contains(&key) {
+            continue;
+        }
+        match ctx.store.delete(&Path::from(key.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                tracing::info!(object = %key, "removed output of the file's previous version");
+            }
+            Err(e) => {
+                return Err(IngestError::Write {
+                    key: key.clone(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

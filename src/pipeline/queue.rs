@@ -1,0 +1,138 @@
+//! One day's queue-call zip: check the ledger → spool the download to a temporary
+//! file → open it safely → parse both CSVs → commit. A zip that cannot be read is
+//! not marked done; its tries are counted so that it is reported as failed after
+//! `ingest.max_tries` and not downloaded again until it changes.
+
+use std::time::Instant;
+
+use chrono::NaiveDate;
+
+use super::file::{self, Check, Fetched, modified_text};
+use super::parse::{ParseError, Parsed, parse};
+use super::transfer::Spool;
+use super::{Context, FileOutcome, IngestError};
+use crate::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
+use crate::formats::queue_zip::{QueueZip, ZipError, ZipLimits};
+use crate::model::Category;
+use crate::source::Source;
+use crate::state::attempts;
+
+/// The remote path of a day's queue-call zip.
+pub fn remote_path(folder: &str, day: NaiveDate) -> String {
+    format!("{folder}/{day}-queue-calls.zip")
+}
+
+/// Ingests the queue-call zip of `day` unless the ledger shows it is already in.
+pub async fn ingest_day(
+    ctx: &Context,
+    source: &mut dyn Source,
+    day: NaiveDate,
+) -> Result<FileOutcome, IngestError> {
+    let path = remote_path(&ctx.settings.source.folders.queue_calls, day);
+    let (remote, previous) = match file::check(ctx, source, Category::Queue, day, &path).await? {
+        Check::Done(outcome) => return Ok(outcome),
+        Check::Fetch { remote, previous } => (remote, previous),
+    };
+    let max_tries = ctx.settings.ingest.max_tries;
+    let tried = ctx
+        .attempts
+        .get(Category::Queue, day)
+        .await?
+        .filter(|a| a.size == remote.size && a.modified == modified_text(&remote));
+    if let Some(tried) = tried.as_ref().filter(|a| a.tries >= max_tries) {
+        return Err(IngestError::GaveUp {
+            path,
+            tries: tried.tries,
+            last_error: tried.last_error.clone(),
+        });
+    }
+
+    let started = Instant::now();
+    let spool_error = |e: std::io::Error| IngestError::Spool {
+        detail: e.to_string(),
+    };
+    let mut spool = Spool::new().map_err(spool_error)?;
+    source.download(&path, &mut spool).await?;
+    let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
+    file::confirm_complete(source, &remote, bytes).await?;
+
+    let limits = ctx.settings.ingest.zip_limits;
+    let zip_path = path.clone();
+    let parsed = tokio::task::spawn_blocking(move || parse_zip(zip_file, limits, &zip_path))
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))?;
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            let tries = tried.map_or(0, |a| a.tries) + 1;
+            let error = error.into_ingest_error(&path, tries, max_tries);
+            let record = attempts::record(
+                &path,
+                remote.size,
+                modified_text(&remote),
+                tries,
+                error.to_string(),
+            );
+            ctx.attempts.put(Category::Queue, day, &record).await?;
+            return Err(error);
+        }
+    };
+    let outcome = file::commit(
+        ctx,
+        Fetched {
+            category: Category::Queue,
+            day,
+            remote,
+            previous,
+            bytes,
+            sha256,
+            parsed,
+            started,
+        },
+    )
+    .await?;
+    ctx.attempts.clear(Category::Queue, day).await?;
+    Ok(outcome)
+}
+
+/// Why a spooled zip could not be turned into datasets.
+enum ZipFailure {
+    Zip(ZipError),
+    Parse(String, ParseError),
+}
+
+impl ZipFailure {
+    fn into_ingest_error(self, path: &str, tries: u32, max_tries: u32) -> IngestError {
+        match self {
+            ZipFailure::Zip(source) => IngestError::Zip {
+                path: path.to_string(),
+                source,
+                tries,
+                max_tries,
+            },
+            ZipFailure::Parse(entry, error) => error.with_path(&entry),
+        }
+    }
+}
+
+/// Opens the zip within `limits` and parses each queue CSV in it.
+fn parse_zip(
+    file: std::fs::File,
+    limits: ZipLimits,
+    zip_path: &str,
+) -> Result<Vec<Parsed>, ZipFailure> {
+    let mut zip =
+        QueueZip::open(file, limits, &[&QUEUE_CALL, &QUEUE_USER_CALL]).map_err(ZipFailure::Zip)?;
+    for name in &zip.ignored {
+        tracing::warn!(file = %zip_path, entry = %name, "unexpected entry in the zip ignored");
+    }
+    let entries = zip.entries.clone();
+    let mut parsed = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let source_file = format!("{zip_path}!{}", entry.name);
+        let reader = zip.reader(entry.index).map_err(ZipFailure::Zip)?;
+        let table = parse(entry.table, reader, &source_file, entry.size);
+        parsed.push(table.map_err(|e| ZipFailure::Parse(source_file.clone(), e))?);
+    }
+    Ok(parsed)
+}
