@@ -203,7 +203,7 @@ fn requested_days(
 async fn run(settings: Settings, days: &[NaiveDate]) -> anyhow::Result<u8> {
     let store = destination::open(&settings.destination.url).map_err(anyhow::Error::msg)?;
     let ctx = Context::new(settings, store);
-    let report = pipeline::run(&ctx, days).await;
+    let report = pipeline::run(&ctx, days, chrono::Utc::now()).await;
     print_summary(&report);
     Ok(if report.is_success() {
         EXIT_OK
@@ -264,6 +264,36 @@ fn print_summary(report: &PassReport) {
         failed += report.not_tried.len();
         eprintln!("FAILED: {e} ({} day(s) not tried)", report.not_tried.len());
     }
+    match &report.recordings {
+        None => {}
+        Some(Err(e)) => {
+            failed += 1;
+            eprintln!("FAILED recordings: {e}");
+        }
+        Some(Ok(r)) => {
+            failed += r.failures.len();
+            println!(
+                "recordings: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
+                r.copied, r.bytes, r.already, r.pending, r.listed
+            );
+            if r.unmatched > 0 {
+                let more = r.unmatched - r.unmatched_examples.len() as u64;
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                println!(
+                    "recordings: {} file(s) do not match YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3 and were not copied: {}{more}",
+                    r.unmatched,
+                    r.unmatched_examples.join(", ")
+                );
+            }
+            for (path, e) in &r.failures {
+                eprintln!("FAILED {path}: {e}");
+            }
+        }
+    }
     println!(
         "summary: {ingested} ingested, {skipped} already up to date, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
     );
@@ -282,8 +312,8 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
     let folders = &settings.source.folders;
     let mut missing = Vec::new();
     for folder in [&folders.cdrs, &folders.queue_calls, &folders.recordings] {
-        match source.list(folder).await {
-            Ok(files) => println!("  {folder}/: {} files", files.len()),
+        match source.list(folder, &mut |_| {}).await {
+            Ok(files) => println!("  {folder}/: {files} files"),
             Err(e) => {
                 println!("  {folder}/: {e}");
                 missing.push(folder.clone());

@@ -36,6 +36,10 @@ pub struct IngestSettings {
     pub zip_limits: ZipLimits,
     /// Tries of a damaged file (it may still be uploading) before it is reported as failed.
     pub max_tries: u32,
+    /// A recording modified more recently than this may still be uploading: left for later.
+    pub recordings_min_age: Duration,
+    /// Connections used at once to copy recordings.
+    pub transfers: usize,
 }
 
 /// Where the drop is read from.
@@ -386,6 +390,13 @@ fn read_ingest(s: &mut Section<'_>) -> IngestSettings {
             ),
         },
         max_tries: number(s, "max_tries", 1..=1000, 5) as u32,
+        recordings_min_age: Duration::from_secs(number(
+            s,
+            "recordings_min_age_secs",
+            0..=86_400,
+            120,
+        )),
+        transfers: number(s, "transfers", 1..=64, 4) as usize,
     }
 }
 

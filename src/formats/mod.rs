@@ -6,4 +6,5 @@ mod crlf;
 pub mod fields;
 pub mod queue_csv;
 pub mod queue_zip;
+pub mod recording_name;
 pub mod table;

@@ -13,11 +13,13 @@ pub enum Category {
     Cdr,
     /// Queue-call reports, both datasets (`QueueCalls/YYYY-MM-DD-queue-calls.zip`).
     Queue,
+    /// Call recordings (`recordings/*.mp3`), filed by the call's date.
+    Recordings,
 }
 
 impl Category {
     /// Every category, in the order a day is ingested.
-    pub const ALL: [Category; 2] = [Category::Cdr, Category::Queue];
+    pub const ALL: [Category; 3] = [Category::Cdr, Category::Queue, Category::Recordings];
 
     /// The names, for messages listing what is allowed.
     pub fn names() -> String {
@@ -29,6 +31,7 @@ impl Category {
         match self {
             Category::Cdr => "cdr",
             Category::Queue => "queue",
+            Category::Recordings => "recordings",
         }
     }
 }

@@ -14,7 +14,8 @@ use crate::model::Category;
 use crate::sink::layout;
 use crate::sink::upload::upload_file;
 use crate::source::{RemoteFile, Source};
-use crate::state::ledger::{FORMAT_VERSION, LedgerEntry};
+use crate::state::json::FORMAT_VERSION;
+use crate::state::ledger::LedgerEntry;
 
 /// What the ledger says about a file on the source.
 pub enum Check {

@@ -7,11 +7,12 @@ mod dedup;
 mod file;
 mod parse;
 pub mod queue;
+pub mod recordings;
 mod transfer;
 
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStore;
 use thiserror::Error;
 
@@ -21,7 +22,8 @@ use crate::formats::table::FileError;
 use crate::model::Category;
 use crate::source::{self, Source, SourceError};
 use crate::state::attempts::Attempts;
-use crate::state::ledger::{Ledger, LedgerError};
+use crate::state::json::{JsonStore, StateError};
+use crate::state::ledger::Ledger;
 
 pub use transfer::hex;
 
@@ -36,8 +38,8 @@ pub struct Context {
 impl Context {
     pub fn new(settings: Settings, store: Arc<dyn ObjectStore>) -> Self {
         Context {
-            ledger: Ledger::new(Arc::clone(&store)),
-            attempts: Attempts::new(Arc::clone(&store)),
+            ledger: Ledger::new(JsonStore::new(Arc::clone(&store))),
+            attempts: Attempts::new(JsonStore::new(Arc::clone(&store))),
             settings,
             store,
         }
@@ -108,7 +110,7 @@ pub enum IngestError {
     )]
     Spool { detail: String },
     #[error(transparent)]
-    Ledger(#[from] LedgerError),
+    State(#[from] StateError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -128,41 +130,48 @@ pub struct PassReport {
     /// Set when the source could not be opened; the days after it were not tried.
     pub source_error: Option<SourceError>,
     pub not_tried: Vec<NaiveDate>,
+    /// Set when recordings were asked for.
+    pub recordings: Option<Result<recordings::RecordingsReport, IngestError>>,
 }
 
 impl PassReport {
     /// Whether anything failed or was missing.
     pub fn is_success(&self) -> bool {
-        self.source_error.is_none()
+        let recordings_ok = match &self.recordings {
+            None => true,
+            Some(Ok(report)) => report.failures.is_empty(),
+            Some(Err(_)) => false,
+        };
+        recordings_ok
+            && self.source_error.is_none()
             && self.files.iter().all(
                 |f| matches!(&f.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { .. })),
             )
     }
 }
 
-/// Runs one pass over `days` with a connection opened on first need and reopened
-/// after a failure that broke it. If it cannot be opened the pass stops there:
-/// every later day would fail the same way.
-pub async fn run(ctx: &Context, days: &[NaiveDate]) -> PassReport {
+/// Runs one pass over `days`: each day's files, then the recordings of all of them,
+/// with a connection opened on first need and reopened after a failure that broke it.
+/// If it cannot be opened the pass stops there: everything after would fail the same
+/// way. `now` decides which recordings are old enough to be complete.
+pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassReport {
     let mut connection: Option<Box<dyn Source>> = None;
     let mut report = PassReport::default();
+    let categories = &ctx.settings.ingest.categories;
     for (index, &day) in days.iter().enumerate() {
-        for &category in &ctx.settings.ingest.categories {
-            let source = match &mut connection {
-                Some(source) => source,
-                None => match source::connect(&ctx.settings.source).await {
-                    Ok(source) => connection.insert(source),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot open the source");
-                        report.source_error = Some(e);
-                        report.not_tried = days[index..].to_vec();
-                        return report;
-                    }
-                },
+        for &category in categories {
+            let source = match open(ctx, &mut connection).await {
+                Ok(source) => source,
+                Err(e) => {
+                    report.source_error = Some(e);
+                    report.not_tried = days[index..].to_vec();
+                    return report;
+                }
             };
             let result = match category {
-                Category::Cdr => cdr::ingest_day(ctx, source.as_mut(), day).await,
-                Category::Queue => queue::ingest_day(ctx, source.as_mut(), day).await,
+                Category::Cdr => cdr::ingest_day(ctx, source, day).await,
+                Category::Queue => queue::ingest_day(ctx, source, day).await,
+                Category::Recordings => continue,
             };
             log_result(day, &result);
             if let Err(IngestError::Source(e)) = &result {
@@ -177,7 +186,27 @@ pub async fn run(ctx: &Context, days: &[NaiveDate]) -> PassReport {
             });
         }
     }
+    if categories.contains(&Category::Recordings) {
+        report.recordings = Some(match open(ctx, &mut connection).await {
+            Ok(source) => recordings::ingest(ctx, source, days, now).await,
+            Err(e) => Err(IngestError::Source(e)),
+        });
+    }
     report
+}
+
+/// The pass's connection, opened if need be.
+async fn open<'c>(
+    ctx: &Context,
+    connection: &'c mut Option<Box<dyn Source>>,
+) -> Result<&'c mut dyn Source, SourceError> {
+    if connection.is_none() {
+        let opened = source::connect(&ctx.settings.source)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "cannot open the source"))?;
+        *connection = Some(opened);
+    }
+    Ok(connection.as_deref_mut().expect("just opened"))
 }
 
 fn log_result(day: NaiveDate, result: &Result<FileOutcome, IngestError>) {

@@ -15,7 +15,7 @@ use crate::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
 use crate::formats::queue_zip::{QueueZip, ZipError, ZipLimits};
 use crate::model::Category;
 use crate::source::Source;
-use crate::state::attempts;
+use crate::state::attempts::AttemptRecord;
 
 /// The remote path of a day's queue-call zip.
 pub fn remote_path(folder: &str, day: NaiveDate) -> String {
@@ -66,7 +66,7 @@ pub async fn ingest_day(
         Err(error) => {
             let tries = tried.map_or(0, |a| a.tries) + 1;
             let error = error.into_ingest_error(&path, tries, max_tries);
-            let record = attempts::record(
+            let record = AttemptRecord::new(
                 &path,
                 remote.size,
                 modified_text(&remote),

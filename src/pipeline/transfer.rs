@@ -7,7 +7,14 @@ use std::io::Read;
 use async_trait::async_trait;
 use aws_lc_rs::digest;
 use bytes::{Buf, Bytes};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
 use tokio::io::AsyncWriteExt;
+
+use crate::sink::upload::PART_BYTES;
 use tokio::sync::mpsc;
 
 use crate::source::ChunkSink;
@@ -110,6 +117,48 @@ impl ChunkSink for Spool {
         self.hasher.update(chunk);
         self.bytes += chunk.len() as u64;
         self.file.write_all(chunk).await
+    }
+}
+
+/// Streams a download straight into an object: buffered up to one part, then a
+/// multipart upload, so memory does not grow with the file. The object appears only
+/// when [`ObjectUpload::finish`] completes; [`ObjectUpload::abort`] leaves nothing.
+pub struct ObjectUpload {
+    writer: BufWriter,
+    hasher: digest::Context,
+    bytes: u64,
+}
+
+impl ObjectUpload {
+    pub fn new(store: &Arc<dyn ObjectStore>, key: Path) -> Self {
+        ObjectUpload {
+            writer: BufWriter::with_capacity(Arc::clone(store), key, PART_BYTES),
+            hasher: digest::Context::new(&digest::SHA256),
+            bytes: 0,
+        }
+    }
+
+    /// Completes the upload; returns the size and SHA-256 (hex) of what was written.
+    pub async fn finish(mut self) -> std::io::Result<(u64, String)> {
+        if let Err(e) = self.writer.shutdown().await {
+            let _ = self.writer.abort().await;
+            return Err(e);
+        }
+        Ok((self.bytes, hex(self.hasher.finish().as_ref())))
+    }
+
+    pub async fn abort(mut self) {
+        // Best effort: the error that matters is the one that led here.
+        let _ = self.writer.abort().await;
+    }
+}
+
+#[async_trait]
+impl ChunkSink for ObjectUpload {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+        self.writer.write_all(chunk).await
     }
 }
 

@@ -3,7 +3,9 @@
 //! ```text
 //! cdr/date=YYYY-MM-DD/<source day>.parquet        rows whose call is on that UTC date
 //! _quarantine/cdr/date=<source day>/<source day>.jsonl   rows set aside, one JSON object a line
-//! _state/ledger/cdr/<source day>.json             what was ingested from that source file
+//! recordings/YYYY/MM/DD/<original name>.mp3       the recordings, by call date
+//! recording_index/date=YYYY-MM-DD/recordings.parquet   one row per recording
+//! _state/ledger/<category>/<day>.json             what was ingested from each source file
 //! ```
 //! Keys are derived from the data only (never the clock), so reruns are deterministic.
 
@@ -21,6 +23,21 @@ pub fn data_object(dataset: &str, call_date: NaiveDate, source_day: NaiveDate) -
 pub fn quarantine_object(dataset: &str, source_day: NaiveDate) -> Path {
     Path::from(format!(
         "_quarantine/{dataset}/date={source_day}/{source_day}.jsonl"
+    ))
+}
+
+/// A recording's copy, filed by its call's date, under its original name.
+pub fn recording_object(call_date: NaiveDate, name: &str) -> Path {
+    Path::from(format!(
+        "recordings/{}/{name}",
+        call_date.format("%Y/%m/%d")
+    ))
+}
+
+/// The index of one date's recordings, which joins them to their calls.
+pub fn recording_index_object(call_date: NaiveDate) -> Path {
+    Path::from(format!(
+        "recording_index/date={call_date}/recordings.parquet"
     ))
 }
 

@@ -5,5 +5,6 @@ pub mod destination;
 pub mod layout;
 pub mod partitioned;
 pub mod quarantine;
+pub mod recording_index;
 pub mod table_parquet;
 pub mod upload;

@@ -14,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// Buffer before switching to a multipart upload, and the size of each part.
-const PART_BYTES: usize = 8 * 1024 * 1024;
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// Copies a spooled file to `key`, returning its size.
 pub async fn upload_file(

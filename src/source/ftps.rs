@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, Status};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::{ChunkSink, RemoteFile, Source, SourceError, tls};
@@ -118,6 +118,59 @@ impl FtpsSource {
     }
 }
 
+impl FtpsSource {
+    /// Streams `LIST` of the current folder line by line into `each`.
+    async fn list_here(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        let server = &self.server;
+        let (_, stream) = server
+            .run(
+                "listing a folder (LIST)",
+                self.ftp
+                    .custom_data_command("LIST", &[Status::AboutToSend, Status::AlreadyOpen]),
+            )
+            .await?
+            .map_err(|e| server.refused("LIST", folder, &e))?;
+        let broke_off = |detail: String| SourceError::Transfer {
+            endpoint: server.endpoint.clone(),
+            path: folder.to_string(),
+            detail,
+        };
+        let mut lines = BufReader::new(stream);
+        let mut line = String::new();
+        let mut files = 0;
+        loop {
+            line.clear();
+            let n = server
+                .run("listing a folder", lines.read_line(&mut line))
+                .await?
+                .map_err(|e| broke_off(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            let Ok(file) = suppaftp::list::ListParser::parse_posix(line.trim_end()) else {
+                continue; // "total 12" and the like
+            };
+            if file.is_file() {
+                each(RemoteFile {
+                    path: format!("{folder}/{}", file.name()),
+                    size: file.size() as u64,
+                    modified: Some(DateTime::<Utc>::from(file.modified())),
+                });
+                files += 1;
+            }
+        }
+        server
+            .run("finishing a listing", lines.into_inner().finish())
+            .await?
+            .map_err(|e| broke_off(describe(&e)))?;
+        Ok(files)
+    }
+}
+
 /// The server's name for messages, and the time limit for each call to it.
 struct Server {
     endpoint: String,
@@ -199,17 +252,18 @@ impl Source for FtpsSource {
         }))
     }
 
-    async fn list(&mut self, folder: &str) -> Result<Vec<RemoteFile>, SourceError> {
+    async fn list(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
         // Some servers (vsftpd) answer LIST of a missing folder with an empty listing;
         // changing into it first tells "missing" from "empty".
         self.server
             .run("opening a folder (CWD)", self.ftp.cwd(folder))
             .await?
             .map_err(|e| self.server.refused("CWD", folder, &e))?;
-        let listed = self
-            .server
-            .run("listing a folder (LIST)", self.ftp.list(None))
-            .await?;
+        let listed = self.list_here(folder, each).await;
         self.server
             .run(
                 "returning to the login folder (CWD)",
@@ -217,17 +271,7 @@ impl Source for FtpsSource {
             )
             .await?
             .map_err(|e| self.server.refused("CWD", &self.home, &e))?;
-        let lines = listed.map_err(|e| self.server.refused("LIST", folder, &e))?;
-        Ok(lines
-            .iter()
-            .filter_map(|line| suppaftp::list::ListParser::parse_posix(line).ok())
-            .filter(|f| f.is_file())
-            .map(|f| RemoteFile {
-                path: format!("{folder}/{}", f.name()),
-                size: f.size() as u64,
-                modified: Some(DateTime::<Utc>::from(f.modified())),
-            })
-            .collect())
+        listed
     }
 
     async fn download(&mut self, path: &str, sink: &mut dyn ChunkSink) -> Result<u64, SourceError> {

@@ -52,11 +52,15 @@ impl Source for LocalDirSource {
         }
     }
 
-    async fn list(&mut self, folder: &str) -> Result<Vec<RemoteFile>, SourceError> {
+    async fn list(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
         let mut entries = tokio::fs::read_dir(self.root.join(folder))
             .await
             .map_err(|e| self.error("list", folder, e))?;
-        let mut files = Vec::new();
+        let mut files = 0;
         while let Some(entry) = entries
             .next_entry()
             .await
@@ -68,7 +72,8 @@ impl Source for LocalDirSource {
                 .map_err(|e| self.error("list", folder, e))?;
             if meta.is_file() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                files.push(remote_file(format!("{folder}/{name}"), &meta));
+                each(remote_file(format!("{folder}/{name}"), &meta));
+                files += 1;
             }
         }
         Ok(files)

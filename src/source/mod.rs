@@ -31,8 +31,14 @@ pub trait ChunkSink: Send {
 pub trait Source: Send {
     /// Size and time of `path`, or `None` when it is not there.
     async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError>;
-    /// The files in `folder` (not recursive).
-    async fn list(&mut self, folder: &str) -> Result<Vec<RemoteFile>, SourceError>;
+    /// Calls `each` with every file in `folder` (not recursive) as the listing arrives,
+    /// so a folder of hundreds of thousands of files is never held whole. Returns how
+    /// many files there were.
+    async fn list(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError>;
     /// Streams `path` into `sink`, returning the number of bytes copied.
     async fn download(&mut self, path: &str, sink: &mut dyn ChunkSink) -> Result<u64, SourceError>;
 }

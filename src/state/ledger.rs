@@ -2,22 +2,13 @@
 //!
 //! An entry is written only after every object it lists is complete, and each put is
 //! atomic, so a crash leaves either the old entry or the new one, never half of one.
-//! Entries carry a format version; one written by a newer release is refused rather
-//! than misread.
-
-use std::sync::Arc;
 
 use chrono::NaiveDate;
-use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
+use super::json::{JsonStore, StateError};
 use crate::model::Category;
 use crate::sink::layout;
-use crate::sink::upload::put_bytes;
-
-/// The entry format this release reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
 
 /// What was ingested from one source file. No wall-clock time: reruns give equal bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,73 +30,42 @@ pub struct LedgerEntry {
     pub quarantine: Vec<String>,
 }
 
-#[derive(Debug, Error)]
-pub enum LedgerError {
-    #[error("cannot read the ledger entry {key}: {source}")]
-    Read {
-        key: String,
-        source: object_store::Error,
-    },
-    #[error("cannot write the ledger entry {key}: {source}")]
-    Write {
-        key: String,
-        source: object_store::Error,
-    },
-    #[error("the ledger entry {key} is damaged ({detail}); delete it to ingest that file again")]
-    Damaged { key: String, detail: String },
-    #[error(
-        "the ledger entry {key} has format {found}, newer than this release understands ({FORMAT_VERSION}); upgrade cdr-ingest"
-    )]
-    TooNew { key: String, found: u32 },
+/// The recordings copied for one call date.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecordingsEntry {
+    pub format_version: u32,
+    /// Sorted by name.
+    pub files: Vec<RecordingFile>,
+}
+
+/// One copied recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingFile {
+    pub name: String,
+    pub size: u64,
+    pub modified: Option<String>,
+    pub sha256: String,
+    /// Where the copy is, relative to the destination.
+    pub key: String,
 }
 
 /// Reads and writes ledger entries in the destination.
 #[derive(Clone)]
 pub struct Ledger {
-    store: Arc<dyn ObjectStore>,
+    json: JsonStore,
 }
 
 impl Ledger {
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Ledger { store }
+    pub fn new(json: JsonStore) -> Self {
+        Ledger { json }
     }
 
     pub async fn get(
         &self,
         category: Category,
         day: NaiveDate,
-    ) -> Result<Option<LedgerEntry>, LedgerError> {
-        let key = layout::ledger_object(category, day);
-        let bytes = match self.store.get(&key).await {
-            Ok(result) => result.bytes().await,
-            Err(e) => Err(e),
-        };
-        let bytes = match bytes {
-            Ok(bytes) => bytes,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(source) => {
-                return Err(LedgerError::Read {
-                    key: key.to_string(),
-                    source,
-                });
-            }
-        };
-        #[derive(Deserialize)]
-        struct Version {
-            format_version: u32,
-        }
-        let damaged = |e: serde_json::Error| LedgerError::Damaged {
-            key: key.to_string(),
-            detail: e.to_string(),
-        };
-        let version: Version = serde_json::from_slice(&bytes).map_err(damaged)?;
-        if version.format_version > FORMAT_VERSION {
-            return Err(LedgerError::TooNew {
-                key: key.to_string(),
-                found: version.format_version,
-            });
-        }
-        serde_json::from_slice(&bytes).map(Some).map_err(damaged)
+    ) -> Result<Option<LedgerEntry>, StateError> {
+        self.json.get(&layout::ledger_object(category, day)).await
     }
 
     pub async fn put(
@@ -113,15 +73,25 @@ impl Ledger {
         day: NaiveDate,
         category: Category,
         entry: &LedgerEntry,
-    ) -> Result<(), LedgerError> {
-        let key = layout::ledger_object(category, day);
-        let mut bytes = serde_json::to_vec_pretty(entry).expect("a ledger entry serializes");
-        bytes.push(b'\n');
-        put_bytes(&self.store, &key, bytes)
+    ) -> Result<(), StateError> {
+        self.json
+            .put(&layout::ledger_object(category, day), entry)
             .await
-            .map_err(|source| LedgerError::Write {
-                key: key.to_string(),
-                source,
-            })
+    }
+
+    pub async fn recordings(&self, day: NaiveDate) -> Result<Option<RecordingsEntry>, StateError> {
+        self.json
+            .get(&layout::ledger_object(Category::Recordings, day))
+            .await
+    }
+
+    pub async fn put_recordings(
+        &self,
+        day: NaiveDate,
+        entry: &RecordingsEntry,
+    ) -> Result<(), StateError> {
+        self.json
+            .put(&layout::ledger_object(Category::Recordings, day), entry)
+            .await
     }
 }

@@ -1,4 +1,5 @@
 //! What has been ingested, kept in the destination itself so a container needs no volume.
 
 pub mod attempts;
+pub mod json;
 pub mod ledger;

@@ -4,4 +4,5 @@ mod config_example;
 mod ftps_end_to_end;
 mod local_source;
 mod queue_calls;
+mod recordings;
 mod util;

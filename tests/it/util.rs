@@ -98,7 +98,7 @@ impl Case {
     pub fn config_with(&self, source_extra: &str, ingest: &str) -> PathBuf {
         let path = self.work.path().join("config.toml");
         let text = format!(
-            "[source]\nurl = \"ftps://{user}@localhost:{port}\"\nca_file = \"{ca}\"\ncdrs = \"{name}/CDRs\"\nqueue_calls = \"{name}/QueueCalls\"\ntimeout_secs = 10\n{source_extra}\n[destination]\nurl = \"file://{out}\"\n[ingest]\n{ingest}\n",
+            "[source]\nurl = \"ftps://{user}@localhost:{port}\"\nca_file = \"{ca}\"\ncdrs = \"{name}/CDRs\"\nqueue_calls = \"{name}/QueueCalls\"\nrecordings = \"{name}/recordings\"\ntimeout_secs = 10\n{source_extra}\n[destination]\nurl = \"file://{out}\"\n[ingest]\n{ingest}\n",
             user = self.server.user,
             port = self.server.port,
             ca = self.server.ca_file.display(),

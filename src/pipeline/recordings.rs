@@ -1,0 +1,222 @@
+//! Recordings: list the folder as a stream, keep the names that parse and fall in the
+//! requested days, skip what the ledger has and what may still be uploading, copy the
+//! rest byte for byte over several connections at once, then write each touched day's
+//! index and ledger entry (in that order).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::file::modified_text;
+use super::transfer::ObjectUpload;
+use super::{Context, IngestError};
+use crate::formats::recording_name;
+use crate::sink::recording_index;
+use crate::sink::{layout, upload::put_bytes};
+use crate::source::{self, RemoteFile, Source};
+use crate::state::json::FORMAT_VERSION;
+use crate::state::ledger::RecordingFile;
+
+/// Names that do not match the pattern, shown in full up to this many per run.
+const UNMATCHED_SHOWN: usize = 20;
+
+/// How the recordings went in one pass.
+#[derive(Debug, Default)]
+pub struct RecordingsReport {
+    pub listed: u64,
+    pub copied: u64,
+    pub bytes: u64,
+    pub already: u64,
+    /// Modified too recently, or grew while copied: left for the next run.
+    pub pending: u64,
+    pub unmatched: u64,
+    pub unmatched_examples: Vec<String>,
+    pub failures: Vec<(String, IngestError)>,
+}
+
+/// One recording to copy.
+struct Job {
+    day: NaiveDate,
+    remote: RemoteFile,
+    name: String,
+}
+
+/// Copies the recordings of `days` that are not in yet.
+pub async fn ingest(
+    ctx: &Context,
+    source: &mut dyn Source,
+    days: &[NaiveDate],
+    now: DateTime<Utc>,
+) -> Result<RecordingsReport, IngestError> {
+    let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
+        return Ok(RecordingsReport::default());
+    };
+    let folder = ctx.settings.source.folders.recordings.clone();
+    let min_age =
+        chrono::Duration::from_std(ctx.settings.ingest.recordings_min_age).unwrap_or_default();
+    let mut report = RecordingsReport::default();
+    let mut candidates: BTreeMap<NaiveDate, Vec<(String, RemoteFile)>> = BTreeMap::new();
+    report.listed = source
+        .list(&folder, &mut |file| {
+            let name = file.path.rsplit('/').next().unwrap_or_default().to_string();
+            let parsed = match recording_name::parse(&name) {
+                Ok(parsed) => parsed,
+                Err(_) => {
+                    report.unmatched += 1;
+                    if report.unmatched_examples.len() < UNMATCHED_SHOWN {
+                        report.unmatched_examples.push(name);
+                    }
+                    return;
+                }
+            };
+            let day = parsed.date();
+            if day < first || day > last || !days.contains(&day) {
+                return;
+            }
+            // A file written to within `min_age` may still be growing.
+            if file.modified.is_some_and(|m| now - m < min_age) {
+                report.pending += 1;
+                return;
+            }
+            candidates.entry(day).or_default().push((name, file));
+        })
+        .await?;
+
+    let mut jobs = VecDeque::new();
+    let mut ledgers = BTreeMap::new();
+    for (day, files) in candidates {
+        let entry = ctx.ledger.recordings(day).await?.unwrap_or_default();
+        for (name, remote) in files {
+            if entry
+                .files
+                .binary_search_by(|f| f.name.as_str().cmp(&name))
+                .is_ok()
+            {
+                report.already += 1;
+            } else {
+                jobs.push_back(Job { day, remote, name });
+            }
+        }
+        ledgers.insert(day, entry);
+    }
+    if jobs.is_empty() {
+        return Ok(report);
+    }
+
+    let workers = ctx.settings.ingest.transfers.min(jobs.len());
+    let queue = &Mutex::new(jobs);
+    let results = &Mutex::new(Vec::new());
+    let first_connection = &Mutex::new(Some(source));
+    let worker = move |_: usize| async move {
+        // The pass's own connection serves one worker; the others open their own, each
+        // with its own TLS session, as vsftpd's session-reuse check requires.
+        let mut borrowed: Option<&mut dyn Source> =
+            first_connection.lock().expect("not poisoned").take();
+        let mut opened: Option<Box<dyn Source>> = None;
+        loop {
+            let Some(job) = queue.lock().expect("not poisoned").pop_front() else {
+                return;
+            };
+            let source: &mut dyn Source = if let Some(source) = borrowed.as_deref_mut() {
+                source
+            } else if let Some(source) = opened.as_deref_mut() {
+                source
+            } else {
+                match source::connect(&ctx.settings.source).await {
+                    Ok(source) => opened.insert(source).as_mut(),
+                    Err(e) => {
+                        results
+                            .lock()
+                            .expect("not poisoned")
+                            .push((job, Err(IngestError::Source(e))));
+                        continue;
+                    }
+                }
+            };
+            let result = copy(ctx, source, &job).await;
+            if matches!(&result, Err(IngestError::Source(e)) if e.breaks_connection()) {
+                borrowed = None;
+                opened = None;
+            }
+            results.lock().expect("not poisoned").push((job, result));
+        }
+    };
+    futures::future::join_all((0..workers).map(worker)).await;
+
+    let mut touched = BTreeMap::new();
+    let results = std::mem::take(&mut *results.lock().expect("not poisoned"));
+    for (job, result) in results {
+        match result {
+            Ok(file) => {
+                report.copied += 1;
+                report.bytes += file.size;
+                tracing::info!(day = %job.day, file = %job.remote.path, bytes = file.size, "recording copied");
+                touched.insert(job.day, ());
+                ledgers
+                    .get_mut(&job.day)
+                    .expect("a ledger per day")
+                    .files
+                    .push(file);
+            }
+            Err(IngestError::StillUploading { .. }) => report.pending += 1,
+            Err(e) => {
+                tracing::error!(day = %job.day, file = %job.remote.path, error = %e, "recording failed");
+                report.failures.push((job.remote.path, e));
+            }
+        }
+    }
+    for day in touched.into_keys() {
+        let mut entry = ledgers.remove(&day).expect("a ledger per day");
+        entry.format_version = FORMAT_VERSION;
+        entry.files.sort_by(|a, b| a.name.cmp(&b.name));
+        let index = recording_index::build(&entry.files).map_err(|e| IngestError::Spool {
+            detail: e.to_string(),
+        })?;
+        let key = layout::recording_index_object(day);
+        put_bytes(&ctx.store, &key, index)
+            .await
+            .map_err(|e| IngestError::Write {
+                key: key.to_string(),
+                detail: e.to_string(),
+            })?;
+        ctx.ledger.put_recordings(day, &entry).await?;
+    }
+    Ok(report)
+}
+
+/// Copies one recording into its object; a size that differs from the listing means
+/// the file is still being written, and nothing is left behind.
+async fn copy(
+    ctx: &Context,
+    source: &mut dyn Source,
+    job: &Job,
+) -> Result<RecordingFile, IngestError> {
+    let key = layout::recording_object(job.day, &job.name);
+    let mut upload = ObjectUpload::new(&ctx.store, key.clone());
+    let copied = match source.download(&job.remote.path, &mut upload).await {
+        Ok(copied) => copied,
+        Err(e) => {
+            upload.abort().await;
+            return Err(e.into());
+        }
+    };
+    if copied != job.remote.size {
+        upload.abort().await;
+        return Err(IngestError::StillUploading {
+            path: job.remote.path.clone(),
+            detail: format!("listed as {} bytes, {copied} arrived", job.remote.size),
+        });
+    }
+    let (size, sha256) = upload.finish().await.map_err(|e| IngestError::Write {
+        key: key.to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok(RecordingFile {
+        name: job.name.clone(),
+        size,
+        modified: modified_text(&job.remote),
+        sha256,
+        key: key.to_string(),
+    })
+}

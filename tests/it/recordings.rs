@@ -1,0 +1,160 @@
+//! Recordings over FTPS: selected by name, copied byte for byte over several
+//! connections, indexed so they join to their calls, never copied twice, and left
+//! alone while they may still be uploading.
+
+use std::fs::File;
+use std::time::SystemTime;
+
+use arrow_array::cast::AsArray;
+use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
+use chrono::NaiveDate;
+
+use crate::util::{Case, read_parquet};
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
+}
+
+fn recordings_only(min_age: u64) -> String {
+    format!("categories = [\"recordings\"]\ntransfers = 3\nrecordings_min_age_secs = {min_age}")
+}
+
+#[test]
+fn recordings_are_copied_exactly_once_and_indexed_by_call() {
+    let case = Case::new("recordings");
+    let mut spec = DropSpec::new(5, day(1), day(2));
+    spec.cdr_rows_per_day = 60;
+    spec.recordings_per_day = Some(8);
+    spec.queue = false;
+    spec.quirks = Quirks {
+        bad_recording_names: true,
+        ..Quirks::default()
+    };
+    let manifest = write_drop(&case.remote, &spec).unwrap();
+    let config = case.config_with("", &recordings_only(0));
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-02",
+    ];
+    let run = case.run(&args);
+    assert_eq!(run.code, 0, "{run:?}");
+    let expected: usize = manifest.days.iter().map(|d| d.recordings.len()).sum();
+    assert_eq!(expected, 16);
+    assert!(
+        run.stdout
+            .contains(&format!("recordings: {expected} copied")),
+        "{run:?}"
+    );
+    let bad: Vec<&String> = manifest
+        .days
+        .iter()
+        .flat_map(|d| &d.bad_recording_names)
+        .collect();
+    assert!(!bad.is_empty());
+    assert!(
+        run.stdout
+            .contains(&format!("{} file(s) do not match", bad.len())),
+        "{run:?}"
+    );
+
+    for d in &manifest.days {
+        let batches = read_parquet(&case.out().join(format!(
+            "recording_index/date={}/recordings.parquet",
+            d.date
+        )));
+        let ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("unique_id")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(ids.len(), d.recordings.len());
+        for path in &d.recordings {
+            let name = path.rsplit('/').next().unwrap();
+            let copy = case
+                .out()
+                .join(format!("recordings/{}/{name}", d.date.format("%Y/%m/%d")));
+            assert_eq!(
+                std::fs::read(&copy).unwrap(),
+                std::fs::read(case.remote.join(path)).unwrap(),
+                "{name}"
+            );
+            assert!(
+                ids.iter().any(|id| name.ends_with(&format!("-{id}.mp3"))),
+                "{name} not indexed"
+            );
+        }
+    }
+    assert!(
+        !case
+            .out()
+            .join("recordings")
+            .read_dir()
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "notes.txt")
+    );
+
+    let downloads = |case: &Case| {
+        manifest
+            .days
+            .iter()
+            .flat_map(|d| &d.recordings)
+            .map(|p| case.downloads_of_path(p))
+            .sum::<usize>()
+    };
+    assert_eq!(downloads(&case), expected);
+    let again = case.run(&args);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again.stdout.contains(&format!(
+            "recordings: 0 copied (0 bytes), {expected} already copied"
+        )),
+        "{again:?}"
+    );
+    assert_eq!(
+        downloads(&case),
+        expected,
+        "a recording already copied is never copied again"
+    );
+}
+
+#[test]
+fn a_recording_still_being_written_is_left_for_the_next_run() {
+    let case = Case::new("recordings-fresh");
+    let folder = case.remote.join("recordings");
+    std::fs::create_dir_all(&folder).unwrap();
+    let name = "2024_03_01_10_00_00-sales-anna-+48221234567-101-1709287200.7.mp3";
+    std::fs::write(folder.join(name), b"ID3 partial").unwrap();
+    File::options()
+        .write(true)
+        .open(folder.join(name))
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+    let config = case.config_with("", &recordings_only(3600));
+    let run = case.run(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--date",
+        "2024-03-01",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("0 copied (0 bytes), 0 already copied, 1 left for the next run"),
+        "{run:?}"
+    );
+    assert!(!case.out().join("recordings").exists());
+    assert_eq!(case.downloads_of_path(&format!("recordings/{name}")), 0);
+}
