@@ -14,7 +14,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use tokio::io::AsyncWriteExt;
 
-use crate::sink::upload::PART_BYTES;
+use crate::sink::upload::{PART_BYTES, PARTS_IN_FLIGHT};
 use tokio::sync::mpsc;
 
 use crate::source::ChunkSink;
@@ -132,7 +132,8 @@ pub struct ObjectUpload {
 impl ObjectUpload {
     pub fn new(store: &Arc<dyn ObjectStore>, key: Path) -> Self {
         ObjectUpload {
-            writer: BufWriter::with_capacity(Arc::clone(store), key, PART_BYTES),
+            writer: BufWriter::with_capacity(Arc::clone(store), key, PART_BYTES)
+                .with_max_concurrency(PARTS_IN_FLIGHT),
             hasher: digest::Context::new(&digest::SHA256),
             bytes: 0,
         }

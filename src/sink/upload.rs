@@ -15,6 +15,8 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// Buffer before switching to a multipart upload, and the size of each part.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts uploaded at once: bounds an upload's memory to a few parts.
+pub const PARTS_IN_FLIGHT: usize = 2;
 
 /// Copies a spooled file to `key`, returning its size.
 pub async fn upload_file(
@@ -24,7 +26,8 @@ pub async fn upload_file(
 ) -> std::io::Result<u64> {
     let mut file = tokio::fs::File::from_std(file);
     file.seek(SeekFrom::Start(0)).await?;
-    let mut writer = BufWriter::with_capacity(Arc::clone(store), key.clone(), PART_BYTES);
+    let mut writer = BufWriter::with_capacity(Arc::clone(store), key.clone(), PART_BYTES)
+        .with_max_concurrency(PARTS_IN_FLIGHT);
     let copied = async {
         let n = tokio::io::copy(&mut file, &mut writer).await?;
         writer.shutdown().await?;
