@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use object_store::ObjectStoreExt;
 
 use super::file::modified_text;
 use super::transfer::ObjectUpload;
@@ -208,10 +209,26 @@ async fn copy(
             detail: format!("listed as {} bytes, {copied} arrived", job.remote.size),
         });
     }
-    let (size, sha256) = upload.finish().await.map_err(|e| IngestError::Write {
+    let write_error = |detail: String| IngestError::Write {
         key: key.to_string(),
-        detail: e.to_string(),
-    })?;
+        detail,
+    };
+    let (size, sha256) = upload
+        .finish()
+        .await
+        .map_err(|e| write_error(e.to_string()))?;
+    // What the store holds must be what was read.
+    let stored = ctx
+        .store
+        .head(&key)
+        .await
+        .map_err(|e| write_error(e.to_string()))?;
+    if stored.size != size {
+        return Err(write_error(format!(
+            "the store holds {} bytes, {size} were written",
+            stored.size
+        )));
+    }
     Ok(RecordingFile {
         name: job.name.clone(),
         size,
