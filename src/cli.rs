@@ -201,7 +201,8 @@ fn requested_days(
 }
 
 async fn run(settings: Settings, days: &[NaiveDate]) -> anyhow::Result<u8> {
-    let store = destination::open(&settings.destination.url).map_err(anyhow::Error::msg)?;
+    let store = destination::open(&settings.destination.url, &settings.destination.options)
+        .map_err(anyhow::Error::msg)?;
     let ctx = Context::new(settings, store);
     let report = pipeline::run(&ctx, days, chrono::Utc::now()).await;
     print_summary(&report);
@@ -246,6 +247,13 @@ fn print_summary(report: &PassReport) {
             Ok(FileOutcome::SameContent { path }) => {
                 skipped += 1;
                 println!("{} {path}: unchanged content, ledger updated", day.day);
+            }
+            Ok(FileOutcome::Busy { holder, until }) => {
+                skipped += 1;
+                println!(
+                    "{} {}: skipped, another worker ({holder}) is ingesting it (its lease ends {until})",
+                    day.day, day.category
+                );
             }
             Ok(FileOutcome::NotThereYet { path }) => {
                 failed += 1;
@@ -320,6 +328,15 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
             }
         }
     }
+    let store = destination::open(&settings.destination.url, &settings.destination.options)
+        .map_err(anyhow::Error::msg)?;
+    destination::probe(&store, &settings.destination.url)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "destination {}: wrote, read and deleted a probe object",
+        destination::redact(&settings.destination.url)
+    );
     if !missing.is_empty() {
         bail!(
             "cannot list {} on {}; check the folder keys in [source]",

@@ -4,6 +4,7 @@
 mod reader;
 mod secret;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use url::Url;
 
 use crate::formats::queue_zip::ZipLimits;
 use crate::model::Category;
+use crate::sink::destination;
 
 /// The environment variable holding the source password unless `password_env` says otherwise.
 pub const DEFAULT_PASSWORD_ENV: &str = "CDR_INGEST_SOURCE_PASSWORD";
@@ -40,6 +42,9 @@ pub struct IngestSettings {
     pub recordings_min_age: Duration,
     /// Connections used at once to copy recordings.
     pub transfers: usize,
+    /// How long a worker's claim on a unit of work (a category of a day) lasts if it
+    /// is not released, e.g. because the worker crashed.
+    pub lease: Duration,
 }
 
 /// Where the drop is read from.
@@ -95,6 +100,8 @@ pub struct RemoteFolders {
 #[derive(Debug, Clone)]
 pub struct DestinationSettings {
     pub url: Url,
+    /// `object_store` configuration keys for the store (e.g. `endpoint`, `region`).
+    pub options: BTreeMap<String, String>,
 }
 
 /// Every problem found in a configuration.
@@ -397,34 +404,47 @@ fn read_ingest(s: &mut Section<'_>) -> IngestSettings {
             120,
         )),
         transfers: number(s, "transfers", 1..=64, 4) as usize,
+        lease: Duration::from_secs(number(s, "lease_secs", 10..=7 * 86_400, 3600)),
     }
 }
 
 fn read_destination(s: &mut Section<'_>) -> Option<DestinationSettings> {
+    let options = s.string_map("options").unwrap_or_default();
     let Some(text) = s.string("url") else {
-        s.issue("url", "is required, e.g. \"file:///var/lib/cdr-ingest\"");
+        s.issue(
+            "url",
+            "is required, e.g. \"s3://bucket/prefix\" or \"file:///var/lib/cdr-ingest\"",
+        );
         return None;
     };
-    let url = match Url::parse(&text) {
-        Ok(url) => url,
-        Err(_) => {
-            s.issue(
-                "url",
-                "is not a URL; expected e.g. \"file:///var/lib/cdr-ingest\"",
-            );
-            return None;
-        }
+    let Ok(url) = Url::parse(&text) else {
+        s.issue(
+            "url",
+            "is not a URL; expected e.g. \"s3://bucket/prefix\" or \"file:///var/lib/cdr-ingest\"",
+        );
+        return None;
     };
-    match url.scheme() {
-        "file" | "memory" => Some(DestinationSettings { url }),
-        other => {
-            s.issue(
-                "url",
-                format!("scheme {other}:// is not supported yet; use file:///absolute/path"),
-            );
-            None
-        }
+    if !destination::supported(&url) {
+        s.issue(
+            "url",
+            format!(
+                "scheme {}:// is not supported; use s3://, gs://, az://, file:// or memory://",
+                url.scheme()
+            ),
+        );
+        return None;
     }
+    let unknown = destination::unknown_options(&url, &options);
+    if !unknown.is_empty() {
+        let hint = match url.scheme() {
+            "file" | "memory" => "this store takes no options".to_string(),
+            scheme => format!(
+                "not {scheme}:// configuration keys of object_store (e.g. endpoint, region, allow_http)"
+            ),
+        };
+        s.issue("options", format!("{}: {hint}", unknown.join(", ")));
+    }
+    Some(DestinationSettings { url, options })
 }
 
 #[cfg(test)]

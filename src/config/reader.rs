@@ -155,6 +155,39 @@ impl Section<'_> {
         }
     }
 
+    /// A table of scalar values, as strings (e.g. a store's options). Not overridable
+    /// from the environment as a whole; its keys have their own variables.
+    pub fn string_map(&mut self, key: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        match self.table.remove(key)? {
+            Value::Table(table) => {
+                let mut map = std::collections::BTreeMap::new();
+                for (name, value) in table {
+                    match value {
+                        Value::String(s) => map.insert(name, s),
+                        Value::Integer(i) => map.insert(name, i.to_string()),
+                        Value::Boolean(b) => map.insert(name, b.to_string()),
+                        Value::Float(f) => map.insert(name, f.to_string()),
+                        other => {
+                            self.issue(
+                                key,
+                                format!(
+                                    "{name} must be a string, number or boolean, found {}",
+                                    other.type_str()
+                                ),
+                            );
+                            None
+                        }
+                    };
+                }
+                Some(map)
+            }
+            other => {
+                self.issue(key, format!("must be a table, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
     /// A list of strings; from the environment, comma-separated.
     pub fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
         match self.take(key)? {

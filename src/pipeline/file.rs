@@ -12,6 +12,7 @@ use super::parse::Parsed;
 use super::{Context, FileOutcome, IngestError, Ingested};
 use crate::model::Category;
 use crate::sink::layout;
+use crate::sink::retry;
 use crate::sink::upload::upload_file;
 use crate::source::{RemoteFile, Source};
 use crate::state::json::FORMAT_VERSION;
@@ -172,7 +173,7 @@ pub fn modified_text(remote: &RemoteFile) -> Option<String> {
 }
 
 async fn upload(ctx: &Context, key: &Path, file: File) -> Result<(), IngestError> {
-    upload_file(&ctx.store, key, file)
+    upload_file(&ctx.store, key, &file)
         .await
         .map(|_| ())
         .map_err(|e| IngestError::Write {
@@ -192,7 +193,8 @@ async fn remove_stale(
         if keep.contains(&key) {
             continue;
         }
-        match ctx.store.delete(&Path::from(key.as_str())).await {
+        let path = Path::from(key.as_str());
+        match retry::with_backoff("delete", retry::is_transient, || ctx.store.delete(&path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                 tracing::info!(object = %key, "removed output of the file's previous version");
             }

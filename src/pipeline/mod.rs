@@ -23,6 +23,7 @@ use crate::model::Category;
 use crate::source::{self, Source, SourceError};
 use crate::state::attempts::Attempts;
 use crate::state::json::{JsonStore, StateError};
+use crate::state::lease::{self, Lease, Leases};
 use crate::state::ledger::Ledger;
 
 pub use transfer::hex;
@@ -33,6 +34,7 @@ pub struct Context {
     pub store: Arc<dyn ObjectStore>,
     pub ledger: Ledger,
     pub attempts: Attempts,
+    pub leases: Leases,
 }
 
 impl Context {
@@ -40,6 +42,11 @@ impl Context {
         Context {
             ledger: Ledger::new(JsonStore::new(Arc::clone(&store))),
             attempts: Attempts::new(JsonStore::new(Arc::clone(&store))),
+            leases: Leases::new(
+                Arc::clone(&store),
+                lease::holder_name(),
+                settings.ingest.lease,
+            ),
             settings,
             store,
         }
@@ -74,6 +81,11 @@ pub enum FileOutcome {
     /// Not on the server (yet).
     NotThereYet {
         path: String,
+    },
+    /// Another worker is ingesting this unit right now.
+    Busy {
+        holder: String,
+        until: DateTime<Utc>,
     },
 }
 
@@ -159,10 +171,22 @@ pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassR
     let mut report = PassReport::default();
     let categories = &ctx.settings.ingest.categories;
     for (index, &day) in days.iter().enumerate() {
-        for &category in categories {
+        for &category in categories.iter().filter(|c| **c != Category::Recordings) {
+            let lease = match claim(ctx, category, day, now).await {
+                Ok(lease) => lease,
+                Err(outcome) => {
+                    report.files.push(FileReport {
+                        day,
+                        category,
+                        result: outcome,
+                    });
+                    continue;
+                }
+            };
             let source = match open(ctx, &mut connection).await {
                 Ok(source) => source,
                 Err(e) => {
+                    ctx.leases.release(&lease).await;
                     report.source_error = Some(e);
                     report.not_tried = days[index..].to_vec();
                     return report;
@@ -170,9 +194,9 @@ pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassR
             };
             let result = match category {
                 Category::Cdr => cdr::ingest_day(ctx, source, day).await,
-                Category::Queue => queue::ingest_day(ctx, source, day).await,
-                Category::Recordings => continue,
+                _ => queue::ingest_day(ctx, source, day).await,
             };
+            ctx.leases.release(&lease).await;
             log_result(day, &result);
             if let Err(IngestError::Source(e)) = &result {
                 if e.breaks_connection() {
@@ -187,12 +211,52 @@ pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassR
         }
     }
     if categories.contains(&Category::Recordings) {
-        report.recordings = Some(match open(ctx, &mut connection).await {
-            Ok(source) => recordings::ingest(ctx, source, days, now).await,
-            Err(e) => Err(IngestError::Source(e)),
-        });
+        let mut held = Vec::new();
+        let mut leases = Vec::new();
+        for &day in days {
+            match claim(ctx, Category::Recordings, day, now).await {
+                Ok(lease) => {
+                    held.push(day);
+                    leases.push(lease);
+                }
+                Err(outcome) => report.files.push(FileReport {
+                    day,
+                    category: Category::Recordings,
+                    result: outcome,
+                }),
+            }
+        }
+        if !held.is_empty() {
+            report.recordings = Some(match open(ctx, &mut connection).await {
+                Ok(source) => recordings::ingest(ctx, source, &held, now).await,
+                Err(e) => Err(IngestError::Source(e)),
+            });
+        }
+        for lease in &leases {
+            ctx.leases.release(lease).await;
+        }
     }
     report
+}
+
+/// Takes the lease of one unit of work, or gives the outcome to report instead.
+async fn claim(
+    ctx: &Context,
+    category: Category,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<object_store::path::Path, Result<FileOutcome, IngestError>> {
+    match ctx.leases.acquire(category, day, now).await {
+        Ok(Lease::Held(key)) => Ok(key),
+        Ok(Lease::Busy { holder, expires_at }) => {
+            tracing::info!(%day, %category, %holder, until = %expires_at, "another worker is ingesting this; skipped");
+            Err(Ok(FileOutcome::Busy {
+                holder,
+                until: expires_at,
+            }))
+        }
+        Err(e) => Err(Err(IngestError::State(e))),
+    }
 }
 
 /// The pass's connection, opened if need be.
@@ -232,6 +296,7 @@ fn log_result(day: NaiveDate, result: &Result<FileOutcome, IngestError>) {
             file = %path,
             "not on the server yet: the provider uploads each day's files at 01:00 GMT the next day"
         ),
+        Ok(FileOutcome::Busy { .. }) => {}
         Err(e) => tracing::error!(%day, error = %e, "failed"),
     }
 }

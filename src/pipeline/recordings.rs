@@ -13,8 +13,8 @@ use super::file::modified_text;
 use super::transfer::ObjectUpload;
 use super::{Context, IngestError};
 use crate::formats::recording_name;
-use crate::sink::recording_index;
 use crate::sink::{layout, upload::put_bytes};
+use crate::sink::{recording_index, retry};
 use crate::source::{self, RemoteFile, Source};
 use crate::state::json::FORMAT_VERSION;
 use crate::state::ledger::RecordingFile;
@@ -218,9 +218,7 @@ async fn copy(
         .await
         .map_err(|e| write_error(e.to_string()))?;
     // What the store holds must be what was read.
-    let stored = ctx
-        .store
-        .head(&key)
+    let stored = retry::with_backoff("head", retry::is_transient, || ctx.store.head(&key))
         .await
         .map_err(|e| write_error(e.to_string()))?;
     if stored.size != size {

@@ -141,10 +141,9 @@ impl ObjectUpload {
 
     /// Completes the upload; returns the size and SHA-256 (hex) of what was written.
     pub async fn finish(mut self) -> std::io::Result<(u64, String)> {
-        if let Err(e) = self.writer.shutdown().await {
-            let _ = self.writer.abort().await;
-            return Err(e);
-        }
+        // Once shut down, `BufWriter` cannot be aborted (and a failed single put left
+        // nothing behind), so a failure here is only reported.
+        self.writer.shutdown().await?;
         Ok((self.bytes, hex(self.hasher.finish().as_ref())))
     }
 

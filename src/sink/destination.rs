@@ -1,26 +1,164 @@
-//! Opens the destination named by `destination.url` as an object store.
+//! Opens the destination named by `destination.url` as an object store, through
+//! `object_store`'s own URL parsing and configuration keys: `s3://bucket/prefix`,
+//! `gs://bucket/prefix`, `az://container/prefix`, `file:///path`, `memory://`.
+//!
+//! Credentials come from where each cloud's tools look: the `AWS_*`, `GOOGLE_*` and
+//! `AZURE_*` environment variables (as `object_store`'s `from_env` reads them), then
+//! instance or workload credentials. `destination.options` (the same keys, e.g.
+//! `endpoint`, `region`, `allow_http`) override the environment.
 
+use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
+use object_store::aws::AmazonS3ConfigKey;
+use object_store::azure::AzureConfigKey;
+use object_store::gcp::GoogleConfigKey;
 use object_store::local::LocalFileSystem;
-use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
 use url::Url;
 
-/// Opens the store; a `file://` folder is created if missing.
-pub fn open(url: &Url) -> Result<Arc<dyn ObjectStore>, String> {
-    match url.scheme() {
-        "file" => {
-            let path = url
-                .to_file_path()
-                .map_err(|_| format!("destination.url {url} is not an absolute local path"))?;
-            std::fs::create_dir_all(&path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            let store = LocalFileSystem::new_with_prefix(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            Ok(Arc::new(store))
+/// Whether a (lower-case) key is one of a store's configuration keys.
+type IsKey = fn(&str) -> bool;
+
+/// The environment prefix of a scheme's variables, and its configuration keys.
+fn scheme_keys(scheme: &str) -> Option<(&'static str, IsKey)> {
+    match scheme {
+        "s3" | "s3a" => Some(("AWS_", |k| AmazonS3ConfigKey::from_str(k).is_ok())),
+        "gs" => Some(("GOOGLE_", |k| GoogleConfigKey::from_str(k).is_ok())),
+        "az" | "adl" | "azure" | "abfs" | "abfss" => {
+            Some(("AZURE_", |k| AzureConfigKey::from_str(k).is_ok()))
         }
-        "memory" => Ok(Arc::new(InMemory::new())),
-        other => Err(format!("destination scheme {other}:// is not supported")),
+        _ => None,
     }
+}
+
+/// Checks `options` for `url`'s scheme; returns the keys that are not valid there.
+pub fn unknown_options(url: &Url, options: &BTreeMap<String, String>) -> Vec<String> {
+    match scheme_keys(url.scheme()) {
+        Some((_, known)) => options
+            .keys()
+            .filter(|k| !known(&k.to_ascii_lowercase()))
+            .cloned()
+            .collect(),
+        None => options.keys().cloned().collect(),
+    }
+}
+
+/// Whether `url` names a destination this build can open.
+pub fn supported(url: &Url) -> bool {
+    matches!(url.scheme(), "file" | "memory") || scheme_keys(url.scheme()).is_some()
+}
+
+/// Opens the store at `url`'s bucket and prefix; a `file://` folder is created if missing.
+pub fn open(url: &Url, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, String> {
+    if url.scheme() == "file" {
+        let path = url
+            .to_file_path()
+            .map_err(|_| format!("destination.url {url} is not an absolute local path"))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let store = LocalFileSystem::new_with_prefix(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        return Ok(Arc::new(store));
+    }
+    let mut merged: Vec<(String, String)> = Vec::new();
+    if let Some((prefix, known)) = scheme_keys(url.scheme()) {
+        for (key, value) in std::env::vars() {
+            let key = key.to_ascii_lowercase();
+            if key.starts_with(&prefix.to_ascii_lowercase()) && known(&key) {
+                merged.push((key, value));
+            }
+        }
+    }
+    // Later entries win, so the configuration file overrides the environment.
+    merged.extend(
+        options
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
+    );
+    let (store, prefix) = object_store::parse_url_opts(url, merged)
+        .map_err(|e| format!("cannot open destination {}: {e}", redact(url)))?;
+    let store: Arc<dyn ObjectStore> = Arc::from(store);
+    Ok(if prefix.as_ref().is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    })
+}
+
+/// The URL without user information, for messages.
+pub fn redact(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
+/// The key `validate --connect` writes, reads back and deletes.
+const PROBE_KEY: &str = "_state/probe";
+
+/// Writes, reads and deletes a probe object; on failure, says what to check.
+pub async fn probe(store: &Arc<dyn ObjectStore>, url: &Url) -> Result<(), String> {
+    use object_store::ObjectStoreExt;
+    let key = object_store::path::Path::from(PROBE_KEY);
+    let body = b"cdr-ingest probe".to_vec();
+    let explain = |step: &str, e: object_store::Error| {
+        format!(
+            "cannot {step} {} at {}: {}",
+            PROBE_KEY,
+            redact(url),
+            advice(&e)
+        )
+    };
+    store
+        .put(&key, body.clone().into())
+        .await
+        .map_err(|e| explain("write", e))?;
+    let read = store
+        .get(&key)
+        .await
+        .map_err(|e| explain("read", e))?
+        .bytes()
+        .await
+        .map_err(|e| explain("read", e))?;
+    if read.as_ref() != body.as_slice() {
+        return Err(format!(
+            "the probe object at {} read back different bytes",
+            redact(url)
+        ));
+    }
+    store.delete(&key).await.map_err(|e| explain("delete", e))
+}
+
+/// What an error from the store most likely means for the operator.
+fn advice(error: &object_store::Error) -> String {
+    let text = error.to_string();
+    let lower = text.to_ascii_lowercase();
+    let hint = match error {
+        object_store::Error::NotFound { .. } => {
+            "the bucket or container does not exist (check destination.url)"
+        }
+        object_store::Error::PermissionDenied { .. } => {
+            "access denied: the credentials lack a permission the worker needs (see README, Destinations)"
+        }
+        object_store::Error::Unauthenticated { .. } => {
+            "the credentials are missing or wrong (see README, Destinations)"
+        }
+        _ if lower.contains("nosuchbucket") || lower.contains("404") => {
+            "the bucket or container does not exist (check destination.url)"
+        }
+        _ if lower.contains("accessdenied") || lower.contains("403") => {
+            "access denied: the credentials lack a permission the worker needs (see README, Destinations)"
+        }
+        _ if lower.contains("301")
+            || lower.contains("permanentredirect")
+            || lower.contains("region") =>
+        {
+            "the bucket is in another region: set destination.options.region"
+        }
+        _ => "check destination.url, destination.options and the network",
+    };
+    format!("{hint} ({text})")
 }

@@ -6,5 +6,6 @@ pub mod layout;
 pub mod partitioned;
 pub mod quarantine;
 pub mod recording_index;
+pub mod retry;
 pub mod table_parquet;
 pub mod upload;

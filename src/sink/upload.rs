@@ -13,39 +13,53 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use super::retry;
+
 /// Buffer before switching to a multipart upload, and the size of each part.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
 /// Parts uploaded at once: bounds an upload's memory to a few parts.
 pub const PARTS_IN_FLIGHT: usize = 2;
 
-/// Copies a spooled file to `key`, returning its size.
+/// Copies a spooled file to `key`, returning its size; tried again from the start
+/// if the store fails for a reason that may pass.
 pub async fn upload_file(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
-    file: File,
+    file: &File,
 ) -> std::io::Result<u64> {
-    let mut file = tokio::fs::File::from_std(file);
-    file.seek(SeekFrom::Start(0)).await?;
-    let mut writer = BufWriter::with_capacity(Arc::clone(store), key.clone(), PART_BYTES)
-        .with_max_concurrency(PARTS_IN_FLIGHT);
-    let copied = async {
-        let n = tokio::io::copy(&mut file, &mut writer).await?;
+    retry::with_backoff("upload", retry::is_transient_io, || async {
+        let mut file = tokio::fs::File::from_std(file.try_clone()?);
+        file.seek(SeekFrom::Start(0)).await?;
+        let mut writer = BufWriter::with_capacity(Arc::clone(store), key.clone(), PART_BYTES)
+            .with_max_concurrency(PARTS_IN_FLIGHT);
+        let copied = match tokio::io::copy(&mut file, &mut writer).await {
+            Ok(copied) => copied,
+            Err(e) => {
+                // Best effort: the error that matters is the one we return.
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        };
+        // A failed shutdown leaves nothing to abort: a single put did not happen, and
+        // `BufWriter` cannot abort once shut down (stale multipart parts are removed by
+        // the bucket's lifecycle rule, see README).
         writer.shutdown().await?;
-        Ok::<_, std::io::Error>(n)
-    }
-    .await;
-    if copied.is_err() {
-        // Best effort: the error that matters is the one we return.
-        let _ = writer.abort().await;
-    }
-    copied
+        Ok(copied)
+    })
+    .await
 }
 
-/// Writes a small object in one atomic put.
+/// Writes a small object in one atomic put, tried again if the store fails for a
+/// reason that may pass.
 pub async fn put_bytes(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
     bytes: Vec<u8>,
 ) -> object_store::Result<()> {
-    store.put(key, PutPayload::from(bytes)).await.map(|_| ())
+    let payload = PutPayload::from(bytes);
+    retry::with_backoff("put", retry::is_transient, || {
+        store.put(key, payload.clone())
+    })
+    .await
+    .map(|_| ())
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use crate::sink::retry;
 use crate::sink::upload::put_bytes;
 
 /// The state format this release reads and writes.
@@ -47,10 +48,13 @@ impl JsonStore {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, key: &Path) -> Result<Option<T>, StateError> {
-        let bytes = match self.store.get(key).await {
-            Ok(result) => result.bytes().await,
-            Err(e) => Err(e),
-        };
+        let bytes = retry::with_backoff("get", retry::is_transient, || async {
+            match self.store.get(key).await {
+                Ok(result) => result.bytes().await,
+                Err(e) => Err(e),
+            }
+        })
+        .await;
         let bytes = match bytes {
             Ok(bytes) => bytes,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -91,7 +95,7 @@ impl JsonStore {
     }
 
     pub async fn delete(&self, key: &Path) -> Result<(), StateError> {
-        match self.store.delete(key).await {
+        match retry::with_backoff("delete", retry::is_transient, || self.store.delete(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(StateError::Write {
                 key: key.to_string(),

@@ -2,4 +2,5 @@
 
 pub mod attempts;
 pub mod json;
+pub mod lease;
 pub mod ledger;

@@ -360,7 +360,7 @@ fn a_certificate_from_an_untrusted_ca_is_refused() {
         "{run:?}"
     );
     assert!(run.stderr.contains("source.ca_file"), "{run:?}");
-    assert!(!case.out().join("_state").exists());
+    assert!(!case.out().join("_state/ledger").exists());
 }
 
 #[test]

@@ -1,0 +1,243 @@
+//! Leases on units of work (one category of one day), so that two workers on the same
+//! destination (an overrunning cron job, two replicas) never ingest the same unit at
+//! once. A lease is taken with a create-only put, which the store makes atomic; it
+//! expires, so a crashed holder blocks nobody for longer than `ingest.lease_secs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
+use serde::{Deserialize, Serialize};
+
+use super::json::{FORMAT_VERSION, StateError};
+use crate::model::Category;
+
+/// What a lease object holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LeaseRecord {
+    format_version: u32,
+    holder: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// The answer to a request for a lease.
+#[derive(Debug)]
+pub enum Lease {
+    /// Ours until released or expired.
+    Held(Path),
+    /// Another worker has it.
+    Busy {
+        holder: String,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// Takes and releases leases in the destination under `_state/leases/`.
+#[derive(Clone)]
+pub struct Leases {
+    store: Arc<dyn ObjectStore>,
+    /// Who we are, in the lease objects and in messages.
+    holder: String,
+    duration: Duration,
+}
+
+fn key(category: Category, day: NaiveDate) -> Path {
+    Path::from(format!("_state/leases/{category}/{day}.json"))
+}
+
+impl Leases {
+    pub fn new(store: Arc<dyn ObjectStore>, holder: String, duration: Duration) -> Self {
+        Leases {
+            store,
+            holder,
+            duration,
+        }
+    }
+
+    /// Takes the lease of `category` on `day`, or says who holds it.
+    pub async fn acquire(
+        &self,
+        category: Category,
+        day: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, StateError> {
+        let key = key(category, day);
+        let payload = self.record(now);
+        match self
+            .store
+            .put_opts(&key, payload.clone(), PutMode::Create.into())
+            .await
+        {
+            Ok(_) => return Ok(Lease::Held(key)),
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(source) => {
+                return Err(StateError::Write {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        }
+        let current = match self.store.get(&key).await {
+            Ok(current) => current,
+            // Released in between: try once more from the start.
+            Err(object_store::Error::NotFound { .. }) => {
+                return match self
+                    .store
+                    .put_opts(&key, payload, PutMode::Create.into())
+                    .await
+                {
+                    Ok(_) => Ok(Lease::Held(key)),
+                    Err(_) => Ok(Lease::Busy {
+                        holder: "another worker".into(),
+                        expires_at: now,
+                    }),
+                };
+            }
+            Err(source) => {
+                return Err(StateError::Read {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        };
+        let version = UpdateVersion {
+            e_tag: current.meta.e_tag.clone(),
+            version: current.meta.version.clone(),
+        };
+        let bytes = current.bytes().await.map_err(|source| StateError::Read {
+            key: key.to_string(),
+            source,
+        })?;
+        let record: Option<LeaseRecord> = serde_json::from_slice(&bytes).ok();
+        if let Some(record) = &record {
+            if record.expires_at > now {
+                return Ok(Lease::Busy {
+                    holder: record.holder.clone(),
+                    expires_at: record.expires_at,
+                });
+            }
+        }
+        // Expired (or unreadable): take it over, but only if nobody else did first.
+        tracing::warn!(lease = %key, holder = record.as_ref().map_or("unknown", |r| r.holder.as_str()), "taking over an expired lease");
+        let taken = match self
+            .store
+            .put_opts(&key, payload.clone(), PutMode::Update(version).into())
+            .await
+        {
+            Err(object_store::Error::NotImplemented { .. }) => {
+                // Stores without conditional updates (local disk): delete, then create.
+                let _ = self.store.delete(&key).await;
+                self.store
+                    .put_opts(&key, payload, PutMode::Create.into())
+                    .await
+            }
+            other => other,
+        };
+        match taken {
+            Ok(_) => Ok(Lease::Held(key)),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(Lease::Busy {
+                holder: "another worker".into(),
+                expires_at: now,
+            }),
+            Err(source) => Err(StateError::Write {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Gives a lease back, unless it expired and someone else holds it now.
+    pub async fn release(&self, key: &Path) {
+        let ours = match self.store.get(key).await {
+            Ok(current) => match current.bytes().await {
+                Ok(bytes) => serde_json::from_slice::<LeaseRecord>(&bytes)
+                    .is_ok_and(|r| r.holder == self.holder),
+                Err(_) => false,
+            },
+            Err(_) => false,
+        };
+        if ours {
+            if let Err(e) = self.store.delete(key).await {
+                tracing::warn!(lease = %key, error = %e, "could not release a lease; it expires on its own");
+            }
+        }
+    }
+
+    fn record(&self, now: DateTime<Utc>) -> PutPayload {
+        let expires_at = now + chrono::Duration::from_std(self.duration).unwrap_or_default();
+        let record = LeaseRecord {
+            format_version: FORMAT_VERSION,
+            holder: self.holder.clone(),
+            expires_at,
+        };
+        PutPayload::from(serde_json::to_vec(&record).expect("a lease serializes"))
+    }
+}
+
+/// A name for this worker: host, process and start time, unique enough to tell two
+/// workers apart in a lease.
+pub fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{host}/pid-{}/{started:x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_until_it_expires_or_is_released() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = Leases::new(Arc::clone(&store), "a".into(), Duration::from_secs(60));
+        let b = Leases::new(Arc::clone(&store), "b".into(), Duration::from_secs(60));
+        let day = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let Lease::Held(key) = a.acquire(Category::Cdr, day, at(1000)).await.unwrap() else {
+            panic!("a gets it")
+        };
+        match b.acquire(Category::Cdr, day, at(1030)).await.unwrap() {
+            Lease::Busy { holder, .. } => assert_eq!(holder, "a"),
+            held => panic!("b must not get it: {held:?}"),
+        }
+        assert!(
+            matches!(
+                b.acquire(Category::Queue, day, at(1030)).await.unwrap(),
+                Lease::Held(_)
+            ),
+            "other units are free"
+        );
+        // a crashed: after expiry b takes over, and a late release by a leaves b's lease alone.
+        assert!(matches!(
+            b.acquire(Category::Cdr, day, at(1061)).await.unwrap(),
+            Lease::Held(_)
+        ));
+        a.release(&key).await;
+        assert!(matches!(
+            a.acquire(Category::Cdr, day, at(1062)).await.unwrap(),
+            Lease::Busy { .. }
+        ));
+        b.release(&key).await;
+        assert!(matches!(
+            a.acquire(Category::Cdr, day, at(1063)).await.unwrap(),
+            Lease::Held(_)
+        ));
+    }
+}
