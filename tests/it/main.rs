@@ -4,6 +4,7 @@ mod config_example;
 mod faults;
 mod ftps_end_to_end;
 mod local_source;
+mod overlap;
 mod queue_calls;
 mod recordings;
 mod util;
