@@ -3,6 +3,8 @@
 # integration tests a working FTPS server, using curl and openssl s_client
 # as reference clients (so a failing Rust test can be told apart from a
 # broken test server). Run as root: scripts/ftps-smoke.sh; exits 0 or 1.
+# scripts/servers-smoke.sh does the same for the other servers (pure-ftpd,
+# SFTP, S3).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

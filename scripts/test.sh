@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs and starts everything the tests need (vsftpd with explicit FTPS, test
-# certificates), then runs every check: formatting, clippy, unit and integration
-# tests. CI runs exactly this (see .ci/run). Safe to run again: each run gets fresh
-# servers on free loopback ports, stopped on exit.
+# Installs and starts everything the tests need (vsftpd and pure-ftpd with explicit
+# FTPS, OpenSSH for SFTP, moto for S3, test certificates and keys: see
+# scripts/test-servers.sh), then runs every check: formatting, clippy, unit and
+# integration tests. CI runs exactly this (see .ci/run). Safe to run again: each run
+# gets fresh servers on free loopback ports, stopped on exit.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

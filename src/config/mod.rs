@@ -52,8 +52,30 @@ pub struct IngestSettings {
 pub enum SourceEndpoint {
     /// The provider's server, explicit FTP over TLS (`AUTH TLS` on the plain port).
     Ftps(FtpsSettings),
+    /// SFTP over SSH, for accounts that deliver that way.
+    Sftp(SftpSettings),
     /// A local or mounted folder in the same layout (`file:///path`).
     LocalDir(PathBuf),
+}
+
+/// How to reach, trust and log in to an SFTP server.
+#[derive(Debug, Clone)]
+pub struct SftpSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: SftpAuth,
+    /// The OpenSSH `known_hosts` file the server's key must be in.
+    pub known_hosts: PathBuf,
+    /// Accept any host key (warned about on every run).
+    pub insecure_accept_any_host_key: bool,
+}
+
+/// How to log in over SSH.
+#[derive(Debug, Clone)]
+pub enum SftpAuth {
+    Password(Secret),
+    Key { file: PathBuf, passphrase: Option<Secret> },
 }
 
 /// How to reach and trust an FTPS server.
@@ -83,6 +105,7 @@ impl SourceSettings {
     pub fn endpoint(&self) -> String {
         match &self.endpoint {
             SourceEndpoint::Ftps(ftps) => format!("{}:{}", ftps.host, ftps.port),
+            SourceEndpoint::Sftp(sftp) => format!("{}:{}", sftp.host, sftp.port),
             SourceEndpoint::LocalDir(root) => root.display().to_string(),
         }
     }
@@ -188,6 +211,10 @@ fn read_source(
     let password_file = s.string("password_file");
     let ca_file = s.string("ca_file").map(PathBuf::from);
     let insecure = s.bool("insecure_skip_tls_verify").unwrap_or(false);
+    let key_file = s.string("key_file").map(PathBuf::from);
+    let key_passphrase_env = s.string("key_passphrase_env");
+    let known_hosts = s.string("known_hosts");
+    let accept_any_host_key = s.bool("insecure_accept_any_host_key").unwrap_or(false);
     let timeout = s.integer("timeout_secs", 1..=3600).unwrap_or(30);
     let folders = RemoteFolders {
         cdrs: folder(s, "cdrs", "CDRs"),
@@ -220,7 +247,7 @@ fn read_source(
                 }
             }
             let password = read_password(s, env, password_env, password_file);
-            let (host, port, user) = parse_ftps_url(s, &url)?;
+            let (host, port, user) = parse_login_url(s, &url, 21)?;
             SourceEndpoint::Ftps(FtpsSettings {
                 host,
                 port,
@@ -228,6 +255,40 @@ fn read_source(
                 password: password?,
                 ca_file,
                 insecure_skip_tls_verify: insecure,
+            })
+        }
+        "sftp" => {
+            let auth = match key_file {
+                Some(file) => {
+                    if !file.is_file() {
+                        s.issue("key_file", format!("{} is not a readable file", file.display()));
+                    }
+                    let passphrase = key_passphrase_env.and_then(|name| match env(&name) {
+                        Some(value) => Some(Secret::new(value)),
+                        None => {
+                            s.issue("key_passphrase_env", format!("the environment variable {name} is not set"));
+                            None
+                        }
+                    });
+                    Some(SftpAuth::Key { file, passphrase })
+                }
+                None => read_password(s, env, password_env, password_file).map(SftpAuth::Password),
+            };
+            let known_hosts = known_hosts.map_or_else(default_known_hosts, |path| expand_home(&path, env));
+            if !accept_any_host_key && !known_hosts.is_file() {
+                s.issue(
+                    "known_hosts",
+                    format!("{} does not exist; create it with ssh-keyscan -p PORT HOST >> {0} (and check the fingerprint with the provider)", known_hosts.display()),
+                );
+            }
+            let (host, port, user) = parse_login_url(s, &url, 22)?;
+            SourceEndpoint::Sftp(SftpSettings {
+                host,
+                port,
+                user,
+                auth: auth?,
+                known_hosts,
+                insecure_accept_any_host_key: accept_any_host_key,
             })
         }
         "file" => match url.to_file_path() {
@@ -275,7 +336,19 @@ fn folder(s: &mut Section<'_>, key: &str, default: &str) -> String {
     trimmed
 }
 
-fn parse_ftps_url(s: &mut Section<'_>, url: &Url) -> Option<(String, u16, String)> {
+/// `~/.ssh/known_hosts` of the user running the worker.
+fn default_known_hosts() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from(".ssh/known_hosts"), |home| PathBuf::from(home).join(".ssh/known_hosts"))
+}
+
+fn expand_home(path: &str, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    match (path.strip_prefix("~/"), env("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn parse_login_url(s: &mut Section<'_>, url: &Url, default_port: u16) -> Option<(String, u16, String)> {
     if url.password().is_some() {
         // Never echo the URL back: it holds the secret.
         s.issue(
@@ -288,15 +361,12 @@ fn parse_ftps_url(s: &mut Section<'_>, url: &Url) -> Option<(String, u16, String
         return None;
     };
     if url.username().is_empty() {
-        s.issue("url", "has no user name; write it as ftps://USER@host:21");
+        s.issue("url", format!("has no user name; write it as {}://USER@host:{default_port}", url.scheme()));
         return None;
     }
     let user = percent_decode(url.username());
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    Some((host, url.port().unwrap_or(21), user))
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    Some((host, url.port().unwrap_or(default_port), user))
 }
 
 fn percent_decode(text: &str) -> String {

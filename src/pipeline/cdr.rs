@@ -34,7 +34,7 @@ pub async fn ingest_day(
     let source_file = path.clone();
     let size = remote.size;
     let parser = tokio::task::spawn_blocking(move || parse(&CDR, reader, &source_file, size));
-    let downloaded = source.download(&path, &mut sink).await;
+    let downloaded = source.download(&path, 0, &mut sink).await;
     let (bytes, sha256) = sink.finish();
     let parsed = parser
         .await

@@ -52,7 +52,7 @@ pub async fn ingest_day(
         detail: e.to_string(),
     };
     let mut spool = Spool::new().map_err(spool_error)?;
-    source.download(&path, &mut spool).await?;
+    source.download(&path, 0, &mut spool).await?;
     let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
     file::confirm_complete(source, &remote, bytes).await?;
 

@@ -195,7 +195,7 @@ async fn copy(
 ) -> Result<RecordingFile, IngestError> {
     let key = layout::recording_object(job.day, &job.name);
     let mut upload = ObjectUpload::new(&ctx.store, key.clone());
-    let copied = match source.download(&job.remote.path, &mut upload).await {
+    let copied = match source.download(&job.remote.path, 0, &mut upload).await {
         Ok(copied) => copied,
         Err(e) => {
             upload.abort().await;

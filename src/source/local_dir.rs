@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{ChunkSink, RemoteFile, Source, SourceError};
 
@@ -79,10 +79,11 @@ impl Source for LocalDirSource {
         Ok(files)
     }
 
-    async fn download(&mut self, path: &str, sink: &mut dyn ChunkSink) -> Result<u64, SourceError> {
+    async fn download(&mut self, path: &str, offset: u64, sink: &mut dyn ChunkSink) -> Result<u64, SourceError> {
         let mut file = tokio::fs::File::open(self.root.join(path))
             .await
             .map_err(|e| self.error("read", path, e))?;
+        file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| self.error("read", path, e))?;
         let mut buffer = vec![0u8; READ_CHUNK];
         let mut copied = 0u64;
         loop {

@@ -1,0 +1,315 @@
+//! SFTP over SSH (libssh2 through `ssh2`), for provider accounts that deliver that way.
+//!
+//! The server's host key is checked against a `known_hosts` file (hashed entries and
+//! `[host]:port` supported); an unknown or changed key is refused with its type and
+//! SHA-256 fingerprint. libssh2 is blocking, so every call runs on a blocking thread,
+//! bounded by the session's own timeout.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::DateTime;
+use ssh2::{CheckResult, ErrorCode, FileStat, HashType, HostKeyType, KnownHostFileKind, Session, Sftp};
+use tokio::sync::mpsc;
+
+use super::{ChunkSink, RemoteFile, Source, SourceError};
+use crate::config::{SftpAuth, SftpSettings};
+
+/// Bytes read at a time: libssh2 is slow with small reads.
+const READ_CHUNK: usize = 256 * 1024;
+/// libssh2's "no such file" and "permission denied" SFTP status codes.
+const FX_NO_SUCH_FILE: i32 = 2;
+const FX_PERMISSION_DENIED: i32 = 3;
+/// libssh2's "end of directory" signal from `readdir`.
+const ERROR_FILE: i32 = -16;
+
+/// A logged-in SFTP session.
+pub struct SftpSource {
+    /// Kept for the life of the channel: dropping it closes the connection.
+    _session: Session,
+    sftp: Arc<Sftp>,
+    endpoint: Arc<str>,
+}
+
+impl SftpSource {
+    /// Connects, verifies the host key, logs in and opens the SFTP channel.
+    pub async fn connect(settings: &SftpSettings, timeout: Duration) -> Result<SftpSource, SourceError> {
+        if settings.insecure_accept_any_host_key {
+            tracing::warn!(
+                endpoint = %format_args!("{}:{}", settings.host, settings.port),
+                "source.insecure_accept_any_host_key is on: the server's identity is NOT checked, so the login can be intercepted"
+            );
+        }
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || connect_blocking(&settings, timeout))
+            .await
+            .map_err(|e| SourceError::Ssh {
+                endpoint: "sftp".into(),
+                detail: e.to_string(),
+            })?
+    }
+
+    /// Runs a blocking SFTP call on a blocking thread.
+    async fn call<T: Send + 'static>(&self, call: impl FnOnce(&Sftp) -> Result<T, SourceError> + Send + 'static) -> Result<T, SourceError> {
+        let sftp = Arc::clone(&self.sftp);
+        let endpoint = Arc::clone(&self.endpoint);
+        tokio::task::spawn_blocking(move || call(&sftp)).await.map_err(|e| SourceError::Ssh {
+            endpoint: endpoint.to_string(),
+            detail: e.to_string(),
+        })?
+    }
+}
+
+fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSource, SourceError> {
+    let endpoint = format!("{}:{}", settings.host, settings.port);
+    let connect_error = |detail: String| SourceError::Connect {
+        endpoint: endpoint.clone(),
+        detail,
+    };
+    let ssh_error = |e: ssh2::Error| classify(&endpoint, "connecting", e);
+    let address = (settings.host.as_str(), settings.port)
+        .to_socket_addrs()
+        .map_err(|e| connect_error(e.to_string()))?
+        .next()
+        .ok_or_else(|| connect_error("the host name has no address".into()))?;
+    let tcp = TcpStream::connect_timeout(&address, timeout).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => SourceError::Timeout {
+            endpoint: endpoint.clone(),
+            during: "connecting".into(),
+            seconds: timeout.as_secs(),
+        },
+        _ => connect_error(e.to_string()),
+    })?;
+    let mut session = Session::new().map_err(ssh_error)?;
+    session.set_tcp_stream(tcp);
+    session.set_timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32);
+    session.handshake().map_err(ssh_error)?;
+    if !settings.insecure_accept_any_host_key {
+        verify_host_key(&session, settings, &endpoint)?;
+    }
+    let login = match &settings.auth {
+        SftpAuth::Password(password) => session.userauth_password(&settings.user, password.expose()),
+        SftpAuth::Key { file, passphrase } => {
+            session.userauth_pubkey_file(&settings.user, None, file, passphrase.as_ref().map(|p| p.expose()))
+        }
+    };
+    login.map_err(|e| SourceError::LoginRefused {
+        endpoint: endpoint.clone(),
+        user: settings.user.clone(),
+        detail: e.message().to_string(),
+    })?;
+    let sftp = session.sftp().map_err(ssh_error)?;
+    Ok(SftpSource {
+        _session: session,
+        sftp: Arc::new(sftp),
+        endpoint: endpoint.into(),
+    })
+}
+
+fn verify_host_key(session: &Session, settings: &SftpSettings, endpoint: &str) -> Result<(), SourceError> {
+    let known_hosts = settings.known_hosts.display().to_string();
+    let (key, key_type) = session.host_key().ok_or_else(|| SourceError::Ssh {
+        endpoint: endpoint.to_string(),
+        detail: "the server sent no host key".into(),
+    })?;
+    let fingerprint = session
+        .host_key_hash(HashType::Sha256)
+        .map(|hash| format!("SHA256:{}", base64_unpadded(hash)))
+        .unwrap_or_default();
+    let key_type = key_type_name(key_type).to_string();
+    let mut known = session.known_hosts().map_err(|e| classify(endpoint, "reading known_hosts", e))?;
+    if let Err(e) = known.read_file(&settings.known_hosts, KnownHostFileKind::OpenSSH) {
+        return Err(SourceError::Ssh {
+            endpoint: endpoint.to_string(),
+            detail: format!(
+                "cannot read source.known_hosts {known_hosts} ({}); the server presents {key_type} {fingerprint}, trust it with: ssh-keyscan -p {} {} >> {known_hosts}",
+                e.message(),
+                settings.port,
+                settings.host
+            ),
+        });
+    }
+    match known.check_port(&settings.host, settings.port, key) {
+        CheckResult::Match => Ok(()),
+        CheckResult::Mismatch => Err(SourceError::HostKeyChanged {
+            endpoint: endpoint.to_string(),
+            key_type,
+            fingerprint,
+            known_hosts,
+        }),
+        CheckResult::NotFound | CheckResult::Failure => Err(SourceError::HostKeyUnknown {
+            endpoint: endpoint.to_string(),
+            host: settings.host.clone(),
+            port: settings.port,
+            key_type,
+            fingerprint,
+            known_hosts,
+        }),
+    }
+}
+
+fn key_type_name(key_type: HostKeyType) -> &'static str {
+    match key_type {
+        HostKeyType::Rsa => "ssh-rsa",
+        HostKeyType::Dss => "ssh-dss",
+        HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+        HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+        HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+        HostKeyType::Ed25519 => "ssh-ed25519",
+        HostKeyType::Unknown => "unknown key type",
+    }
+}
+
+/// Base64 without padding, as `ssh-keygen -l` prints fingerprints.
+fn base64_unpadded(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Names the error by what the operator can do about it.
+fn classify(endpoint: &str, during: &str, error: ssh2::Error) -> SourceError {
+    match error.code() {
+        // LIBSSH2_ERROR_TIMEOUT
+        ErrorCode::Session(-9) => SourceError::Timeout {
+            endpoint: endpoint.to_string(),
+            during: during.to_string(),
+            seconds: 0,
+        },
+        _ => SourceError::Ssh {
+            endpoint: endpoint.to_string(),
+            detail: format!("{during}: {}", error.message()),
+        },
+    }
+}
+
+fn sftp_error(endpoint: &str, action: &'static str, path: &str, error: ssh2::Error) -> SourceError {
+    match error.code() {
+        ErrorCode::SFTP(FX_NO_SUCH_FILE) | ErrorCode::SFTP(FX_PERMISSION_DENIED) => SourceError::Refused {
+            endpoint: endpoint.to_string(),
+            action,
+            path: path.to_string(),
+            detail: error.message().to_string(),
+        },
+        _ => classify(endpoint, action, error),
+    }
+}
+
+fn remote_file(path: String, stat: &FileStat) -> RemoteFile {
+    RemoteFile {
+        path,
+        size: stat.size.unwrap_or(0),
+        modified: stat.mtime.and_then(|t| DateTime::from_timestamp(t as i64, 0)),
+    }
+}
+
+#[async_trait]
+impl Source for SftpSource {
+    async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError> {
+        let (path, endpoint) = (path.to_string(), Arc::clone(&self.endpoint));
+        self.call(move |sftp| match sftp.stat(Path::new(&path)) {
+            Ok(stat) if stat.is_file() => Ok(Some(remote_file(path, &stat))),
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
+            Err(e) => Err(sftp_error(&endpoint, "stat", &path, e)),
+        })
+        .await
+    }
+
+    async fn list(&mut self, folder: &str, each: &mut (dyn FnMut(RemoteFile) + Send)) -> Result<u64, SourceError> {
+        // Entries cross from the blocking reader in small batches, never the whole folder.
+        let (tx, rx) = mpsc::channel::<RemoteFile>(256);
+        let (folder_name, endpoint) = (folder.to_string(), Arc::clone(&self.endpoint));
+        let reader = self.call(move |sftp| {
+            let mut dir = sftp.opendir(Path::new(&folder_name)).map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
+            loop {
+                match dir.readdir() {
+                    Ok((name, stat)) if stat.is_file() => {
+                        let file = remote_file(format!("{folder_name}/{}", name.to_string_lossy()), &stat);
+                        if tx.blocking_send(file).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.code() == ErrorCode::Session(ERROR_FILE) => return Ok(()),
+                    Err(e) => return Err(sftp_error(&endpoint, "list", &folder_name, e)),
+                }
+            }
+        });
+        let consumer = async {
+            let mut rx = rx;
+            let mut files = 0;
+            while let Some(file) = rx.recv().await {
+                each(file);
+                files += 1;
+            }
+            files
+        };
+        let (read, files) = tokio::join!(reader, consumer);
+        read.map(|()| files)
+    }
+
+    async fn download(&mut self, path: &str, offset: u64, sink: &mut dyn ChunkSink) -> Result<u64, SourceError> {
+        let (tx, rx) = mpsc::channel::<Bytes>(8);
+        let (path_name, endpoint) = (path.to_string(), Arc::clone(&self.endpoint));
+        let reader = self.call(move |sftp| {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut file = sftp.open(Path::new(&path_name)).map_err(|e| sftp_error(&endpoint, "read", &path_name, e))?;
+            let broke_off = |e: std::io::Error| SourceError::Transfer {
+                endpoint: endpoint.to_string(),
+                path: path_name.clone(),
+                detail: e.to_string(),
+            };
+            file.seek(SeekFrom::Start(offset)).map_err(broke_off)?;
+            let mut buffer = vec![0u8; READ_CHUNK];
+            loop {
+                let n = file.read(&mut buffer).map_err(broke_off)?;
+                if n == 0 || tx.blocking_send(Bytes::copy_from_slice(&buffer[..n])).is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        let writer = async {
+            // Owning the receiver here means that if the sink fails, the reader's next
+            // send fails too and it stops, instead of waiting for room for ever.
+            let mut rx = rx;
+            let mut copied = 0u64;
+            while let Some(chunk) = rx.recv().await {
+                sink.write(&chunk).await.map_err(|e| SourceError::Transfer {
+                    endpoint: self.endpoint.to_string(),
+                    path: path.to_string(),
+                    detail: format!("could not take the data: {e}"),
+                })?;
+                copied += chunk.len() as u64;
+            }
+            Ok(copied)
+        };
+        let (read, written) = tokio::join!(reader, writer);
+        read?;
+        written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_unpadded_base64() {
+        assert_eq!(base64_unpadded(b""), "");
+        assert_eq!(base64_unpadded(b"f"), "Zg");
+        assert_eq!(base64_unpadded(b"fo"), "Zm8");
+        assert_eq!(base64_unpadded(b"foo"), "Zm9v");
+        assert_eq!(base64_unpadded(b"foobar"), "Zm9vYmFy");
+    }
+}
