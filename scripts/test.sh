@@ -15,6 +15,16 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     rustup component add rustfmt clippy
 fi
 
+# Build dependencies: ssh2 links libssh2 against OpenSSL, found with pkg-config.
+missing_packages=()
+for package in libssl-dev pkg-config; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing_packages+=("$package")
+done
+if ((${#missing_packages[@]})); then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_packages[@]}"
+fi
+
 # Servers for the integration tests; stop_test_servers kills them on exit.
 # shellcheck source=scripts/test-servers.sh
 source "$repo/scripts/test-servers.sh"

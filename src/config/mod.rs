@@ -75,7 +75,10 @@ pub struct SftpSettings {
 #[derive(Debug, Clone)]
 pub enum SftpAuth {
     Password(Secret),
-    Key { file: PathBuf, passphrase: Option<Secret> },
+    Key {
+        file: PathBuf,
+        passphrase: Option<Secret>,
+    },
 }
 
 /// How to reach and trust an FTPS server.
@@ -261,12 +264,18 @@ fn read_source(
             let auth = match key_file {
                 Some(file) => {
                     if !file.is_file() {
-                        s.issue("key_file", format!("{} is not a readable file", file.display()));
+                        s.issue(
+                            "key_file",
+                            format!("{} is not a readable file", file.display()),
+                        );
                     }
                     let passphrase = key_passphrase_env.and_then(|name| match env(&name) {
                         Some(value) => Some(Secret::new(value)),
                         None => {
-                            s.issue("key_passphrase_env", format!("the environment variable {name} is not set"));
+                            s.issue(
+                                "key_passphrase_env",
+                                format!("the environment variable {name} is not set"),
+                            );
                             None
                         }
                     });
@@ -274,7 +283,8 @@ fn read_source(
                 }
                 None => read_password(s, env, password_env, password_file).map(SftpAuth::Password),
             };
-            let known_hosts = known_hosts.map_or_else(default_known_hosts, |path| expand_home(&path, env));
+            let known_hosts =
+                known_hosts.map_or_else(default_known_hosts, |path| expand_home(&path, env));
             if !accept_any_host_key && !known_hosts.is_file() {
                 s.issue(
                     "known_hosts",
@@ -338,7 +348,10 @@ fn folder(s: &mut Section<'_>, key: &str, default: &str) -> String {
 
 /// `~/.ssh/known_hosts` of the user running the worker.
 fn default_known_hosts() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from(".ssh/known_hosts"), |home| PathBuf::from(home).join(".ssh/known_hosts"))
+    std::env::var_os("HOME").map_or_else(
+        || PathBuf::from(".ssh/known_hosts"),
+        |home| PathBuf::from(home).join(".ssh/known_hosts"),
+    )
 }
 
 fn expand_home(path: &str, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
@@ -348,7 +361,11 @@ fn expand_home(path: &str, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     }
 }
 
-fn parse_login_url(s: &mut Section<'_>, url: &Url, default_port: u16) -> Option<(String, u16, String)> {
+fn parse_login_url(
+    s: &mut Section<'_>,
+    url: &Url,
+    default_port: u16,
+) -> Option<(String, u16, String)> {
     if url.password().is_some() {
         // Never echo the URL back: it holds the secret.
         s.issue(
@@ -361,11 +378,20 @@ fn parse_login_url(s: &mut Section<'_>, url: &Url, default_port: u16) -> Option<
         return None;
     };
     if url.username().is_empty() {
-        s.issue("url", format!("has no user name; write it as {}://USER@host:{default_port}", url.scheme()));
+        s.issue(
+            "url",
+            format!(
+                "has no user name; write it as {}://USER@host:{default_port}",
+                url.scheme()
+            ),
+        );
         return None;
     }
     let user = percent_decode(url.username());
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     Some((host, url.port().unwrap_or(default_port), user))
 }
 

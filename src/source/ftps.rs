@@ -274,10 +274,18 @@ impl Source for FtpsSource {
         listed
     }
 
-    async fn download(&mut self, path: &str, offset: u64, sink: &mut dyn ChunkSink) -> Result<u64, SourceError> {
+    async fn download(
+        &mut self,
+        path: &str,
+        offset: u64,
+        sink: &mut dyn ChunkSink,
+    ) -> Result<u64, SourceError> {
         if offset > 0 {
             self.server
-                .run("asking to resume (REST)", self.ftp.resume_transfer(offset as usize))
+                .run(
+                    "asking to resume (REST)",
+                    self.ftp.resume_transfer(offset as usize),
+                )
                 .await?
                 .map_err(|e| self.server.refused("REST", path, &e))?;
         }

@@ -79,11 +79,18 @@ impl Source for LocalDirSource {
         Ok(files)
     }
 
-    async fn download(&mut self, path: &str, offset: u64, sink: &mut dyn ChunkSink) -> Result<u64, SourceError> {
+    async fn download(
+        &mut self,
+        path: &str,
+        offset: u64,
+        sink: &mut dyn ChunkSink,
+    ) -> Result<u64, SourceError> {
         let mut file = tokio::fs::File::open(self.root.join(path))
             .await
             .map_err(|e| self.error("read", path, e))?;
-        file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| self.error("read", path, e))?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| self.error("read", path, e))?;
         let mut buffer = vec![0u8; READ_CHUNK];
         let mut copied = 0u64;
         loop {

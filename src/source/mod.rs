@@ -42,7 +42,12 @@ pub trait Source: Send {
     ) -> Result<u64, SourceError>;
     /// Streams `path` from byte `offset` on into `sink`, returning the number of bytes
     /// copied. A non-zero offset resumes a download that broke off.
-    async fn download(&mut self, path: &str, offset: u64, sink: &mut dyn ChunkSink) -> Result<u64, SourceError>;
+    async fn download(
+        &mut self,
+        path: &str,
+        offset: u64,
+        sink: &mut dyn ChunkSink,
+    ) -> Result<u64, SourceError>;
 }
 
 /// What went wrong talking to the source; each message names the server and what to check.
@@ -91,10 +96,26 @@ pub enum SourceError {
     },
     #[error("cannot set up TLS: {0}")]
     TlsSetup(String),
-    #[error("{endpoint} presents a host key that is not in {known_hosts}: {key_type} {fingerprint}. If the provider confirms this fingerprint, trust it with: ssh-keyscan -p {port} {host} >> {known_hosts}")]
-    HostKeyUnknown { endpoint: String, host: String, port: u16, key_type: String, fingerprint: String, known_hosts: String },
-    #[error("the host key of {endpoint} has CHANGED: it now presents {key_type} {fingerprint}, which does not match {known_hosts}. This can be an attack; if the provider confirms a new key, replace its line in {known_hosts}")]
-    HostKeyChanged { endpoint: String, key_type: String, fingerprint: String, known_hosts: String },
+    #[error(
+        "{endpoint} presents a host key that is not in {known_hosts}: {key_type} {fingerprint}. If the provider confirms this fingerprint, trust it with: ssh-keyscan -p {port} {host} >> {known_hosts}"
+    )]
+    HostKeyUnknown {
+        endpoint: String,
+        host: String,
+        port: u16,
+        key_type: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
+    #[error(
+        "the host key of {endpoint} has CHANGED: it now presents {key_type} {fingerprint}, which does not match {known_hosts}. This can be an attack; if the provider confirms a new key, replace its line in {known_hosts}"
+    )]
+    HostKeyChanged {
+        endpoint: String,
+        key_type: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
     #[error("{endpoint}: {detail}")]
     Ssh { endpoint: String, detail: String },
 }
@@ -117,7 +138,11 @@ pub async fn connect(settings: &SourceSettings) -> Result<Box<dyn Source>, Sourc
         SourceEndpoint::Ftps(ftps) => Ok(Box::new(
             ftps::FtpsSource::connect(ftps, settings.timeout).await?,
         )),
-        SourceEndpoint::Sftp(sftp) => Ok(Box::new(sftp::SftpSource::connect(sftp, settings.timeout).await?)),
-        SourceEndpoint::LocalDir(root) => Ok(Box::new(local_dir::LocalDirSource::new(root.clone()))),
+        SourceEndpoint::Sftp(sftp) => Ok(Box::new(
+            sftp::SftpSource::connect(sftp, settings.timeout).await?,
+        )),
+        SourceEndpoint::LocalDir(root) => {
+            Ok(Box::new(local_dir::LocalDirSource::new(root.clone())))
+        }
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::DateTime;
-use ssh2::{CheckResult, ErrorCode, FileStat, HashType, HostKeyType, KnownHostFileKind, Session, Sftp};
+use ssh2::{
+    CheckResult, ErrorCode, FileStat, HashType, HostKeyType, KnownHostFileKind, Session, Sftp,
+};
 use tokio::sync::mpsc;
 
 use super::{ChunkSink, RemoteFile, Source, SourceError};
@@ -37,7 +39,10 @@ pub struct SftpSource {
 
 impl SftpSource {
     /// Connects, verifies the host key, logs in and opens the SFTP channel.
-    pub async fn connect(settings: &SftpSettings, timeout: Duration) -> Result<SftpSource, SourceError> {
+    pub async fn connect(
+        settings: &SftpSettings,
+        timeout: Duration,
+    ) -> Result<SftpSource, SourceError> {
         if settings.insecure_accept_any_host_key {
             tracing::warn!(
                 endpoint = %format_args!("{}:{}", settings.host, settings.port),
@@ -54,13 +59,18 @@ impl SftpSource {
     }
 
     /// Runs a blocking SFTP call on a blocking thread.
-    async fn call<T: Send + 'static>(&self, call: impl FnOnce(&Sftp) -> Result<T, SourceError> + Send + 'static) -> Result<T, SourceError> {
+    async fn call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Sftp) -> Result<T, SourceError> + Send + 'static,
+    ) -> Result<T, SourceError> {
         let sftp = Arc::clone(&self.sftp);
         let endpoint = Arc::clone(&self.endpoint);
-        tokio::task::spawn_blocking(move || call(&sftp)).await.map_err(|e| SourceError::Ssh {
-            endpoint: endpoint.to_string(),
-            detail: e.to_string(),
-        })?
+        tokio::task::spawn_blocking(move || call(&sftp))
+            .await
+            .map_err(|e| SourceError::Ssh {
+                endpoint: endpoint.to_string(),
+                detail: e.to_string(),
+            })?
     }
 }
 
@@ -92,10 +102,15 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
         verify_host_key(&session, settings, &endpoint)?;
     }
     let login = match &settings.auth {
-        SftpAuth::Password(password) => session.userauth_password(&settings.user, password.expose()),
-        SftpAuth::Key { file, passphrase } => {
-            session.userauth_pubkey_file(&settings.user, None, file, passphrase.as_ref().map(|p| p.expose()))
+        SftpAuth::Password(password) => {
+            session.userauth_password(&settings.user, password.expose())
         }
+        SftpAuth::Key { file, passphrase } => session.userauth_pubkey_file(
+            &settings.user,
+            None,
+            file,
+            passphrase.as_ref().map(|p| p.expose()),
+        ),
     };
     login.map_err(|e| SourceError::LoginRefused {
         endpoint: endpoint.clone(),
@@ -110,7 +125,11 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
     })
 }
 
-fn verify_host_key(session: &Session, settings: &SftpSettings, endpoint: &str) -> Result<(), SourceError> {
+fn verify_host_key(
+    session: &Session,
+    settings: &SftpSettings,
+    endpoint: &str,
+) -> Result<(), SourceError> {
     let known_hosts = settings.known_hosts.display().to_string();
     let (key, key_type) = session.host_key().ok_or_else(|| SourceError::Ssh {
         endpoint: endpoint.to_string(),
@@ -121,7 +140,9 @@ fn verify_host_key(session: &Session, settings: &SftpSettings, endpoint: &str) -
         .map(|hash| format!("SHA256:{}", base64_unpadded(hash)))
         .unwrap_or_default();
     let key_type = key_type_name(key_type).to_string();
-    let mut known = session.known_hosts().map_err(|e| classify(endpoint, "reading known_hosts", e))?;
+    let mut known = session
+        .known_hosts()
+        .map_err(|e| classify(endpoint, "reading known_hosts", e))?;
     if let Err(e) = known.read_file(&settings.known_hosts, KnownHostFileKind::OpenSSH) {
         return Err(SourceError::Ssh {
             endpoint: endpoint.to_string(),
@@ -169,7 +190,10 @@ fn base64_unpadded(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -195,12 +219,14 @@ fn classify(endpoint: &str, during: &str, error: ssh2::Error) -> SourceError {
 
 fn sftp_error(endpoint: &str, action: &'static str, path: &str, error: ssh2::Error) -> SourceError {
     match error.code() {
-        ErrorCode::SFTP(FX_NO_SUCH_FILE) | ErrorCode::SFTP(FX_PERMISSION_DENIED) => SourceError::Refused {
-            endpoint: endpoint.to_string(),
-            action,
-            path: path.to_string(),
-            detail: error.message().to_string(),
-        },
+        ErrorCode::SFTP(FX_NO_SUCH_FILE) | ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
+            SourceError::Refused {
+                endpoint: endpoint.to_string(),
+                action,
+                path: path.to_string(),
+                detail: error.message().to_string(),
+            }
+        }
         _ => classify(endpoint, action, error),
     }
 }
@@ -209,7 +235,9 @@ fn remote_file(path: String, stat: &FileStat) -> RemoteFile {
     RemoteFile {
         path,
         size: stat.size.unwrap_or(0),
-        modified: stat.mtime.and_then(|t| DateTime::from_timestamp(t as i64, 0)),
+        modified: stat
+            .mtime
+            .and_then(|t| DateTime::from_timestamp(t as i64, 0)),
     }
 }
 
@@ -226,16 +254,23 @@ impl Source for SftpSource {
         .await
     }
 
-    async fn list(&mut self, folder: &str, each: &mut (dyn FnMut(RemoteFile) + Send)) -> Result<u64, SourceError> {
+    async fn list(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
         // Entries cross from the blocking reader in small batches, never the whole folder.
         let (tx, rx) = mpsc::channel::<RemoteFile>(256);
         let (folder_name, endpoint) = (folder.to_string(), Arc::clone(&self.endpoint));
         let reader = self.call(move |sftp| {
-            let mut dir = sftp.opendir(Path::new(&folder_name)).map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
+            let mut dir = sftp
+                .opendir(Path::new(&folder_name))
+                .map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
             loop {
                 match dir.readdir() {
                     Ok((name, stat)) if stat.is_file() => {
-                        let file = remote_file(format!("{folder_name}/{}", name.to_string_lossy()), &stat);
+                        let file =
+                            remote_file(format!("{folder_name}/{}", name.to_string_lossy()), &stat);
                         if tx.blocking_send(file).is_err() {
                             return Ok(());
                         }
@@ -259,12 +294,19 @@ impl Source for SftpSource {
         read.map(|()| files)
     }
 
-    async fn download(&mut self, path: &str, offset: u64, sink: &mut dyn ChunkSink) -> Result<u64, SourceError> {
+    async fn download(
+        &mut self,
+        path: &str,
+        offset: u64,
+        sink: &mut dyn ChunkSink,
+    ) -> Result<u64, SourceError> {
         let (tx, rx) = mpsc::channel::<Bytes>(8);
         let (path_name, endpoint) = (path.to_string(), Arc::clone(&self.endpoint));
         let reader = self.call(move |sftp| {
             use std::io::{Read, Seek, SeekFrom};
-            let mut file = sftp.open(Path::new(&path_name)).map_err(|e| sftp_error(&endpoint, "read", &path_name, e))?;
+            let mut file = sftp
+                .open(Path::new(&path_name))
+                .map_err(|e| sftp_error(&endpoint, "read", &path_name, e))?;
             let broke_off = |e: std::io::Error| SourceError::Transfer {
                 endpoint: endpoint.to_string(),
                 path: path_name.clone(),
@@ -274,7 +316,11 @@ impl Source for SftpSource {
             let mut buffer = vec![0u8; READ_CHUNK];
             loop {
                 let n = file.read(&mut buffer).map_err(broke_off)?;
-                if n == 0 || tx.blocking_send(Bytes::copy_from_slice(&buffer[..n])).is_err() {
+                if n == 0
+                    || tx
+                        .blocking_send(Bytes::copy_from_slice(&buffer[..n]))
+                        .is_err()
+                {
                     return Ok(());
                 }
             }
@@ -285,11 +331,13 @@ impl Source for SftpSource {
             let mut rx = rx;
             let mut copied = 0u64;
             while let Some(chunk) = rx.recv().await {
-                sink.write(&chunk).await.map_err(|e| SourceError::Transfer {
-                    endpoint: self.endpoint.to_string(),
-                    path: path.to_string(),
-                    detail: format!("could not take the data: {e}"),
-                })?;
+                sink.write(&chunk)
+                    .await
+                    .map_err(|e| SourceError::Transfer {
+                        endpoint: self.endpoint.to_string(),
+                        path: path.to_string(),
+                        detail: format!("could not take the data: {e}"),
+                    })?;
                 copied += chunk.len() as u64;
             }
             Ok(copied)

@@ -7,4 +7,5 @@ mod local_source;
 mod overlap;
 mod queue_calls;
 mod recordings;
+mod s3;
 mod util;
