@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 
+use super::connection::Connection;
 use super::file::{self, Check, Fetched};
 use super::parse::parse;
 use super::transfer;
 use super::{Context, FileOutcome, IngestError};
 use crate::formats::cdr_csv::CDR;
 use crate::model::Category;
-use crate::source::Source;
 
 /// The remote path of a day's CDR file.
 pub fn remote_path(folder: &str, day: NaiveDate) -> String {
@@ -21,11 +21,11 @@ pub fn remote_path(folder: &str, day: NaiveDate) -> String {
 /// Ingests the CDR file of `day` unless the ledger shows it is already in.
 pub async fn ingest_day(
     ctx: &Context,
-    source: &mut dyn Source,
+    connection: &mut Connection<'_>,
     day: NaiveDate,
 ) -> Result<FileOutcome, IngestError> {
     let path = remote_path(&ctx.settings.source.folders.cdrs, day);
-    let (remote, previous) = match file::check(ctx, source, Category::Cdr, day, &path).await? {
+    let (remote, previous) = match file::check(ctx, connection, Category::Cdr, day, &path).await? {
         Check::Done(outcome) => return Ok(outcome),
         Check::Fetch { remote, previous } => (remote, previous),
     };
@@ -34,14 +34,14 @@ pub async fn ingest_day(
     let source_file = path.clone();
     let size = remote.size;
     let parser = tokio::task::spawn_blocking(move || parse(&CDR, reader, &source_file, size));
-    let downloaded = source.download(&path, 0, &mut sink).await;
+    let downloaded = connection.download(&path, &mut sink).await;
     let (bytes, sha256) = sink.finish();
     let parsed = parser
         .await
         .map_err(|e| IngestError::Internal(e.to_string()))?;
     downloaded?;
     let parsed = parsed.map_err(|e| e.with_path(&path))?;
-    file::confirm_complete(source, &remote, bytes).await?;
+    file::confirm_complete(connection, &remote, bytes).await?;
     file::commit(
         ctx,
         Fetched {

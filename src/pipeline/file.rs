@@ -8,13 +8,14 @@ use chrono::NaiveDate;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
+use super::connection::Connection;
 use super::parse::Parsed;
 use super::{Context, FileOutcome, IngestError, Ingested};
 use crate::model::Category;
 use crate::sink::layout;
 use crate::sink::retry;
 use crate::sink::upload::upload_file;
-use crate::source::{RemoteFile, Source};
+use crate::source::RemoteFile;
 use crate::state::json::FORMAT_VERSION;
 use crate::state::ledger::LedgerEntry;
 
@@ -32,12 +33,12 @@ pub enum Check {
 /// Looks the file up on the source and in the ledger.
 pub async fn check(
     ctx: &Context,
-    source: &mut dyn Source,
+    connection: &mut Connection<'_>,
     category: Category,
     day: NaiveDate,
     path: &str,
 ) -> Result<Check, IngestError> {
-    let Some(remote) = source.stat(path).await? else {
+    let Some(remote) = connection.source().await?.stat(path).await? else {
         return Ok(Check::Done(FileOutcome::NotThereYet {
             path: path.to_string(),
         }));
@@ -56,7 +57,7 @@ pub async fn check(
 /// Refuses a download that is short, or of a file that changed while it was read
 /// (still being uploaded): it is tried again on the next run.
 pub async fn confirm_complete(
-    source: &mut dyn Source,
+    connection: &mut Connection<'_>,
     remote: &RemoteFile,
     bytes: u64,
 ) -> Result<(), IngestError> {
@@ -70,7 +71,7 @@ pub async fn confirm_complete(
             remote.size
         )));
     }
-    match source.stat(&remote.path).await? {
+    match connection.source().await?.stat(&remote.path).await? {
         Some(now) if now == *remote => Ok(()),
         _ => Err(still_uploading(
             "its size or time changed during the download".into(),

@@ -3,6 +3,7 @@
 //! the pass goes on with the rest.
 
 pub mod cdr;
+mod connection;
 mod dedup;
 mod file;
 mod parse;
@@ -20,11 +21,12 @@ use crate::config::Settings;
 use crate::formats::queue_zip::ZipError;
 use crate::formats::table::FileError;
 use crate::model::Category;
-use crate::source::{self, Source, SourceError};
+use crate::source::SourceError;
 use crate::state::attempts::Attempts;
 use crate::state::json::{JsonStore, StateError};
 use crate::state::lease::{self, Lease, Leases};
 use crate::state::ledger::Ledger;
+use connection::Connection;
 
 pub use transfer::hex;
 
@@ -167,7 +169,7 @@ impl PassReport {
 /// If it cannot be opened the pass stops there: everything after would fail the same
 /// way. `now` decides which recordings are old enough to be complete.
 pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassReport {
-    let mut connection: Option<Box<dyn Source>> = None;
+    let mut connection = Connection::new(&ctx.settings.source);
     let mut report = PassReport::default();
     let categories = &ctx.settings.ingest.categories;
     for (index, &day) in days.iter().enumerate() {
@@ -183,25 +185,22 @@ pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassR
                     continue;
                 }
             };
-            let source = match open(ctx, &mut connection).await {
-                Ok(source) => source,
-                Err(e) => {
-                    ctx.leases.release(&lease).await;
-                    report.source_error = Some(e);
-                    report.not_tried = days[index..].to_vec();
-                    return report;
-                }
-            };
+            // Without a connection nothing after this can succeed either: say so once.
+            if let Err(e) = connection.source().await {
+                tracing::error!(error = %e, "cannot open the source");
+                ctx.leases.release(&lease).await;
+                report.source_error = Some(e);
+                report.not_tried = days[index..].to_vec();
+                return report;
+            }
             let result = match category {
-                Category::Cdr => cdr::ingest_day(ctx, source, day).await,
-                _ => queue::ingest_day(ctx, source, day).await,
+                Category::Cdr => cdr::ingest_day(ctx, &mut connection, day).await,
+                _ => queue::ingest_day(ctx, &mut connection, day).await,
             };
             ctx.leases.release(&lease).await;
             log_result(day, &result);
             if let Err(IngestError::Source(e)) = &result {
-                if e.breaks_connection() {
-                    connection = None;
-                }
+                connection.check(e);
             }
             report.files.push(FileReport {
                 day,
@@ -227,10 +226,7 @@ pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassR
             }
         }
         if !held.is_empty() {
-            report.recordings = Some(match open(ctx, &mut connection).await {
-                Ok(source) => recordings::ingest(ctx, source, &held, now).await,
-                Err(e) => Err(IngestError::Source(e)),
-            });
+            report.recordings = Some(recordings::ingest(ctx, &mut connection, &held, now).await);
         }
         for lease in &leases {
             ctx.leases.release(lease).await;
@@ -257,20 +253,6 @@ async fn claim(
         }
         Err(e) => Err(Err(IngestError::State(e))),
     }
-}
-
-/// The pass's connection, opened if need be.
-async fn open<'c>(
-    ctx: &Context,
-    connection: &'c mut Option<Box<dyn Source>>,
-) -> Result<&'c mut dyn Source, SourceError> {
-    if connection.is_none() {
-        let opened = source::connect(&ctx.settings.source)
-            .await
-            .inspect_err(|e| tracing::error!(error = %e, "cannot open the source"))?;
-        *connection = Some(opened);
-    }
-    Ok(connection.as_deref_mut().expect("just opened"))
 }
 
 fn log_result(day: NaiveDate, result: &Result<FileOutcome, IngestError>) {

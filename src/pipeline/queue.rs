@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 
+use super::connection::Connection;
 use super::file::{self, Check, Fetched, modified_text};
 use super::parse::{ParseError, Parsed, parse};
 use super::transfer::Spool;
@@ -14,7 +15,6 @@ use super::{Context, FileOutcome, IngestError};
 use crate::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
 use crate::formats::queue_zip::{QueueZip, ZipError, ZipLimits};
 use crate::model::Category;
-use crate::source::Source;
 use crate::state::attempts::AttemptRecord;
 
 /// The remote path of a day's queue-call zip.
@@ -25,11 +25,12 @@ pub fn remote_path(folder: &str, day: NaiveDate) -> String {
 /// Ingests the queue-call zip of `day` unless the ledger shows it is already in.
 pub async fn ingest_day(
     ctx: &Context,
-    source: &mut dyn Source,
+    connection: &mut Connection<'_>,
     day: NaiveDate,
 ) -> Result<FileOutcome, IngestError> {
     let path = remote_path(&ctx.settings.source.folders.queue_calls, day);
-    let (remote, previous) = match file::check(ctx, source, Category::Queue, day, &path).await? {
+    let (remote, previous) = match file::check(ctx, connection, Category::Queue, day, &path).await?
+    {
         Check::Done(outcome) => return Ok(outcome),
         Check::Fetch { remote, previous } => (remote, previous),
     };
@@ -52,9 +53,9 @@ pub async fn ingest_day(
         detail: e.to_string(),
     };
     let mut spool = Spool::new().map_err(spool_error)?;
-    source.download(&path, 0, &mut spool).await?;
+    connection.download(&path, &mut spool).await?;
     let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
-    file::confirm_complete(source, &remote, bytes).await?;
+    file::confirm_complete(connection, &remote, bytes).await?;
 
     let limits = ctx.settings.ingest.zip_limits;
     let zip_path = path.clone();

@@ -9,13 +9,14 @@ use std::sync::Mutex;
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
 
+use super::connection::Connection;
 use super::file::modified_text;
 use super::transfer::ObjectUpload;
 use super::{Context, IngestError};
 use crate::formats::recording_name;
 use crate::sink::{layout, upload::put_bytes};
 use crate::sink::{recording_index, retry};
-use crate::source::{self, RemoteFile, Source};
+use crate::source::RemoteFile;
 use crate::state::json::FORMAT_VERSION;
 use crate::state::ledger::RecordingFile;
 
@@ -46,7 +47,7 @@ struct Job {
 /// Copies the recordings of `days` that are not in yet.
 pub async fn ingest(
     ctx: &Context,
-    source: &mut dyn Source,
+    connection: &mut Connection<'_>,
     days: &[NaiveDate],
     now: DateTime<Utc>,
 ) -> Result<RecordingsReport, IngestError> {
@@ -58,7 +59,9 @@ pub async fn ingest(
         chrono::Duration::from_std(ctx.settings.ingest.recordings_min_age).unwrap_or_default();
     let mut report = RecordingsReport::default();
     let mut candidates: BTreeMap<NaiveDate, Vec<(String, RemoteFile)>> = BTreeMap::new();
-    report.listed = source
+    report.listed = connection
+        .source()
+        .await?
         .list(&folder, &mut |file| {
             let name = file.path.rsplit('/').next().unwrap_or_default().to_string();
             let parsed = match recording_name::parse(&name) {
@@ -108,38 +111,15 @@ pub async fn ingest(
     let workers = ctx.settings.ingest.transfers.min(jobs.len());
     let queue = &Mutex::new(jobs);
     let results = &Mutex::new(Vec::new());
-    let first_connection = &Mutex::new(Some(source));
     let worker = move |_: usize| async move {
-        // The pass's own connection serves one worker; the others open their own, each
-        // with its own TLS session, as vsftpd's session-reuse check requires.
-        let mut borrowed: Option<&mut dyn Source> =
-            first_connection.lock().expect("not poisoned").take();
-        let mut opened: Option<Box<dyn Source>> = None;
+        // Each worker has its own connection, and so its own TLS session, as vsftpd's
+        // session-reuse check requires.
+        let mut connection = Connection::new(&ctx.settings.source);
         loop {
             let Some(job) = queue.lock().expect("not poisoned").pop_front() else {
                 return;
             };
-            let source: &mut dyn Source = if let Some(source) = borrowed.as_deref_mut() {
-                source
-            } else if let Some(source) = opened.as_deref_mut() {
-                source
-            } else {
-                match source::connect(&ctx.settings.source).await {
-                    Ok(source) => opened.insert(source).as_mut(),
-                    Err(e) => {
-                        results
-                            .lock()
-                            .expect("not poisoned")
-                            .push((job, Err(IngestError::Source(e))));
-                        continue;
-                    }
-                }
-            };
-            let result = copy(ctx, source, &job).await;
-            if matches!(&result, Err(IngestError::Source(e)) if e.breaks_connection()) {
-                borrowed = None;
-                opened = None;
-            }
+            let result = copy(ctx, &mut connection, &job).await;
             results.lock().expect("not poisoned").push((job, result));
         }
     };
@@ -190,12 +170,12 @@ pub async fn ingest(
 /// the file is still being written, and nothing is left behind.
 async fn copy(
     ctx: &Context,
-    source: &mut dyn Source,
+    connection: &mut Connection<'_>,
     job: &Job,
 ) -> Result<RecordingFile, IngestError> {
     let key = layout::recording_object(job.day, &job.name);
     let mut upload = ObjectUpload::new(&ctx.store, key.clone());
-    let copied = match source.download(&job.remote.path, 0, &mut upload).await {
+    let copied = match connection.download(&job.remote.path, &mut upload).await {
         Ok(copied) => copied,
         Err(e) => {
             upload.abort().await;

@@ -63,6 +63,10 @@ impl ChunkSink for HashingSender {
             .await
             .map_err(|_| std::io::Error::other("the parser stopped reading"))
     }
+
+    fn written(&self) -> u64 {
+        self.bytes
+    }
 }
 
 /// A blocking `Read` over the channel; end of input when the sender is gone.
@@ -118,6 +122,10 @@ impl ChunkSink for Spool {
         self.bytes += chunk.len() as u64;
         self.file.write_all(chunk).await
     }
+
+    fn written(&self) -> u64 {
+        self.bytes
+    }
 }
 
 /// Streams a download straight into an object: buffered up to one part, then a
@@ -159,6 +167,10 @@ impl ChunkSink for ObjectUpload {
         self.hasher.update(chunk);
         self.bytes += chunk.len() as u64;
         self.writer.write_all(chunk).await
+    }
+
+    fn written(&self) -> u64 {
+        self.bytes
     }
 }
 

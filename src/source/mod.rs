@@ -25,6 +25,8 @@ pub struct RemoteFile {
 #[async_trait]
 pub trait ChunkSink: Send {
     async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+    /// Bytes taken so far: where a broken download resumes.
+    fn written(&self) -> u64;
 }
 
 /// A connected source. Methods take `&mut self`: one connection does one thing at a time.
