@@ -300,6 +300,27 @@ impl Source for FtpsSource {
             .await?
         {
             Ok(stream) => stream,
+            // FTP answers 550 both for a missing file and an unreadable one: SIZE tells which.
+            Err(e) if is_missing(&e) => {
+                let exists = matches!(
+                    server
+                        .run("asking for a file size (SIZE)", self.ftp.size(path))
+                        .await,
+                    Ok(Ok(_))
+                );
+                return Err(if exists {
+                    SourceError::PermissionDenied {
+                        endpoint: server.endpoint.clone(),
+                        path: path.to_string(),
+                        detail: describe(&e),
+                    }
+                } else {
+                    SourceError::Missing {
+                        endpoint: server.endpoint.clone(),
+                        path: path.to_string(),
+                    }
+                });
+            }
             Err(e) => return Err(server.refused("RETR", path, &e)),
         };
         let mut buffer = vec![0u8; READ_CHUNK];

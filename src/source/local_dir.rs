@@ -85,9 +85,21 @@ impl Source for LocalDirSource {
         offset: u64,
         sink: &mut dyn ChunkSink,
     ) -> Result<u64, SourceError> {
+        let endpoint = self.root.display().to_string();
         let mut file = tokio::fs::File::open(self.root.join(path))
             .await
-            .map_err(|e| self.error("read", path, e))?;
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound => SourceError::Missing {
+                    endpoint,
+                    path: path.to_string(),
+                },
+                ErrorKind::PermissionDenied => SourceError::PermissionDenied {
+                    endpoint,
+                    path: path.to_string(),
+                    detail: e.to_string(),
+                },
+                _ => self.error("read", path, e),
+            })?;
         file.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(|e| self.error("read", path, e))?;

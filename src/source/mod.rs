@@ -83,6 +83,16 @@ pub enum SourceError {
         user: String,
         detail: String,
     },
+    #[error("{path:?} is not on {endpoint}")]
+    Missing { endpoint: String, path: String },
+    #[error(
+        "{endpoint} denies reading {path:?} ({detail}); ask the provider to fix the file's permissions for this account"
+    )]
+    PermissionDenied {
+        endpoint: String,
+        path: String,
+        detail: String,
+    },
     #[error("{endpoint} refused {action} {path:?}: {detail}")]
     Refused {
         endpoint: String,

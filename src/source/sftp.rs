@@ -218,16 +218,21 @@ fn classify(endpoint: &str, during: &str, error: ssh2::Error) -> SourceError {
 }
 
 fn sftp_error(endpoint: &str, action: &'static str, path: &str, error: ssh2::Error) -> SourceError {
-    match error.code() {
-        ErrorCode::SFTP(FX_NO_SUCH_FILE) | ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
-            SourceError::Refused {
-                endpoint: endpoint.to_string(),
-                action,
-                path: path.to_string(),
-                detail: error.message().to_string(),
-            }
-        }
-        _ => classify(endpoint, action, error),
+    let (endpoint, path) = (endpoint.to_string(), path.to_string());
+    match (error.code(), action) {
+        (ErrorCode::SFTP(FX_NO_SUCH_FILE), "read") => SourceError::Missing { endpoint, path },
+        (ErrorCode::SFTP(FX_PERMISSION_DENIED), "read") => SourceError::PermissionDenied {
+            endpoint,
+            path,
+            detail: error.message().to_string(),
+        },
+        (ErrorCode::SFTP(FX_NO_SUCH_FILE | FX_PERMISSION_DENIED), _) => SourceError::Refused {
+            endpoint,
+            action,
+            path,
+            detail: error.message().to_string(),
+        },
+        _ => classify(&endpoint, action, error),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against real servers started by `scripts/test.sh`.
 
 mod config_example;
+mod conformance;
 mod faults;
 mod ftps_end_to_end;
 mod local_source;

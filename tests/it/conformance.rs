@@ -1,0 +1,388 @@
+//! One conformance suite, written once and run against every source: vsftpd (FTPS,
+//! no MLSD), pure-ftpd (FTPS, another LIST format), OpenSSH (SFTP) and a local folder.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_lc_rs::digest;
+use cdr_ingest::config::{Settings, SourceSettings};
+use cdr_ingest::source::{self, ChunkSink, RemoteFile, SourceError};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Vsftpd,
+    PureFtpd,
+    Sftp,
+    Local,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test.sh"))
+}
+
+/// A folder of this test's own on one server, and settings to reach it.
+struct Fixture {
+    kind: Kind,
+    /// The folder on disk, which the server serves as `folder`.
+    dir: PathBuf,
+    folder: String,
+    settings: SourceSettings,
+    _local_root: Option<tempfile::TempDir>,
+}
+
+fn fixture(kind: Kind, test: &str) -> Fixture {
+    let folder = format!("conformance-{kind:?}-{test}").to_lowercase();
+    let (root, url_and_keys, password, local) = match kind {
+        Kind::Vsftpd => (
+            env("CDR_TEST_FTPS_ROOT"),
+            format!(
+                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"",
+                env("CDR_TEST_FTPS_USER"),
+                env("CDR_TEST_FTPS_PORT"),
+                env("CDR_TEST_CA_FILE")
+            ),
+            env("CDR_TEST_FTPS_PASSWORD"),
+            None,
+        ),
+        Kind::PureFtpd => (
+            env("CDR_TEST_PUREFTPD_ROOT"),
+            format!(
+                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"",
+                env("CDR_TEST_PUREFTPD_USER"),
+                env("CDR_TEST_PUREFTPD_PORT"),
+                env("CDR_TEST_CA_FILE")
+            ),
+            env("CDR_TEST_PUREFTPD_PASSWORD"),
+            None,
+        ),
+        Kind::Sftp => (
+            env("CDR_TEST_SFTP_ROOT"),
+            format!(
+                "url = \"sftp://{}@127.0.0.1:{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"",
+                env("CDR_TEST_SFTP_USER"),
+                env("CDR_TEST_SFTP_PORT"),
+                env("CDR_TEST_SFTP_KEY"),
+                env("CDR_TEST_SFTP_KNOWN_HOSTS")
+            ),
+            String::new(),
+            None,
+        ),
+        Kind::Local => {
+            let temp = tempfile::tempdir().unwrap();
+            let root = temp.path().display().to_string();
+            (
+                root.clone(),
+                format!("url = \"file://{root}\""),
+                String::new(),
+                Some(temp),
+            )
+        }
+    };
+    let dir = Path::new(&root).join(&folder);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text =
+        format!("[source]\n{url_and_keys}\ntimeout_secs = 5\n[destination]\nurl = \"memory://\"\n");
+    let settings = Settings::parse(&text, &|name| {
+        (name == "CDR_INGEST_SOURCE_PASSWORD").then(|| password.clone())
+    })
+    .unwrap_or_else(|issues| panic!("{issues:?}"))
+    .source;
+    Fixture {
+        kind,
+        dir,
+        folder,
+        settings,
+        _local_root: local,
+    }
+}
+
+impl Fixture {
+    fn put(&self, name: &str, bytes: &[u8], modified: SystemTime) {
+        let path = self.dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+
+    fn remote(&self, name: &str) -> String {
+        format!("{}/{name}", self.folder)
+    }
+
+    async fn source(&self) -> Box<dyn source::Source> {
+        source::connect(&self.settings).await.unwrap()
+    }
+}
+
+/// Keeps nothing but a count and a hash, so a big download holds no memory here.
+struct Digest {
+    bytes: u64,
+    context: digest::Context,
+}
+
+impl Digest {
+    fn new() -> Self {
+        Digest {
+            bytes: 0,
+            context: digest::Context::new(&digest::SHA256),
+        }
+    }
+    fn finish(self) -> (u64, Vec<u8>) {
+        (self.bytes, self.context.finish().as_ref().to_vec())
+    }
+}
+
+#[async_trait]
+impl ChunkSink for Digest {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.bytes += chunk.len() as u64;
+        self.context.update(chunk);
+        Ok(())
+    }
+    fn written(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// Collects a small download whole.
+struct Collect(Vec<u8>);
+
+#[async_trait]
+impl ChunkSink for Collect {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.0.extend_from_slice(chunk);
+        Ok(())
+    }
+    fn written(&self) -> u64 {
+        self.0.len() as u64
+    }
+}
+
+fn at(rfc3339: &str) -> SystemTime {
+    SystemTime::from(DateTime::parse_from_rfc3339(rfc3339).unwrap())
+}
+
+fn utc(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap().into()
+}
+
+async fn lists_files_with_sizes_and_times(kind: Kind) {
+    let f = fixture(kind, "list");
+    f.put("2024-03-01.csv", b"0123456789", at("2024-03-02T01:00:00Z"));
+    f.put("old.csv", b"abc", at("2023-01-15T10:30:00Z"));
+    std::fs::create_dir_all(f.dir.join("subfolder")).unwrap();
+    let mut source = f.source().await;
+    let mut listed: Vec<RemoteFile> = Vec::new();
+    let count = source
+        .list(&f.folder, &mut |file| listed.push(file))
+        .await
+        .unwrap();
+    listed.sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(count, 2, "{listed:?}");
+    assert_eq!(listed[0].path, f.remote("2024-03-01.csv"));
+    assert_eq!(listed[0].size, 10);
+    assert_eq!(listed[1].size, 3);
+    // A listing's times can be coarse (LIST shows only the day for old files).
+    let old = listed[1].modified.unwrap();
+    assert!(
+        (old - utc("2023-01-15T10:30:00Z")).num_hours().abs() <= 24,
+        "{old}"
+    );
+}
+
+async fn stat_gives_exact_size_and_time(kind: Kind) {
+    let f = fixture(kind, "stat");
+    f.put("old.csv", b"abcdef", at("2023-01-15T10:30:07Z"));
+    let mut source = f.source().await;
+    let file = source.stat(&f.remote("old.csv")).await.unwrap().unwrap();
+    assert_eq!(file.size, 6);
+    assert_eq!(file.modified, Some(utc("2023-01-15T10:30:07Z")));
+    assert_eq!(source.stat(&f.remote("nope.csv")).await.unwrap(), None);
+}
+
+async fn reads_whole_and_from_an_offset(kind: Kind) {
+    let f = fixture(kind, "read");
+    let content: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    f.put("data.bin", &content, at("2024-03-02T01:00:00Z"));
+    let mut source = f.source().await;
+    let mut whole = Collect(Vec::new());
+    assert_eq!(
+        source
+            .download(&f.remote("data.bin"), 0, &mut whole)
+            .await
+            .unwrap(),
+        content.len() as u64
+    );
+    assert!(whole.0 == content);
+    let mut tail = Collect(Vec::new());
+    source
+        .download(&f.remote("data.bin"), 123_457, &mut tail)
+        .await
+        .unwrap();
+    assert!(tail.0 == content[123_457..]);
+    // The connection is still usable after both.
+    assert!(source.stat(&f.remote("data.bin")).await.unwrap().is_some());
+}
+
+async fn missing_and_unreadable_files_give_distinct_errors(kind: Kind) {
+    let f = fixture(kind, "errors");
+    f.put("secret.csv", b"x", at("2024-03-02T01:00:00Z"));
+    std::fs::set_permissions(
+        f.dir.join("secret.csv"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let mut source = f.source().await;
+    let missing = source
+        .download(&f.remote("missing.csv"), 0, &mut Collect(Vec::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, SourceError::Missing { .. }),
+        "{missing:?}"
+    );
+    assert!(
+        missing.to_string().contains("missing.csv\" is not on"),
+        "{missing}"
+    );
+    // The test runs as root, which reads anything on a local disk; the servers run their
+    // sessions as other users, who may not read a root-only file.
+    if kind != Kind::Local {
+        let denied = source
+            .download(&f.remote("secret.csv"), 0, &mut Collect(Vec::new()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(denied, SourceError::PermissionDenied { .. }),
+            "{denied:?}"
+        );
+        assert!(denied.to_string().contains("denies reading"), "{denied}");
+    }
+}
+
+async fn names_with_spaces_and_non_ascii_work(kind: Kind) {
+    let f = fixture(kind, "names");
+    let name = "2024_03_01_10_00_00-zoë łukasiewicz-+48 22-101-1.mp3";
+    f.put(name, b"ID3 zo\xc3\xab", at("2024-03-02T01:00:00Z"));
+    let mut source = f.source().await;
+    let mut listed = Vec::new();
+    source
+        .list(&f.folder, &mut |file| listed.push(file.path))
+        .await
+        .unwrap();
+    assert_eq!(listed, [f.remote(name)]);
+    let mut body = Collect(Vec::new());
+    source
+        .download(&f.remote(name), 0, &mut body)
+        .await
+        .unwrap();
+    assert_eq!(body.0, b"ID3 zo\xc3\xab");
+}
+
+async fn an_empty_folder_lists_nothing_and_a_missing_one_is_an_error(kind: Kind) {
+    let f = fixture(kind, "empty");
+    let mut source = f.source().await;
+    assert_eq!(
+        source
+            .list(&f.folder, &mut |_| panic!("nothing to list"))
+            .await
+            .unwrap(),
+        0
+    );
+    let missing = source
+        .list(&format!("{}/nope", f.folder), &mut |_| {})
+        .await;
+    assert!(missing.is_err(), "{missing:?}");
+}
+
+async fn a_200_mb_file_streams_whole(kind: Kind) {
+    let f = fixture(kind, "big");
+    let block: Vec<u8> = (0..1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut expected = digest::Context::new(&digest::SHA256);
+    {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(File::create(f.dir.join("big.mp3")).unwrap());
+        for i in 0..200u8 {
+            let mut chunk = block.clone();
+            chunk[0] = i;
+            file.write_all(&chunk).unwrap();
+            expected.update(&chunk);
+        }
+    }
+    let mut source = f.source().await;
+    let mut sink = Digest::new();
+    source
+        .download(&f.remote("big.mp3"), 0, &mut sink)
+        .await
+        .unwrap();
+    let (bytes, hash) = sink.finish();
+    assert_eq!(bytes, 200 * 1024 * 1024);
+    assert_eq!(hash, expected.finish().as_ref());
+    std::fs::remove_file(f.dir.join("big.mp3")).unwrap();
+}
+
+async fn a_silent_server_times_out(kind: Kind) {
+    if kind == Kind::Local {
+        return;
+    }
+    // Accepts the connection and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || listener.accept().map(|(socket, _)| socket));
+    let mut settings = fixture(kind, "silent").settings;
+    settings.timeout = Duration::from_secs(1);
+    match &mut settings.endpoint {
+        cdr_ingest::config::SourceEndpoint::Ftps(ftps) => ftps.port = port,
+        cdr_ingest::config::SourceEndpoint::Sftp(sftp) => sftp.port = port,
+        cdr_ingest::config::SourceEndpoint::LocalDir(_) => unreachable!(),
+    }
+    let started = std::time::Instant::now();
+    let error = source::connect(&settings).await.err().expect("a timeout");
+    assert!(matches!(error, SourceError::Timeout { .. }), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the timeout was not applied"
+    );
+    drop(holder.join());
+}
+
+macro_rules! conformance {
+    ($($module:ident => $kind:expr),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+            #[tokio::test]
+            async fn lists_files_with_sizes_and_times() { super::lists_files_with_sizes_and_times($kind).await }
+            #[tokio::test]
+            async fn stat_gives_exact_size_and_time() { super::stat_gives_exact_size_and_time($kind).await }
+            #[tokio::test]
+            async fn reads_whole_and_from_an_offset() { super::reads_whole_and_from_an_offset($kind).await }
+            #[tokio::test]
+            async fn missing_and_unreadable_files_give_distinct_errors() { super::missing_and_unreadable_files_give_distinct_errors($kind).await }
+            #[tokio::test]
+            async fn names_with_spaces_and_non_ascii_work() { super::names_with_spaces_and_non_ascii_work($kind).await }
+            #[tokio::test]
+            async fn an_empty_folder_lists_nothing_and_a_missing_one_is_an_error() { super::an_empty_folder_lists_nothing_and_a_missing_one_is_an_error($kind).await }
+            #[tokio::test]
+            async fn a_200_mb_file_streams_whole() { super::a_200_mb_file_streams_whole($kind).await }
+            #[tokio::test]
+            async fn a_silent_server_times_out() { super::a_silent_server_times_out($kind).await }
+        }
+    )*};
+}
+
+conformance! {
+    vsftpd => Kind::Vsftpd,
+    pure_ftpd => Kind::PureFtpd,
+    sftp => Kind::Sftp,
+    local_folder => Kind::Local,
+}
