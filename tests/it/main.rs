@@ -9,4 +9,5 @@ mod overlap;
 mod queue_calls;
 mod recordings;
 mod s3;
+mod sftp;
 mod util;

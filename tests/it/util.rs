@@ -190,3 +190,46 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
         .collect::<Result<_, _>>()
         .unwrap()
 }
+
+/// A TCP relay to `target` that cuts each of the first `cuts` connections once the
+/// server has sent `cut_after` bytes through it: a connection that breaks mid-download.
+/// Returns the port it listens on.
+pub fn cutting_proxy(target: u16, cut_after: u64, cuts: usize) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (index, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let limit = if index < cuts { cut_after } else { u64::MAX };
+            let (client_in, server_out) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let (mut from, mut to) = (client_in, server_out);
+                let _ = std::io::copy(&mut from, &mut to);
+                let _ = to.shutdown(Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let (mut from, mut to) = (server, client);
+                let mut sent = 0u64;
+                let mut buffer = [0u8; 16 * 1024];
+                while let Ok(n) = from.read(&mut buffer) {
+                    if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                    sent += n as u64;
+                    if sent >= limit {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(Shutdown::Both);
+                let _ = from.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
