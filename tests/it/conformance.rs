@@ -26,7 +26,6 @@ fn env(name: &str) -> String {
 
 /// A folder of this test's own on one server, and settings to reach it.
 struct Fixture {
-    kind: Kind,
     /// The folder on disk, which the server serves as `folder`.
     dir: PathBuf,
     folder: String,
@@ -93,7 +92,6 @@ fn fixture(kind: Kind, test: &str) -> Fixture {
     .unwrap_or_else(|issues| panic!("{issues:?}"))
     .source;
     Fixture {
-        kind,
         dir,
         folder,
         settings,
