@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{ConfigErrors, Settings};
 use crate::generate;
 use crate::pipeline::{self, Context, FileOutcome, PassReport};
+use crate::schedule::Due;
 use crate::sink::destination;
 use crate::source;
 
@@ -42,7 +43,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ingest the given days (by default every file not yet in the ledger).
+    /// One pass: the given days, or without dates every day of the look-back window
+    /// (schedule.lookback_days up to yesterday) that is new or changed. The
+    /// recommended mode for a scheduled container.
     Run {
         #[command(flatten)]
         config: ConfigArg,
@@ -141,9 +144,13 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             from,
             to,
         } => {
-            let days = requested_days(date, from, to)?;
             let settings = Settings::load(&config.config)?;
-            run(settings, &days).await
+            let now = chrono::Utc::now();
+            let days = match requested_days(date, from, to)? {
+                Some(days) => days,
+                None => settings.schedule.window(now),
+            };
+            run(settings, &days, now).await
         }
         Command::Validate { config, connect } => validate(&config.config, connect).await,
         Command::Generate {
@@ -179,32 +186,37 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// The days named on the command line, or `None` for the look-back window.
 fn requested_days(
     date: Option<NaiveDate>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
-) -> anyhow::Result<Vec<NaiveDate>> {
+) -> anyhow::Result<Option<Vec<NaiveDate>>> {
     let (first, last) = match (date, from, to) {
+        (None, None, None) => return Ok(None),
         (Some(day), _, _) => (day, day),
         (None, Some(from), Some(to)) if from <= to => (from, to),
         (None, Some(from), Some(to)) => {
             return Err(UsageError(format!("--from {from} is after --to {to}")).into());
         }
-        _ => {
-            return Err(UsageError(
-                "say which days: --date YYYY-MM-DD, or --from YYYY-MM-DD --to YYYY-MM-DD".into(),
-            )
-            .into());
-        }
+        _ => return Err(UsageError(
+            "give --date YYYY-MM-DD, or both --from and --to, or no dates for the look-back window"
+                .into(),
+        )
+        .into()),
     };
-    Ok(first.iter_days().take_while(|d| *d <= last).collect())
+    Ok(Some(first.iter_days().take_while(|d| *d <= last).collect()))
 }
 
-async fn run(settings: Settings, days: &[NaiveDate]) -> anyhow::Result<u8> {
+async fn run(
+    settings: Settings,
+    days: &[NaiveDate],
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<u8> {
     let store = destination::open(&settings.destination.url, &settings.destination.options)
         .map_err(anyhow::Error::msg)?;
     let ctx = Context::new(settings, store);
-    let report = pipeline::run(&ctx, days, chrono::Utc::now()).await;
+    let report = pipeline::run(&ctx, days, now).await;
     print_summary(&report);
     Ok(if report.is_success() {
         EXIT_OK
@@ -215,8 +227,8 @@ async fn run(settings: Settings, days: &[NaiveDate]) -> anyhow::Result<u8> {
 
 /// One line per day on stdout, one line per failure on stderr, then the totals.
 fn print_summary(report: &PassReport) {
-    let (mut ingested, mut skipped, mut failed, mut rows, mut rejected, mut duplicates) =
-        (0, 0, 0, 0, 0, 0);
+    let (mut ingested, mut skipped, mut pending, mut failed) = (0, 0, 0, 0);
+    let (mut rows, mut rejected, mut duplicates) = (0, 0, 0);
     for day in &report.files {
         match &day.result {
             Ok(FileOutcome::Ingested(i)) => {
@@ -255,10 +267,33 @@ fn print_summary(report: &PassReport) {
                     day.day, day.category
                 );
             }
-            Ok(FileOutcome::NotThereYet { path }) => {
+            Ok(FileOutcome::NotThereYet {
+                path,
+                due: Due::NotYet,
+            }) => {
+                pending += 1;
+                println!(
+                    "{} {path}: not due yet (the provider uploads a day's files at 01:00 GMT the next day)",
+                    day.day
+                );
+            }
+            Ok(FileOutcome::NotThereYet {
+                path,
+                due: Due::Late { due },
+            }) => {
+                pending += 1;
+                println!(
+                    "{} {path}: late, due {due}; tried again on the next pass",
+                    day.day
+                );
+            }
+            Ok(FileOutcome::NotThereYet {
+                path,
+                due: Due::Overdue { due },
+            }) => {
                 failed += 1;
                 eprintln!(
-                    "FAILED {} {path}: not on the server yet; the provider uploads a day's files at 01:00 GMT the next day, so try again after that",
+                    "FAILED {} {path}: not on the server yet, though due {due} (the provider uploads a day's files at 01:00 GMT the next day); ask the provider, it is tried again on the next run",
                     day.day
                 );
             }
@@ -303,7 +338,7 @@ fn print_summary(report: &PassReport) {
         }
     }
     println!(
-        "summary: {ingested} ingested, {skipped} already up to date, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
+        "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
     );
 }
 

@@ -27,6 +27,7 @@ pub mod formats;
 pub mod generate;
 pub mod model;
 pub mod pipeline;
+pub mod schedule;
 pub mod sink;
 pub mod source;
 pub mod state;

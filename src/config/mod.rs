@@ -7,6 +7,7 @@ mod secret;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 pub use reader::{ConfigIssue, env_name};
@@ -16,6 +17,7 @@ use url::Url;
 
 use crate::formats::queue_zip::ZipLimits;
 use crate::model::Category;
+use crate::schedule::{self, ScheduleSettings};
 use crate::sink::destination;
 
 /// The environment variable holding the source password unless `password_env` says otherwise.
@@ -27,6 +29,7 @@ pub struct Settings {
     pub source: SourceSettings,
     pub destination: DestinationSettings,
     pub ingest: IngestSettings,
+    pub schedule: ScheduleSettings,
 }
 
 /// How files are handled once found.
@@ -193,12 +196,16 @@ impl Settings {
         let mut section = reader.section("ingest");
         let ingest = read_ingest(&mut section);
         reader.close(section);
+        let mut section = reader.section("schedule");
+        let schedule = read_schedule(&mut section);
+        reader.close(section);
         let issues = reader.finish();
         match (source, destination) {
             (Some(source), Some(destination)) if issues.is_empty() => Ok(Settings {
                 source,
                 destination,
                 ingest,
+                schedule,
             }),
             _ => Err(issues),
         }
@@ -501,6 +508,53 @@ fn read_ingest(s: &mut Section<'_>) -> IngestSettings {
         )),
         transfers: number(s, "transfers", 1..=64, 4) as usize,
         lease: Duration::from_secs(number(s, "lease_secs", 10..=7 * 86_400, 3600)),
+    }
+}
+
+fn read_schedule(s: &mut Section<'_>) -> ScheduleSettings {
+    let defaults = ScheduleSettings::default();
+    let lookback_days = s
+        .integer("lookback_days", 1..=3650)
+        .map_or(defaults.lookback_days, |n| n as u32);
+    let late_after = s
+        .integer("late_after_hours", 0..=24 * 365)
+        .map_or(defaults.late_after, |h| {
+            Duration::from_secs(h as u64 * 3600)
+        });
+    let drop_time = match s.string("drop_time_utc") {
+        None => defaults.drop_time,
+        Some(text) => match chrono::NaiveTime::parse_from_str(&text, "%H:%M") {
+            Ok(time) => time,
+            Err(_) => {
+                s.issue(
+                    "drop_time_utc",
+                    "must be a time of day as HH:MM, e.g. \"01:00\"",
+                );
+                defaults.drop_time
+            }
+        },
+    };
+    let mut passes = Vec::new();
+    let cron_text = s
+        .string("cron")
+        .unwrap_or_else(|| schedule::DEFAULT_CRON.to_string());
+    let extra = s.string_list("extra_cron").unwrap_or_default();
+    for (key, text) in
+        std::iter::once(("cron", cron_text)).chain(extra.into_iter().map(|t| ("extra_cron", t)))
+    {
+        match cron::Schedule::from_str(&text) {
+            Ok(schedule) => passes.push(schedule),
+            Err(e) => s.issue(
+                key,
+                format!("{text:?} is not a cron expression ({e}); use 6 fields, seconds first, in UTC, e.g. \"0 15 1 * * *\""),
+            ),
+        }
+    }
+    ScheduleSettings {
+        lookback_days,
+        drop_time,
+        late_after,
+        passes,
     }
 }
 

@@ -93,7 +93,7 @@ impl<'a> Reader<'a> {
         for key in unknown {
             self.issue(
                 key,
-                "unknown section or key (known sections: [source], [destination], [ingest])",
+                "unknown section or key (known sections: [source], [destination], [ingest], [schedule])",
             );
         }
         self.issues

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::connection::Connection;
 use super::file::{self, Check, Fetched};
@@ -23,12 +23,14 @@ pub async fn ingest_day(
     ctx: &Context,
     connection: &mut Connection<'_>,
     day: NaiveDate,
+    now: DateTime<Utc>,
 ) -> Result<FileOutcome, IngestError> {
     let path = remote_path(&ctx.settings.source.folders.cdrs, day);
-    let (remote, previous) = match file::check(ctx, connection, Category::Cdr, day, &path).await? {
-        Check::Done(outcome) => return Ok(outcome),
-        Check::Fetch { remote, previous } => (remote, previous),
-    };
+    let (remote, previous) =
+        match file::check(ctx, connection, Category::Cdr, day, &path, now).await? {
+            Check::Done(outcome) => return Ok(outcome),
+            Check::Fetch { remote, previous } => (remote, previous),
+        };
     let started = Instant::now();
     let (mut sink, reader) = transfer::channel();
     let source_file = path.clone();

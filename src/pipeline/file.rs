@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::time::Instant;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
@@ -37,10 +37,12 @@ pub async fn check(
     category: Category,
     day: NaiveDate,
     path: &str,
+    now: DateTime<Utc>,
 ) -> Result<Check, IngestError> {
     let Some(remote) = connection.source().await?.stat(path).await? else {
         return Ok(Check::Done(FileOutcome::NotThereYet {
             path: path.to_string(),
+            due: ctx.settings.schedule.missing(day, now),
         }));
     };
     let previous = ctx.ledger.get(category, day).await?;

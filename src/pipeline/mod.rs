@@ -21,6 +21,7 @@ use crate::config::Settings;
 use crate::formats::queue_zip::ZipError;
 use crate::formats::table::FileError;
 use crate::model::Category;
+use crate::schedule::Due;
 use crate::source::SourceError;
 use crate::state::attempts::Attempts;
 use crate::state::json::{JsonStore, StateError};
@@ -80,9 +81,10 @@ pub enum FileOutcome {
     SameContent {
         path: String,
     },
-    /// Not on the server (yet).
+    /// Not on the server (yet); `due` says whether that is a failure.
     NotThereYet {
         path: String,
+        due: Due,
     },
     /// Another worker is ingesting this unit right now.
     Busy {
@@ -158,9 +160,9 @@ impl PassReport {
         };
         recordings_ok
             && self.source_error.is_none()
-            && self.files.iter().all(
-                |f| matches!(&f.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { .. })),
-            )
+            && self.files.iter().all(|f| {
+                matches!(&f.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { due: Due::Overdue { .. }, .. }))
+            })
     }
 }
 
@@ -194,8 +196,8 @@ pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassR
                 return report;
             }
             let result = match category {
-                Category::Cdr => cdr::ingest_day(ctx, &mut connection, day).await,
-                _ => queue::ingest_day(ctx, &mut connection, day).await,
+                Category::Cdr => cdr::ingest_day(ctx, &mut connection, day, now).await,
+                _ => queue::ingest_day(ctx, &mut connection, day, now).await,
             };
             ctx.leases.release(&lease).await;
             log_result(day, &result);
@@ -273,11 +275,24 @@ fn log_result(day: NaiveDate, result: &Result<FileOutcome, IngestError>) {
         Ok(FileOutcome::SameContent { path }) => {
             tracing::info!(%day, file = %path, "new time but same content; ledger updated, output kept")
         }
-        Ok(FileOutcome::NotThereYet { path }) => tracing::warn!(
-            %day,
-            file = %path,
-            "not on the server yet: the provider uploads each day's files at 01:00 GMT the next day"
-        ),
+        Ok(FileOutcome::NotThereYet {
+            path,
+            due: Due::NotYet,
+        }) => {
+            tracing::info!(%day, file = %path, "not due yet: the provider uploads each day's files at 01:00 GMT the next day")
+        }
+        Ok(FileOutcome::NotThereYet {
+            path,
+            due: Due::Late { due },
+        }) => {
+            tracing::warn!(%day, file = %path, %due, "late: due but not on the server yet; tried again on the next pass")
+        }
+        Ok(FileOutcome::NotThereYet {
+            path,
+            due: Due::Overdue { due },
+        }) => {
+            tracing::error!(%day, file = %path, %due, "overdue: not on the server long after it was due")
+        }
         Ok(FileOutcome::Busy { .. }) => {}
         Err(e) => tracing::error!(%day, error = %e, "failed"),
     }

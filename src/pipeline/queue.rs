@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::connection::Connection;
 use super::file::{self, Check, Fetched, modified_text};
@@ -27,13 +27,14 @@ pub async fn ingest_day(
     ctx: &Context,
     connection: &mut Connection<'_>,
     day: NaiveDate,
+    now: DateTime<Utc>,
 ) -> Result<FileOutcome, IngestError> {
     let path = remote_path(&ctx.settings.source.folders.queue_calls, day);
-    let (remote, previous) = match file::check(ctx, connection, Category::Queue, day, &path).await?
-    {
-        Check::Done(outcome) => return Ok(outcome),
-        Check::Fetch { remote, previous } => (remote, previous),
-    };
+    let (remote, previous) =
+        match file::check(ctx, connection, Category::Queue, day, &path, now).await? {
+            Check::Done(outcome) => return Ok(outcome),
+            Check::Fetch { remote, previous } => (remote, previous),
+        };
     let max_tries = ctx.settings.ingest.max_tries;
     let tried = ctx
         .attempts

@@ -72,6 +72,10 @@ pub fn open(url: &Url, options: &BTreeMap<String, String>) -> Result<Arc<dyn Obj
             }
         }
     }
+    if matches!(url.scheme(), "s3" | "s3a") && !merged.iter().any(|(k, _)| k == "aws_access_key_id")
+    {
+        merged.extend(aws_profile(&|name| std::env::var(name).ok()));
+    }
     // Later entries win, so the configuration file overrides the environment.
     merged.extend(
         options
@@ -86,6 +90,59 @@ pub fn open(url: &Url, options: &BTreeMap<String, String>) -> Result<Arc<dyn Obj
     } else {
         Arc::new(PrefixStore::new(store, prefix))
     })
+}
+
+/// Credentials and region of the AWS CLI profile (`AWS_PROFILE`, else `default`) from
+/// `~/.aws/credentials` and `~/.aws/config` (or `AWS_SHARED_CREDENTIALS_FILE` and
+/// `AWS_CONFIG_FILE`), which `object_store` does not read itself. Empty when there is
+/// no such file or profile; instance and container credentials then apply.
+fn aws_profile(env: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    let home = env("HOME").unwrap_or_default();
+    let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    let credentials =
+        env("AWS_SHARED_CREDENTIALS_FILE").unwrap_or_else(|| format!("{home}/.aws/credentials"));
+    let config = env("AWS_CONFIG_FILE").unwrap_or_else(|| format!("{home}/.aws/config"));
+    // In the config file every profile but the default is written `[profile NAME]`.
+    let config_section = if profile == "default" {
+        profile.clone()
+    } else {
+        format!("profile {profile}")
+    };
+    let mut found = ini_section(
+        &credentials,
+        &profile,
+        &[
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_session_token",
+        ],
+    );
+    found.extend(
+        ini_section(&config, &config_section, &["region"])
+            .into_iter()
+            .map(|(_, v)| ("aws_region".to_string(), v)),
+    );
+    found
+}
+
+/// The wanted keys of one `[section]` of an INI file.
+fn ini_section(path: &str, section: &str, wanted: &[&str]) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut inside = false;
+    let mut found = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = name.trim() == section;
+        } else if let (true, Some((key, value))) = (inside, line.split_once('=')) {
+            let key = key.trim().to_ascii_lowercase();
+            if wanted.contains(&key.as_str()) {
+                found.push((key, value.trim().to_string()));
+            }
+        }
+    }
+    found
 }
 
 /// The URL without user information, for messages.
@@ -161,4 +218,37 @@ fn advice(error: &object_store::Error) -> String {
         _ => "check destination.url, destination.options and the network",
     };
     format!("{hint} ({text})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aws_cli_profile_is_read_from_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("credentials");
+        let config = dir.path().join("config");
+        std::fs::write(&credentials, "[default]\naws_access_key_id = A\n[ops]\naws_access_key_id = B\naws_secret_access_key = S\n").unwrap();
+        std::fs::write(
+            &config,
+            "[default]\nregion = us-east-1\n[profile ops]\nregion = eu-west-1\n",
+        )
+        .unwrap();
+        let env = |name: &str| match name {
+            "AWS_PROFILE" => Some("ops".to_string()),
+            "AWS_SHARED_CREDENTIALS_FILE" => Some(credentials.display().to_string()),
+            "AWS_CONFIG_FILE" => Some(config.display().to_string()),
+            _ => None,
+        };
+        let found = aws_profile(&env);
+        assert_eq!(
+            found,
+            [
+                ("aws_access_key_id".to_string(), "B".to_string()),
+                ("aws_secret_access_key".to_string(), "S".to_string()),
+                ("aws_region".to_string(), "eu-west-1".to_string())
+            ]
+        );
+    }
 }
