@@ -4,15 +4,21 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigErrors, Settings};
+use crate::daemon::{self, SystemClock};
 use crate::generate;
-use crate::pipeline::{self, Context, FileOutcome, PassReport};
-use crate::schedule::Due;
+use crate::model::Category;
+use crate::pipeline::{self, Context, FileReport, PassOptions};
+use crate::progress::Progress;
+use crate::report;
+use crate::shutdown::Shutdown;
 use crate::sink::destination;
 use crate::source;
+use crate::state::runs;
+use crate::status;
 
 /// Everything went well.
 pub const EXIT_OK: u8 = 0;
@@ -22,6 +28,8 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// The program could not run at all (e.g. no async runtime).
 pub const EXIT_FATAL: u8 = 3;
+/// Stopped by SIGTERM or SIGINT before the end; what was not done is left for the next run.
+pub const EXIT_STOPPED: u8 = 4;
 
 /// Ingests a hosted PBX's FTPS drop of call records into object storage as Parquet.
 #[derive(Debug, Parser)]
@@ -58,6 +66,39 @@ pub enum Command {
         /// Last day of a range, inclusive.
         #[arg(long, requires = "from")]
         to: Option<NaiveDate>,
+    },
+    /// Run passes on the schedule ([schedule] cron, in UTC) until SIGTERM/SIGINT,
+    /// starting with one at once to catch up on anything missed while down.
+    Daemon {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Ingest a range of days (years if need be), several at once, with progress;
+    /// stopped and started again, it goes on where it stopped.
+    Backfill {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: NaiveDate,
+        /// Last day, inclusive.
+        #[arg(long)]
+        to: NaiveDate,
+        /// Days ingested at once, each over its own connection.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
+        parallel: u16,
+    },
+    /// Per day and category: ingested, not due, late, failed, quarantined rows; and the
+    /// last pass and how it ended. Reads the destination only.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Days back from yesterday (default: schedule.lookback_days).
+        #[arg(long)]
+        days: Option<u32>,
     },
     /// Check a configuration file offline; with --connect also log in and list the folders.
     Validate {
@@ -145,12 +186,84 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             to,
         } => {
             let settings = Settings::load(&config.config)?;
-            let now = chrono::Utc::now();
+            let now = Utc::now();
             let days = match requested_days(date, from, to)? {
                 Some(days) => days,
                 None => settings.schedule.window(now),
             };
-            run(settings, &days, now).await
+            let ctx = context(settings)?;
+            let options = PassOptions {
+                parallel_days: 1,
+                shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
+                on_file: None,
+            };
+            Ok(pass(&ctx, &days, now, "run", &options).await)
+        }
+        Command::Daemon { config } => {
+            let ctx = context(Settings::load(&config.config)?)?;
+            let shutdown = Shutdown::on_signals(ctx.settings.ingest.shutdown_grace);
+            let options = PassOptions {
+                parallel_days: 1,
+                shutdown: shutdown.clone(),
+                on_file: None,
+            };
+            let (ctx, options) = (&ctx, &options);
+            daemon::run(
+                &ctx.settings.schedule,
+                &SystemClock,
+                &shutdown,
+                |now| async move {
+                    // Each pass reports its own failures; the daemon carries on.
+                    pass(
+                        ctx,
+                        &ctx.settings.schedule.window(now),
+                        now,
+                        "daemon",
+                        options,
+                    )
+                    .await;
+                },
+            )
+            .await;
+            // A daemon ends only when told to stop (or when its schedule has no future time).
+            Ok(if shutdown.is_requested() {
+                EXIT_STOPPED
+            } else {
+                EXIT_OK
+            })
+        }
+        Command::Backfill {
+            config,
+            from,
+            to,
+            parallel,
+        } => {
+            if from > to {
+                return Err(UsageError(format!("--from {from} is after --to {to}")).into());
+            }
+            let ctx = context(Settings::load(&config.config)?)?;
+            let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+            let daily = ctx
+                .settings
+                .ingest
+                .categories
+                .iter()
+                .filter(|c| **c != Category::Recordings)
+                .count();
+            let progress = Progress::new((days.len() * daily) as u64);
+            let on_file = |file: &FileReport| progress.file_done(file);
+            let options = PassOptions {
+                parallel_days: usize::from(parallel),
+                shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
+                on_file: Some(&on_file),
+            };
+            let code = pass(&ctx, &days, Utc::now(), "backfill", &options).await;
+            progress.finish();
+            Ok(code)
+        }
+        Command::Status { config, json, days } => {
+            let ctx = context(Settings::load(&config.config)?)?;
+            status::show(&ctx, Utc::now(), days, json).await
         }
         Command::Validate { config, connect } => validate(&config.config, connect).await,
         Command::Generate {
@@ -208,138 +321,31 @@ fn requested_days(
     Ok(Some(first.iter_days().take_while(|d| *d <= last).collect()))
 }
 
-async fn run(
-    settings: Settings,
-    days: &[NaiveDate],
-    now: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<u8> {
+/// Opens the destination and the state for a command that runs passes.
+fn context(settings: Settings) -> anyhow::Result<Context> {
     let store = destination::open(&settings.destination.url, &settings.destination.options)
         .map_err(anyhow::Error::msg)?;
-    let ctx = Context::new(settings, store);
-    let report = pipeline::run(&ctx, days, now).await;
-    print_summary(&report);
-    Ok(if report.is_success() {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
+    Ok(Context::new(settings, store))
 }
 
-/// One line per day on stdout, one line per failure on stderr, then the totals.
-fn print_summary(report: &PassReport) {
-    let (mut ingested, mut skipped, mut pending, mut failed) = (0, 0, 0, 0);
-    let (mut rows, mut rejected, mut duplicates) = (0, 0, 0);
-    for day in &report.files {
-        match &day.result {
-            Ok(FileOutcome::Ingested(i)) => {
-                ingested += 1;
-                rows += i.rows_written;
-                rejected += i.rows_rejected;
-                duplicates += i.duplicates_dropped;
-                let verb = if i.replaced {
-                    "re-ingested (changed on the server)"
-                } else {
-                    "ingested"
-                };
-                println!(
-                    "{} {}: {verb}, {} rows, {} quarantined, {} duplicates dropped, {} bytes in {:.1} s",
-                    day.day,
-                    i.path,
-                    i.rows_written,
-                    i.rows_rejected,
-                    i.duplicates_dropped,
-                    i.bytes,
-                    i.seconds
-                );
-            }
-            Ok(FileOutcome::Unchanged { path }) => {
-                skipped += 1;
-                println!("{} {path}: already ingested, no transfer", day.day);
-            }
-            Ok(FileOutcome::SameContent { path }) => {
-                skipped += 1;
-                println!("{} {path}: unchanged content, ledger updated", day.day);
-            }
-            Ok(FileOutcome::Busy { holder, until }) => {
-                skipped += 1;
-                println!(
-                    "{} {}: skipped, another worker ({holder}) is ingesting it (its lease ends {until})",
-                    day.day, day.category
-                );
-            }
-            Ok(FileOutcome::NotThereYet {
-                path,
-                due: Due::NotYet,
-            }) => {
-                pending += 1;
-                println!(
-                    "{} {path}: not due yet (the provider uploads a day's files at 01:00 GMT the next day)",
-                    day.day
-                );
-            }
-            Ok(FileOutcome::NotThereYet {
-                path,
-                due: Due::Late { due },
-            }) => {
-                pending += 1;
-                println!(
-                    "{} {path}: late, due {due}; tried again on the next pass",
-                    day.day
-                );
-            }
-            Ok(FileOutcome::NotThereYet {
-                path,
-                due: Due::Overdue { due },
-            }) => {
-                failed += 1;
-                eprintln!(
-                    "FAILED {} {path}: not on the server yet, though due {due} (the provider uploads a day's files at 01:00 GMT the next day); ask the provider, it is tried again on the next run",
-                    day.day
-                );
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("FAILED {}: {e}", day.day);
-            }
-        }
+/// One pass over `days`: ingest, print, record. Returns the exit code.
+async fn pass(
+    ctx: &Context,
+    days: &[NaiveDate],
+    now: DateTime<Utc>,
+    mode: &str,
+    options: &PassOptions<'_>,
+) -> u8 {
+    let report = pipeline::run(ctx, days, now, options).await;
+    let outcome = report::print(&report);
+    if let Err(e) = runs::put(&ctx.json, &report::record(&report, mode, now, outcome)).await {
+        tracing::warn!(error = %e, "could not record the pass for `status`");
     }
-    if let Some(e) = &report.source_error {
-        failed += report.not_tried.len();
-        eprintln!("FAILED: {e} ({} day(s) not tried)", report.not_tried.len());
+    match outcome {
+        "ok" => EXIT_OK,
+        "stopped" => EXIT_STOPPED,
+        _ => EXIT_FAILED,
     }
-    match &report.recordings {
-        None => {}
-        Some(Err(e)) => {
-            failed += 1;
-            eprintln!("FAILED recordings: {e}");
-        }
-        Some(Ok(r)) => {
-            failed += r.failures.len();
-            println!(
-                "recordings: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
-                r.copied, r.bytes, r.already, r.pending, r.listed
-            );
-            if r.unmatched > 0 {
-                let more = r.unmatched - r.unmatched_examples.len() as u64;
-                let more = if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                };
-                println!(
-                    "recordings: {} file(s) do not match YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3 and were not copied: {}{more}",
-                    r.unmatched,
-                    r.unmatched_examples.join(", ")
-                );
-            }
-            for (path, e) in &r.failures {
-                eprintln!("FAILED {path}: {e}");
-            }
-        }
-    }
-    println!(
-        "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
-    );
 }
 
 async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {

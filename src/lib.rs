@@ -23,11 +23,16 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod formats;
 pub mod generate;
 pub mod model;
 pub mod pipeline;
+pub mod progress;
+pub mod report;
 pub mod schedule;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod status;

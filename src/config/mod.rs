@@ -48,6 +48,9 @@ pub struct IngestSettings {
     /// How long a worker's claim on a unit of work (a category of a day) lasts if it
     /// is not released, e.g. because the worker crashed.
     pub lease: Duration,
+    /// After SIGTERM/SIGINT, how long files in flight may take to finish before they
+    /// are abandoned.
+    pub shutdown_grace: Duration,
 }
 
 /// Where the drop is read from.
@@ -508,6 +511,7 @@ fn read_ingest(s: &mut Section<'_>) -> IngestSettings {
         )),
         transfers: number(s, "transfers", 1..=64, 4) as usize,
         lease: Duration::from_secs(number(s, "lease_secs", 10..=7 * 86_400, 3600)),
+        shutdown_grace: Duration::from_secs(number(s, "shutdown_grace_secs", 0..=3600, 30)),
     }
 }
 

@@ -13,6 +13,9 @@ mod transfer;
 
 use std::sync::Arc;
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStore;
 use thiserror::Error;
@@ -22,6 +25,7 @@ use crate::formats::queue_zip::ZipError;
 use crate::formats::table::FileError;
 use crate::model::Category;
 use crate::schedule::Due;
+use crate::shutdown::Shutdown;
 use crate::source::SourceError;
 use crate::state::attempts::Attempts;
 use crate::state::json::{JsonStore, StateError};
@@ -38,18 +42,22 @@ pub struct Context {
     pub ledger: Ledger,
     pub attempts: Attempts,
     pub leases: Leases,
+    /// The state objects beside the ledger (the run record).
+    pub json: JsonStore,
 }
 
 impl Context {
     pub fn new(settings: Settings, store: Arc<dyn ObjectStore>) -> Self {
+        let json = JsonStore::new(Arc::clone(&store));
         Context {
-            ledger: Ledger::new(JsonStore::new(Arc::clone(&store))),
-            attempts: Attempts::new(JsonStore::new(Arc::clone(&store))),
+            ledger: Ledger::new(json.clone()),
+            attempts: Attempts::new(json.clone()),
             leases: Leases::new(
                 Arc::clone(&store),
                 lease::holder_name(),
                 settings.ingest.lease,
             ),
+            json,
             settings,
             store,
         }
@@ -148,6 +156,8 @@ pub struct PassReport {
     pub not_tried: Vec<NaiveDate>,
     /// Set when recordings were asked for.
     pub recordings: Option<Result<recordings::RecordingsReport, IngestError>>,
+    /// A shutdown was requested: `not_tried` were left for the next run.
+    pub stopped: bool,
 }
 
 impl PassReport {
@@ -166,75 +176,184 @@ impl PassReport {
     }
 }
 
-/// Runs one pass over `days`: each day's files, then the recordings of all of them,
-/// with a connection opened on first need and reopened after a failure that broke it.
-/// If it cannot be opened the pass stops there: everything after would fail the same
-/// way. `now` decides which recordings are old enough to be complete.
-pub async fn run(ctx: &Context, days: &[NaiveDate], now: DateTime<Utc>) -> PassReport {
-    let mut connection = Connection::new(&ctx.settings.source);
-    let mut report = PassReport::default();
-    let categories = &ctx.settings.ingest.categories;
-    for (index, &day) in days.iter().enumerate() {
-        for &category in categories.iter().filter(|c| **c != Category::Recordings) {
-            let lease = match claim(ctx, category, day, now).await {
-                Ok(lease) => lease,
-                Err(outcome) => {
-                    report.files.push(FileReport {
-                        day,
-                        category,
-                        result: outcome,
-                    });
-                    continue;
-                }
-            };
-            // Without a connection nothing after this can succeed either: say so once.
-            if let Err(e) = connection.source().await {
-                tracing::error!(error = %e, "cannot open the source");
-                ctx.leases.release(&lease).await;
-                report.source_error = Some(e);
-                report.not_tried = days[index..].to_vec();
-                return report;
-            }
-            let result = match category {
-                Category::Cdr => cdr::ingest_day(ctx, &mut connection, day, now).await,
-                _ => queue::ingest_day(ctx, &mut connection, day, now).await,
-            };
-            ctx.leases.release(&lease).await;
-            log_result(day, &result);
-            if let Err(IngestError::Source(e)) = &result {
-                connection.check(e);
-            }
-            report.files.push(FileReport {
-                day,
-                category,
-                result,
-            });
+/// How a pass runs.
+#[derive(Clone)]
+pub struct PassOptions<'a> {
+    /// Days ingested at once, each over its own connection.
+    pub parallel_days: usize,
+    pub shutdown: Shutdown,
+    /// Told about each file as it is done (for progress).
+    pub on_file: Option<&'a (dyn Fn(&FileReport) + Sync)>,
+}
+
+impl Default for PassOptions<'_> {
+    /// One day at a time, no progress, and a shutdown that never comes.
+    fn default() -> Self {
+        PassOptions {
+            parallel_days: 1,
+            shutdown: Shutdown::new(std::time::Duration::ZERO).0,
+            on_file: None,
         }
     }
-    if categories.contains(&Category::Recordings) {
-        let mut held = Vec::new();
-        let mut leases = Vec::new();
-        for &day in days {
-            match claim(ctx, Category::Recordings, day, now).await {
-                Ok(lease) => {
-                    held.push(day);
-                    leases.push(lease);
+}
+
+/// Runs one pass over `days`: each day's files (several days at once if asked), then
+/// the recordings of all of them. A connection is opened on first need and again after
+/// a failure that broke it; if it cannot be opened the pass stops there, as everything
+/// after would fail the same way. `now` decides what is due and which recordings are
+/// old enough to be complete. After a shutdown request no new unit is started.
+pub async fn run(
+    ctx: &Context,
+    days: &[NaiveDate],
+    now: DateTime<Utc>,
+    options: &PassOptions<'_>,
+) -> PassReport {
+    let queue = Mutex::new(days.iter().copied().collect::<VecDeque<_>>());
+    let report = Mutex::new(PassReport::default());
+    let worker = || async {
+        let mut connection = Connection::new(&ctx.settings.source);
+        loop {
+            if options.shutdown.is_requested()
+                || report.lock().expect("not poisoned").source_error.is_some()
+            {
+                return;
+            }
+            let Some(day) = queue.lock().expect("not poisoned").pop_front() else {
+                return;
+            };
+            match options
+                .shutdown
+                .finish_or_abandon(run_day(ctx, &mut connection, day, now))
+                .await
+            {
+                Some(Ok(files)) => {
+                    for file in &files {
+                        if let Some(on_file) = options.on_file {
+                            on_file(file);
+                        }
+                    }
+                    report.lock().expect("not poisoned").files.extend(files);
                 }
-                Err(outcome) => report.files.push(FileReport {
-                    day,
-                    category: Category::Recordings,
-                    result: outcome,
-                }),
+                Some(Err(e)) => {
+                    let mut report = report.lock().expect("not poisoned");
+                    report.source_error.get_or_insert(e);
+                    report.not_tried.push(day);
+                }
+                None => report.lock().expect("not poisoned").not_tried.push(day),
             }
         }
-        if !held.is_empty() {
-            report.recordings = Some(recordings::ingest(ctx, &mut connection, &held, now).await);
-        }
-        for lease in &leases {
-            ctx.leases.release(lease).await;
-        }
-    }
+    };
+    futures::future::join_all(
+        (0..options.parallel_days.clamp(1, days.len().max(1))).map(|_| worker()),
+    )
+    .await;
+    let mut report = report.into_inner().expect("not poisoned");
     report
+        .not_tried
+        .extend(queue.into_inner().expect("not poisoned"));
+    report.not_tried.sort();
+    report.files.sort_by_key(|f| (f.day, f.category));
+    if report.source_error.is_none()
+        && !options.shutdown.is_requested()
+        && ctx
+            .settings
+            .ingest
+            .categories
+            .contains(&Category::Recordings)
+    {
+        let mut connection = Connection::new(&ctx.settings.source);
+        match options
+            .shutdown
+            .finish_or_abandon(run_recordings(ctx, &mut connection, days, now, &mut report))
+            .await
+        {
+            Some(()) => {}
+            None => report.stopped = true,
+        }
+    }
+    report.stopped |= options.shutdown.is_requested();
+    report
+}
+
+/// The daily files of one day. An error means the source cannot be opened at all.
+async fn run_day(
+    ctx: &Context,
+    connection: &mut Connection<'_>,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<FileReport>, SourceError> {
+    let mut files = Vec::new();
+    for &category in ctx
+        .settings
+        .ingest
+        .categories
+        .iter()
+        .filter(|c| **c != Category::Recordings)
+    {
+        let lease = match claim(ctx, category, day, now).await {
+            Ok(lease) => lease,
+            Err(result) => {
+                files.push(FileReport {
+                    day,
+                    category,
+                    result,
+                });
+                continue;
+            }
+        };
+        if let Err(e) = connection.source().await {
+            tracing::error!(error = %e, "cannot open the source");
+            ctx.leases.release(&lease).await;
+            return Err(e);
+        }
+        let started = std::time::Instant::now();
+        let result = match category {
+            Category::Cdr => cdr::ingest_day(ctx, connection, day, now).await,
+            _ => queue::ingest_day(ctx, connection, day, now).await,
+        };
+        ctx.leases.release(&lease).await;
+        log_result(day, &result, started.elapsed());
+        if let Err(IngestError::Source(e)) = &result {
+            connection.check(e);
+        }
+        files.push(FileReport {
+            day,
+            category,
+            result,
+        });
+    }
+    Ok(files)
+}
+
+/// The recordings of `days`, under a lease per day.
+async fn run_recordings(
+    ctx: &Context,
+    connection: &mut Connection<'_>,
+    days: &[NaiveDate],
+    now: DateTime<Utc>,
+    report: &mut PassReport,
+) {
+    let mut held = Vec::new();
+    let mut leases = Vec::new();
+    for &day in days {
+        match claim(ctx, Category::Recordings, day, now).await {
+            Ok(lease) => {
+                held.push(day);
+                leases.push(lease);
+            }
+            Err(result) => report.files.push(FileReport {
+                day,
+                category: Category::Recordings,
+                result,
+            }),
+        }
+    }
+    if !held.is_empty() {
+        report.recordings = Some(recordings::ingest(ctx, connection, &held, now).await);
+    }
+    for lease in &leases {
+        ctx.leases.release(lease).await;
+    }
 }
 
 /// Takes the lease of one unit of work, or gives the outcome to report instead.
@@ -257,7 +376,12 @@ async fn claim(
     }
 }
 
-fn log_result(day: NaiveDate, result: &Result<FileOutcome, IngestError>) {
+fn log_result(
+    day: NaiveDate,
+    result: &Result<FileOutcome, IngestError>,
+    took: std::time::Duration,
+) {
+    let duration_ms = took.as_millis() as u64;
     match result {
         Ok(FileOutcome::Ingested(i)) => tracing::info!(
             %day,
@@ -266,7 +390,7 @@ fn log_result(day: NaiveDate, result: &Result<FileOutcome, IngestError>) {
             rows = i.rows_written,
             rejected = i.rows_rejected,
             duplicates = i.duplicates_dropped,
-            seconds = format_args!("{:.2}", i.seconds),
+            duration_ms,
             "ingested"
         ),
         Ok(FileOutcome::Unchanged { path }) => {

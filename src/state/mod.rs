@@ -4,3 +4,4 @@ pub mod attempts;
 pub mod json;
 pub mod lease;
 pub mod ledger;
+pub mod runs;

@@ -5,6 +5,7 @@ mod conformance;
 mod faults;
 mod ftps_end_to_end;
 mod local_source;
+mod operations;
 mod overlap;
 mod queue_calls;
 mod recordings;

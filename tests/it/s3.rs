@@ -87,7 +87,7 @@ async fn objects(prefix: &str) -> Vec<(String, Vec<u8>)> {
             .strip_prefix(&format!("{prefix}/"))
             .unwrap()
             .to_string();
-        if key.starts_with("_state/leases") {
+        if key.starts_with("_state/leases") || key.starts_with("_state/runs") {
             continue;
         }
         let bytes = store

@@ -1,0 +1,109 @@
+//! The long-running mode: a pass at start (catching up on whatever was missed while
+//! down), then a pass at each time the schedule names, until a shutdown. The clock is
+//! a parameter, so tests run days of schedule in an instant with tokio's paused time.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::schedule::ScheduleSettings;
+use crate::shutdown::Shutdown;
+
+/// Where the time comes from.
+pub trait Clock: Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The machine's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Runs `pass` now and then at every scheduled time until `shutdown`.
+pub async fn run<F, Fut>(
+    schedule: &ScheduleSettings,
+    clock: &dyn Clock,
+    shutdown: &Shutdown,
+    mut pass: F,
+) where
+    F: FnMut(DateTime<Utc>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    pass(clock.now()).await;
+    while !shutdown.is_requested() {
+        let now = clock.now();
+        let Some(next) = schedule.next_pass(now) else {
+            tracing::warn!("the schedule names no future time; stopping");
+            return;
+        };
+        tracing::info!(next_pass = %next, "waiting for the next pass");
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.requested() => return,
+        }
+        pass(clock.now()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Wall time that moves with tokio's (paused) clock.
+    struct TestClock {
+        start: DateTime<Utc>,
+        started: tokio::time::Instant,
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.start + chrono::Duration::from_std(self.started.elapsed()).unwrap()
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().into()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn catches_up_at_start_then_follows_the_schedule_until_shutdown() {
+        let mut schedule = ScheduleSettings::default();
+        schedule
+            .passes
+            .push(cron::Schedule::from_str("0 0 12 * * *").unwrap());
+        let clock = TestClock {
+            start: at("2024-03-01T00:00:00Z"),
+            started: tokio::time::Instant::now(),
+        };
+        let (shutdown, trigger) = Shutdown::new(Duration::from_secs(1));
+        let passes = Mutex::new(Vec::new());
+        run(&schedule, &clock, &shutdown, |now| {
+            let mut passes = passes.lock().unwrap();
+            passes.push(now);
+            if passes.len() == 4 {
+                trigger.request();
+            }
+            async {}
+        })
+        .await;
+        let passes = passes.into_inner().unwrap();
+        assert_eq!(
+            passes,
+            [
+                at("2024-03-01T00:00:00Z"),
+                at("2024-03-01T01:15:00Z"),
+                at("2024-03-01T12:00:00Z"),
+                at("2024-03-02T01:15:00Z"),
+            ]
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! What a pass tells the operator: one line per file on stdout, one line per failure
+//! on stderr, a summary line (also as a log event), and the run record in the state.
+
+use chrono::{DateTime, Utc};
+
+use crate::pipeline::{FileOutcome, PassReport};
+use crate::schedule::Due;
+use crate::state::json::FORMAT_VERSION;
+use crate::state::runs::{FileRecord, RunRecord};
+
+/// Prints the pass and returns its one-word outcome: `ok`, `failed` or `stopped`.
+pub fn print(report: &PassReport) -> &'static str {
+    let (mut ingested, mut skipped, mut pending, mut failed) = (0, 0, 0, 0);
+    let (mut rows, mut rejected, mut duplicates, mut bytes) = (0, 0, 0, 0);
+    for file in &report.files {
+        let day = file.day;
+        match &file.result {
+            Ok(FileOutcome::Ingested(i)) => {
+                ingested += 1;
+                rows += i.rows_written;
+                rejected += i.rows_rejected;
+                duplicates += i.duplicates_dropped;
+                bytes += i.bytes;
+                let verb = if i.replaced {
+                    "re-ingested (changed on the server)"
+                } else {
+                    "ingested"
+                };
+                println!(
+                    "{day} {}: {verb}, {} rows, {} quarantined, {} duplicates dropped, {} bytes in {:.1} s",
+                    i.path,
+                    i.rows_written,
+                    i.rows_rejected,
+                    i.duplicates_dropped,
+                    i.bytes,
+                    i.seconds
+                );
+            }
+            Ok(FileOutcome::Unchanged { path }) => {
+                skipped += 1;
+                println!("{day} {path}: already ingested, no transfer");
+            }
+            Ok(FileOutcome::SameContent { path }) => {
+                skipped += 1;
+                println!("{day} {path}: unchanged content, ledger updated");
+            }
+            Ok(FileOutcome::Busy { holder, until }) => {
+                skipped += 1;
+                println!(
+                    "{day} {}: skipped, another worker ({holder}) is ingesting it (its lease ends {until})",
+                    file.category
+                );
+            }
+            Ok(FileOutcome::NotThereYet {
+                path,
+                due: Due::NotYet,
+            }) => {
+                pending += 1;
+                println!(
+                    "{day} {path}: not due yet (the provider uploads a day's files at 01:00 GMT the next day)"
+                );
+            }
+            Ok(FileOutcome::NotThereYet {
+                path,
+                due: Due::Late { due },
+            }) => {
+                pending += 1;
+                println!("{day} {path}: late, due {due}; tried again on the next pass");
+            }
+            Ok(FileOutcome::NotThereYet {
+                path,
+                due: Due::Overdue { due },
+            }) => {
+                failed += 1;
+                eprintln!(
+                    "FAILED {day} {path}: not on the server yet, though due {due} (the provider uploads a day's files at 01:00 GMT the next day); ask the provider, it is tried again on the next run"
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAILED {day}: {e}");
+            }
+        }
+    }
+    if let Some(e) = &report.source_error {
+        failed += report.not_tried.len();
+        eprintln!("FAILED: {e} ({} day(s) not tried)", report.not_tried.len());
+    } else if report.stopped && !report.not_tried.is_empty() {
+        println!(
+            "stopped by a signal: {} day(s) left for the next run",
+            report.not_tried.len()
+        );
+    }
+    match &report.recordings {
+        None => {}
+        Some(Err(e)) => {
+            failed += 1;
+            eprintln!("FAILED recordings: {e}");
+        }
+        Some(Ok(r)) => {
+            failed += r.failures.len();
+            bytes += r.bytes;
+            println!(
+                "recordings: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
+                r.copied, r.bytes, r.already, r.pending, r.listed
+            );
+            if r.unmatched > 0 {
+                let more = r.unmatched - r.unmatched_examples.len() as u64;
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                println!(
+                    "recordings: {} file(s) do not match YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3 and were not copied: {}{more}",
+                    r.unmatched,
+                    r.unmatched_examples.join(", ")
+                );
+            }
+            for (path, e) in &r.failures {
+                eprintln!("FAILED {path}: {e}");
+            }
+        }
+    }
+    println!(
+        "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
+    );
+    let outcome = if report.stopped {
+        "stopped"
+    } else if report.is_success() {
+        "ok"
+    } else {
+        "failed"
+    };
+    tracing::info!(
+        outcome,
+        ingested,
+        skipped,
+        pending,
+        failed,
+        rows,
+        rejected,
+        duplicates,
+        bytes,
+        "pass finished"
+    );
+    outcome
+}
+
+/// The run record of a pass, for `status`.
+pub fn record(report: &PassReport, mode: &str, started: DateTime<Utc>, outcome: &str) -> RunRecord {
+    let mut files: Vec<FileRecord> = report
+        .files
+        .iter()
+        .map(|f| {
+            let (outcome, detail) = match &f.result {
+                Ok(FileOutcome::Ingested(i)) => (
+                    "ingested",
+                    Some(format!(
+                        "{} rows, {} quarantined",
+                        i.rows_written, i.rows_rejected
+                    )),
+                ),
+                Ok(FileOutcome::Unchanged { .. } | FileOutcome::SameContent { .. }) => {
+                    ("unchanged", None)
+                }
+                Ok(FileOutcome::Busy { holder, .. }) => ("busy", Some(format!("held by {holder}"))),
+                Ok(FileOutcome::NotThereYet {
+                    due: Due::NotYet, ..
+                }) => ("not_due", None),
+                Ok(FileOutcome::NotThereYet {
+                    due: Due::Late { due },
+                    ..
+                }) => ("late", Some(format!("due {due}"))),
+                Ok(FileOutcome::NotThereYet {
+                    due: Due::Overdue { due },
+                    ..
+                }) => ("overdue", Some(format!("due {due}"))),
+                Err(e) => ("failed", Some(e.to_string())),
+            };
+            FileRecord {
+                day: f.day,
+                category: f.category.to_string(),
+                outcome: outcome.to_string(),
+                detail,
+            }
+        })
+        .collect();
+    for day in &report.not_tried {
+        files.push(FileRecord {
+            day: *day,
+            category: "all".into(),
+            outcome: if report.stopped {
+                "stopped"
+            } else {
+                "not_tried"
+            }
+            .into(),
+            detail: report.source_error.as_ref().map(ToString::to_string),
+        });
+    }
+    RunRecord {
+        format_version: FORMAT_VERSION,
+        mode: mode.to_string(),
+        started,
+        finished: Utc::now(),
+        outcome: outcome.to_string(),
+        files,
+    }
+}

@@ -1,0 +1,258 @@
+//! Running it: a scheduled pass without dates, a backfill with progress that stops
+//! cleanly on SIGTERM and goes on where it stopped, and `status`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cdr_ingest::generate::{DropSpec, write_drop};
+use chrono::{Days, NaiveDate, Utc};
+
+use crate::util::{Run, tree};
+
+fn config(work: &Path, drop: &Path, extra: &str) -> PathBuf {
+    let path = work.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [\"cdr\", \"queue\"]\n{extra}",
+            drop.display(),
+            work.join("out").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn cdr_ingest(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
+    command.args(args).env("CDR_INGEST_LOG_FORMAT", "json");
+    command
+}
+
+fn drop_of(work: &Path, from: NaiveDate, to: NaiveDate, rows: usize) -> PathBuf {
+    let drop = work.join("drop");
+    let mut spec = DropSpec::new(41, from, to);
+    spec.cdr_rows_per_day = rows;
+    spec.recordings_per_day = Some(0);
+    write_drop(&drop, &spec).unwrap();
+    drop
+}
+
+#[test]
+fn a_pass_without_dates_covers_the_look_back_window_and_yesterday_is_not_a_failure() {
+    let work = tempfile::tempdir().unwrap();
+    let today = Utc::now().date_naive();
+    let (first, second, yesterday) = (
+        today - Days::new(3),
+        today - Days::new(2),
+        today - Days::new(1),
+    );
+    // The provider has not uploaded yesterday yet.
+    let drop = drop_of(work.path(), first, second, 50);
+    let config = config(
+        work.path(),
+        &drop,
+        "[schedule]\nlookback_days = 3\nlate_after_hours = 48\n",
+    );
+    let run = Run::from(
+        cdr_ingest(&["run", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    for day in [first, second] {
+        assert!(
+            work.path()
+                .join(format!("out/_state/ledger/cdr/{day}.json"))
+                .exists(),
+            "{day}: {run:?}"
+        );
+    }
+    let waiting = run
+        .stdout
+        .contains(&format!("{yesterday} CDRs/{yesterday}.csv: not due yet"))
+        || run
+            .stdout
+            .contains(&format!("{yesterday} CDRs/{yesterday}.csv: late, due"));
+    assert!(waiting, "{run:?}");
+    assert!(run.stdout.contains("2 not there yet, 0 failed"), "{run:?}");
+    assert!(
+        run.stderr.contains("\"message\":\"pass finished\""),
+        "one summary log line per pass: {run:?}"
+    );
+
+    let status = Run::from(
+        cdr_ingest(&[
+            "status",
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "--days",
+            "3",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(status.code, 0, "{status:?}");
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["last_pass"]["mode"], "run");
+    assert_eq!(status["last_pass"]["outcome"], "ok");
+    let rows = status["days"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    let state = |day: NaiveDate, category: &str| {
+        rows.iter()
+            .find(|r| r["day"] == day.to_string() && r["category"] == category)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state(first, "cdr"), "ingested");
+    assert_eq!(state(second, "queue"), "ingested");
+    assert!(matches!(
+        state(yesterday, "cdr").as_str(),
+        "not_due" | "late"
+    ));
+}
+
+#[test]
+fn status_exits_non_zero_when_a_day_is_overdue() {
+    let work = tempfile::tempdir().unwrap();
+    let today = Utc::now().date_naive();
+    let drop = drop_of(work.path(), today - Days::new(2), today - Days::new(2), 20);
+    let config = config(
+        work.path(),
+        &drop,
+        "[schedule]\nlookback_days = 2\nlate_after_hours = 0\n",
+    );
+    let run = Run::from(
+        cdr_ingest(&["run", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let status = Run::from(
+        cdr_ingest(&["status", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    // Yesterday is due at 01:00 today with no grace: overdue unless it is before 01:00 now.
+    if Utc::now().time() >= chrono::NaiveTime::from_hms_opt(1, 0, 0).unwrap() {
+        assert_eq!(run.code, 1, "{run:?}");
+        assert_eq!(status.code, 1, "{status:?}");
+        assert!(status.stdout.contains("overdue"), "{status:?}");
+    }
+    assert!(
+        status.stdout.starts_with("last pass: run from"),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn a_backfill_stopped_by_sigterm_exits_4_and_goes_on_where_it_stopped() {
+    let work = tempfile::tempdir().unwrap();
+    let from = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+    let to = NaiveDate::from_ymd_opt(2024, 2, 9).unwrap();
+    let drop = drop_of(work.path(), from, to, 3000);
+    let config = config(work.path(), &drop, "shutdown_grace_secs = 5\n");
+    let args = [
+        "backfill",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-02-09",
+        "--parallel",
+        "2",
+    ];
+
+    let mut child = cdr_ingest(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop it as soon as the first file is in (its log line says so), while most days
+    // are still to do.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("\"message\":\"ingested\"") {
+        line.clear();
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let drain = std::thread::spawn(move || std::io::read_to_string(stderr));
+    let rest = std::io::read_to_string(child.stdout.take().unwrap()).unwrap();
+    let status = child.wait().unwrap();
+    let log = drain.join().unwrap().unwrap();
+    assert_eq!(status.code(), Some(4), "{rest}\n{log}");
+    assert!(log.contains("stopping: no new files"), "{log}");
+    assert!(rest.contains("stopped by a signal"), "{rest}");
+    let done = |out: &Path| {
+        std::fs::read_dir(out.join("_state/ledger/cdr"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let after_stop = done(&work.path().join("out"));
+    let queue_after_stop = std::fs::read_dir(work.path().join("out/_state/ledger/queue"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        after_stop < 40,
+        "it stopped before the end ({after_stop} days in)"
+    );
+    // Every day in the ledger is complete: its output is all there.
+    for entry in std::fs::read_dir(work.path().join("out/_state/ledger/cdr")).unwrap() {
+        let ledger: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        for key in ledger["outputs"].as_array().unwrap() {
+            assert!(work.path().join("out").join(key.as_str().unwrap()).exists());
+        }
+    }
+
+    let again = Run::from(cdr_ingest(&args).output().unwrap());
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(done(&work.path().join("out")), 40);
+    assert!(
+        again.stdout.contains(&format!(
+            "{} already up to date",
+            after_stop + queue_after_stop
+        )) || after_stop == 0,
+        "{again:?}"
+    );
+    assert!(
+        again.stderr.contains("\"message\":\"backfill progress\""),
+        "{again:?}"
+    );
+
+    // The same as one uninterrupted backfill.
+    let reference = work.path().join("reference");
+    std::fs::create_dir_all(&reference).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &work.path().join("out").display().to_string(),
+        &reference.display().to_string(),
+    );
+    let reference_config = work.path().join("reference.toml");
+    std::fs::write(&reference_config, text).unwrap();
+    let reference_args = [
+        "backfill",
+        "--config",
+        reference_config.to_str().unwrap(),
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-02-09",
+    ];
+    assert_eq!(
+        Run::from(cdr_ingest(&reference_args).output().unwrap()).code,
+        0
+    );
+    let data = |root: &Path| {
+        tree(root)
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("_state/"))
+            .collect::<Vec<_>>()
+    };
+    assert!(data(&work.path().join("out")) == data(&reference));
+}
