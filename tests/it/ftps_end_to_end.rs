@@ -7,7 +7,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
 use arrow_schema::{DataType, TimeUnit};
 
-use crate::util::{Case, at, read_parquet, tree};
+use crate::util::{Case, at, json, read_parquet, tree};
 
 /// 2024-03-02 01:00:00 UTC: when the provider uploads the file of 2024-03-01.
 const DROP_TIME: u64 = 1_709_341_200;
@@ -171,10 +171,7 @@ fn a_quirky_day_lands_as_typed_parquet_with_a_quarantine_and_a_ledger() {
     );
     assert_eq!(entries[1]["file"], remote);
 
-    let ledger: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("_state/ledger/cdr/2024-03-01.json")).unwrap(),
-    )
-    .unwrap();
+    let ledger = json(&out.join("_state/ledger/cdr/2024-03-01.json"));
     assert_eq!(ledger["format_version"], 1);
     assert_eq!(ledger["remote_path"], remote);
     assert_eq!(ledger["size"], quirky_day().len());
@@ -517,14 +514,11 @@ fn a_generated_drop_with_quirks_lands_with_the_counts_the_generator_knows() {
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     for day in &manifest.days {
-        let ledger: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(
-                case.out()
-                    .join(format!("_state/ledger/cdr/{}.json", day.date)),
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let ledger = json(
+            &case
+                .out()
+                .join(format!("_state/ledger/cdr/{}.json", day.date)),
+        );
         assert_eq!(ledger["rows_written"], day.cdr_unique_ids, "{}", day.date);
         assert_eq!(ledger["rows_rejected"], day.cdr_bad_rows, "{}", day.date);
         assert_eq!(

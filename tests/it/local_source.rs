@@ -1,6 +1,7 @@
 //! A drop synced to a local folder (`source.url = "file:///…"`) is ingested like one
 //! served over FTPS.
 
+use crate::util::json;
 use std::process::Command;
 
 use cdr_ingest::generate::{DropSpec, write_drop};
@@ -44,10 +45,8 @@ fn a_local_folder_source_gives_the_same_counts_as_the_generator() {
         String::from_utf8_lossy(&output.stderr)
     );
     for day in &manifest.days {
-        let ledger: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(out.join(format!("_state/ledger/cdr/{}.json", day.date))).unwrap(),
-        )
-        .unwrap();
+        let ledger: serde_json::Value =
+            json(&out.join(format!("_state/ledger/cdr/{}.json", day.date)));
         assert_eq!(ledger["rows_written"], day.cdr_unique_ids);
         assert_eq!(ledger["rows_rejected"], 0);
     }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use cdr_ingest::generate::{DropSpec, write_drop};
 use chrono::{Days, NaiveDate, Utc};
 
-use crate::util::{Run, tree};
+use crate::util::{Run, json, tree};
 
 fn config(work: &Path, drop: &Path, extra: &str) -> PathBuf {
     let path = work.join("config.toml");
@@ -204,8 +204,7 @@ fn a_backfill_stopped_by_sigterm_exits_4_and_goes_on_where_it_stopped() {
     );
     // Every day in the ledger is complete: its output is all there.
     for entry in std::fs::read_dir(work.path().join("out/_state/ledger/cdr")).unwrap() {
-        let ledger: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        let ledger = json(&entry.unwrap().path());
         for key in ledger["outputs"].as_array().unwrap() {
             assert!(work.path().join("out").join(key.as_str().unwrap()).exists());
         }

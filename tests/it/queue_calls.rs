@@ -7,7 +7,7 @@ use arrow_array::cast::AsArray;
 use cdr_ingest::generate::{DropSpec, upload_time, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Case, read_parquet, tree};
+use crate::util::{Case, json, read_parquet, tree};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
@@ -91,10 +91,7 @@ fn queue_zips_land_as_two_typed_datasets_that_join_to_the_calls() {
         source,
         "queue-normal/QueueCalls/2024-03-01-queue-calls.zip!2024-03-01-queue_call.csv"
     );
-    let ledger: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(case.out().join("_state/ledger/queue/2024-03-01.json")).unwrap(),
-    )
-    .unwrap();
+    let ledger = json(&case.out().join("_state/ledger/queue/2024-03-01.json"));
     assert_eq!(
         ledger["rows_written"],
         manifest.days[0].queue_calls + manifest.days[0].queue_user_calls

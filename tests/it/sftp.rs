@@ -8,7 +8,7 @@ use std::process::Command;
 use cdr_ingest::generate::{DropSpec, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, cutting_proxy};
+use crate::util::{Run, cutting_proxy, json};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -198,10 +198,7 @@ fn a_connection_cut_mid_download_is_resumed_where_it_broke_off() {
             .contains("download broke off; connecting again to resume"),
         "{run:?}"
     );
-    let ledger: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(case.out().join("_state/ledger/cdr/2024-03-01.json")).unwrap(),
-    )
-    .unwrap();
+    let ledger = json(&case.out().join("_state/ledger/cdr/2024-03-01.json"));
     let file =
         std::fs::read(Path::new(&env("CDR_TEST_SFTP_ROOT")).join("sftp-cut/CDRs/2024-03-01.csv"))
             .unwrap();
