@@ -110,10 +110,13 @@ ENV CDR_INGEST_LOG_FORMAT=json
 USER 10001:10001
 WORKDIR /var/lib/cdr-ingest
 
-# No HEALTHCHECK: this is a one-shot job, its exit code is its health
-# (0 ok, 1 some file failed, 2 bad configuration, 3 could not start).
-# Without dates `run` does one pass over the look-back window; override the command
-# for anything else, e.g. `… cdr-ingest run --config /etc/cdr-ingest/config.toml
-# --from 2024-03-01 --to 2024-03-31` or `… cdr-ingest validate --config … --connect`.
+# No HEALTHCHECK: the default command is a one-shot pass and its exit code is its
+# health (0 ok, 1 a file failed or is overdue, 2 bad configuration, 3 could not start,
+# 4 stopped by SIGTERM/SIGINT). SIGTERM (the default stop signal) is handled even as
+# process 1: no new file is started and files in flight get ingest.shutdown_grace_secs
+# (30 s), so stop with a longer timeout than Docker's 10 s (`docker stop -t 45`).
+# Without dates `run` does one pass over the look-back window; give another command
+# for anything else, e.g. `… cdr-ingest daemon --config /etc/cdr-ingest/config.toml`,
+# `… backfill --config … --from 2024-01-01 --to 2024-03-31` or `… status --config …`.
 ENTRYPOINT ["cdr-ingest"]
 CMD ["run", "--config", "/etc/cdr-ingest/config.toml"]

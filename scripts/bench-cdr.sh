@@ -37,6 +37,8 @@ ca_file = "$CDR_TEST_CA_FILE"
 cdrs = "bench/CDRs"
 [destination]
 url = "file://$work/out"
+[ingest]
+categories = ["cdr"]
 TOML
 
 cat > "$work/duckdb_cdr.py" <<'PY'
