@@ -14,6 +14,7 @@ use crate::model::Category;
 use crate::pipeline::{self, Context, FileReport, PassOptions};
 use crate::progress::Progress;
 use crate::report;
+use crate::retention::{self, Keep, Target};
 use crate::shutdown::Shutdown;
 use crate::sink::destination;
 use crate::source;
@@ -99,6 +100,25 @@ pub enum Command {
         /// Days back from yesterday (default: schedule.lookback_days).
         #[arg(long)]
         days: Option<u32>,
+    },
+    /// Delete what is older than the [retention] limits now (each pass does this too).
+    Retention {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// List what would be deleted, with counts and bytes, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete everything in one category (cdr, queue, recordings or quarantine), and
+    /// nothing else. Asks on a terminal; only the exact answer YES deletes.
+    Purge {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        category: String,
+        /// The confirmation, for scripts: only `YES` deletes.
+        #[arg(long)]
+        confirm: Option<String>,
     },
     /// Check a configuration file offline; with --connect also log in and list the folders.
     Validate {
@@ -187,15 +207,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         } => {
             let settings = Settings::load(&config.config)?;
             let now = Utc::now();
-            let days = match requested_days(date, from, to)? {
-                Some(days) => days,
-                None => settings.schedule.window(now),
-            };
+            let named = requested_days(date, from, to)?;
+            let scheduled = named.is_none();
+            let days = named.unwrap_or_else(|| settings.schedule.window(now));
             let ctx = context(settings)?;
             let options = PassOptions {
                 parallel_days: 1,
                 shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
                 on_file: None,
+                respect_retention_history: scheduled,
             };
             Ok(pass(&ctx, &days, now, "run", &options).await)
         }
@@ -206,6 +226,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 parallel_days: 1,
                 shutdown: shutdown.clone(),
                 on_file: None,
+                respect_retention_history: true,
             };
             let (ctx, options) = (&ctx, &options);
             daemon::run(
@@ -256,6 +277,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 parallel_days: usize::from(parallel),
                 shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
                 on_file: Some(&on_file),
+                respect_retention_history: false,
             };
             let code = pass(&ctx, &days, Utc::now(), "backfill", &options).await;
             progress.finish();
@@ -264,6 +286,23 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Status { config, json, days } => {
             let ctx = context(Settings::load(&config.config)?)?;
             status::show(&ctx, Utc::now(), days, json).await
+        }
+        Command::Retention { config, dry_run } => {
+            let ctx = context(Settings::load(&config.config)?)?;
+            retention_pass(&ctx, Utc::now().date_naive(), dry_run).await
+        }
+        Command::Purge {
+            config,
+            category,
+            confirm,
+        } => {
+            let target = Target::parse(&category).ok_or_else(|| {
+                UsageError(format!(
+                    "--category {category:?} is not one of cdr, queue, recordings, quarantine"
+                ))
+            })?;
+            let ctx = context(Settings::load(&config.config)?)?;
+            purge(&ctx, target, confirm).await
         }
         Command::Validate { config, connect } => validate(&config.config, connect).await,
         Command::Generate {
@@ -319,6 +358,62 @@ fn requested_days(
         .into()),
     };
     Ok(Some(first.iter_days().take_while(|d| *d <= last).collect()))
+}
+
+/// `cdr-ingest retention`: every target with a limit, now.
+async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyhow::Result<u8> {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for target in Target::ALL {
+        let keep = ctx.settings.retention.keep(target);
+        if keep == Keep::Forever {
+            println!("{target}: kept forever");
+            continue;
+        }
+        let removed =
+            retention::enforce(&ctx.store, &ctx.json, target, keep, today, dry_run).await?;
+        let days = match (removed.days.first(), removed.days.last()) {
+            (Some(first), Some(last)) => format!(" ({first} to {last})"),
+            _ => String::new(),
+        };
+        println!(
+            "{target}: kept {keep}; {verb} {} day(s){days}, {} objects, {} bytes",
+            removed.days.len(),
+            removed.objects,
+            removed.bytes
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `cdr-ingest purge`: everything in one category, after an exact `YES`.
+async fn purge(ctx: &Context, target: Target, confirm: Option<String>) -> anyhow::Result<u8> {
+    let answer = match confirm {
+        Some(answer) => answer,
+        None if std::io::stdin().is_terminal() => {
+            eprint!(
+                "This deletes every object of category {target} in {} (data, ledger, quarantine as applicable) and nothing else.\nType YES to confirm: ",
+                destination::redact(&ctx.settings.destination.url)
+            );
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+        None => {
+            return Err(
+                UsageError("purge needs --confirm YES when not run on a terminal".into()).into(),
+            );
+        }
+    };
+    if answer != "YES" {
+        eprintln!("not confirmed (the answer must be exactly YES): nothing was deleted");
+        return Ok(EXIT_FAILED);
+    }
+    let removed = retention::purge(&ctx.store, target).await?;
+    println!(
+        "{target}: purged {} objects, {} bytes",
+        removed.objects, removed.bytes
+    );
+    Ok(EXIT_OK)
 }
 
 /// Opens the destination and the state for a command that runs passes.

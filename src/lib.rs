@@ -30,6 +30,7 @@ pub mod model;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod retention;
 pub mod schedule;
 pub mod shutdown;
 pub mod sink;

@@ -44,6 +44,10 @@ pub fn print(report: &PassReport) -> &'static str {
                 skipped += 1;
                 println!("{day} {path}: unchanged content, ledger updated");
             }
+            Ok(FileOutcome::Expired { reason }) => {
+                skipped += 1;
+                println!("{day} {}: skipped, {reason}", file.category);
+            }
             Ok(FileOutcome::Busy { holder, until }) => {
                 skipped += 1;
                 println!(
@@ -122,6 +126,21 @@ pub fn print(report: &PassReport) -> &'static str {
             }
         }
     }
+    for (target, result) in &report.retention {
+        match result {
+            Ok(removed) if removed.objects > 0 => println!(
+                "retention {target}: deleted {} day(s), {} objects, {} bytes",
+                removed.days.len(),
+                removed.objects,
+                removed.bytes
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAILED retention {target}: {e}");
+            }
+        }
+    }
     println!(
         "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
     );
@@ -165,6 +184,7 @@ pub fn record(report: &PassReport, mode: &str, started: DateTime<Utc>, outcome: 
                     ("unchanged", None)
                 }
                 Ok(FileOutcome::Busy { holder, .. }) => ("busy", Some(format!("held by {holder}"))),
+                Ok(FileOutcome::Expired { reason }) => ("expired", Some(reason.clone())),
                 Ok(FileOutcome::NotThereYet {
                     due: Due::NotYet, ..
                 }) => ("not_due", None),

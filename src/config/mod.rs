@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::formats::queue_zip::ZipLimits;
 use crate::model::Category;
+use crate::retention::{Keep, Target};
 use crate::schedule::{self, ScheduleSettings};
 use crate::sink::destination;
 
@@ -30,6 +31,27 @@ pub struct Settings {
     pub destination: DestinationSettings,
     pub ingest: IngestSettings,
     pub schedule: ScheduleSettings,
+    pub retention: RetentionSettings,
+}
+
+/// How long each data category (and the quarantine) is kept in the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    pub cdr: Keep,
+    pub queue: Keep,
+    pub recordings: Keep,
+    pub quarantine: Keep,
+}
+
+impl RetentionSettings {
+    pub fn keep(&self, target: Target) -> Keep {
+        match target {
+            Target::Data(Category::Cdr) => self.cdr,
+            Target::Data(Category::Queue) => self.queue,
+            Target::Data(Category::Recordings) => self.recordings,
+            Target::Quarantine => self.quarantine,
+        }
+    }
 }
 
 /// How files are handled once found.
@@ -202,6 +224,9 @@ impl Settings {
         let mut section = reader.section("schedule");
         let schedule = read_schedule(&mut section);
         reader.close(section);
+        let mut section = reader.section("retention");
+        let retention = read_retention(&mut section);
+        reader.close(section);
         let issues = reader.finish();
         match (source, destination) {
             (Some(source), Some(destination)) if issues.is_empty() => Ok(Settings {
@@ -209,6 +234,7 @@ impl Settings {
                 destination,
                 ingest,
                 schedule,
+                retention,
             }),
             _ => Err(issues),
         }
@@ -512,6 +538,25 @@ fn read_ingest(s: &mut Section<'_>) -> IngestSettings {
         transfers: number(s, "transfers", 1..=64, 4) as usize,
         lease: Duration::from_secs(number(s, "lease_secs", 10..=7 * 86_400, 3600)),
         shutdown_grace: Duration::from_secs(number(s, "shutdown_grace_secs", 0..=3600, 30)),
+    }
+}
+
+fn read_retention(s: &mut Section<'_>) -> RetentionSettings {
+    let mut keep = |key: &str| match s.take_scalar(key) {
+        None => Keep::Forever,
+        Some(text) => Keep::parse(&text).unwrap_or_else(|| {
+            s.issue(
+                key,
+                format!("is {text:?}; it must be \"forever\" or a number of days from 1 to 999"),
+            );
+            Keep::Forever
+        }),
+    };
+    RetentionSettings {
+        cdr: keep("cdr"),
+        queue: keep("queue"),
+        recordings: keep("recordings"),
+        quarantine: keep("quarantine"),
     }
 }
 

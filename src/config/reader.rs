@@ -93,7 +93,7 @@ impl<'a> Reader<'a> {
         for key in unknown {
             self.issue(
                 key,
-                "unknown section or key (known sections: [source], [destination], [ingest], [schedule])",
+                "unknown section or key (known sections: [source], [destination], [ingest], [schedule], [retention])",
             );
         }
         self.issues
@@ -137,6 +137,15 @@ impl Section<'_> {
                 self.issue(key, format!("must be a string, found {}", other.type_str()));
                 None
             }
+        }
+    }
+
+    /// A string or a number, as text (for values like `"forever"` or `30`).
+    pub fn take_scalar(&mut self, key: &str) -> Option<String> {
+        match self.take(key)? {
+            Value::String(s) => Some(s),
+            Value::Integer(i) => Some(i.to_string()),
+            other => Some(format!("a {}", other.type_str())),
         }
     }
 

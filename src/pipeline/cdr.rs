@@ -55,6 +55,7 @@ pub async fn ingest_day(
             sha256,
             parsed: vec![parsed],
             started,
+            today: now.date_naive(),
         },
     )
     .await

@@ -12,6 +12,7 @@ use super::connection::Connection;
 use super::parse::Parsed;
 use super::{Context, FileOutcome, IngestError, Ingested};
 use crate::model::Category;
+use crate::retention::Target;
 use crate::sink::layout;
 use crate::sink::retry;
 use crate::sink::upload::upload_file;
@@ -91,6 +92,8 @@ pub struct Fetched {
     pub sha256: String,
     pub parsed: Vec<Parsed>,
     pub started: Instant,
+    /// Today, by the pass's clock: rows older than the retention limit are not written.
+    pub today: NaiveDate,
 }
 
 /// Uploads the outputs, removes what an earlier version produced and no longer does,
@@ -106,7 +109,13 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         sha256,
         parsed,
         started,
+        today,
     } = fetched;
+    let oldest_kept = ctx
+        .settings
+        .retention
+        .keep(Target::Data(category))
+        .oldest_kept(today);
     let path = remote.path.clone();
     let mut entry = LedgerEntry {
         format_version: FORMAT_VERSION,
@@ -143,6 +152,11 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             tracing::warn!(file = %path, dataset = dataset.table.dataset, column = %column, "unknown column ignored");
         }
         for part in dataset.parts {
+            if oldest_kept.is_some_and(|oldest| part.date < oldest) {
+                // The file also holds calls of a day retention has removed: not again.
+                tracing::info!(file = %path, call_date = %part.date, rows = part.rows, "rows older than the retention limit not written");
+                continue;
+            }
             let key = layout::data_object(dataset.table.dataset, part.date, day);
             upload(ctx, &key, part.file).await?;
             entry.outputs.push(key.to_string());

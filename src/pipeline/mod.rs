@@ -24,6 +24,7 @@ use crate::config::Settings;
 use crate::formats::queue_zip::ZipError;
 use crate::formats::table::FileError;
 use crate::model::Category;
+use crate::retention::{self, Keep, Removed, RetentionError, Target};
 use crate::schedule::Due;
 use crate::shutdown::Shutdown;
 use crate::source::SourceError;
@@ -94,6 +95,10 @@ pub enum FileOutcome {
         path: String,
         due: Due,
     },
+    /// Older than the retention limit, or removed by retention: not ingested.
+    Expired {
+        reason: String,
+    },
     /// Another worker is ingesting this unit right now.
     Busy {
         holder: String,
@@ -158,6 +163,8 @@ pub struct PassReport {
     pub recordings: Option<Result<recordings::RecordingsReport, IngestError>>,
     /// A shutdown was requested: `not_tried` were left for the next run.
     pub stopped: bool,
+    /// What retention removed after the ingestion, per target.
+    pub retention: Vec<(Target, Result<Removed, RetentionError>)>,
 }
 
 impl PassReport {
@@ -170,6 +177,7 @@ impl PassReport {
         };
         recordings_ok
             && self.source_error.is_none()
+            && self.retention.iter().all(|(_, r)| r.is_ok())
             && self.files.iter().all(|f| {
                 matches!(&f.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { due: Due::Overdue { .. }, .. }))
             })
@@ -184,6 +192,9 @@ pub struct PassOptions<'a> {
     pub shutdown: Shutdown,
     /// Told about each file as it is done (for progress).
     pub on_file: Option<&'a (dyn Fn(&FileReport) + Sync)>,
+    /// Skip days retention has removed, even if the limit has since been raised: true
+    /// for scheduled passes, false when the user names the days (a backfill).
+    pub respect_retention_history: bool,
 }
 
 impl Default for PassOptions<'_> {
@@ -193,6 +204,7 @@ impl Default for PassOptions<'_> {
             parallel_days: 1,
             shutdown: Shutdown::new(std::time::Duration::ZERO).0,
             on_file: None,
+            respect_retention_history: false,
         }
     }
 }
@@ -223,7 +235,13 @@ pub async fn run(
             };
             match options
                 .shutdown
-                .finish_or_abandon(run_day(ctx, &mut connection, day, now))
+                .finish_or_abandon(run_day(
+                    ctx,
+                    &mut connection,
+                    day,
+                    now,
+                    options.respect_retention_history,
+                ))
                 .await
             {
                 Some(Ok(files)) => {
@@ -264,7 +282,14 @@ pub async fn run(
         let mut connection = Connection::new(&ctx.settings.source);
         match options
             .shutdown
-            .finish_or_abandon(run_recordings(ctx, &mut connection, days, now, &mut report))
+            .finish_or_abandon(run_recordings(
+                ctx,
+                &mut connection,
+                days,
+                now,
+                options.respect_retention_history,
+                &mut report,
+            ))
             .await
         {
             Some(()) => {}
@@ -272,7 +297,54 @@ pub async fn run(
         }
     }
     report.stopped |= options.shutdown.is_requested();
+    if !report.stopped {
+        report.retention = enforce_retention(ctx, now.date_naive()).await;
+    }
     report
+}
+
+/// Deletes what has aged out of every target with a limit.
+async fn enforce_retention(
+    ctx: &Context,
+    today: NaiveDate,
+) -> Vec<(Target, Result<Removed, RetentionError>)> {
+    let mut results = Vec::new();
+    for target in Target::ALL {
+        let keep = ctx.settings.retention.keep(target);
+        if keep != Keep::Forever {
+            results.push((
+                target,
+                retention::enforce(&ctx.store, &ctx.json, target, keep, today, false).await,
+            ));
+        }
+    }
+    results
+}
+
+/// Why `day` of `target` is not to be ingested, if it is not.
+async fn expired(
+    ctx: &Context,
+    target: Target,
+    day: NaiveDate,
+    today: NaiveDate,
+    respect_history: bool,
+) -> Result<Option<String>, StateError> {
+    let keep = ctx.settings.retention.keep(target);
+    if keep.oldest_kept(today).is_some_and(|oldest| day < oldest) {
+        return Ok(Some(format!(
+            "older than the retention limit ({keep}); not ingested"
+        )));
+    }
+    if respect_history {
+        if let Some(through) = retention::deleted_through(&ctx.json, target).await? {
+            if day <= through {
+                return Ok(Some(format!(
+                    "removed by retention (through {through}); scheduled passes do not ingest it again, a backfill can"
+                )));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The daily files of one day. An error means the source cannot be opened at all.
@@ -281,6 +353,7 @@ async fn run_day(
     connection: &mut Connection<'_>,
     day: NaiveDate,
     now: DateTime<Utc>,
+    respect_history: bool,
 ) -> Result<Vec<FileReport>, SourceError> {
     let mut files = Vec::new();
     for &category in ctx
@@ -290,6 +363,34 @@ async fn run_day(
         .iter()
         .filter(|c| **c != Category::Recordings)
     {
+        match expired(
+            ctx,
+            Target::Data(category),
+            day,
+            now.date_naive(),
+            respect_history,
+        )
+        .await
+        {
+            Ok(None) => {}
+            Ok(Some(reason)) => {
+                tracing::info!(%day, %category, %reason, "skipped");
+                files.push(FileReport {
+                    day,
+                    category,
+                    result: Ok(FileOutcome::Expired { reason }),
+                });
+                continue;
+            }
+            Err(e) => {
+                files.push(FileReport {
+                    day,
+                    category,
+                    result: Err(IngestError::State(e)),
+                });
+                continue;
+            }
+        }
         let lease = match claim(ctx, category, day, now).await {
             Ok(lease) => lease,
             Err(result) => {
@@ -331,11 +432,40 @@ async fn run_recordings(
     connection: &mut Connection<'_>,
     days: &[NaiveDate],
     now: DateTime<Utc>,
+    respect_history: bool,
     report: &mut PassReport,
 ) {
     let mut held = Vec::new();
     let mut leases = Vec::new();
     for &day in days {
+        let category = Category::Recordings;
+        match expired(
+            ctx,
+            Target::Data(category),
+            day,
+            now.date_naive(),
+            respect_history,
+        )
+        .await
+        {
+            Ok(None) => {}
+            Ok(Some(reason)) => {
+                report.files.push(FileReport {
+                    day,
+                    category,
+                    result: Ok(FileOutcome::Expired { reason }),
+                });
+                continue;
+            }
+            Err(e) => {
+                report.files.push(FileReport {
+                    day,
+                    category,
+                    result: Err(IngestError::State(e)),
+                });
+                continue;
+            }
+        }
         match claim(ctx, Category::Recordings, day, now).await {
             Ok(lease) => {
                 held.push(day);
@@ -417,7 +547,7 @@ fn log_result(
         }) => {
             tracing::error!(%day, file = %path, %due, "overdue: not on the server long after it was due")
         }
-        Ok(FileOutcome::Busy { .. }) => {}
+        Ok(FileOutcome::Busy { .. } | FileOutcome::Expired { .. }) => {}
         Err(e) => tracing::error!(%day, error = %e, "failed"),
     }
 }

@@ -90,6 +90,7 @@ pub async fn ingest_day(
             sha256,
             parsed,
             started,
+            today: now.date_naive(),
         },
     )
     .await?;

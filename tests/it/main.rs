@@ -9,6 +9,7 @@ mod operations;
 mod overlap;
 mod queue_calls;
 mod recordings;
+mod retention;
 mod s3;
 mod sftp;
 mod util;

@@ -1,0 +1,414 @@
+//! Retention per data category, as the provider's console offers it: keep forever, or
+//! for 1 to 999 days by the call's UTC date. A pass deletes what has aged out since the
+//! last one (so its cost does not grow with history: the first pass finds the oldest
+//! day once, later ones only look at the days that just expired), remembers how far it
+//! deleted so that scheduled passes never ingest those days again, and `purge` empties
+//! one category after an explicit `YES`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{Days, NaiveDate};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Category;
+use crate::sink::layout;
+use crate::state::json::{FORMAT_VERSION, JsonStore, StateError};
+
+/// How long one category is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Forever,
+    /// Kept while at most this many days old (1 to 999).
+    Days(u16),
+}
+
+impl Keep {
+    /// Parses `"forever"` or a whole number of days from 1 to 999.
+    pub fn parse(text: &str) -> Option<Keep> {
+        match text.trim() {
+            "forever" => Some(Keep::Forever),
+            days => days
+                .parse::<u16>()
+                .ok()
+                .filter(|d| (1..=999).contains(d))
+                .map(Keep::Days),
+        }
+    }
+
+    /// The oldest call date still kept on `today`, or `None` when everything is.
+    pub fn oldest_kept(self, today: NaiveDate) -> Option<NaiveDate> {
+        match self {
+            Keep::Forever => None,
+            Keep::Days(days) => today.checked_sub_days(Days::new(u64::from(days))),
+        }
+    }
+}
+
+impl fmt::Display for Keep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Keep::Forever => f.write_str("forever"),
+            Keep::Days(days) => write!(f, "{days} days"),
+        }
+    }
+}
+
+/// What the retention rules apply to: the three data categories and the quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Data(Category),
+    Quarantine,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Data(category) => category.fmt(f),
+            Target::Quarantine => f.write_str("quarantine"),
+        }
+    }
+}
+
+impl Target {
+    pub const ALL: [Target; 4] = [
+        Target::Data(Category::Cdr),
+        Target::Data(Category::Queue),
+        Target::Data(Category::Recordings),
+        Target::Quarantine,
+    ];
+
+    pub fn parse(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.to_string() == name)
+    }
+
+    /// The Hive-partitioned folders (`<folder>/date=YYYY-MM-DD/`) this target owns.
+    fn partitioned(self) -> &'static [&'static str] {
+        match self {
+            Target::Data(Category::Cdr) => &["cdr"],
+            Target::Data(Category::Queue) => &["queue_call", "queue_user_call"],
+            Target::Data(Category::Recordings) => &["recording_index"],
+            Target::Quarantine => &[
+                "_quarantine/cdr",
+                "_quarantine/queue_call",
+                "_quarantine/queue_user_call",
+            ],
+        }
+    }
+
+    /// Everything this target owns for one date: folders to empty and single objects.
+    fn of_day(self, day: NaiveDate) -> Vec<Path> {
+        let mut paths: Vec<Path> = self
+            .partitioned()
+            .iter()
+            .map(|folder| Path::from(format!("{folder}/date={day}")))
+            .collect();
+        if let Target::Data(category) = self {
+            paths.push(layout::ledger_object(category, day));
+            paths.push(Path::from(format!("_state/attempts/{category}/{day}.json")));
+            if category == Category::Recordings {
+                paths.push(Path::from(format!("recordings/{}", day.format("%Y/%m/%d"))));
+            }
+        }
+        paths
+    }
+
+    /// Everything this target owns, for `purge`.
+    fn roots(self) -> Vec<Path> {
+        let mut roots: Vec<Path> = self
+            .partitioned()
+            .iter()
+            .map(|folder| Path::from(*folder))
+            .collect();
+        if let Target::Data(category) = self {
+            roots.push(Path::from(format!("_state/ledger/{category}")));
+            roots.push(Path::from(format!("_state/attempts/{category}")));
+            roots.push(Path::from(format!("_state/retention/{category}.json")));
+            if category == Category::Recordings {
+                roots.push(Path::from("recordings"));
+            }
+        }
+        roots
+    }
+}
+
+/// How far retention has deleted a target, so the next pass starts there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionState {
+    pub format_version: u32,
+    /// Every call date up to and including this one has been deleted.
+    pub deleted_through: NaiveDate,
+}
+
+fn state_key(target: Target) -> Path {
+    Path::from(format!("_state/retention/{target}.json"))
+}
+
+/// The last day retention deleted for `target`, if it ever ran.
+pub async fn deleted_through(
+    json: &JsonStore,
+    target: Target,
+) -> Result<Option<NaiveDate>, StateError> {
+    Ok(json
+        .get::<RetentionState>(&state_key(target))
+        .await?
+        .map(|s| s.deleted_through))
+}
+
+/// What one retention pass removed (or, dry, would remove) for one target.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub days: Vec<NaiveDate>,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// Deletes, for `target`, every call date older than `keep` allows on `today`.
+pub async fn enforce(
+    store: &Arc<dyn ObjectStore>,
+    json: &JsonStore,
+    target: Target,
+    keep: Keep,
+    today: NaiveDate,
+    dry_run: bool,
+) -> Result<Removed, RetentionError> {
+    let Some(oldest_kept) = keep.oldest_kept(today) else {
+        return Ok(Removed::default());
+    };
+    let Some(last_expired) = oldest_kept.pred_opt() else {
+        return Ok(Removed::default());
+    };
+    let start = match deleted_through(json, target).await? {
+        Some(done) if done >= last_expired => return Ok(Removed::default()),
+        Some(done) => done.succ_opt().unwrap_or(done),
+        None => match oldest_day(store, target).await? {
+            Some(oldest) => oldest,
+            None => last_expired,
+        },
+    };
+    let mut removed = Removed::default();
+    for day in start.iter_days().take_while(|d| *d <= last_expired) {
+        let mut objects = Vec::new();
+        for path in target.of_day(day) {
+            objects.extend(list(store, &path).await?);
+        }
+        if objects.is_empty() {
+            continue;
+        }
+        let bytes: u64 = objects.iter().map(|o| o.size).sum();
+        tracing::info!(%target, %day, objects = objects.len(), bytes, dry_run, keep = %keep, "older than the retention limit: deleting");
+        removed.days.push(day);
+        removed.objects += objects.len() as u64;
+        removed.bytes += bytes;
+        if !dry_run {
+            delete(store, objects).await?;
+        }
+    }
+    if !dry_run {
+        let state = RetentionState {
+            format_version: FORMAT_VERSION,
+            deleted_through: last_expired,
+        };
+        json.put(&state_key(target), &state).await?;
+    }
+    Ok(removed)
+}
+
+/// Deletes everything `target` owns (and nothing else); returns what went.
+pub async fn purge(
+    store: &Arc<dyn ObjectStore>,
+    target: Target,
+) -> Result<Removed, RetentionError> {
+    let mut objects = Vec::new();
+    for root in target.roots() {
+        objects.extend(
+            list(store, &root)
+                .await?
+                .into_iter()
+                .filter(|o| owned(target, &o.location)),
+        );
+    }
+    let removed = Removed {
+        days: Vec::new(),
+        objects: objects.len() as u64,
+        bytes: objects.iter().map(|o| o.size).sum(),
+    };
+    for object in &objects {
+        tracing::info!(%target, object = %object.location, "purged");
+    }
+    delete(store, objects).await?;
+    Ok(removed)
+}
+
+/// Whether `key` has the shape of an object the worker writes for `target`, so that
+/// a purge leaves anything else in the bucket alone.
+fn owned(target: Target, key: &Path) -> bool {
+    let key = key.as_ref();
+    let dated = |rest: &str| {
+        rest.strip_prefix("date=")
+            .and_then(|r| r.get(..10))
+            .is_some_and(|d| d.parse::<NaiveDate>().is_ok())
+    };
+    let in_partitioned = target.partitioned().iter().any(|folder| {
+        key.strip_prefix(folder)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|rest| {
+                dated(rest) && (rest.ends_with(".parquet") || rest.ends_with(".jsonl"))
+            })
+    });
+    let state = match target {
+        Target::Data(category) => {
+            key.strip_prefix(&format!("_state/ledger/{category}/"))
+                .is_some_and(|r| r.ends_with(".json"))
+                || key
+                    .strip_prefix(&format!("_state/attempts/{category}/"))
+                    .is_some_and(|r| r.ends_with(".json"))
+                || key == format!("_state/retention/{category}.json")
+                || (category == Category::Recordings && recording_key(key))
+        }
+        Target::Quarantine => false,
+    };
+    in_partitioned || state
+}
+
+/// `recordings/YYYY/MM/DD/<name>.mp3`
+fn recording_key(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    parts.len() == 5
+        && parts[0] == "recordings"
+        && NaiveDate::parse_from_str(
+            &format!("{}-{}-{}", parts[1], parts[2], parts[3]),
+            "%Y-%m-%d",
+        )
+        .is_ok()
+        && parts[4].to_ascii_lowercase().ends_with(".mp3")
+}
+
+/// The oldest call date `target` holds, from its partition folders (a one-off listing
+/// of one level per folder, made only before retention first runs).
+async fn oldest_day(
+    store: &Arc<dyn ObjectStore>,
+    target: Target,
+) -> Result<Option<NaiveDate>, RetentionError> {
+    let mut oldest: Option<NaiveDate> = None;
+    for folder in target.partitioned() {
+        let listing = store
+            .list_with_delimiter(Some(&Path::from(*folder)))
+            .await
+            .map_err(RetentionError::Store)?;
+        for prefix in listing.common_prefixes {
+            let day = prefix
+                .filename()
+                .and_then(|name| name.strip_prefix("date="))
+                .and_then(|d| d.parse::<NaiveDate>().ok());
+            if let Some(day) = day {
+                oldest = Some(oldest.map_or(day, |o| o.min(day)));
+            }
+        }
+    }
+    Ok(oldest)
+}
+
+async fn list(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+) -> Result<Vec<ObjectMeta>, RetentionError> {
+    // A prefix that names one object (a ledger entry) lists nothing: look it up.
+    let mut found: Vec<ObjectMeta> = store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(RetentionError::Store)?;
+    if found.is_empty() {
+        match object_store::ObjectStoreExt::head(store.as_ref(), prefix).await {
+            Ok(meta) => found.push(meta),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(RetentionError::Store(e)),
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes in batches (one request per thousand keys on S3).
+async fn delete(
+    store: &Arc<dyn ObjectStore>,
+    objects: Vec<ObjectMeta>,
+) -> Result<(), RetentionError> {
+    let locations = futures::stream::iter(objects.into_iter().map(|o| Ok(o.location))).boxed();
+    store
+        .delete_stream(locations)
+        .try_for_each(|path| async move {
+            tracing::debug!(object = %path, "deleted");
+            Ok(())
+        })
+        .await
+        .or_else(|e| match e {
+            object_store::Error::NotFound { .. } => Ok(()),
+            e => Err(RetentionError::Store(e)),
+        })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("retention could not list or delete in the destination: {0}")]
+    Store(object_store::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn limits_are_forever_or_1_to_999_days() {
+        assert_eq!(Keep::parse("forever"), Some(Keep::Forever));
+        assert_eq!(Keep::parse("1"), Some(Keep::Days(1)));
+        assert_eq!(Keep::parse("999"), Some(Keep::Days(999)));
+        for bad in ["0", "1000", "-1", "7d", "", "Forever", "1.5"] {
+            assert_eq!(Keep::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_day_n_days_old_is_kept_and_one_day_older_is_not() {
+        let today = day("2024-03-10");
+        assert_eq!(Keep::Days(1).oldest_kept(today), Some(day("2024-03-09")));
+        assert_eq!(Keep::Days(7).oldest_kept(today), Some(day("2024-03-03")));
+        assert_eq!(Keep::Days(999).oldest_kept(today), Some(day("2021-06-15")));
+        assert_eq!(Keep::Forever.oldest_kept(today), None);
+    }
+
+    #[test]
+    fn purge_only_touches_what_the_worker_writes() {
+        let cdr = Target::Data(Category::Cdr);
+        assert!(owned(
+            cdr,
+            &Path::from("cdr/date=2024-03-01/2024-03-01.parquet")
+        ));
+        assert!(owned(cdr, &Path::from("_state/ledger/cdr/2024-03-01.json")));
+        assert!(!owned(cdr, &Path::from("cdr/README.txt")));
+        assert!(!owned(cdr, &Path::from("cdr/date=2024-03-01/notes.txt")));
+        assert!(!owned(
+            cdr,
+            &Path::from("_state/ledger/queue/2024-03-01.json")
+        ));
+        let recordings = Target::Data(Category::Recordings);
+        assert!(owned(
+            recordings,
+            &Path::from("recordings/2024/03/01/a.mp3")
+        ));
+        assert!(!owned(recordings, &Path::from("recordings/keep-me.txt")));
+        assert!(owned(
+            Target::Quarantine,
+            &Path::from("_quarantine/cdr/date=2024-03-01/2024-03-01.jsonl")
+        ));
+    }
+}

@@ -1,0 +1,287 @@
+//! Retention per category with a controlled clock: the day boundary, "forever", 1 and
+//! 999 days, dry runs, removed days never ingested again by scheduled passes, and
+//! purge that needs an exact YES and touches nothing else.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use cdr_ingest::config::Settings;
+use cdr_ingest::generate::{DropSpec, write_drop};
+use cdr_ingest::pipeline::{self, Context, FileOutcome, PassOptions};
+use chrono::{DateTime, NaiveDate, Utc};
+use object_store::local::LocalFileSystem;
+
+use crate::util::{Run, tree};
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
+}
+
+/// Noon UTC on a day of March 2024: the clock of these tests.
+fn noon(d: u32) -> DateTime<Utc> {
+    day(d).and_hms_opt(12, 0, 0).unwrap().and_utc()
+}
+
+struct Setup {
+    work: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Ten days of drop (1 to 10 March) with a few recordings a day.
+    fn new() -> Setup {
+        let work = tempfile::tempdir().unwrap();
+        let mut spec = DropSpec::new(51, day(1), day(10));
+        spec.cdr_rows_per_day = 40;
+        spec.recordings_per_day = Some(2);
+        write_drop(&work.path().join("drop"), &spec).unwrap();
+        Setup { work }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.work.path().join("out")
+    }
+
+    fn config_text(&self, retention: &str) -> String {
+        format!(
+            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n[retention]\n{retention}\n",
+            self.work.path().join("drop").display(),
+            self.out().display()
+        )
+    }
+
+    fn context(&self, retention: &str) -> Context {
+        let settings = Settings::parse(&self.config_text(retention), &|_| None)
+            .unwrap_or_else(|i| panic!("{i:?}"));
+        std::fs::create_dir_all(self.out()).unwrap();
+        Context::new(
+            settings,
+            Arc::new(LocalFileSystem::new_with_prefix(self.out()).unwrap()),
+        )
+    }
+
+    fn config_file(&self, retention: &str) -> PathBuf {
+        let path = self.work.path().join("config.toml");
+        std::fs::write(&path, self.config_text(retention)).unwrap();
+        path
+    }
+
+    /// Whether an object, or any object under a folder, exists (the local store
+    /// leaves empty folders behind when it deletes).
+    fn has(&self, key: &str) -> bool {
+        let path = self.out().join(key);
+        path.is_file() || (path.is_dir() && !tree(&path).is_empty())
+    }
+}
+
+async fn ingest(
+    ctx: &Context,
+    days: std::ops::RangeInclusive<u32>,
+    now: DateTime<Utc>,
+    scheduled: bool,
+) -> pipeline::PassReport {
+    let days: Vec<NaiveDate> = days.map(day).collect();
+    let options = PassOptions {
+        respect_retention_history: scheduled,
+        ..PassOptions::default()
+    };
+    pipeline::run(ctx, &days, now, &options).await
+}
+
+#[tokio::test]
+async fn a_day_n_days_old_is_kept_and_the_day_before_is_deleted_with_its_ledger() {
+    let setup = Setup::new();
+    let report = ingest(&setup.context(""), 1..=10, noon(11), false).await;
+    assert!(report.is_success(), "{report:?}");
+    assert!(setup.has("cdr/date=2024-03-01"));
+
+    // Three days on 11 March: the 8th (3 days old) stays, the 7th goes.
+    let report = ingest(&setup.context("cdr = 3"), 10..=10, noon(11), true).await;
+    assert!(report.is_success(), "{report:?}");
+    assert!(!setup.has("cdr/date=2024-03-07"));
+    assert!(!setup.has("_state/ledger/cdr/2024-03-07.json"));
+    assert!(setup.has("cdr/date=2024-03-08"));
+    assert!(setup.has("_state/ledger/cdr/2024-03-08.json"));
+    // Other categories keep their own (default: forever) limits.
+    assert!(setup.has("queue_call/date=2024-03-01"));
+    assert!(setup.has("recordings/2024/03/01"));
+}
+
+#[tokio::test]
+async fn one_day_999_days_and_forever() {
+    let setup = Setup::new();
+    ingest(&setup.context(""), 1..=10, noon(11), false).await;
+    ingest(
+        &setup.context("recordings = 1\nqueue = 999\nquarantine = \"forever\""),
+        10..=10,
+        noon(11),
+        true,
+    )
+    .await;
+    assert!(
+        !setup.has("recordings/2024/03/09"),
+        "1 day keeps only the 10th"
+    );
+    assert!(!setup.has("recording_index/date=2024-03-09"));
+    assert!(setup.has("recordings/2024/03/10"));
+    assert!(
+        setup.has("queue_call/date=2024-03-01"),
+        "999 days keeps everything here"
+    );
+    assert!(setup.has("cdr/date=2024-03-01"), "forever is the default");
+}
+
+#[tokio::test]
+async fn removed_days_are_never_ingested_again_by_a_scheduled_pass_but_a_backfill_can() {
+    let setup = Setup::new();
+    ingest(&setup.context(""), 1..=10, noon(11), false).await;
+    ingest(&setup.context("cdr = 3"), 10..=10, noon(11), true).await;
+    assert!(!setup.has("cdr/date=2024-03-05"));
+
+    // Within the limit, the files would not be ingested anyway: the days are too old.
+    let report = ingest(&setup.context("cdr = 3"), 4..=6, noon(11), true).await;
+    let reasons: Vec<String> = report
+        .files
+        .iter()
+        .filter(|f| f.category == cdr_ingest::model::Category::Cdr)
+        .map(|f| match &f.result {
+            Ok(FileOutcome::Expired { reason }) => reason.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.starts_with("older than the retention limit (3 days)")),
+        "{reasons:?}"
+    );
+
+    // Raising the limit does not bring them back on a scheduled pass...
+    let report = ingest(&setup.context("cdr = 30"), 4..=6, noon(11), true).await;
+    assert!(report.files.iter().any(|f| matches!(&f.result, Ok(FileOutcome::Expired { reason }) if reason.starts_with("removed by retention"))));
+    assert!(!setup.has("cdr/date=2024-03-05"));
+    // ...but a backfill the user asks for does.
+    let report = ingest(&setup.context("cdr = 30"), 4..=6, noon(11), false).await;
+    assert!(report.is_success(), "{report:?}");
+    assert!(setup.has("cdr/date=2024-03-05"));
+}
+
+fn cdr_ingest(args: &[&str]) -> Run {
+    Run::from(
+        Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args(args)
+            .env("CDR_INGEST_LOG_FORMAT", "json")
+            .output()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_what_would_go_and_deletes_nothing() {
+    let setup = Setup::new();
+    ingest(&setup.context(""), 1..=10, noon(11), false).await;
+    let before = tree(&setup.out());
+    // The real clock is far past March 2024: with 1 day, every day of the drop would go.
+    let config = setup.config_file("cdr = 1");
+    let run = cdr_ingest(&[
+        "retention",
+        "--config",
+        config.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let expected =
+        "cdr: kept 1 days; would delete 10 day(s) (2024-03-01 to 2024-03-10), 20 objects";
+    assert!(run.stdout.contains(expected), "{run:?}");
+    assert!(run.stdout.contains("queue: kept forever"), "{run:?}");
+    assert!(tree(&setup.out()) == before, "a dry run deletes nothing");
+}
+
+#[tokio::test]
+async fn purge_needs_exactly_yes_and_touches_nothing_else() {
+    let setup = Setup::new();
+    ingest(&setup.context(""), 1..=2, noon(11), false).await;
+    std::fs::write(setup.out().join("cdr/README.txt"), "not ours").unwrap();
+    let config = setup.config_file("");
+    let config = config.to_str().unwrap();
+    for answer in ["yes", "", "no", "YES "] {
+        let run = cdr_ingest(&[
+            "purge",
+            "--config",
+            config,
+            "--category",
+            "cdr",
+            "--confirm",
+            answer,
+        ]);
+        assert_eq!(run.code, 1, "{answer:?}: {run:?}");
+        assert!(run.stderr.contains("nothing was deleted"), "{run:?}");
+        assert!(setup.has("cdr/date=2024-03-01"), "{answer:?}");
+    }
+    let run = cdr_ingest(&["purge", "--config", config, "--category", "cdr"]);
+    assert_eq!(run.code, 2, "not on a terminal and no --confirm: {run:?}");
+
+    let run = cdr_ingest(&[
+        "purge",
+        "--config",
+        config,
+        "--category",
+        "cdr",
+        "--confirm",
+        "YES",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!setup.has("cdr/date=2024-03-01"));
+    assert!(!setup.has("_state/ledger/cdr/2024-03-01.json"));
+    assert!(
+        setup.has("cdr/README.txt"),
+        "an object the worker did not write stays"
+    );
+    assert!(
+        setup.has("queue_call/date=2024-03-01"),
+        "other categories stay"
+    );
+}
+
+/// Answers the purge prompt on a real terminal (a pseudo-terminal made by `script`).
+fn purge_on_a_terminal(config: &Path, answer: &str) -> (i32, String) {
+    use std::io::Write;
+    let command = format!(
+        "{} purge --config {} --category queue",
+        env!("CARGO_BIN_EXE_cdr-ingest"),
+        config.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn on_a_terminal_purge_asks_and_only_yes_deletes() {
+    let setup = Setup::new();
+    ingest(&setup.context(""), 1..=1, noon(11), false).await;
+    let config = setup.config_file("");
+    let (code, output) = purge_on_a_terminal(&config, "no");
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("Type YES to confirm"), "{output}");
+    assert!(setup.has("queue_call/date=2024-03-01"));
+    let (code, output) = purge_on_a_terminal(&config, "YES");
+    assert_eq!(code, 0, "{output}");
+    assert!(!setup.has("queue_call/date=2024-03-01"), "{output}");
+    assert!(setup.has("cdr/date=2024-03-01"));
+}
