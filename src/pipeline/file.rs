@@ -5,17 +5,19 @@ use std::fs::File;
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use object_store::ObjectStoreExt;
+use futures::TryStreamExt;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::connection::Connection;
 use super::parse::Parsed;
 use super::{Context, FileOutcome, IngestError, Ingested};
+use crate::formats::table::Table;
 use crate::model::Category;
 use crate::retention::Target;
-use crate::sink::layout;
 use crate::sink::retry;
 use crate::sink::upload::upload_file;
+use crate::sink::{layout, overlap};
 use crate::source::RemoteFile;
 use crate::state::json::FORMAT_VERSION;
 use crate::state::ledger::LedgerEntry;
@@ -158,7 +160,24 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
                 continue;
             }
             let key = layout::data_object(dataset.table.dataset, part.date, day);
-            upload(ctx, &key, part.file).await?;
+            let file = if part.date == day {
+                claim_from_spill(ctx, dataset.table, &key, &part.file).await?;
+                part.file
+            } else {
+                match spill_not_yet_written(ctx, dataset.table, part.date, part.file).await? {
+                    (Some(file), dropped) => {
+                        entry.rows_written -= dropped;
+                        entry.duplicates_dropped += dropped;
+                        file
+                    }
+                    (None, dropped) => {
+                        entry.rows_written -= dropped;
+                        entry.duplicates_dropped += dropped;
+                        continue;
+                    }
+                }
+            };
+            upload(ctx, &key, file).await?;
             entry.outputs.push(key.to_string());
         }
         if let Some(file) = dataset.quarantine {
@@ -180,6 +199,109 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         replaced: previous.is_some(),
         seconds: started.elapsed().as_secs_f64(),
     }))
+}
+
+/// Spill rows (calls of `date`, in another day's file) minus the ids the file of
+/// `date` itself already wrote; with how many rows were dropped.
+async fn spill_not_yet_written(
+    ctx: &Context,
+    table: &'static Table,
+    date: NaiveDate,
+    spill: File,
+) -> Result<(Option<File>, u64), IngestError> {
+    let home = layout::data_object(table.dataset, date, date);
+    let Some(home_bytes) = read_object(ctx, &home).await? else {
+        return Ok((Some(spill), 0));
+    };
+    let parquet_error = |e: parquet::errors::ParquetError| IngestError::Spool {
+        detail: e.to_string(),
+    };
+    let spill_ids =
+        overlap::ids(table, spill.try_clone().map_err(io_error)?, None).map_err(parquet_error)?;
+    let written = overlap::ids(table, home_bytes, Some(&spill_ids)).map_err(parquet_error)?;
+    if written.is_empty() {
+        return Ok((Some(spill), 0));
+    }
+    tracing::info!(partition = %home, rows = written.len(), "rows the day's own file already has are not written again");
+    let kept = overlap::without(table, spill, &written).map_err(parquet_error)?;
+    Ok((kept.map(|(file, _)| file), written.len() as u64))
+}
+
+/// Removes the ids of a day's own file (`home`) from what other files spilled into
+/// the same partition before it arrived.
+async fn claim_from_spill(
+    ctx: &Context,
+    table: &'static Table,
+    home: &Path,
+    ours: &File,
+) -> Result<(), IngestError> {
+    let parquet_error = |e: parquet::errors::ParquetError| IngestError::Spool {
+        detail: e.to_string(),
+    };
+    let folder = Path::from(
+        home.as_ref()
+            .rsplit_once('/')
+            .map_or("", |(folder, _)| folder),
+    );
+    let others: Vec<_> = ctx
+        .store
+        .list(Some(&folder))
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| IngestError::Write {
+            key: folder.to_string(),
+            detail: e.to_string(),
+        })?;
+    for other in others.into_iter().filter(|o| &o.location != home) {
+        let Some(bytes) = read_object(ctx, &other.location).await? else {
+            continue;
+        };
+        let theirs = overlap::ids(table, bytes.clone(), None).map_err(parquet_error)?;
+        let shared = overlap::ids(table, ours.try_clone().map_err(io_error)?, Some(&theirs))
+            .map_err(parquet_error)?;
+        if shared.is_empty() {
+            continue;
+        }
+        tracing::info!(object = %other.location, rows = shared.len(), "rows now written by their own day's file removed from another file's output");
+        match overlap::without(table, bytes, &shared).map_err(parquet_error)? {
+            Some((rest, _)) => upload(ctx, &other.location, rest).await?,
+            None => {
+                let key = other.location.clone();
+                retry::with_backoff("delete", retry::is_transient, || ctx.store.delete(&key))
+                    .await
+                    .map_err(|e| IngestError::Write {
+                        key: key.to_string(),
+                        detail: e.to_string(),
+                    })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An object's bytes, or `None` if there is no such object.
+async fn read_object(ctx: &Context, key: &Path) -> Result<Option<bytes::Bytes>, IngestError> {
+    let read = retry::with_backoff("get", retry::is_transient, || async {
+        match ctx.store.get(key).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    match read {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(IngestError::Write {
+            key: key.to_string(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+fn io_error(e: std::io::Error) -> IngestError {
+    IngestError::Spool {
+        detail: e.to_string(),
+    }
 }
 
 /// The server's time as the ledger stores it.

@@ -148,6 +148,16 @@ fn writer_properties(table: &'static Table) -> WriterProperties {
         .build()
 }
 
+/// Writes `batches` of `table` into one Parquet temporary file, as the encoder would.
+pub fn write_file(table: &'static Table, batches: &[RecordBatch]) -> Result<File, ParquetError> {
+    let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
+    let mut writer = ArrowWriter::try_new(file, schema(table), Some(writer_properties(table)))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.into_inner()
+}
+
 /// The encoder thread: one Parquet writer per date, closed when the batches end.
 fn encode(
     table: &'static Table,

@@ -1,0 +1,135 @@
+//! Exactly once across files: the provider repeats the previous day's last calls at
+//! the top of the next day's file; each call must still appear once, in the partition
+//! of its call date, whatever order the days are ingested in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
+use chrono::NaiveDate;
+
+use crate::util::{Run, read_parquet, tree};
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
+}
+
+/// Every CDR row as text, keyed by id, with the partition it is in.
+fn rows(out: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, _) in tree(out).into_iter().filter(|(k, _)| k.starts_with("cdr/")) {
+        let partition = key.split('/').nth(1).unwrap().to_string();
+        for batch in read_parquet(&out.join(&key)) {
+            for row in 0..batch.num_rows() {
+                let id = batch
+                    .column_by_name("id")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .value(row)
+                    .to_string();
+                let mut text = vec![partition.clone()];
+                text.extend(columns(&batch, row));
+                rows.entry(id).or_default().extend(text);
+            }
+        }
+    }
+    rows
+}
+
+fn columns(batch: &RecordBatch, row: usize) -> Vec<String> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| arrow_cast_display(c.as_ref(), row))
+        .collect()
+}
+
+fn arrow_cast_display(array: &dyn arrow_array::Array, row: usize) -> String {
+    format!("{:?}", array.slice(row, 1))
+}
+
+struct Drop {
+    work: tempfile::TempDir,
+}
+
+impl Drop {
+    fn new() -> Drop {
+        let work = tempfile::tempdir().unwrap();
+        let mut spec = DropSpec::new(61, day(1), day(6));
+        spec.cdr_rows_per_day = 200;
+        spec.recordings_per_day = Some(0);
+        spec.queue = false;
+        spec.quirks = Quirks {
+            repeat_previous_tail: 4,
+            ..Quirks::default()
+        };
+        write_drop(&work.path().join("drop"), &spec).unwrap();
+        Drop { work }
+    }
+
+    fn config(&self, name: &str) -> PathBuf {
+        let path = self.work.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [\"cdr\"]\n",
+                self.work.path().join("drop").display(),
+                self.work.path().join(name).display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn run(&self, name: &str, from: u32, to: u32) {
+        let config = self.config(name);
+        let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args([
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--from",
+                &day(from).to_string(),
+                "--to",
+                &day(to).to_string(),
+            ])
+            .output()
+            .unwrap();
+        let run = Run::from(output);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+
+    fn rows(&self, name: &str) -> BTreeMap<String, Vec<String>> {
+        rows(&self.work.path().join(name))
+    }
+}
+
+#[test]
+fn each_call_appears_once_whatever_order_the_days_come_in() {
+    let drop = Drop::new();
+    drop.run("in-order", 1, 6);
+    for d in (1..=6).rev() {
+        drop.run("newest-first", d, d);
+    }
+    drop.run("overlapping", 3, 6);
+    drop.run("overlapping", 1, 4);
+
+    let reference = drop.rows("in-order");
+    // 6 days of 200 calls, plus the 4 calls of 29 February repeated in the file of the 1st.
+    assert_eq!(reference.len(), 6 * 200 + 4);
+    for (id, row) in &reference {
+        // One partition and one set of values per id: the row appears once.
+        assert_eq!(row.len(), 17, "{id} appears more than once: {row:?}");
+    }
+    assert!(
+        drop.rows("newest-first") == reference,
+        "newest-first differs from in-order"
+    );
+    assert!(
+        drop.rows("overlapping") == reference,
+        "two overlapping backfills differ from in-order"
+    );
+}
