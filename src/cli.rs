@@ -13,6 +13,7 @@ use crate::generate;
 use crate::model::Category;
 use crate::pipeline::{self, Context, FileReport, PassOptions};
 use crate::progress::Progress;
+use crate::quarantine_report;
 use crate::report;
 use crate::retention::{self, Keep, Target};
 use crate::shutdown::Shutdown;
@@ -95,6 +96,18 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Days back from yesterday (default: schedule.lookback_days).
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    /// The rows set aside in the last days: per day and dataset a count by reason, then
+    /// each row's file, line and reason.
+    Quarantine {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         /// Days back from yesterday (default: schedule.lookback_days).
@@ -286,6 +299,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Status { config, json, days } => {
             let ctx = context(Settings::load(&config.config)?)?;
             status::show(&ctx, Utc::now(), days, json).await
+        }
+        Command::Quarantine { config, json, days } => {
+            let ctx = context(Settings::load(&config.config)?)?;
+            quarantine_report::show(&ctx, Utc::now(), days, json).await
         }
         Command::Retention { config, dry_run } => {
             let ctx = context(Settings::load(&config.config)?)?;

@@ -29,6 +29,7 @@ pub mod generate;
 pub mod model;
 pub mod pipeline;
 pub mod progress;
+pub mod quarantine_report;
 pub mod report;
 pub mod retention;
 pub mod schedule;

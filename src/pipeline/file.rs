@@ -161,6 +161,9 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             }
             let key = layout::data_object(dataset.table.dataset, part.date, day);
             let file = if part.date == day {
+                if previous.is_some() {
+                    report_correction(ctx, dataset.table, &path, &key, &part.file).await?;
+                }
                 claim_from_spill(ctx, dataset.table, &key, &part.file).await?;
                 part.file
             } else {
@@ -225,6 +228,29 @@ async fn spill_not_yet_written(
     tracing::info!(partition = %home, rows = written.len(), "rows the day's own file already has are not written again");
     let kept = overlap::without(table, spill, &written).map_err(parquet_error)?;
     Ok((kept.map(|(file, _)| file), written.len() as u64))
+}
+
+/// Logs how a corrected file changes its day: calls added and calls gone, by id.
+async fn report_correction(
+    ctx: &Context,
+    table: &'static Table,
+    path: &str,
+    key: &Path,
+    new: &File,
+) -> Result<(), IngestError> {
+    let parquet_error = |e: parquet::errors::ParquetError| IngestError::Spool {
+        detail: e.to_string(),
+    };
+    let Some(old) = read_object(ctx, key).await? else {
+        return Ok(());
+    };
+    let old = overlap::ids(table, old, None).map_err(parquet_error)?;
+    let new =
+        overlap::ids(table, new.try_clone().map_err(io_error)?, None).map_err(parquet_error)?;
+    let added = new.difference(&old).count();
+    let removed = old.difference(&new).count();
+    tracing::warn!(file = %path, dataset = table.dataset, rows_before = old.len(), rows_after = new.len(), added, removed, "corrected file: the day's rows are replaced");
+    Ok(())
 }
 
 /// Removes the ids of a day's own file (`home`) from what other files spilled into

@@ -232,6 +232,13 @@ fn a_rerun_transfers_nothing_and_a_changed_file_replaces_the_day() {
             && changed.stderr.contains("CDRs/2024-03-01.csv"),
         "{changed:?}"
     );
+    // The log says how the day's rows changed: calls .0 and .1 came, .3 and .5 went.
+    assert!(
+        changed
+            .stderr
+            .contains("rows_before=3 rows_after=3 added=2 removed=2"),
+        "{changed:?}"
+    );
     let after: BTreeMap<String, Vec<u8>> = tree(&case.out()).into_iter().collect();
     assert!(
         !after.contains_key("cdr/date=2024-02-29/2024-03-01.parquet"),

@@ -255,3 +255,68 @@ fn a_backfill_stopped_by_sigterm_exits_4_and_goes_on_where_it_stopped() {
     };
     assert!(data(&work.path().join("out")) == data(&reference));
 }
+
+#[test]
+fn the_quarantine_command_lists_what_was_set_aside_per_day() {
+    let work = tempfile::tempdir().unwrap();
+    let today = Utc::now().date_naive();
+    let first = today - Days::new(2);
+    let drop = work.path().join("drop");
+    let mut spec = DropSpec::new(43, first, first);
+    spec.cdr_rows_per_day = 100;
+    spec.recordings_per_day = Some(0);
+    spec.quirks = cdr_ingest::generate::Quirks::all();
+    let manifest = write_drop(&drop, &spec).unwrap();
+    let config = config(work.path(), &drop, "");
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--date",
+        &first.to_string(),
+    ];
+    let run = Run::from(cdr_ingest(&args).output().unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let listed = Run::from(
+        cdr_ingest(&[
+            "quarantine",
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "--days",
+            "3",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let days: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let cdr = days
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dataset"] == "cdr")
+        .unwrap();
+    assert_eq!(cdr["day"], first.to_string());
+    assert_eq!(cdr["rows"], manifest.days[0].cdr_bad_rows);
+    assert!(cdr["entries"][0]["line"].as_u64().unwrap() > 1);
+    let text = Run::from(
+        cdr_ingest(&[
+            "quarantine",
+            "--config",
+            config.to_str().unwrap(),
+            "--days",
+            "3",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert!(
+        text.stdout.contains(&format!(
+            "{first} cdr: {} row(s) set aside",
+            manifest.days[0].cdr_bad_rows
+        )),
+        "{text:?}"
+    );
+}

@@ -1,0 +1,102 @@
+//! `cdr-ingest quarantine`: the rows set aside in the last days, so an operator can
+//! see what to fix without opening the bucket: per day and dataset a count, then
+//! each row's file, line and reason.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+
+use crate::cli::EXIT_OK;
+use crate::pipeline::Context;
+use crate::schedule::ScheduleSettings;
+use crate::sink::quarantine::QuarantineEntry;
+
+/// The datasets that have a quarantine.
+const DATASETS: [&str; 3] = ["cdr", "queue_call", "queue_user_call"];
+
+#[derive(Debug, Serialize)]
+struct Day {
+    day: String,
+    dataset: String,
+    rows: usize,
+    /// How many rows per reason (the part of the reason before its first `:`).
+    reasons: BTreeMap<String, usize>,
+    entries: Vec<QuarantineEntry>,
+}
+
+/// Prints what was quarantined over the last `days` days (default: the look-back window).
+pub async fn show(
+    ctx: &Context,
+    now: DateTime<Utc>,
+    days: Option<u32>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let window = ScheduleSettings {
+        lookback_days: days.unwrap_or(ctx.settings.schedule.lookback_days),
+        ..ctx.settings.schedule.clone()
+    }
+    .window(now);
+    let mut found = Vec::new();
+    for day in window.iter().rev() {
+        for dataset in DATASETS {
+            let prefix = Path::from(format!("_quarantine/{dataset}/date={day}"));
+            let objects: Vec<_> = ctx.store.list(Some(&prefix)).try_collect().await?;
+            let mut entries = Vec::new();
+            for object in objects {
+                let bytes = ctx.store.get(&object.location).await?.bytes().await?;
+                for line in String::from_utf8_lossy(&bytes).lines() {
+                    entries.push(serde_json::from_str::<QuarantineEntry>(line)?);
+                }
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            let mut reasons = BTreeMap::new();
+            for entry in &entries {
+                let kind = entry
+                    .reason
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                *reasons.entry(kind).or_insert(0) += 1;
+            }
+            found.push(Day {
+                day: day.to_string(),
+                dataset: dataset.to_string(),
+                rows: entries.len(),
+                reasons,
+                entries,
+            });
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(EXIT_OK);
+    }
+    if found.is_empty() {
+        println!("nothing quarantined in the last {} day(s)", window.len());
+    }
+    for day in &found {
+        let reasons: Vec<String> = day
+            .reasons
+            .iter()
+            .map(|(r, n)| format!("{n} × {r}"))
+            .collect();
+        println!(
+            "{} {}: {} row(s) set aside ({})",
+            day.day,
+            day.dataset,
+            day.rows,
+            reasons.join(", ")
+        );
+        for entry in &day.entries {
+            println!("  {}:{}: {}", entry.file, entry.line, entry.reason);
+        }
+    }
+    Ok(EXIT_OK)
+}
