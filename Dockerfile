@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# cdr-ingest container image: a one-shot worker (run it on a schedule) that reads its
-# configuration from /etc/cdr-ingest/config.toml and its secrets from the environment
-# or from files such as /run/secrets/*.
+# cdr-ingest container image. By default one pass over the look-back window (run it on
+# a schedule: cron, a Kubernetes CronJob, see deploy/); `daemon` schedules passes
+# itself. Configuration from /etc/cdr-ingest/config.toml, secrets from the environment
+# or from files such as /run/secrets/*. More in deploy/docker-run.md.
 #
 #   docker build -t cdr-ingest .
 #   docker run --rm -v "$PWD/config.toml:/etc/cdr-ingest/config.toml:ro" \
@@ -22,8 +23,9 @@ FROM rust:1.95-slim-bookworm AS builder
 # and libssh2-sys compile with the cc crate: no cmake, clang or g++ is needed). On top:
 # - pkg-config + libssl-dev: libssh2-sys builds its bundled libssh2 against the
 #   system OpenSSL (openssl-sys finds it with pkg-config);
-# - zlib1g-dev: libz-sys (libssh2's compression) then links the system zlib, as it
-#   does on the development machines and in CI, instead of compiling its own copy.
+# - zlib1g-dev: libz-sys (libssh2's compression) then links the system zlib, as on
+#   the development machines (whose image has zlib1g-dev), instead of compiling its
+#   own copy; the run stage's zlib1g gets Debian's security updates.
 # Versions are not pinned (DL3008): bookworm only ever ships one version of each, and
 # an old pin disappears from the mirrors at the next security update, breaking builds.
 # hadolint ignore=DL3008

@@ -297,15 +297,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::Status { config, json, days } => {
-            let ctx = context(Settings::load(&config.config)?)?;
+            let ctx = context(Settings::load_offline(&config.config)?)?;
             status::show(&ctx, Utc::now(), days, json).await
         }
         Command::Quarantine { config, json, days } => {
-            let ctx = context(Settings::load(&config.config)?)?;
+            let ctx = context(Settings::load_offline(&config.config)?)?;
             quarantine_report::show(&ctx, Utc::now(), days, json).await
         }
         Command::Retention { config, dry_run } => {
-            let ctx = context(Settings::load(&config.config)?)?;
+            let ctx = context(Settings::load_offline(&config.config)?)?;
             retention_pass(&ctx, Utc::now().date_naive(), dry_run).await
         }
         Command::Purge {
@@ -318,7 +318,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                     "--category {category:?} is not one of cdr, queue, recordings, quarantine"
                 ))
             })?;
-            let ctx = context(Settings::load(&config.config)?)?;
+            let ctx = context(Settings::load_offline(&config.config)?)?;
             purge(&ctx, target, confirm).await
         }
         Command::Validate { config, connect } => validate(&config.config, connect).await,

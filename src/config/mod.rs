@@ -186,6 +186,16 @@ impl std::error::Error for ConfigErrors {}
 impl Settings {
     /// Reads and validates `file`, with overrides from the process environment.
     pub fn load(file: &Path) -> Result<Settings, ConfigErrors> {
+        Settings::load_with(file, true)
+    }
+
+    /// The same for commands that never connect to the source (`status`,
+    /// `quarantine`, `retention`, `purge`): its secrets need not be set.
+    pub fn load_offline(file: &Path) -> Result<Settings, ConfigErrors> {
+        Settings::load_with(file, false)
+    }
+
+    fn load_with(file: &Path, secrets_required: bool) -> Result<Settings, ConfigErrors> {
         let env = |name: &str| std::env::var(name).ok();
         let text = std::fs::read_to_string(file).map_err(|e| ConfigErrors {
             file: file.to_owned(),
@@ -194,7 +204,7 @@ impl Settings {
                 message: format!("cannot read it: {e}"),
             }],
         })?;
-        Settings::parse(&text, &env).map_err(|issues| ConfigErrors {
+        Settings::parse_with(&text, &env, secrets_required).map_err(|issues| ConfigErrors {
             file: file.to_owned(),
             issues,
         })
@@ -205,13 +215,21 @@ impl Settings {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, Vec<ConfigIssue>> {
+        Settings::parse_with(text, env, true)
+    }
+
+    fn parse_with(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        secrets_required: bool,
+    ) -> Result<Settings, Vec<ConfigIssue>> {
         let root: toml::Table = toml::from_str(text).map_err(|e| {
             vec![ConfigIssue {
                 key: "(syntax)".into(),
                 message: e.to_string().trim().replace('\n', " "),
             }]
         })?;
-        let mut reader = Reader::new(root, env);
+        let mut reader = Reader::new(root, env, secrets_required);
         let mut section = reader.section("source");
         let source = read_source(&mut section, env);
         reader.close(section);
@@ -307,6 +325,7 @@ fn read_source(
                     }
                     let passphrase = key_passphrase_env.and_then(|name| match env(&name) {
                         Some(value) => Some(Secret::new(value)),
+                        None if !s.secrets_required() => None,
                         None => {
                             s.issue(
                                 "key_passphrase_env",
@@ -444,6 +463,10 @@ fn read_password(
     password_env: Option<String>,
     password_file: Option<String>,
 ) -> Option<Secret> {
+    if !s.secrets_required() {
+        // Never used: the command does not connect to the source.
+        return Some(Secret::new(String::new()));
+    }
     match (password_env, password_file) {
         (Some(_), Some(_)) => {
             s.issue(

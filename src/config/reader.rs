@@ -30,6 +30,9 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub struct Reader<'a> {
     root: Table,
     env: EnvLookup<'a>,
+    /// Whether secrets (passwords, passphrases) must be there: not for commands that
+    /// never connect to the source.
+    secrets_required: bool,
     pub issues: Vec<ConfigIssue>,
 }
 
@@ -39,10 +42,11 @@ pub fn env_name(section: &str, key: &str) -> String {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(root: Table, env: EnvLookup<'a>) -> Self {
+    pub fn new(root: Table, env: EnvLookup<'a>, secrets_required: bool) -> Self {
         Reader {
             root,
             env,
+            secrets_required,
             issues: Vec::new(),
         }
     }
@@ -71,6 +75,7 @@ impl<'a> Reader<'a> {
             name,
             table,
             env: self.env,
+            secrets_required: self.secrets_required,
             issues: Vec::new(),
         }
     }
@@ -105,10 +110,15 @@ pub struct Section<'a> {
     name: &'static str,
     table: Table,
     env: EnvLookup<'a>,
+    secrets_required: bool,
     issues: Vec<ConfigIssue>,
 }
 
 impl Section<'_> {
+    pub fn secrets_required(&self) -> bool {
+        self.secrets_required
+    }
+
     fn key(&self, key: &str) -> String {
         format!("{}.{key}", self.name)
     }
@@ -263,7 +273,7 @@ mod tests {
         let root: Table =
             toml::from_str("[source]\nurl = 3\nflag = \"maybe\"\nspeling = 1\n[extra]\nx = 1\n")
                 .unwrap();
-        let mut reader = Reader::new(root, &no_env);
+        let mut reader = Reader::new(root, &no_env, true);
         let mut s = reader.section("source");
         assert_eq!(s.string("url"), None);
         assert_eq!(s.bool("flag"), None);
@@ -280,7 +290,7 @@ mod tests {
     fn environment_overrides_the_file() {
         let root: Table = toml::from_str("[source]\ntimeout_secs = 5\n").unwrap();
         let env = |name: &str| (name == "CDR_INGEST_SOURCE_TIMEOUT_SECS").then(|| "7".to_string());
-        let mut reader = Reader::new(root, &env);
+        let mut reader = Reader::new(root, &env, true);
         let mut s = reader.section("source");
         assert_eq!(s.integer("timeout_secs", 1..=600), Some(7));
         reader.close(s);

@@ -38,3 +38,46 @@ fn validate_reports_every_problem_and_exits_2() {
     }
     assert!(stderr.contains("has 5 problems"), "{stderr}");
 }
+
+#[test]
+fn commands_that_never_connect_do_not_need_the_source_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    let out = dir.path().join("out");
+    std::fs::write(
+        &file,
+        format!(
+            "[source]\nurl = \"ftps://u@h\"\n[destination]\nurl = \"file://{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["status", "--days", "1"][..],
+        &["quarantine"][..],
+        &["retention", "--dry-run"][..],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args(args)
+            .args(["--config", file.to_str().unwrap()])
+            .env_remove("CDR_INGEST_SOURCE_PASSWORD")
+            .output()
+            .unwrap();
+        assert_ne!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let validate = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+        .args(["validate", "--config", file.to_str().unwrap()])
+        .env_remove("CDR_INGEST_SOURCE_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(
+        validate.status.code(),
+        Some(2),
+        "validate still wants the password"
+    );
+}

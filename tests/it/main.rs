@@ -8,6 +8,7 @@ mod ftps_end_to_end;
 mod local_source;
 mod operations;
 mod overlap;
+mod parsers_never_panic;
 mod queue_calls;
 mod recordings;
 mod retention;

@@ -1,0 +1,124 @@
+//! Property tests: any bytes given to the parsers (CSV tables, queue zips, recording
+//! names) give records or reasons to set them aside, never a panic. Inputs that once
+//! found a problem are kept in `tests/it/fixtures/parsers/` and replayed every run.
+
+use std::io::Cursor;
+
+use cdr_ingest::formats::cdr_csv::CDR;
+use cdr_ingest::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
+use cdr_ingest::formats::queue_zip::{QueueZip, ZipLimits};
+use cdr_ingest::formats::recording_name;
+use cdr_ingest::formats::table::{self, Table};
+use proptest::prelude::*;
+
+/// Reads `bytes` as `table` to the end, counting rows and rejections.
+fn read_all(table: &'static Table, bytes: &[u8]) -> (usize, usize) {
+    let (mut ok, mut rejected) = (0, 0);
+    let _ = table::read::<_, ()>(
+        table,
+        bytes,
+        |_| Ok(()),
+        |row, _| {
+            match row {
+                Ok(_) => ok += 1,
+                Err(_) => rejected += 1,
+            }
+            Ok(())
+        },
+    );
+    (ok, rejected)
+}
+
+/// A plausible CDR file to mutate: header plus rows with quotes, commas and CRLF.
+fn cdr_like() -> impl Strategy<Value = Vec<u8>> {
+    let field = prop_oneof![
+        Just(String::new()),
+        "[0-9]{1,12}(\\.[0-9]{1,4})?",
+        "2024-0[1-9]-[0-2][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]",
+        "\"[a-zA-Z ,\"]{0,12}\"",
+        "[\\PC]{0,8}",
+    ];
+    (prop::collection::vec(prop::collection::vec(field, 0..16), 0..20), any::<bool>()).prop_map(|(rows, crlf)| {
+        let end = if crlf { "\r\n" } else { "\n" };
+        let mut text = format!("\u{feff}id,calldate,src_id,src,clid,dst,dst_name,duration,billsec,disposition,destination,rate,charge,t_cause{end}");
+        for row in rows {
+            text.push_str(&row.join(","));
+            text.push_str(end);
+        }
+        text.into_bytes()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_bytes_as_a_csv_table(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        for table in [&CDR, &QUEUE_CALL, &QUEUE_USER_CALL] {
+            read_all(table, &bytes);
+        }
+    }
+
+    #[test]
+    fn mutated_cdr_files(mut bytes in cdr_like(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..8)) {
+        for (at, value) in flips {
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] = value;
+            }
+        }
+        let (ok, rejected) = read_all(&CDR, &bytes);
+        // Every data line is accounted for, one way or the other.
+        prop_assert!(ok + rejected <= bytes.iter().filter(|b| **b == b'\n').count() + 1);
+    }
+
+    #[test]
+    fn any_bytes_as_a_queue_zip(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+        if let Ok(mut zip) = QueueZip::open(Cursor::new(bytes), ZipLimits::default(), &[]) {
+            for entry in zip.entries.clone() {
+                if let Ok(reader) = zip.reader(entry.index) {
+                    let _ = table::read::<_, ()>(entry.table, reader, |_| Ok(()), |_, _| Ok(()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn any_recording_name(name in "\\PC{0,80}") {
+        let _ = recording_name::parse(&name);
+    }
+
+    #[test]
+    fn recording_names_round_trip(user in "[a-z][a-z0-9-]{0,12}", caller in "(anonymous|\\+?[0-9]{3,12})", called in "[0-9+]{3,12}", id in "[0-9]{10}\\.[0-9]{1,4}") {
+        let name = format!("2024_03_01_10_00_00-{user}-{caller}-{called}-{id}.mp3");
+        let parsed = recording_name::parse(&name).unwrap();
+        prop_assert_eq!(parsed.sip_user, user.as_str());
+        prop_assert_eq!(parsed.caller_id, caller.as_str());
+        prop_assert_eq!(parsed.called_no, called.as_str());
+        prop_assert_eq!(parsed.unique_id, id.as_str());
+    }
+}
+
+/// Inputs kept because they once mattered, replayed on every run.
+#[test]
+fn the_kept_corpus_still_parses() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures/parsers");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => {
+                read_all(&CDR, &bytes);
+            }
+            Some("zip") => {
+                let _ = QueueZip::open(Cursor::new(bytes), ZipLimits::default(), &[]);
+            }
+            _ => {
+                let _ = recording_name::parse(&String::from_utf8_lossy(&bytes));
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen >= 4);
+}
