@@ -23,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod formats;
 pub mod generate;

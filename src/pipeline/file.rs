@@ -113,6 +113,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         started,
         today,
     } = fetched;
+    crate::crash::point("downloaded");
     let oldest_kept = ctx
         .settings
         .retention
@@ -181,6 +182,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
                 }
             };
             upload(ctx, &key, file).await?;
+            crate::crash::point("data-written");
             entry.outputs.push(key.to_string());
         }
         if let Some(file) = dataset.quarantine {
@@ -192,7 +194,9 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
     if let Some(previous) = &previous {
         remove_stale(ctx, previous, &entry).await?;
     }
+    crate::crash::point("before-ledger");
     ctx.ledger.put(day, category, &entry).await?;
+    crate::crash::point("ledger-written");
     Ok(FileOutcome::Ingested(Ingested {
         path,
         bytes,

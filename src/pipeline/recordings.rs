@@ -207,6 +207,7 @@ async fn copy(
             stored.size
         )));
     }
+    crate::crash::point("recording-copied");
     Ok(RecordingFile {
         name: job.name.clone(),
         size,

@@ -112,7 +112,7 @@ impl Leases {
         })?;
         let record: Option<LeaseRecord> = serde_json::from_slice(&bytes).ok();
         if let Some(record) = &record {
-            if record.expires_at > now {
+            if record.expires_at > now && !self.left_by_a_dead_process(&record.holder) {
                 return Ok(Lease::Busy {
                     holder: record.holder.clone(),
                     expires_at: record.expires_at,
@@ -166,6 +166,27 @@ impl Leases {
                 tracing::warn!(lease = %key, error = %e, "could not release a lease; it expires on its own");
             }
         }
+    }
+
+    /// Whether `holder` was a process on this machine that is gone (it crashed): its
+    /// lease need not be waited out. A holder with our own pid but another start time
+    /// is an earlier life of this process's slot, e.g. a restarted container's PID 1.
+    fn left_by_a_dead_process(&self, holder: &str) -> bool {
+        let parse = |name: &str| -> Option<(String, u32)> {
+            let mut parts = name.splitn(3, '/');
+            let host = parts.next()?.to_string();
+            let pid = parts.next()?.strip_prefix("pid-")?.parse().ok()?;
+            Some((host, pid))
+        };
+        let (Some((host, pid)), Some((our_host, our_pid))) = (parse(holder), parse(&self.holder))
+        else {
+            return false;
+        };
+        host == our_host
+            && holder != self.holder
+            && (pid == our_pid
+                || (cfg!(target_os = "linux")
+                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()))
     }
 
     fn record(&self, now: DateTime<Utc>) -> PutPayload {
@@ -239,5 +260,38 @@ mod tests {
             a.acquire(Category::Cdr, day, at(1063)).await.unwrap(),
             Lease::Held(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_lease_left_by_a_crashed_process_on_this_machine_is_taken_over() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let day = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let hour = Duration::from_secs(3600);
+        let crashed = Leases::new(Arc::clone(&store), "host-a/pid-999999999/1".into(), hour);
+        let alive = Leases::new(
+            Arc::clone(&store),
+            format!("host-a/pid-{}/2", std::process::id()),
+            hour,
+        );
+        let elsewhere = Leases::new(Arc::clone(&store), "host-b/pid-1/3".into(), hour);
+        assert!(matches!(
+            crashed.acquire(Category::Cdr, day, at(1000)).await.unwrap(),
+            Lease::Held(_)
+        ));
+        let busy = elsewhere
+            .acquire(Category::Cdr, day, at(1001))
+            .await
+            .unwrap();
+        assert!(
+            matches!(busy, Lease::Busy { .. }),
+            "another machine cannot tell: it waits"
+        );
+        let taken = alive.acquire(Category::Cdr, day, at(1002)).await.unwrap();
+        assert!(matches!(taken, Lease::Held(_)), "pid 999999999 is gone");
+        let busy = elsewhere
+            .acquire(Category::Cdr, day, at(1003))
+            .await
+            .unwrap();
+        assert!(matches!(busy, Lease::Busy { .. }));
     }
 }

@@ -2,6 +2,7 @@
 
 mod config_example;
 mod conformance;
+mod crash_safety;
 mod exactly_once;
 mod faults;
 mod ftps_end_to_end;
