@@ -165,6 +165,10 @@ pub enum Command {
         /// bad and duplicate rows, an extra column, stray files among the recordings.
         #[arg(long)]
         quirks: bool,
+        /// Also write what the drop holds (counts per day, per hour, per destination…)
+        /// as JSON to this file, for checking answers computed from the output.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
 }
 
@@ -330,6 +334,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             rows_per_day,
             recordings_per_day,
             quirks,
+            manifest: manifest_file,
         } => {
             let mut spec = generate::DropSpec::new(seed, from, to);
             spec.cdr_rows_per_day = rows_per_day;
@@ -343,6 +348,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             .await?
             .map_err(|e| UsageError(format!("cannot write the drop: {e}")))?;
             let (manifest, out) = manifest;
+            if let Some(file) = manifest_file {
+                std::fs::write(&file, serde_json::to_vec_pretty(&manifest)?)
+                    .map_err(|e| UsageError(format!("cannot write {}: {e}", file.display())))?;
+            }
             let rows: usize = manifest.days.iter().map(|d| d.cdr_rows).sum();
             let recordings: usize = manifest.days.iter().map(|d| d.recordings.len()).sum();
             println!(

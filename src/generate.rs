@@ -225,7 +225,7 @@ impl Quirks {
 }
 
 /// What [`write_drop`] wrote, one entry per day.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DropManifest {
     pub days: Vec<DayManifest>,
 }
@@ -241,7 +241,7 @@ impl DropManifest {
 /// "The day's calls" below means the genuine calls whose `calldate` is this day, each
 /// once: the file's own rows minus quarantined ones and duplicate copies (the repeated
 /// tail belongs to the previous day). All paths are relative to the root, `/`-separated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DayManifest {
     pub date: NaiveDate,
     /// `CDRs/YYYY-MM-DD.csv`
@@ -291,7 +291,7 @@ pub struct DayManifest {
 }
 
 /// Outbound PSTN calls to one `destination`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DestinationStats {
     pub calls: usize,
     pub answered: usize,
