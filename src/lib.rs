@@ -5,13 +5,17 @@
 //!
 //! ```text
 //! config/    TOML file + environment → validated Settings (every error at once)
-//! source/    the Source trait (stat, list, download) and its FTPS implementation
-//! formats/   pure parsers: bytes in, typed records or reasons to quarantine out
-//! model/     typed records and exact value types (UTC microseconds, fixed-point money)
-//! sink/      object keys, Parquet building, quarantine, atomic uploads, the store
-//! state/     the ledger of ingested files, kept in the destination under _state/
-//! pipeline/  one pass: stat → skip known → download while parsing → write → commit
-//! generate   a deterministic fake drop for tests, the demo and benchmarks
+//! source/    the Source trait (stat, list, download) for FTPS, SFTP and a local folder
+//! formats/   pure parsers: bytes in, typed values or reasons to quarantine out
+//! model/     exact value types (UTC microseconds, fixed-point money), categories
+//! sink/      object keys, Parquet, quarantine, atomic uploads and retries, the store
+//! state/     ledger, attempts, leases, run record: kept in the destination, _state/
+//! pipeline/  one pass: check the ledger → download while parsing → write → commit
+//! retention  limits per category, incremental deletion, purge
+//! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
+//! report, status, progress, quarantine_report: what the operator sees
+//! generate   a deterministic fake drop for tests, trials and benchmarks
+//! crash      fault-injection points for the crash-safety tests
 //! cli        the subcommands; main.rs maps their outcome to an exit code
 //! ```
 //!
