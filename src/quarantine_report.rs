@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use crate::cli::EXIT_OK;
 use crate::pipeline::Context;
-use crate::schedule::ScheduleSettings;
 use crate::sink::quarantine::QuarantineEntry;
 
 /// The datasets that have a quarantine.
@@ -35,11 +34,7 @@ pub async fn show(
     days: Option<u32>,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let window = ScheduleSettings {
-        lookback_days: days.unwrap_or(ctx.settings.schedule.lookback_days),
-        ..ctx.settings.schedule.clone()
-    }
-    .window(now);
+    let window = ctx.settings.schedule.last_days(days, now);
     let mut found = Vec::new();
     for day in window.iter().rev() {
         for dataset in DATASETS {

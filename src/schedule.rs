@@ -75,6 +75,15 @@ impl ScheduleSettings {
             .collect()
     }
 
+    /// The last `days` days up to yesterday (default: the look-back window).
+    pub fn last_days(&self, days: Option<u32>, now: DateTime<Utc>) -> Vec<NaiveDate> {
+        ScheduleSettings {
+            lookback_days: days.unwrap_or(self.lookback_days),
+            ..self.clone()
+        }
+        .window(now)
+    }
+
     /// The next time after `now` at which the daemon runs a pass.
     pub fn next_pass(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.passes

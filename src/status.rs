@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::cli::{EXIT_FAILED, EXIT_OK};
 use crate::model::Category;
 use crate::pipeline::Context;
-use crate::schedule::{Due, ScheduleSettings};
+use crate::schedule::Due;
 use crate::state::runs::{self, RunRecord};
 
 /// One row of the status.
@@ -36,11 +36,7 @@ pub async fn show(
     days: Option<u32>,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let window = ScheduleSettings {
-        lookback_days: days.unwrap_or(ctx.settings.schedule.lookback_days),
-        ..ctx.settings.schedule.clone()
-    }
-    .window(now);
+    let window = ctx.settings.schedule.last_days(days, now);
     let last = runs::get(&ctx.json).await?;
     let mut rows = Vec::new();
     for &day in &window {

@@ -321,6 +321,37 @@ async fn enforce_retention(
     results
 }
 
+/// The report of a unit retention keeps from being ingested, if it does.
+async fn skip_expired(
+    ctx: &Context,
+    category: Category,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+    respect_history: bool,
+) -> Option<FileReport> {
+    let result = match expired(
+        ctx,
+        Target::Data(category),
+        day,
+        now.date_naive(),
+        respect_history,
+    )
+    .await
+    {
+        Ok(None) => return None,
+        Ok(Some(reason)) => {
+            tracing::info!(%day, %category, %reason, "skipped");
+            Ok(FileOutcome::Expired { reason })
+        }
+        Err(e) => Err(IngestError::State(e)),
+    };
+    Some(FileReport {
+        day,
+        category,
+        result,
+    })
+}
+
 /// Why `day` of `target` is not to be ingested, if it is not.
 async fn expired(
     ctx: &Context,
@@ -363,33 +394,9 @@ async fn run_day(
         .iter()
         .filter(|c| **c != Category::Recordings)
     {
-        match expired(
-            ctx,
-            Target::Data(category),
-            day,
-            now.date_naive(),
-            respect_history,
-        )
-        .await
-        {
-            Ok(None) => {}
-            Ok(Some(reason)) => {
-                tracing::info!(%day, %category, %reason, "skipped");
-                files.push(FileReport {
-                    day,
-                    category,
-                    result: Ok(FileOutcome::Expired { reason }),
-                });
-                continue;
-            }
-            Err(e) => {
-                files.push(FileReport {
-                    day,
-                    category,
-                    result: Err(IngestError::State(e)),
-                });
-                continue;
-            }
+        if let Some(skipped) = skip_expired(ctx, category, day, now, respect_history).await {
+            files.push(skipped);
+            continue;
         }
         let lease = match claim(ctx, category, day, now).await {
             Ok(lease) => lease,
@@ -438,33 +445,11 @@ async fn run_recordings(
     let mut held = Vec::new();
     let mut leases = Vec::new();
     for &day in days {
-        let category = Category::Recordings;
-        match expired(
-            ctx,
-            Target::Data(category),
-            day,
-            now.date_naive(),
-            respect_history,
-        )
-        .await
+        if let Some(skipped) =
+            skip_expired(ctx, Category::Recordings, day, now, respect_history).await
         {
-            Ok(None) => {}
-            Ok(Some(reason)) => {
-                report.files.push(FileReport {
-                    day,
-                    category,
-                    result: Ok(FileOutcome::Expired { reason }),
-                });
-                continue;
-            }
-            Err(e) => {
-                report.files.push(FileReport {
-                    day,
-                    category,
-                    result: Err(IngestError::State(e)),
-                });
-                continue;
-            }
+            report.files.push(skipped);
+            continue;
         }
         match claim(ctx, Category::Recordings, day, now).await {
             Ok(lease) => {
