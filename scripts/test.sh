@@ -25,6 +25,9 @@ if ((${#missing_packages[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_packages[@]}"
 fi
 
+# DuckDB answers the example BI queries in the tests (tests/it/queries.rs).
+python3 -c 'import duckdb' 2>/dev/null || pip install --quiet duckdb==1.4.4
+
 # Servers for the integration tests; stop_test_servers kills them on exit.
 # shellcheck source=scripts/test-servers.sh
 source "$repo/scripts/test-servers.sh"

@@ -148,6 +148,23 @@ mod tests {
     }
 
     #[test]
+    fn empty_required_values_other_than_the_keys_are_null() {
+        let (ok, rejected) =
+            parse(&format!("{HEADER}\n1,2024-03-01 10:00:00,,,,,,,,,,,,\n")).unwrap();
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(
+            ok[0].0[3],
+            format!("{:?}", Value::Null),
+            "an empty src is NULL"
+        );
+        assert_eq!(
+            ok[0].0[8],
+            format!("{:?}", Value::Null),
+            "an empty billsec is NULL"
+        );
+    }
+
+    #[test]
     fn identical_rows_share_a_fingerprint() {
         let row = "1,2024-03-01 10:00:00,,1,,2,,10,5,ANSWERED,,,,";
         let (ok, _) = parse(&format!(

@@ -41,6 +41,7 @@ pub enum Kind {
 pub struct Column {
     pub name: &'static str,
     pub kind: Kind,
+    /// The header must have it (its values may still be empty, except the keys').
     pub required: bool,
 }
 
@@ -56,6 +57,13 @@ pub struct Table {
     pub date_column: usize,
     /// The Arrow schema, built once from `columns`.
     pub schema: OnceLock<SchemaRef>,
+}
+
+impl Table {
+    /// The id and the partition time: never empty.
+    pub fn is_key(&self, column: usize) -> bool {
+        column == self.id_column || column == self.date_column
+    }
 }
 
 /// A typed field, borrowing text from the CSV row.
@@ -172,10 +180,15 @@ impl Header {
                 self.width
             ));
         }
-        for (column, position) in self.table.columns.iter().zip(&self.positions) {
+        for (index, (column, position)) in
+            self.table.columns.iter().zip(&self.positions).enumerate()
+        {
             let text = position.and_then(|p| record.get(p)).unwrap_or_default();
             let value = if text.is_empty() {
-                if column.required {
+                // Only the id and the call time cannot be missing: without them a row
+                // cannot be deduplicated or filed. Any other empty field is NULL (a
+                // withheld caller number, say).
+                if self.table.is_key(index) {
                     return Err(format!("{} is empty", column.name));
                 }
                 Value::Null

@@ -23,8 +23,8 @@ pub fn schema(table: &'static Table) -> SchemaRef {
         .schema
         .get_or_init(|| {
             let mut fields = Vec::new();
-            for column in table.columns {
-                let nullable = !column.required;
+            for (index, column) in table.columns.iter().enumerate() {
+                let nullable = !table.is_key(index);
                 let data_type = match column.kind {
                     Kind::Text | Kind::Code(_) => DataType::Utf8,
                     Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),

@@ -10,6 +10,7 @@ mod local_source;
 mod operations;
 mod overlap;
 mod parsers_never_panic;
+mod queries;
 mod queue_calls;
 mod recordings;
 mod retention;

@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""Run every example query against an ingested output and check the known answers.
+
+    python3 scripts/check_queries.py OUTPUT_DIR MANIFEST_JSON [--queries DIR] [--timezone TZ]
+
+OUTPUT_DIR is a local destination folder written by `cdr-ingest run` (the queries
+use relative globs such as `cdr/**/*.parquet`, so the script changes into it).
+MANIFEST_JSON is what `cdr-ingest generate --manifest M.json` wrote for the drop
+that was ingested. Use a drop generated WITHOUT `--quirks` for the exact checks:
+with quirks the first day's file repeats the last calls of the day before the
+range, which the worker rightly writes under that earlier date, outside the
+manifest.
+
+Every `*.sql` file in examples/queries (or --queries) must start with a `--`
+comment, run, and return rows. For the questions whose answers the generator
+knows (calls, answered, billed seconds/minutes and cost per day; calls per hour;
+calls, answered, billed seconds and cost per destination; missed inbound and
+abandoned queue calls; calls with a recording) the results must match the
+manifest exactly; money is compared as exact decimals (`cost * 10000` against
+`*_charge_e4`). The other queries get consistency checks.
+
+The queries run with the session TimeZone set to --timezone (default
+America/Los_Angeles, deliberately not UTC) to prove that their hours and
+timestamps are UTC whatever the session's zone.
+
+Prints one line per check (`ok` or `MISMATCH`, with the values) and exits 1 on
+any mismatch or query error, 0 otherwise. Needs the `duckdb` Python package
+(`pip install duckdb==1.4.4`).
+"""
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import sys
+import tempfile
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from pathlib import Path
+
+try:
+    import duckdb
+except ImportError:  # pragma: no cover
+    sys.exit("check_queries.py: the duckdb package is missing: pip install duckdb==1.4.4")
+
+# Columns each query must return (a subset; more are allowed).
+EXPECTED_COLUMNS = {
+    "calls_per_day.sql": ["date", "calls", "answered", "inbound", "outbound", "internal",
+                          "billsec", "billed_minutes", "cost"],
+    "busiest_hours.sql": ["hour", "calls", "answered"],
+    "answer_rate_by_destination.sql": ["destination", "calls", "answered", "answer_rate_pct",
+                                       "billsec", "billed_minutes", "cost"],
+    "missed_and_abandoned.sql": ["date", "calldate", "call_id", "kind", "callback_number",
+                                 "disposition", "queue_id"],
+    "first_time_callers.sql": ["date", "number_e164", "first_call_at", "new_callers_that_day"],
+    "last_agent_for_number.sql": ["number_e164", "last_contact_at", "channel", "agent",
+                                  "agent_user_id", "call_id"],
+    "queue_wait_and_abandonment.sql": ["queue_id", "calls", "connected", "abandoned",
+                                       "abandonment_rate_pct", "avg_hold_time", "max_hold_time"],
+    "calls_with_recording.sql": ["id", "calldate", "object_key"],
+}
+
+
+class Checker:
+    def __init__(self):
+        self.failures = 0
+        self.passed = 0
+
+    def check(self, name, got, want):
+        if got == want:
+            self.passed += 1
+            print(f"ok       {name}: {fmt(got)}")
+        else:
+            self.failures += 1
+            if isinstance(got, (set, frozenset)) and isinstance(want, (set, frozenset)):
+                print(f"MISMATCH {name}: only in the output {fmt(got - want)}, "
+                      f"only in the manifest {fmt(want - got)}")
+            else:
+                print(f"MISMATCH {name}: got {fmt(got)}, want {fmt(want)}")
+        return got == want
+
+    def true(self, name, cond, detail=""):
+        if cond:
+            self.passed += 1
+            print(f"ok       {name}" + (f": {detail}" if detail else ""))
+        else:
+            self.failures += 1
+            print(f"MISMATCH {name}" + (f": {detail}" if detail else ""))
+        return cond
+
+    def error(self, name, err):
+        self.failures += 1
+        print(f"ERROR    {name}: {err}")
+
+
+def fmt(v):
+    if isinstance(v, (set, frozenset)):
+        v = sorted(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {v[k]}" for k in sorted(v)) + "}"
+    if isinstance(v, list) and len(v) > 12:
+        return f"[{', '.join(map(str, v[:12]))}, … ({len(v)} items)]"
+    return str(v)
+
+
+def minutes_2dp(billsec):
+    """billsec / 60 rounded to 0.01 (half up; with /60 there are never exact ties)."""
+    return (Decimal(Fraction(billsec, 60).numerator) / Decimal(Fraction(billsec, 60).denominator)
+            ).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def as_e4(cost):
+    """An exact decimal cost in units of 0.0001; the cost must be a whole number of them."""
+    if cost is None:
+        return 0
+    d = Decimal(cost) * 10000
+    return int(d) if d == d.to_integral_value() else d
+
+
+def run(con, path):
+    cur = con.execute(path.read_text())
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row)) for row in cur.fetchall()], cols
+
+
+def main():
+    here = Path(__file__).resolve().parent
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("output_dir")
+    ap.add_argument("manifest")
+    ap.add_argument("--queries", default=str(here.parent / "examples" / "queries"))
+    ap.add_argument("--timezone", default="America/Los_Angeles")
+    ap.add_argument("--manifest-days-only", action="store_true",
+                    help="query only the manifest's date= partitions")
+    args = ap.parse_args()
+
+    manifest = json.loads(Path(args.manifest).read_text())
+    days = {d["date"]: d for d in manifest["days"]}
+    queries = sorted(Path(args.queries).resolve().glob("*.sql"))
+    out = Path(args.output_dir).resolve()
+    if args.manifest_days_only:
+        tmp = tempfile.TemporaryDirectory(prefix="check_queries.")
+        view = Path(tmp.name)
+        for dataset in ("cdr", "queue_call", "queue_user_call", "recording_index"):
+            (view / dataset).mkdir()
+            for part in sorted((out / dataset).glob("date=*")):
+                if part.name[len("date="):] in days:
+                    # DuckDB's ** does not descend into linked folders: link the files
+                    (view / dataset / part.name).mkdir()
+                    for f in part.glob("*.parquet"):
+                        (view / dataset / part.name / f.name).symlink_to(f)
+        if (out / "recordings").is_dir():
+            (view / "recordings").symlink_to(out / "recordings")
+        print(f"# querying {view}: the manifest's days of {out}")
+        out = view
+    os.chdir(out)
+
+    c = Checker()
+    c.true("query files found", len(queries) > 0, f"{len(queries)} in {args.queries}")
+    for name in EXPECTED_COLUMNS:
+        c.true(f"{name} exists", any(q.name == name for q in queries))
+
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{args.timezone}'")
+    print(f"# session TimeZone = {args.timezone}; output = {out}")
+
+    results = {}
+    for q in queries:
+        text = q.read_text()
+        c.true(f"{q.name}: starts with a -- comment", text.lstrip().startswith("--"))
+        try:
+            rows, cols = run(con, q)
+        except Exception as e:  # noqa: BLE001 - report any query failure
+            c.error(f"{q.name}: runs", str(e).splitlines()[0])
+            continue
+        c.true(f"{q.name}: runs and returns rows", len(rows) > 0, f"{len(rows)} rows")
+        missing = [col for col in EXPECTED_COLUMNS.get(q.name, []) if col not in cols]
+        c.true(f"{q.name}: has columns", not missing,
+               f"missing {missing}" if missing else ", ".join(cols))
+        if not missing and rows:
+            results[q.name] = rows
+
+    # ---------------------------------------------------------------- calls_per_day
+    rows = results.get("calls_per_day.sql")
+    if rows:
+        by_day = {str(r["date"]): r for r in rows}
+        c.check("calls_per_day: dates", set(by_day), set(days))
+        for date, m in sorted(days.items()):
+            r = by_day.get(date)
+            if r is None:
+                continue
+            p = f"calls_per_day {date}"
+            c.check(f"{p} calls", r["calls"], m["calls"])
+            c.check(f"{p} answered", r["answered"], m["calls_answered"])
+            c.check(f"{p} inbound", r["inbound"], m["calls_inbound"])
+            c.check(f"{p} outbound", r["outbound"], m["calls_outbound"])
+            c.check(f"{p} internal", r["internal"], m["calls_internal"])
+            c.check(f"{p} billsec", int(r["billsec"]), m["total_billsec"])
+            c.check(f"{p} billed_minutes", Decimal(r["billed_minutes"]),
+                    minutes_2dp(m["total_billsec"]))
+            c.check(f"{p} cost*10000", as_e4(r["cost"]), m["total_charge_e4"])
+        total = sum(m["calls"] for m in days.values())
+        c.check("calls_per_day: total calls", sum(r["calls"] for r in rows), total)
+
+    # ---------------------------------------------------------------- busiest_hours
+    rows = results.get("busiest_hours.sql")
+    if rows:
+        want = [sum(m["calls_per_hour"][h] for m in days.values()) for h in range(24)]
+        c.check("busiest_hours: hours 0..23 once each", sorted(r["hour"] for r in rows),
+                list(range(24)))
+        got = {r["hour"]: r["calls"] for r in rows}
+        for h in range(24):
+            c.check(f"busiest_hours hour {h:02d} calls", got.get(h), want[h])
+        counts = [r["calls"] for r in rows]
+        c.true("busiest_hours: busiest first", counts == sorted(counts, reverse=True),
+               f"top hours {[r['hour'] for r in rows[:3]]} with {counts[:3]} calls")
+        c.check("busiest_hours: busiest hour", rows[0]["hour"],
+                max(range(24), key=lambda h: (want[h], -h)))
+
+    # --------------------------------------------------- answer_rate_by_destination
+    rows = results.get("answer_rate_by_destination.sql")
+    if rows:
+        want = collections.defaultdict(collections.Counter)
+        for m in days.values():
+            for dest, s in m["destinations"].items():
+                want[dest].update(s)
+        got = {r["destination"]: r for r in rows}
+        c.check("answer_rate_by_destination: destinations", set(got), set(want))
+        for dest in sorted(want):
+            r, w = got.get(dest), want[dest]
+            if r is None:
+                continue
+            p = f"answer_rate_by_destination {dest!r}"
+            c.check(f"{p} calls", r["calls"], w["calls"])
+            c.check(f"{p} answered", r["answered"], w["answered"])
+            c.check(f"{p} billsec", int(r["billsec"]), w["billsec"])
+            c.check(f"{p} billed_minutes", Decimal(r["billed_minutes"]), minutes_2dp(w["billsec"]))
+            c.check(f"{p} cost*10000", as_e4(r["cost"]), w["charge_e4"])
+            rate = Fraction(100 * w["answered"], w["calls"])
+            c.true(f"{p} answer_rate_pct", abs(Fraction(r["answer_rate_pct"]) - rate) <= Fraction(1, 20),
+                   f"{r['answer_rate_pct']} ~ {float(rate):.3f}")
+
+    # --------------------------------------------------------- missed_and_abandoned
+    rows = results.get("missed_and_abandoned.sql")
+    if rows:
+        per_day = collections.Counter(str(r["date"]) for r in rows)
+        abandoned = collections.Counter(str(r["date"]) for r in rows
+                                        if r["kind"] == "abandoned in queue")
+        for date, m in sorted(days.items()):
+            c.check(f"missed_and_abandoned {date} missed inbound", per_day.get(date, 0),
+                    m["inbound_missed"])
+            c.check(f"missed_and_abandoned {date} abandoned in queue", abandoned.get(date, 0),
+                    m["queue_abandoned"])
+        c.check("missed_and_abandoned: total missed", len(rows),
+                sum(m["inbound_missed"] for m in days.values()))
+        c.check("missed_and_abandoned: total abandoned", sum(abandoned.values()),
+                sum(m["queue_abandoned"] for m in days.values()))
+        c.check("missed_and_abandoned: answered rows", [r["call_id"] for r in rows
+                                                        if r["disposition"] == "ANSWERED"], [])
+        c.check("missed_and_abandoned: call ids unique", len({r["call_id"] for r in rows}), len(rows))
+        c.check("missed_and_abandoned: abandoned rows without queue_id",
+                [r["call_id"] for r in rows
+                 if r["kind"] == "abandoned in queue" and r["queue_id"] is None], [])
+
+    # ----------------------------------------------------------- first_time_callers
+    rows = results.get("first_time_callers.sql")
+    if rows:
+        c.check("first_time_callers: each number once", len({r["number_e164"] for r in rows}),
+                len(rows))
+        per_day = collections.Counter(str(r["date"]) for r in rows)
+        c.check("first_time_callers: new_callers_that_day = rows of the day",
+                {str(r["date"]): r["new_callers_that_day"] for r in rows}, dict(per_day))
+        (distinct,) = con.execute("""
+            SELECT count(DISTINCT src)
+            FROM read_parquet('cdr/**/*.parquet', hive_partitioning = true)
+            WHERE src_id IS NULL AND src <> 'anonymous'
+              AND NOT (regexp_full_match(src, '[0-9]{2,6}') AND regexp_full_match(dst, '[0-9]{2,6}'))
+        """).fetchone()
+        c.check("first_time_callers: rows = distinct inbound caller numbers (raw src)",
+                len(rows), distinct)
+        c.true("first_time_callers: first_call_at on its date (UTC)",
+               all(r["first_call_at"].date() == r["date"] for r in rows))
+
+    # -------------------------------------------------------- last_agent_for_number
+    rows = results.get("last_agent_for_number.sql")
+    if rows:
+        c.check("last_agent_for_number: each number once", len({r["number_e164"] for r in rows}),
+                len(rows))
+        (newest,) = con.execute("""
+            SELECT max(calldate) AT TIME ZONE 'UTC'
+            FROM read_parquet('cdr/**/*.parquet', hive_partitioning = true)""").fetchone()
+        since = newest - datetime.timedelta(days=7)
+        c.check("last_agent_for_number: contacts before the 7-day window",
+                [r["number_e164"] for r in rows if r["last_contact_at"] < since], [])
+        c.check("last_agent_for_number: channels",
+                {r["channel"] for r in rows} - {"queue", "direct", "outbound"}, set())
+        c.check("last_agent_for_number: rows without agent",
+                [r["number_e164"] for r in rows if r["agent"] is None], [])
+        final = dict(con.execute("""
+            SELECT call_id, final_dst_id
+            FROM read_parquet('queue_call/**/*.parquet', hive_partitioning = true)
+            WHERE final_dst_type = 'U' AND t_cause = 'C'""").fetchall())
+        wrong = [(r["call_id"], r["agent_user_id"], final.get(r["call_id"]))
+                 for r in rows if r["channel"] == "queue"
+                 and final.get(r["call_id"]) != r["agent_user_id"]]
+        c.check("last_agent_for_number: queue agent = queue_call.final_dst_id", wrong, [])
+        (connected,) = con.execute("""
+            SELECT count(*) FROM read_parquet('queue_user_call/**/*.parquet', hive_partitioning = true)
+            WHERE t_cause = 'C' AND user_id IS NOT NULL""").fetchone()
+        c.check("queue_user_call: agent rows with t_cause C = queue_connected", connected,
+                sum(m["queue_connected"] for m in days.values()))
+
+    # --------------------------------------------------- queue_wait_and_abandonment
+    rows = results.get("queue_wait_and_abandonment.sql")
+    if rows:
+        p = "queue_wait_and_abandonment"
+        c.check(f"{p}: queue ids unique", len({r["queue_id"] for r in rows}), len(rows))
+        c.check(f"{p}: calls", sum(r["calls"] for r in rows),
+                sum(m["queue_calls"] for m in days.values()))
+        c.check(f"{p}: connected", sum(r["connected"] for r in rows),
+                sum(m["queue_connected"] for m in days.values()))
+        c.check(f"{p}: abandoned", sum(r["abandoned"] for r in rows),
+                sum(m["queue_abandoned"] for m in days.values()))
+        for r in rows:
+            rate = Fraction(100 * r["abandoned"], r["calls"])
+            c.true(f"{p} queue {r['queue_id']}: abandonment_rate_pct and hold times",
+                   abs(Fraction(r["abandonment_rate_pct"]) - rate) <= Fraction(1, 20)
+                   and r["avg_hold_time"] is not None and r["max_hold_time"] is not None
+                   and 0 <= r["avg_hold_time"] <= r["max_hold_time"],
+                   f"{r['abandonment_rate_pct']} %, avg {r['avg_hold_time']} s, max {r['max_hold_time']} s")
+
+    # --------------------------------------------------------- calls_with_recording
+    rows = results.get("calls_with_recording.sql")
+    if rows:
+        want = [Path(p).name for m in days.values() for p in m["recordings"]]
+        c.check("calls_with_recording: calls with a recording = recordings", len(rows), len(want))
+        names = {Path(r["object_key"]).name for r in rows}
+        c.check("calls_with_recording: recording file names = the manifest's",
+                names if names != set(want) else len(names),
+                set(want) if names != set(want) else len(set(want)))
+        c.check("calls_with_recording: one row per call", len({r["id"] for r in rows}), len(rows))
+        bad = [r["object_key"] for r in rows if not (out / r["object_key"]).is_file()
+               or ("size" in r and (out / r["object_key"]).stat().st_size != r["size"])]
+        c.check("calls_with_recording: object_key exists with that size", bad, [])
+        per_day = collections.Counter(str(r["date"]) for r in rows)
+        c.check("calls_with_recording: per day",
+                dict(per_day), {d: len(m["recordings"]) for d, m in days.items() if m["recordings"]})
+
+    print(f"# {c.passed} ok, {c.failures} failed")
+    con.close()
+    if args.manifest_days_only:
+        os.chdir("/")
+        tmp.cleanup()
+    return 1 if c.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+//! The BI questions in `examples/queries/` answered from a generated week run through
+//! the pipeline, checked by DuckDB against what the generator knows it put in.
+
+use std::process::Command;
+
+use crate::util::Run;
+
+#[test]
+fn every_example_query_runs_and_the_known_answers_match() {
+    let work = tempfile::tempdir().unwrap();
+    let (drop, out, manifest) = (
+        work.path().join("drop"),
+        work.path().join("out"),
+        work.path().join("manifest.json"),
+    );
+    let binary = env!("CARGO_BIN_EXE_cdr-ingest");
+    let generate = Command::new(binary)
+        .args([
+            "generate",
+            "--out",
+            drop.to_str().unwrap(),
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-07",
+        ])
+        .args([
+            "--rows-per-day",
+            "400",
+            "--recordings-per-day",
+            "30",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(generate.status.success());
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
+            drop.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let run = Run::from(
+        Command::new(binary)
+            .args([
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--from",
+                "2024-03-01",
+                "--to",
+                "2024-03-07",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let check = Run::from(
+        Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/check_queries.py"
+            ))
+            .args([out.to_str().unwrap(), manifest.to_str().unwrap()])
+            .args([
+                "--queries",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/examples/queries"),
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(check.stdout.contains(" 0 failed"), "{check:?}");
+}
