@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigErrors, Settings};
 use crate::daemon::{self, SystemClock};
+use crate::demo;
 use crate::generate;
 use crate::model::Category;
 use crate::pipeline::{self, Context, FileReport, PassOptions};
@@ -140,6 +141,13 @@ pub enum Command {
         /// Also connect to the source, log in and list its folders.
         #[arg(long)]
         connect: bool,
+    },
+    /// See the whole job on an example week with no provider account and no network:
+    /// generate a drop, ingest it into a local folder, print the first answers.
+    Demo {
+        /// Folder for the example drop and the output (created; safe to rerun).
+        #[arg(long, default_value = "cdr-demo")]
+        out: PathBuf,
     },
     /// Write a realistic fake drop (CDRs, queue zips, recordings) into a folder, for
     /// trying the worker out, tests and benchmarks. Same seed, same bytes.
@@ -326,6 +334,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             purge(&ctx, target, confirm).await
         }
         Command::Validate { config, connect } => validate(&config.config, connect).await,
+        Command::Demo { out } => demo::run(&out).await,
         Command::Generate {
             out,
             from,

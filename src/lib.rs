@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod crash;
 pub mod daemon;
+pub mod demo;
 pub mod formats;
 pub mod generate;
 pub mod model;

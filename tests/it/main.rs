@@ -3,6 +3,7 @@
 mod config_example;
 mod conformance;
 mod crash_safety;
+mod demo;
 mod exactly_once;
 mod faults;
 mod ftps_end_to_end;

@@ -1,0 +1,184 @@
+//! `cdr-ingest demo`: the whole job on an embedded example, with no provider account
+//! and no network: a generated week of drop (with the provider's quirks) is ingested
+//! through the real pipeline into a local folder, then the first answers a BI user
+//! asks are computed from the Parquet output. Run again, it ingests nothing new.
+//!
+//! The drop is read from a local folder; serving it over FTPS from inside the process
+//! (issue 10) is still to come.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, RecordBatch};
+use chrono::{DateTime, NaiveDate, Timelike};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::cli::{EXIT_FAILED, EXIT_OK};
+use crate::config::Settings;
+use crate::generate::{DropSpec, Quirks, write_drop};
+use crate::pipeline::{self, Context, FileOutcome, PassOptions};
+use crate::report;
+use crate::sink::destination;
+
+/// The example week.
+fn week() -> (NaiveDate, NaiveDate) {
+    (
+        NaiveDate::from_ymd_opt(2024, 3, 4).expect("a date"),
+        NaiveDate::from_ymd_opt(2024, 3, 10).expect("a date"),
+    )
+}
+
+pub async fn run(out: &Path) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let (from, to) = week();
+    let out = std::path::absolute(out)?;
+    let (drop, data) = (out.join("drop"), out.join("data"));
+    let mut spec = DropSpec::new(2024, from, to);
+    spec.recordings_per_day = Some(40);
+    spec.quirks = Quirks::all();
+    let generate = drop.clone();
+    tokio::task::spawn_blocking(move || write_drop(&generate, &spec)).await??;
+    println!(
+        "demo: a week of the provider's drop ({from} to {to}, with its quirks) is in {}",
+        drop.display()
+    );
+
+    let config = format!(
+        "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
+        drop.display(),
+        data.display()
+    );
+    let settings =
+        Settings::parse(&config, &|_| None).map_err(|issues| anyhow::anyhow!("{issues:?}"))?;
+    let store = destination::open(&settings.destination.url, &settings.destination.options)
+        .map_err(anyhow::Error::msg)?;
+    let ctx = Context::new(settings, store);
+    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+    // The clock of the demo is the week after: every file is due, none is late.
+    let now = to
+        .succ_opt()
+        .and_then(|d| d.succ_opt())
+        .expect("a date")
+        .and_hms_opt(12, 0, 0)
+        .expect("a time")
+        .and_utc();
+    let pass = pipeline::run(&ctx, &days, now, &PassOptions::default()).await;
+    let outcome = report::print(&pass);
+    let fresh = pass
+        .files
+        .iter()
+        .filter(|f| matches!(f.result, Ok(FileOutcome::Ingested(_))))
+        .count();
+    println!(
+        "demo: {} in {:.1} s; the output is in {} (Parquet under cdr/, queue_call/, queue_user_call/, recording_index/; recordings/; _quarantine/)",
+        if fresh == 0 {
+            "nothing new to ingest (run before)"
+        } else {
+            "ingested"
+        },
+        started.elapsed().as_secs_f64(),
+        data.display()
+    );
+    answers(&data)?;
+    println!(
+        "demo: more questions in examples/queries/*.sql (DuckDB), run from {}",
+        data.display()
+    );
+    Ok(if outcome == "ok" {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// Every batch of every Parquet file under `folder`.
+fn batches(folder: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+    let mut found = Vec::new();
+    let mut stack = vec![folder.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path)?)?
+                    .build()?
+                {
+                    found.push(batch?);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The top-line answers: calls, answer rate, busiest hour, top agents.
+fn answers(data: &Path) -> anyhow::Result<()> {
+    let (mut calls, mut answered) = (0u64, 0u64);
+    let mut per_hour = [0u64; 24];
+    for batch in batches(&data.join("cdr"))? {
+        let times = batch
+            .column_by_name("calldate")
+            .expect("calldate")
+            .as_primitive::<TimestampMicrosecondType>();
+        let dispositions = batch
+            .column_by_name("disposition")
+            .expect("disposition")
+            .as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            calls += 1;
+            if dispositions.is_valid(row) && dispositions.value(row) == "ANSWERED" {
+                answered += 1;
+            }
+            if let Some(time) = DateTime::from_timestamp_micros(times.value(row)) {
+                per_hour[time.hour() as usize] += 1;
+            }
+        }
+    }
+    let mut agents: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in batches(&data.join("queue_user_call"))? {
+        let users = batch
+            .column_by_name("user_id")
+            .expect("user_id")
+            .as_string::<i32>();
+        let causes = batch
+            .column_by_name("t_cause")
+            .expect("t_cause")
+            .as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            if users.is_valid(row) && causes.is_valid(row) && causes.value(row) == "C" {
+                *agents.entry(users.value(row).to_string()).or_default() += 1;
+            }
+        }
+    }
+    let (busiest, busiest_calls) = per_hour
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, n)| **n)
+        .map_or((0, 0), |(h, n)| (h, *n));
+    let mut top: Vec<(String, u64)> = agents.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top: Vec<String> = top
+        .iter()
+        .take(3)
+        .map(|(user, n)| format!("user {user} ({n} calls)"))
+        .collect();
+    println!(
+        "answers: {calls} calls, {:.1} % answered",
+        100.0 * answered as f64 / calls.max(1) as f64
+    );
+    println!(
+        "answers: busiest hour {busiest:02}:00-{busiest:02}:59 UTC with {busiest_calls} calls over the week"
+    );
+    println!(
+        "answers: agents who took the most queue calls: {}",
+        top.join(", ")
+    );
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! `cdr-ingest demo`: the whole job on the example week, safe to run twice.
+
+use std::process::Command;
+
+use crate::util::Run;
+
+#[test]
+fn the_demo_ingests_a_week_answers_and_is_safe_to_rerun() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("cdr-demo");
+    let demo = || {
+        Run::from(
+            Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+                .args(["demo", "--out", out.to_str().unwrap()])
+                .output()
+                .unwrap(),
+        )
+    };
+    let first = demo();
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(first.stdout.contains("summary: 14 ingested"), "{first:?}");
+    assert!(
+        first.stdout.contains("answers: ") && first.stdout.contains("% answered"),
+        "{first:?}"
+    );
+    assert!(
+        first.stdout.contains("busiest hour")
+            && first.stdout.contains("took the most queue calls: user"),
+        "{first:?}"
+    );
+    assert!(out.join("data/cdr").is_dir() && out.join("data/recordings").is_dir());
+    let again = demo();
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("nothing new to ingest"), "{again:?}");
+    let answers = |run: &Run| {
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("answers: "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answers(&again), answers(&first));
+}
