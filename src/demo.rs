@@ -1,10 +1,8 @@
-//! `cdr-ingest demo`: the whole job on an embedded example, with no provider account
-//! and no network: a generated week of drop (with the provider's quirks) is ingested
-//! through the real pipeline into a local folder, then the first answers a BI user
-//! asks are computed from the Parquet output. Run again, it ingests nothing new.
-//!
-//! The drop is read from a local folder; serving it over FTPS from inside the process
-//! (issue 10) is still to come.
+//! `cdr-ingest demo`: the whole job on an embedded example, with no provider account,
+//! no network and no server installed: a generated week of drop (with the provider's
+//! quirks) is served over explicit FTPS from inside the process and ingested through
+//! the real pipeline and FTPS client into a local folder; then the first answers a BI
+//! user asks are computed from the Parquet output. Run again, it ingests nothing new.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +15,8 @@ use chrono::{DateTime, NaiveDate, Timelike};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::cli::{EXIT_FAILED, EXIT_OK};
-use crate::config::Settings;
+use crate::config::{DEFAULT_PASSWORD_ENV, Settings};
+use crate::demo_server;
 use crate::generate::{DropSpec, Quirks, write_drop};
 use crate::pipeline::{self, Context, FileOutcome, PassOptions};
 use crate::report;
@@ -41,18 +40,23 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
     spec.quirks = Quirks::all();
     let generate = drop.clone();
     tokio::task::spawn_blocking(move || write_drop(&generate, &spec)).await??;
+    let server = demo_server::start(drop.clone(), &out.join("certs")).await?;
     println!(
-        "demo: a week of the provider's drop ({from} to {to}, with its quirks) is in {}",
-        drop.display()
+        "demo: a week of the provider's drop ({from} to {to}, with its quirks) is in {}, served over explicit FTPS on localhost:{}",
+        drop.display(),
+        server.port
     );
 
     let config = format!(
-        "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
-        drop.display(),
+        "[source]\nurl = \"ftps://demo@localhost:{}\"\nca_file = \"{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
+        server.port,
+        server.ca_file.display(),
         data.display()
     );
+    // The embedded server takes any login; a password is still sent, as to the provider.
+    let password = |name: &str| (name == DEFAULT_PASSWORD_ENV).then(|| "demo".to_string());
     let settings =
-        Settings::parse(&config, &|_| None).map_err(|issues| anyhow::anyhow!("{issues:?}"))?;
+        Settings::parse(&config, &password).map_err(|issues| anyhow::anyhow!("{issues:?}"))?;
     let store = destination::open(&settings.destination.url, &settings.destination.options)
         .map_err(anyhow::Error::msg)?;
     let ctx = Context::new(settings, store);

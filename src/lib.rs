@@ -30,6 +30,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod demo;
+pub mod demo_server;
 pub mod formats;
 pub mod generate;
 pub mod model;
