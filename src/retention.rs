@@ -287,13 +287,29 @@ fn recording_key(key: &str) -> bool {
         && parts[4].to_ascii_lowercase().ends_with(".mp3")
 }
 
-/// The oldest call date `target` holds, from its partition folders (a one-off listing
-/// of one level per folder, made only before retention first runs).
+/// The oldest day `target` holds, from its partition folders and its ledger entries
+/// (a one-off listing of one level per folder, made only before retention first runs;
+/// the ledger counts too, as a file may have left no partition of its own day).
 async fn oldest_day(
     store: &Arc<dyn ObjectStore>,
     target: Target,
 ) -> Result<Option<NaiveDate>, RetentionError> {
     let mut oldest: Option<NaiveDate> = None;
+    if let Target::Data(category) = target {
+        let ledger = store
+            .list_with_delimiter(Some(&Path::from(format!("_state/ledger/{category}"))))
+            .await
+            .map_err(RetentionError::Store)?;
+        for object in ledger.objects {
+            let name = object
+                .location
+                .filename()
+                .and_then(|n| n.strip_suffix(".json"));
+            if let Some(day) = name.and_then(|d| d.parse::<NaiveDate>().ok()) {
+                oldest = Some(oldest.map_or(day, |o| o.min(day)));
+            }
+        }
+    }
     for folder in target.partitioned() {
         let listing = store
             .list_with_delimiter(Some(&Path::from(*folder)))

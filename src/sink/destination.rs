@@ -59,7 +59,10 @@ pub fn open(url: &Url, options: &BTreeMap<String, String>) -> Result<Arc<dyn Obj
             .map_err(|_| format!("destination.url {url} is not an absolute local path"))?;
         std::fs::create_dir_all(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        // Folders emptied by deletions (retention, purge) are removed too, so they do not
+        // pile up day after day.
         let store = LocalFileSystem::new_with_prefix(&path)
+            .map(|store| store.with_automatic_cleanup(true))
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         return Ok(Arc::new(store));
     }

@@ -4,13 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use cdr_ingest::config::Settings;
 use cdr_ingest::generate::{DropSpec, write_drop};
 use cdr_ingest::pipeline::{self, Context, FileOutcome, PassOptions};
 use chrono::{DateTime, NaiveDate, Utc};
-use object_store::local::LocalFileSystem;
 
 use crate::util::{Run, tree};
 
@@ -53,11 +51,13 @@ impl Setup {
     fn context(&self, retention: &str) -> Context {
         let settings = Settings::parse(&self.config_text(retention), &|_| None)
             .unwrap_or_else(|i| panic!("{i:?}"));
-        std::fs::create_dir_all(self.out()).unwrap();
-        Context::new(
-            settings,
-            Arc::new(LocalFileSystem::new_with_prefix(self.out()).unwrap()),
+        // The store as the worker opens it (with empty folders cleaned up).
+        let store = cdr_ingest::sink::destination::open(
+            &settings.destination.url,
+            &settings.destination.options,
         )
+        .unwrap();
+        Context::new(settings, store)
     }
 
     fn config_file(&self, retention: &str) -> PathBuf {
@@ -99,12 +99,30 @@ async fn a_day_n_days_old_is_kept_and_the_day_before_is_deleted_with_its_ledger(
     let report = ingest(&setup.context("cdr = 3"), 10..=10, noon(11), true).await;
     assert!(report.is_success(), "{report:?}");
     assert!(!setup.has("cdr/date=2024-03-07"));
+    assert!(
+        !setup.out().join("cdr/date=2024-03-07").exists(),
+        "emptied folders go too"
+    );
     assert!(!setup.has("_state/ledger/cdr/2024-03-07.json"));
     assert!(setup.has("cdr/date=2024-03-08"));
     assert!(setup.has("_state/ledger/cdr/2024-03-08.json"));
     // Other categories keep their own (default: forever) limits.
     assert!(setup.has("queue_call/date=2024-03-01"));
     assert!(setup.has("recordings/2024/03/01"));
+}
+
+#[tokio::test]
+async fn a_ledger_entry_older_than_every_partition_is_deleted_too() {
+    let setup = Setup::new();
+    ingest(&setup.context(""), 1..=10, noon(11), false).await;
+    // A file whose rows all belonged to other days leaves a ledger entry but no partition.
+    std::fs::write(
+        setup.out().join("_state/ledger/cdr/2024-02-20.json"),
+        "{\"format_version\":1}",
+    )
+    .unwrap();
+    ingest(&setup.context("cdr = 3"), 10..=10, noon(11), true).await;
+    assert!(!setup.has("_state/ledger/cdr/2024-02-20.json"));
 }
 
 #[tokio::test]
