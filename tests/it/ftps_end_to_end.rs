@@ -62,13 +62,7 @@ fn a_quirky_day_lands_as_typed_parquet_with_a_quarantine_and_a_ledger() {
     let case = Case::new("quirky-day");
     case.put_cdr("2024-03-01", &quirky_day(), at(DROP_TIME));
     let config = case.config("");
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout
@@ -262,23 +256,11 @@ fn the_same_input_gives_byte_identical_output() {
     let case = Case::new("deterministic");
     case.put_cdr("2024-03-01", &quirky_day(), at(DROP_TIME));
     let config = case.config("");
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 0, "{run:?}");
     let first = tree(&case.out());
     std::fs::remove_dir_all(case.out()).unwrap();
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(tree(&case.out()), first);
 }
@@ -317,13 +299,7 @@ fn the_password_appears_nowhere_in_a_successful_run() {
     let case = Case::new("no-leak");
     case.put_cdr("2024-03-01", &quirky_day(), at(DROP_TIME));
     let config = case.config("");
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 0, "{run:?}");
     let password = &case.server.password;
     assert!(
@@ -350,13 +326,7 @@ fn a_certificate_from_an_untrusted_ca_is_refused() {
         case.server.untrusted_ca_file.to_str().unwrap(),
     );
     std::fs::write(&config, text).unwrap();
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr.contains("TLS verification of")
@@ -379,13 +349,7 @@ fn insecure_mode_connects_but_warns() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&config, text).unwrap();
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("NOT verified"), "{run:?}");
 }
@@ -394,13 +358,7 @@ fn insecure_mode_connects_but_warns() {
 fn a_day_not_uploaded_yet_says_when_it_will_be() {
     let case = Case::new("not-yet");
     let config = case.config("");
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-05",
-    ]);
+    let run = case.run_days(&config, "2024-03-05", "2024-03-05");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr
@@ -421,15 +379,7 @@ fn a_range_goes_on_past_a_bad_file_and_exits_non_zero() {
     );
     case.put_cdr("2024-03-03", &simple_day(4), at(DROP_TIME + 2 * 86_400));
     let config = case.config("");
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-03",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-03");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr
@@ -481,13 +431,7 @@ fn a_server_that_never_answers_times_out_with_a_clear_error() {
         .replace(&format!(":{}\"", case.server.port), &format!(":{port}\""))
         .replace("timeout_secs = 10", "timeout_secs = 1");
     std::fs::write(&config, text).unwrap();
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr.contains(&format!(
@@ -510,15 +454,7 @@ fn a_generated_drop_with_quirks_lands_with_the_counts_the_generator_knows() {
     spec.quirks = Quirks::all();
     let manifest = write_drop(&case.remote, &spec).unwrap();
     let config = case.config("");
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-03",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-03");
     assert_eq!(run.code, 0, "{run:?}");
     for (index, day) in manifest.days.iter().enumerate() {
         let ledger = json(

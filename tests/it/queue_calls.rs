@@ -41,15 +41,7 @@ fn queue_zips_land_as_two_typed_datasets_that_join_to_the_calls() {
     let case = Case::new("queue-normal");
     let manifest = generated(&case, 2);
     let config = case.config_with("", both());
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-02",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-02");
     assert_eq!(run.code, 0, "{run:?}");
     let queue_calls: usize = manifest.days.iter().map(|d| d.queue_calls).sum();
     let queue_user_calls: usize = manifest.days.iter().map(|d| d.queue_user_calls).sum();
@@ -97,15 +89,7 @@ fn queue_zips_land_as_two_typed_datasets_that_join_to_the_calls() {
         manifest.days[0].queue_calls + manifest.days[0].queue_user_calls
     );
 
-    let again = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-02",
-    ]);
+    let again = case.run_days(&config, "2024-03-01", "2024-03-02");
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(
         again
@@ -208,13 +192,7 @@ fn a_zip_bomb_is_refused_with_the_limit_to_raise() {
     writer.write_all(b"id,start_time\n").unwrap();
     writer.finish().unwrap();
     let config = case.config_with("", both());
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr.contains("ingest.zip_max_compression_ratio") && run.stderr.contains("zip bomb"),

@@ -142,13 +142,7 @@ fn a_recording_still_being_written_is_left_for_the_next_run() {
         .set_modified(SystemTime::now())
         .unwrap();
     let config = case.config_with("", &recordings_only(3600));
-    let run = case.run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--date",
-        "2024-03-01",
-    ]);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout

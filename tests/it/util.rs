@@ -109,6 +109,16 @@ impl Case {
         path
     }
 
+    /// `run --config CONFIG --from FROM --to TO` (a single day when they are equal).
+    pub fn run_days(&self, config: &Path, from: &str, to: &str) -> Run {
+        let config = config.to_str().unwrap();
+        if from == to {
+            self.run(&["run", "--config", config, "--date", from])
+        } else {
+            self.run(&["run", "--config", config, "--from", from, "--to", to])
+        }
+    }
+
     /// Runs the binary with the right password in the environment.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with_password(args, &self.server.password)
