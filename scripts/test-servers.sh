@@ -84,7 +84,9 @@
 #
 # Optional input: CDR_TEST_DIR (work dir to use instead of a fresh one; only
 # reused if this script created it), CDR_TEST_FTPS_REQUIRE_SSL_REUSE=NO
-# (default YES; see the vsftpd config below).
+# (default YES; see the vsftpd config below), CDR_TEST_FTPS_PASV_PORTS (size
+# of vsftpd's passive port range, default 40; benchmarks that open thousands
+# of data connections a minute want more).
 #
 # Works with or without `set -euo pipefail` in the caller: every step checks
 # its own result, and on failure this file stops whatever it had started and
@@ -857,7 +859,7 @@ _cdr_ts_launch() {
     local work=$1 bin attempt ports port pmin pmax pid deadline
     bin=$(_cdr_ts_vsftpd_bin)
     for ((attempt = 1; attempt <= 5; attempt++)); do
-        ports=$(_cdr_ts_pick_ports) || return 1
+        ports=$(_cdr_ts_pick_ports "${CDR_TEST_FTPS_PASV_PORTS:-40}") || return 1
         read -r port pmin pmax <<<"$ports"
         _cdr_ts_write_config "$work" "$port" "$pmin" "$pmax" || return 1
         # The served folder (local_root) must exist at every start, or

@@ -169,6 +169,9 @@ pub enum Command {
         /// Recordings per day (default: one per answered call with a user).
         #[arg(long)]
         recordings_per_day: Option<usize>,
+        /// Size of every recording in bytes (default: random, 4 to 64 KiB).
+        #[arg(long)]
+        recording_bytes: Option<u64>,
         /// Add the provider's quirks: BOM + CRLF, repeated rows from the day before,
         /// bad and duplicate rows, an extra column, stray files among the recordings.
         #[arg(long)]
@@ -342,12 +345,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             seed,
             rows_per_day,
             recordings_per_day,
+            recording_bytes,
             quirks,
             manifest: manifest_file,
         } => {
             let mut spec = generate::DropSpec::new(seed, from, to);
             spec.cdr_rows_per_day = rows_per_day;
             spec.recordings_per_day = recordings_per_day;
+            if let Some(bytes) = recording_bytes {
+                spec.recording_bytes = bytes..=bytes;
+            }
             if quirks {
                 spec.quirks = generate::Quirks::all();
             }

@@ -104,6 +104,18 @@ pub fn print(report: &PassReport) -> &'static str {
         Some(Ok(r)) => {
             failed += r.failures.len();
             bytes += r.bytes;
+            tracing::info!(
+                listed = r.listed,
+                copied = r.copied,
+                bytes = r.bytes,
+                already = r.already,
+                pending = r.pending,
+                failed = r.failures.len(),
+                list_ms = r.list_ms,
+                copy_ms = r.copy_ms,
+                index_ms = r.index_ms,
+                "recordings finished"
+            );
             println!(
                 "recordings: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
                 r.copied, r.bytes, r.already, r.pending, r.listed

@@ -142,7 +142,7 @@ impl SourceSettings {
     }
 }
 
-/// Remote folder names, relative to the login directory.
+/// Remote folder names, relative to the login folder or absolute (leading `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFolders {
     pub cdrs: String,
@@ -391,14 +391,20 @@ fn read_source(
 
 fn folder(s: &mut Section<'_>, key: &str, default: &str) -> String {
     let value = s.string(key).unwrap_or_else(|| default.to_string());
-    let trimmed = value.trim_matches('/').to_string();
+    let trimmed = value.trim_matches('/');
     if trimmed.is_empty() || trimmed.split('/').any(|part| part == "..") {
         s.issue(
             key,
-            "must be a folder path relative to the login folder, without \"..\"",
+            "must be a folder path, relative to the login folder or absolute, without \"..\"",
         );
     }
-    trimmed
+    // An absolute path stays absolute: an SFTP login usually starts in a home folder
+    // that is not the root.
+    if value.starts_with('/') {
+        format!("/{trimmed}")
+    } else {
+        trimmed.to_string()
+    }
 }
 
 /// `~/.ssh/known_hosts` of the user running the worker.
@@ -693,6 +699,25 @@ mod tests {
         assert_eq!(ftps.password.expose(), "s3cret");
         assert_eq!(settings.source.folders.cdrs, "CDRs");
         assert_eq!(settings.source.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn folders_keep_a_leading_slash_and_lose_trailing_ones() {
+        let settings = Settings::parse(
+            "[source]\nurl = \"ftps://drop@h\"\ncdrs = \"/data/CDRs/\"\nrecordings = \"rec/\"\n[destination]\nurl = \"file:///x\"\n",
+            &env_with_password,
+        )
+        .unwrap();
+        assert_eq!(settings.source.folders.cdrs, "/data/CDRs");
+        assert_eq!(settings.source.folders.recordings, "rec");
+        for bad in ["/", "a/../b"] {
+            let issues = Settings::parse(
+                &format!("[source]\nurl = \"ftps://drop@h\"\ncdrs = \"{bad}\"\n[destination]\nurl = \"file:///x\"\n"),
+                &env_with_password,
+            )
+            .unwrap_err();
+            assert_eq!(issues[0].key, "source.cdrs", "{bad}");
+        }
     }
 
     #[test]

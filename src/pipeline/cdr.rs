@@ -38,9 +38,11 @@ pub async fn ingest_day(
     let parser = tokio::task::spawn_blocking(move || parse(&CDR, reader, &source_file, size));
     let downloaded = connection.download(&path, &mut sink).await;
     let (bytes, sha256) = sink.finish();
+    let transferred = Instant::now();
     let parsed = parser
         .await
         .map_err(|e| IngestError::Internal(e.to_string()))?;
+    let parse_done = Instant::now();
     downloaded?;
     let parsed = parsed.map_err(|e| e.with_path(&path))?;
     file::confirm_complete(connection, &remote, bytes).await?;
@@ -55,6 +57,8 @@ pub async fn ingest_day(
             sha256,
             parsed: vec![parsed],
             started,
+            transferred,
+            parse_done,
             today: now.date_naive(),
         },
     )

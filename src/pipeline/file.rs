@@ -11,7 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::connection::Connection;
 use super::parse::Parsed;
-use super::{Context, FileOutcome, IngestError, Ingested};
+use super::{Context, FileOutcome, IngestError, Ingested, Phases, millis};
 use crate::formats::table::Table;
 use crate::model::Category;
 use crate::retention::Target;
@@ -94,6 +94,9 @@ pub struct Fetched {
     pub sha256: String,
     pub parsed: Vec<Parsed>,
     pub started: Instant,
+    /// When the last byte arrived, and when parsing was done.
+    pub transferred: Instant,
+    pub parse_done: Instant,
     /// Today, by the pass's clock: rows older than the retention limit are not written.
     pub today: NaiveDate,
 }
@@ -111,6 +114,8 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         sha256,
         parsed,
         started,
+        transferred,
+        parse_done,
         today,
     } = fetched;
     crate::crash::point("downloaded");
@@ -205,6 +210,11 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         duplicates_dropped: entry.duplicates_dropped,
         replaced: previous.is_some(),
         seconds: started.elapsed().as_secs_f64(),
+        phases: Phases {
+            transfer_ms: millis(transferred - started),
+            parse_ms: millis(parse_done.saturating_duration_since(transferred)),
+            write_ms: millis(parse_done.elapsed()),
+        },
     }))
 }
 

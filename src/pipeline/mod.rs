@@ -76,6 +76,22 @@ pub struct Ingested {
     /// It replaced the output of an earlier version of the file.
     pub replaced: bool,
     pub seconds: f64,
+    pub phases: Phases,
+}
+
+/// A duration in whole milliseconds, for log fields.
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Where a file's time went, in milliseconds. A CSV is parsed while it downloads, so
+/// each phase counts from the end of the one before: `parse_ms` is the parsing left
+/// after the last byte arrived, `write_ms` the uploads and the ledger after that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Phases {
+    pub transfer_ms: u64,
+    pub parse_ms: u64,
+    pub write_ms: u64,
 }
 
 /// How one file went, when nothing failed.
@@ -496,7 +512,7 @@ fn log_result(
     result: &Result<FileOutcome, IngestError>,
     took: std::time::Duration,
 ) {
-    let duration_ms = took.as_millis() as u64;
+    let duration_ms = millis(took);
     match result {
         Ok(FileOutcome::Ingested(i)) => tracing::info!(
             %day,
@@ -506,6 +522,9 @@ fn log_result(
             rejected = i.rows_rejected,
             duplicates = i.duplicates_dropped,
             duration_ms,
+            transfer_ms = i.phases.transfer_ms,
+            parse_ms = i.phases.parse_ms,
+            write_ms = i.phases.write_ms,
             "ingested"
         ),
         Ok(FileOutcome::Unchanged { path }) => {

@@ -57,6 +57,7 @@ pub async fn ingest_day(
     connection.download(&path, &mut spool).await?;
     let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
     file::confirm_complete(connection, &remote, bytes).await?;
+    let transferred = Instant::now();
 
     let limits = ctx.settings.ingest.zip_limits;
     let zip_path = path.clone();
@@ -79,6 +80,7 @@ pub async fn ingest_day(
             return Err(error);
         }
     };
+    let parse_done = Instant::now();
     let outcome = file::commit(
         ctx,
         Fetched {
@@ -90,6 +92,8 @@ pub async fn ingest_day(
             sha256,
             parsed,
             started,
+            transferred,
+            parse_done,
             today: now.date_naive(),
         },
     )

@@ -4,7 +4,10 @@
 //! index and ledger entry (in that order).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
@@ -12,7 +15,7 @@ use object_store::ObjectStoreExt;
 use super::connection::Connection;
 use super::file::modified_text;
 use super::transfer::ObjectUpload;
-use super::{Context, IngestError};
+use super::{Context, IngestError, millis};
 use crate::formats::recording_name;
 use crate::sink::{layout, upload::put_bytes};
 use crate::sink::{recording_index, retry};
@@ -35,6 +38,12 @@ pub struct RecordingsReport {
     pub unmatched: u64,
     pub unmatched_examples: Vec<String>,
     pub failures: Vec<(String, IngestError)>,
+    /// Listing the folder and looking the names up in the ledger.
+    pub list_ms: u64,
+    /// Copying, all connections together (wall time).
+    pub copy_ms: u64,
+    /// Writing each touched day's index and ledger entry.
+    pub index_ms: u64,
 }
 
 /// One recording to copy.
@@ -58,6 +67,7 @@ pub async fn ingest(
     let min_age =
         chrono::Duration::from_std(ctx.settings.ingest.recordings_min_age).unwrap_or_default();
     let mut report = RecordingsReport::default();
+    let started = Instant::now();
     let mut candidates: BTreeMap<NaiveDate, Vec<(String, RemoteFile)>> = BTreeMap::new();
     report.listed = connection
         .source()
@@ -104,9 +114,11 @@ pub async fn ingest(
         }
         ledgers.insert(day, entry);
     }
+    report.list_ms = millis(started.elapsed());
     if jobs.is_empty() {
         return Ok(report);
     }
+    let copy_started = Instant::now();
 
     let workers = ctx.settings.ingest.transfers.min(jobs.len());
     let queue = &Mutex::new(jobs);
@@ -115,15 +127,37 @@ pub async fn ingest(
         // Each worker has its own connection, and so its own TLS session, as vsftpd's
         // session-reuse check requires.
         let mut connection = Connection::new(&ctx.settings.source);
+        // The previous file's upload completes while the next one downloads: storing
+        // an object (a rename on disk, a PUT and a HEAD on S3) would otherwise add its
+        // latency to every file. One at a time, so memory stays at two files a worker.
+        let mut storing: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         loop {
-            let Some(job) = queue.lock().expect("not poisoned").pop_front() else {
+            let next = queue.lock().expect("not poisoned").pop_front();
+            let previous = async {
+                if let Some(storing) = storing.take() {
+                    storing.await;
+                }
+            };
+            let Some(job) = next else {
+                previous.await;
                 return;
             };
-            let result = copy(ctx, &mut connection, &job).await;
-            results.lock().expect("not poisoned").push((job, result));
+            let ((), fetched) =
+                futures::future::join(previous, fetch(ctx, &mut connection, &job)).await;
+            match fetched {
+                Ok(upload) => {
+                    storing = Some(Box::pin(async move {
+                        let result = store(ctx, &job, upload).await;
+                        results.lock().expect("not poisoned").push((job, result));
+                    }));
+                }
+                Err(e) => results.lock().expect("not poisoned").push((job, Err(e))),
+            }
         }
     };
     futures::future::join_all((0..workers).map(worker)).await;
+    report.copy_ms = millis(copy_started.elapsed());
+    let index_started = Instant::now();
 
     let mut touched = BTreeMap::new();
     let results = std::mem::take(&mut *results.lock().expect("not poisoned"));
@@ -163,18 +197,18 @@ pub async fn ingest(
             })?;
         ctx.ledger.put_recordings(day, &entry).await?;
     }
+    report.index_ms = millis(index_started.elapsed());
     Ok(report)
 }
 
-/// Copies one recording into its object; a size that differs from the listing means
-/// the file is still being written, and nothing is left behind.
-async fn copy(
+/// Downloads one recording into its upload; a size that differs from the listing
+/// means the file is still being written, and nothing is left behind.
+async fn fetch(
     ctx: &Context,
     connection: &mut Connection<'_>,
     job: &Job,
-) -> Result<RecordingFile, IngestError> {
-    let key = layout::recording_object(job.day, &job.name);
-    let mut upload = ObjectUpload::new(&ctx.store, key.clone());
+) -> Result<ObjectUpload, IngestError> {
+    let mut upload = ObjectUpload::new(&ctx.store, layout::recording_object(job.day, &job.name));
     let copied = match connection.download(&job.remote.path, &mut upload).await {
         Ok(copied) => copied,
         Err(e) => {
@@ -189,6 +223,16 @@ async fn copy(
             detail: format!("listed as {} bytes, {copied} arrived", job.remote.size),
         });
     }
+    Ok(upload)
+}
+
+/// Completes a downloaded recording's object and checks what the store holds.
+async fn store(
+    ctx: &Context,
+    job: &Job,
+    upload: ObjectUpload,
+) -> Result<RecordingFile, IngestError> {
+    let key = layout::recording_object(job.day, &job.name);
     let write_error = |detail: String| IngestError::Write {
         key: key.to_string(),
         detail,

@@ -10,21 +10,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
+use suppaftp::tokio::ImplAsyncFtpStream;
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, Status};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 
+use super::ftps_stream::{FlushingConnector, FlushingStream};
 use super::{ChunkSink, RemoteFile, Source, SourceError, tls};
 use crate::config::FtpsSettings;
 
 /// Bytes read from the data connection at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
+type FtpsStream = ImplAsyncFtpStream<FlushingStream<tokio_rustls::client::TlsStream<TcpStream>>>;
+
 /// A logged-in FTPS connection.
 pub struct FtpsSource {
-    ftp: AsyncRustlsFtpStream,
+    ftp: FtpsStream,
     server: Server,
     /// The login folder, which every relative path is resolved against.
     home: String,
@@ -51,8 +54,7 @@ impl FtpsSource {
             settings.ca_file.as_deref(),
             settings.insecure_skip_tls_verify,
         )?;
-        let connector =
-            AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(Arc::new(config)));
+        let connector = FlushingConnector(tokio_rustls::TlsConnector::from(Arc::new(config)));
 
         let connect_error = |detail: String| SourceError::Connect {
             endpoint: endpoint.clone(),
@@ -68,7 +70,7 @@ impl FtpsSource {
         let plain = bounded
             .run(
                 "waiting for the FTP greeting",
-                AsyncRustlsFtpStream::connect_with_stream(tcp),
+                FtpsStream::connect_with_stream(tcp),
             )
             .await?
             .map_err(|e| connect_error(describe(&e)))?;

@@ -23,6 +23,12 @@ impl LocalDirSource {
         LocalDirSource { root }
     }
 
+    /// The folder is the root of its paths, as a chrooted FTP login is: `/CDRs` and
+    /// `CDRs` are the same folder, and nothing outside the root can be named.
+    fn full(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
     fn error(&self, action: &'static str, path: &str, e: std::io::Error) -> SourceError {
         SourceError::Refused {
             endpoint: self.root.display().to_string(),
@@ -44,7 +50,7 @@ fn remote_file(path: String, meta: &std::fs::Metadata) -> RemoteFile {
 #[async_trait]
 impl Source for LocalDirSource {
     async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError> {
-        match tokio::fs::metadata(self.root.join(path)).await {
+        match tokio::fs::metadata(self.full(path)).await {
             Ok(meta) if meta.is_file() => Ok(Some(remote_file(path.to_string(), &meta))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -57,7 +63,7 @@ impl Source for LocalDirSource {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
-        let mut entries = tokio::fs::read_dir(self.root.join(folder))
+        let mut entries = tokio::fs::read_dir(self.full(folder))
             .await
             .map_err(|e| self.error("list", folder, e))?;
         let mut files = 0;
@@ -86,20 +92,21 @@ impl Source for LocalDirSource {
         sink: &mut dyn ChunkSink,
     ) -> Result<u64, SourceError> {
         let endpoint = self.root.display().to_string();
-        let mut file = tokio::fs::File::open(self.root.join(path))
-            .await
-            .map_err(|e| match e.kind() {
-                ErrorKind::NotFound => SourceError::Missing {
-                    endpoint,
-                    path: path.to_string(),
-                },
-                ErrorKind::PermissionDenied => SourceError::PermissionDenied {
-                    endpoint,
-                    path: path.to_string(),
-                    detail: e.to_string(),
-                },
-                _ => self.error("read", path, e),
-            })?;
+        let mut file =
+            tokio::fs::File::open(self.full(path))
+                .await
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound => SourceError::Missing {
+                        endpoint,
+                        path: path.to_string(),
+                    },
+                    ErrorKind::PermissionDenied => SourceError::PermissionDenied {
+                        endpoint,
+                        path: path.to_string(),
+                        detail: e.to_string(),
+                    },
+                    _ => self.error("read", path, e),
+                })?;
         file.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(|e| self.error("read", path, e))?;

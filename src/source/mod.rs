@@ -2,6 +2,7 @@
 //! error type whose variants say what went wrong and what to check.
 
 pub mod ftps;
+mod ftps_stream;
 pub mod local_dir;
 pub mod sftp;
 mod tls;
@@ -15,7 +16,7 @@ use crate::config::{SourceEndpoint, SourceSettings};
 /// A file on the source with what the ledger compares: size and modification time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
-    /// Path relative to the login folder, `/`-separated.
+    /// Path (relative to the login folder, or absolute), `/`-separated.
     pub path: String,
     pub size: u64,
     pub modified: Option<DateTime<Utc>>,

@@ -81,6 +81,24 @@ fn a_pass_without_dates_covers_the_look_back_window_and_yesterday_is_not_a_failu
         run.stderr.contains("\"message\":\"pass finished\""),
         "one summary log line per pass: {run:?}"
     );
+    // Each ingested file says where its time went.
+    let ingested: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"message\":\"ingested\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!ingested.is_empty(), "{run:?}");
+    for line in &ingested {
+        let phases: u64 = ["transfer_ms", "parse_ms", "write_ms"]
+            .iter()
+            .map(|p| line[p].as_u64().unwrap_or_else(|| panic!("{p} in {line}")))
+            .sum();
+        assert!(
+            phases <= line["duration_ms"].as_u64().unwrap() + 1,
+            "{line}"
+        );
+    }
 
     let status = Run::from(
         cdr_ingest(&[

@@ -46,11 +46,14 @@ impl Case {
 
     /// A config for the server at `port`, with `login` lines (key or password, known_hosts).
     fn config(&self, port: u16, login: &str) -> PathBuf {
+        self.config_with_cdrs(port, login, &format!("{}/CDRs", self.name))
+    }
+
+    fn config_with_cdrs(&self, port: u16, login: &str, cdrs: &str) -> PathBuf {
         let path = self.work.path().join("config.toml");
         let text = format!(
-            "[source]\nurl = \"sftp://{user}@127.0.0.1:{port}\"\n{login}\ncdrs = \"{name}/CDRs\"\ntimeout_secs = 10\n[destination]\nurl = \"file://{out}\"\n[ingest]\ncategories = [\"cdr\"]\n",
+            "[source]\nurl = \"sftp://{user}@127.0.0.1:{port}\"\n{login}\ncdrs = \"{cdrs}\"\ntimeout_secs = 10\n[destination]\nurl = \"file://{out}\"\n[ingest]\ncategories = [\"cdr\"]\n",
             user = env("CDR_TEST_SFTP_USER"),
-            name = self.name,
             out = self.out().display(),
         );
         std::fs::write(&path, text).unwrap();
@@ -101,6 +104,19 @@ fn a_drop_over_sftp_with_a_key_lands_like_one_over_ftps() {
             .join("_state/ledger/cdr/2024-03-02.json")
             .exists()
     );
+}
+
+/// Regression: a leading `/` was dropped, so an absolute folder was looked for under
+/// the login folder.
+#[test]
+fn an_absolute_folder_path_is_read_as_absolute() {
+    let case = Case::new("sftp-absolute", 1, 20);
+    let cdrs = format!("{}/{}/CDRs/", env("CDR_TEST_SFTP_ROOT"), case.name);
+    assert!(cdrs.starts_with('/'));
+    let login = key_login(&env("CDR_TEST_SFTP_KNOWN_HOSTS"));
+    let run = case.run(&case.config_with_cdrs(port(), &login, &cdrs), 1);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("summary: 1 ingested"), "{run:?}");
 }
 
 #[test]
