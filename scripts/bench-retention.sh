@@ -20,6 +20,8 @@
 # time taken by this script around the same command):
 #   1  building the fixture: per day cdr/, queue_call/, queue_user_call/ partitions,
 #      recording_index/, BENCH_RECORDINGS recordings of 100 bytes, three ledger entries
+#   1b `run --date YESTERDAY` (one generated day: 10,000 CDR rows, 100 recordings)
+#      with retention "forever", into all five years of history
 #   2a the first `retention` pass (no _state/retention yet) at 999 days: it discovers
 #      the oldest day once, then deletes ~826 days
 #   2b steady `retention` passes: the limit lowered by one day each time (998, 997, 996)
@@ -201,6 +203,33 @@ printf 'fixture\t%s days\tcreate or top up the fixture\t%s\t%s\t\t\n' "$history_
     "$(awk -v s="$fixture_secs" 'BEGIN { printf "%.0f", s * 1000 }')" >> "$results"
 
 # ---------------------------------------------------------------------------------
+echo "== 1b. daily run pass with all five years kept (retention forever)"
+drop=$work/drop
+timed generate "-" "generate the day's drop" \
+    "$bin" generate --out "$drop" --from "$yesterday" --to "$yesterday" --rows-per-day 10000 --recordings-per-day 100
+run_expect=(
+    "CDRs/$yesterday.csv: ingested, 10000 rows"
+    "QueueCalls/$yesterday-queue-calls.zip: ingested"
+    "^recordings: 100 copied"
+)
+# forget_yesterday DEST: take yesterday out, so that the pass really ingests it.
+forget_yesterday() {
+    for category in cdr queue_call queue_user_call recording_index; do
+        rm -rf "$1/$category/date=$yesterday"
+    done
+    rm -rf "$1/recordings/${yesterday//-//}" "$1"/_state/ledger/*/"$yesterday.json"
+}
+forget_yesterday "$big"
+config "$work/cfg/run-forever.toml" "$big" '"forever"' "$drop"
+for _ in $(seq "$reps"); do
+    touch "$work/marker"
+    sleep 0.05
+    timed 1b "$history_days days" "ingest 1 day" "$bin" run --config "$work/cfg/run-forever.toml" --date "$yesterday"
+    expect "$last_out" "${run_expect[@]}"
+    find "$big" -newer "$work/marker" -type f -delete
+done
+
+# ---------------------------------------------------------------------------------
 echo "== 2d0. dry run before any retention state: the whole expired history is listed"
 expired=$(( history_days - 999 ))          # days older than 999 days: today-1825 … today-1000
 retention 2d0 "$history_days days" "dry run, no state: would delete $expired days" "$big" 999 --dry-run
@@ -267,16 +296,8 @@ done
 
 # ---------------------------------------------------------------------------------
 echo "== 3. daily run pass: one day of drop, 999-day limits"
-drop=$work/drop
-timed generate "-" "generate the day's drop" \
-    "$bin" generate --out "$drop" --from "$yesterday" --to "$yesterday" --rows-per-day 10000 --recordings-per-day 100
 expiring=$(day_before 1000)                 # the day a 999-day limit lets go today
 before_expiring=$(day_before 1001)
-run_expect=(
-    "CDRs/$yesterday.csv: ingested, 10000 rows"
-    "QueueCalls/$yesterday-queue-calls.zip: ingested"
-    "^recordings: 100 copied"
-)
 deleted_one=(
     "^retention cdr: deleted 1 day\(s\), 2 objects"
     "^retention queue: deleted 1 day\(s\), 3 objects"
@@ -294,10 +315,7 @@ put_back_expiring() {
 # partition folders (file:// does not remove folders). Yesterday is taken out so the
 # pass really ingests it; after each repetition every file the pass wrote is removed
 # (find -newer a marker), so each repetition starts from the same state.
-for category in cdr queue_call queue_user_call recording_index; do
-    rm -rf "$big/$category/date=$yesterday"
-done
-rm -rf "$big/recordings/${yesterday//-//}" "$big"/_state/ledger/*/"$yesterday.json"
+forget_yesterday "$big"
 kept=$(find "$big/cdr" -mindepth 2 -name '*.parquet' | wc -l)
 config "$work/cfg/run-history.toml" "$big" 999 "$drop"
 for _ in $(seq "$reps"); do
@@ -342,7 +360,8 @@ names = {
     "2b": "2b retention, steady (≈1,000-day destination)",
     "2c": "2c retention, steady (≈30-day destination)",
     "2d": "2d retention --dry-run, one day",
-    "generate": "3 generate the day's drop",
+    "generate": "1b generate the day's drop",
+    "1b": "1b run --date, five years kept (forever)",
     "3i": "3(i) run --date, ≈1,000 days kept",
     "3ii": "3(ii) run --date, empty destination",
     "3iii": "3(iii) run --date, only the expiring day",

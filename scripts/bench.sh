@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): cdr-ingest against the tools a user would pick instead —
+# rclone and lftp to move the files, DuckDB and pandas to turn the CSV into Parquet —
+# on this machine, against the same real servers scripts/test.sh starts (vsftpd for
+# explicit FTPS, OpenSSH for SFTP), all on loopback. Writes bench/RESULTS.md.
+#
+#   scripts/bench.sh [SECTION...]      default: all sections, in this order
+#
+# Sections (each replaces its own part of bench/RESULTS.md, so one can be rerun alone):
+#   recordings  2,000 × 256 KiB and 200 × 4 MiB recordings, FTPS and SFTP: ours
+#               (ingest.transfers 1/4/8) vs `rclone copy --transfers 1/4/8` vs
+#               `lftp mirror --parallel=1/4/8`
+#   cdr         one day of 1,000,000 CDR rows to zstd Parquet: ours over FTPS and from
+#               local disk vs DuckDB and pandas from local disk, and rclone + DuckDB
+#   scale       peak RSS and time with 1,000 / 10,000 / 100,000 recordings in the folder
+#               (first copy, then a pass with nothing new) and with 100,000 / 1,000,000
+#               / 10,000,000 CDR rows in one day
+#   day         a full day (CDR, queue zip, 2,000 recordings) end to end, and where the
+#               time goes (listing, transfer, parse, write) from the run's JSON log
+#   history     a daily pass with five years of ledger and output vs the first day
+#               (runs scripts/bench-retention.sh, which also measures retention)
+#
+# Environment (all optional):
+#   BENCH_REPS      repetitions of each timed case, default 3 (scale: 1)
+#   BENCH_DIR       work folder, default /tmp/cdr-bench (data is generated once, kept
+#                   between runs of this script, and reused when its spec matches)
+#   BENCH_OUT       results file, default bench/RESULTS.md
+#
+# Every figure is wall time (min and median of the repetitions) and peak RSS (max) as
+# GNU time reports them for the whole command, startup included; output is written to
+# local disk (file://) by every tool, with a warm page cache.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+reps=${BENCH_REPS:-3}
+work=${BENCH_DIR:-/tmp/cdr-bench}
+out_file=${BENCH_OUT:-$repo/bench/RESULTS.md}
+sections=("$@")
+((${#sections[@]})) || sections=(recordings cdr scale day history)
+for s in "${sections[@]}"; do
+    [[ $s =~ ^(recordings|cdr|scale|day|history)$ ]] || { echo "unknown section: $s" >&2; exit 2; }
+done
+
+# ---------------------------------------------------------------------------------
+# Tools: the peers at the versions Debian 12 and PyPI give today.
+need=()
+command -v /usr/bin/time >/dev/null || need+=(time)
+command -v rclone >/dev/null || need+=(rclone)
+command -v lftp >/dev/null || need+=(lftp)
+if ((${#need[@]})); then
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb==1.4.4
+python3 -c 'import pandas, pyarrow' 2>/dev/null || pip install -q pandas pyarrow
+
+cargo build --release --quiet
+mkdir -p "$work"
+# A copy, so a rebuild while the benchmark runs cannot change what is measured.
+export bin=$work/cdr-ingest
+cp "$repo/target/release/cdr-ingest" "$bin"
+
+# Thousands of data connections a minute: give vsftpd a wide passive port range.
+export CDR_TEST_FTPS_PASV_PORTS=${CDR_TEST_FTPS_PASV_PORTS:-1000}
+# shellcheck source=scripts/test-servers.sh
+source "$repo/scripts/test-servers.sh"
+trap stop_test_servers EXIT
+root=$CDR_TEST_FTPS_ROOT        # "/" of the FTPS session; SFTP sees it as $CDR_TEST_SFTP_ROOT
+
+results=$work/results.tsv       # section, case, tool, setting, units, bytes, wall s, peak RSS KiB
+: >"$results"
+day=2024-03-01
+
+# ---------------------------------------------------------------------------------
+# Helpers
+
+# drop NAME ARGS...: a generated drop in $work/drops/NAME (kept while its arguments
+# stay the same), put into the served folder as $root/NAME.
+drop() {
+    local name=$1; shift
+    local dir=$work/drops/$name spec="$*"
+    if [[ ! -f $dir/.spec || $(cat "$dir/.spec") != "$spec" ]]; then
+        rm -rf "$dir"
+        "$bin" generate --out "$dir" "$@" >/dev/null
+        echo "$spec" >"$dir/.spec"
+    fi
+    chmod -R a+rX "$dir"
+    rm -rf "${root:?}/$name"
+    # Hard links when both are on one file system (a 10M-row CSV is 1.4 GB).
+    cp -al "$dir" "$root/$name" 2>/dev/null || cp -a "$dir" "$root/$name"
+}
+
+# measure SECTION CASE TOOL SETTING UNITS BYTES -- COMMAND...: one timed run.
+measure() {
+    local section=$1 case=$2 tool=$3 setting=$4 units=$5 bytes=$6; shift 7
+    local log=$work/logs/$section-$case-$tool-$setting.log
+    mkdir -p "$work/logs"
+    # Through bash, so the command can be one of the functions below (same small
+    # start-up cost for every tool).
+    if ! /usr/bin/time -f '%e %M' -o "$work/time.out" \
+        bash -c "$(declare -f ours rclone_copy lftp_mirror); \"\$@\"" bench "$@" >"$log" 2>&1; then
+        echo "FAILED: $section $case $tool $setting (log: $log)" >&2
+        tail -5 "$log" >&2
+        return 1
+    fi
+    read -r wall rss <"$work/time.out"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$case" "$tool" "$setting" \
+        "$units" "$bytes" "$wall" "$rss" >>"$results"
+    printf '  %-10s %-14s %-16s %-4s %7.2f s %8.1f MiB\n' "$section" "$case" "$tool" "$setting" \
+        "$wall" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
+}
+
+# ours_config FILE SOURCE_TOML CATEGORIES TRANSFERS DEST: a config for our binary.
+ours_config() {
+    cat >"$1" <<TOML
+[source]
+$2
+[destination]
+url = "file://$5"
+[ingest]
+categories = [$3]
+transfers = $4
+recordings_min_age_secs = 0
+TOML
+}
+ftps_source() {
+    printf 'url = "ftps://%s@localhost:%s"\nca_file = "%s"\n%s' \
+        "$CDR_TEST_FTPS_USER" "$CDR_TEST_FTPS_PORT" "$CDR_TEST_CA_FILE" "$1"
+}
+sftp_source() {
+    printf 'url = "sftp://%s@localhost:%s"\nkey_file = "%s"\nknown_hosts = "%s"\n%s' \
+        "$CDR_TEST_SFTP_USER" "$CDR_TEST_SFTP_PORT" "$CDR_TEST_SFTP_KEY" \
+        "$CDR_TEST_SFTP_KNOWN_HOSTS" "$1"
+}
+ours() {
+    env CDR_INGEST_SOURCE_PASSWORD="$CDR_TEST_FTPS_PASSWORD" CDR_INGEST_LOG_FORMAT=json "$bin" "$@"
+}
+
+# rclone, configured by environment (no config file, the password never in argv).
+# vsftpd requires TLS session reuse on data connections, which Go's TLS 1.3 client
+# does not offer there: rclone's documented disable_tls13 works around it. Hash
+# checks over SFTP need a remote shell, which the test sshd (SFTP only) does not give.
+export RCLONE_CONFIG=/dev/null
+export RCLONE_FTP_HOST=localhost RCLONE_FTP_PORT=$CDR_TEST_FTPS_PORT RCLONE_FTP_USER=$CDR_TEST_FTPS_USER
+export RCLONE_FTP_EXPLICIT_TLS=true RCLONE_FTP_DISABLE_TLS13=true
+RCLONE_FTP_PASS=$(rclone obscure "$CDR_TEST_FTPS_PASSWORD")
+export RCLONE_FTP_PASS
+export RCLONE_SFTP_HOST=localhost RCLONE_SFTP_PORT=$CDR_TEST_SFTP_PORT RCLONE_SFTP_USER=$CDR_TEST_SFTP_USER
+export RCLONE_SFTP_KEY_FILE=$CDR_TEST_SFTP_KEY RCLONE_SFTP_KNOWN_HOSTS_FILE=$CDR_TEST_SFTP_KNOWN_HOSTS
+export RCLONE_SFTP_SHELL_TYPE=none RCLONE_SFTP_DISABLE_HASHCHECK=true
+rclone_copy() { # PROTOCOL REMOTE_PATH DEST TRANSFERS
+    SSL_CERT_FILE=$CDR_TEST_CA_FILE rclone copy ":$1:$2" "$3" --transfers "$4" --checkers 8
+}
+# lftp with TLS required and verified for control and data, like ours.
+lftp_mirror() { # PROTOCOL REMOTE_PATH DEST PARALLEL
+    local open
+    if [[ $1 == ftp ]]; then
+        open="set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:ca-file $CDR_TEST_CA_FILE; set ssl:verify-certificate true; open --env-password -u $CDR_TEST_FTPS_USER -p $CDR_TEST_FTPS_PORT ftp://localhost"
+    else
+        open="set sftp:connect-program 'ssh -a -x -i $CDR_TEST_SFTP_KEY -o UserKnownHostsFile=$CDR_TEST_SFTP_KNOWN_HOSTS -o StrictHostKeyChecking=yes'; open -u $CDR_TEST_SFTP_USER, -p $CDR_TEST_SFTP_PORT sftp://localhost"
+    fi
+    LFTP_PASSWORD=$CDR_TEST_FTPS_PASSWORD lftp -c "set cmd:fail-exit true; $open; mirror --parallel=$4 $2 $3"
+}
+
+# ---------------------------------------------------------------------------------
+section_recordings() {
+    echo "== recordings"
+    local set count size dest proto n
+    for set in "2000 262144" "200 4194304"; do
+        read -r count size <<<"$set"
+        local name=rec-$count-$size
+        drop "$name" --from "$day" --to "$day" --rows-per-day $((count * 4)) \
+            --recordings-per-day "$count" --recording-bytes "$size"
+        local files bytes
+        files=$(find "$root/$name/recordings" -name '*.mp3' | wc -l)
+        bytes=$(du -sb --apparent-size "$root/$name/recordings" | cut -f1)
+        ((files == count)) || { echo "generated $files recordings, wanted $count" >&2; exit 1; }
+        for proto in ftps sftp; do
+            local path=$name/recordings source
+            [[ $proto == sftp ]] && path=$CDR_TEST_SFTP_ROOT/$name/recordings
+            if [[ $proto == ftps ]]; then source=$(ftps_source "recordings = \"$path\"");
+            else source=$(sftp_source "recordings = \"$path\""); fi
+            for n in 1 4 8; do
+                dest=$work/out
+                ours_config "$work/rec.toml" "$source" '"recordings"' "$n" "$dest"
+                for _ in $(seq "$reps"); do
+                    rm -rf "$dest"
+                    measure recordings "$count×$((size / 1024))KiB-$proto" cdr-ingest "$n" "$files" "$bytes" -- \
+                        ours run --config "$work/rec.toml" --date "$day"
+                    [[ $(find "$dest/recordings" -name '*.mp3' | wc -l) == "$files" ]]
+                    rm -rf "$dest"
+                    measure recordings "$count×$((size / 1024))KiB-$proto" rclone "$n" "$files" "$bytes" -- \
+                        rclone_copy "${proto/ftps/ftp}" "$path" "$dest" "$n"
+                    [[ $(find "$dest" -name '*.mp3' | wc -l) == "$files" ]]
+                    rm -rf "$dest"
+                    measure recordings "$count×$((size / 1024))KiB-$proto" lftp "$n" "$files" "$bytes" -- \
+                        lftp_mirror "${proto/ftps/ftp}" "$path" "$dest" "$n"
+                    [[ $(find "$dest" -name '*.mp3' | wc -l) == "$files" ]]
+                done
+            done
+        done
+    done
+    rm -rf "$work/out"
+}
+
+# The same work with each peer: read the CSV, keep the first row of each id, write
+# zstd Parquet; text columns that look like numbers (ids, phone numbers) kept as text.
+write_peer_scripts() {
+    cat >"$work/duckdb_cdr.py" <<'PY'
+import sys, duckdb
+csv, out = sys.argv[1], sys.argv[2]
+duckdb.connect().execute(f"""
+COPY (
+  SELECT * EXCLUDE (rn) FROM (
+    SELECT *, row_number() OVER (PARTITION BY id ORDER BY calldate) AS rn
+    FROM read_csv('{csv}', header = true, types = {{'id': 'VARCHAR', 'src': 'VARCHAR', 'dst': 'VARCHAR', 'clid': 'VARCHAR', 'src_id': 'VARCHAR'}})
+  ) WHERE rn = 1
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+""")
+PY
+    cat >"$work/pandas_cdr.py" <<'PY'
+import sys, pandas as pd
+csv, out = sys.argv[1], sys.argv[2]
+text = {c: "string" for c in ("id", "src_id", "src", "clid", "dst", "dst_name", "destination", "t_cause")}
+df = pd.read_csv(csv, dtype=text, parse_dates=["calldate"])
+df.drop_duplicates(subset="id", keep="first").to_parquet(out, compression="zstd", index=False)
+PY
+}
+
+# cdr_day NAME ROWS: a drop with one day of ROWS CDR rows and nothing else.
+cdr_day() {
+    drop "$1" --from "$day" --to "$day" --rows-per-day "$2" --recordings-per-day 0
+    rm -rf "${root:?}/$1/QueueCalls" "$root/$1/recordings"
+}
+
+section_cdr() {
+    echo "== cdr"
+    local rows=1000000 name=cdr-1000000
+    write_peer_scripts
+    cdr_day "$name" "$rows"
+    local csv=$root/$name/CDRs/$day.csv bytes dest=$work/out
+    bytes=$(stat -c %s "$csv")
+    ours_config "$work/cdr-ftps.toml" "$(ftps_source "cdrs = \"$name/CDRs\"")" '"cdr"' 4 "$dest"
+    ours_config "$work/cdr-local.toml" "url = \"file://$root\"
+cdrs = \"$name/CDRs\"" '"cdr"' 4 "$dest"
+    for _ in $(seq "$reps"); do
+        rm -rf "$dest"
+        measure cdr "1M rows" "cdr-ingest (FTPS)" - "$rows" "$bytes" -- ours run --config "$work/cdr-ftps.toml" --date "$day"
+        rm -rf "$dest"
+        measure cdr "1M rows" "cdr-ingest (local CSV)" - "$rows" "$bytes" -- ours run --config "$work/cdr-local.toml" --date "$day"
+        rm -rf "$dest" && mkdir -p "$dest"
+        measure cdr "1M rows" "DuckDB (local CSV)" - "$rows" "$bytes" -- python3 "$work/duckdb_cdr.py" "$csv" "$dest/duckdb.parquet"
+        rm -rf "$dest" && mkdir -p "$dest"
+        measure cdr "1M rows" "pandas (local CSV)" - "$rows" "$bytes" -- python3 "$work/pandas_cdr.py" "$csv" "$dest/pandas.parquet"
+        rm -rf "$dest" && mkdir -p "$dest"
+        measure cdr "1M rows" "rclone (FTPS) + DuckDB" - "$rows" "$bytes" -- bash -c "$(declare -f rclone_copy); set -e
+            rclone_copy ftp $name/CDRs/$day.csv $dest/csv 1
+            python3 $work/duckdb_cdr.py $dest/csv/$day.csv $dest/duckdb.parquet"
+    done
+    # Output sizes, for the note under the table.
+    rm -rf "$dest"
+    ours run --config "$work/cdr-local.toml" --date "$day" >/dev/null 2>&1
+    mkdir -p "$dest/peers"
+    python3 "$work/duckdb_cdr.py" "$csv" "$dest/peers/duckdb.parquet"
+    python3 "$work/pandas_cdr.py" "$csv" "$dest/peers/pandas.parquet"
+    printf 'Parquet written for %s rows (%s bytes of CSV): cdr-ingest %s bytes, DuckDB %s, pandas %s.\n' \
+        "$rows" "$bytes" "$(du -sb "$dest/cdr" | cut -f1)" "$(stat -c %s "$dest/peers/duckdb.parquet")" \
+        "$(stat -c %s "$dest/peers/pandas.parquet")" >"$work/cdr-sizes.txt"
+    rm -rf "$dest"
+}
+
+section_scale() {
+    echo "== scale"
+    local n rows dest=$work/out
+    for n in 1000 10000 100000; do
+        # Spread over 10 days of 1 KiB files: the folder holds n names, as a provider's
+        # recordings folder does after some days.
+        local name=scale-rec-$n
+        drop "$name" --from 2024-03-01 --to 2024-03-10 --rows-per-day $((n / 10 * 3)) \
+            --recordings-per-day $((n / 10)) --recording-bytes 1024
+        rm -rf "${root:?}/$name/CDRs" "$root/$name/QueueCalls"
+        local bytes
+        bytes=$(du -sb --apparent-size "$root/$name/recordings" | cut -f1)
+        ours_config "$work/scale.toml" "$(ftps_source "recordings = \"$name/recordings\"")" '"recordings"' 8 "$dest"
+        rm -rf "$dest"
+        measure scale "recordings in folder" "copy all (8 transfers)" "$n" "$n" "$bytes" -- \
+            ours run --config "$work/scale.toml" --from 2024-03-01 --to 2024-03-10
+        measure scale "recordings in folder" "next pass, nothing new" "$n" "$n" "$bytes" -- \
+            ours run --config "$work/scale.toml" --from 2024-03-01 --to 2024-03-10
+        measure scale "recordings in folder" "one day, nothing new" "$n" "$n" "$bytes" -- \
+            ours run --config "$work/scale.toml" --date 2024-03-10
+    done
+    write_peer_scripts
+    for rows in 100000 1000000 10000000; do
+        local name=cdr-$rows csv bytes
+        cdr_day "$name" "$rows"
+        csv=$root/$name/CDRs/$day.csv
+        bytes=$(stat -c %s "$csv")
+        ours_config "$work/scale.toml" "$(ftps_source "cdrs = \"$name/CDRs\"")" '"cdr"' 4 "$dest"
+        rm -rf "$dest"
+        measure scale "CDR rows in a day" "cdr-ingest (FTPS)" "$rows" "$rows" "$bytes" -- \
+            ours run --config "$work/scale.toml" --date "$day"
+        rm -rf "$dest" && mkdir -p "$dest"
+        measure scale "CDR rows in a day" "DuckDB (local CSV)" "$rows" "$rows" "$bytes" -- \
+            python3 "$work/duckdb_cdr.py" "$csv" "$dest/duckdb.parquet"
+    done
+    rm -rf "$dest"
+}
+
+section_day() {
+    echo "== day"
+    local name=full-day dest=$work/out
+    drop "$name" --from "$day" --to "$day" --rows-per-day 20000 --recordings-per-day 2000 \
+        --recording-bytes 262144 --quirks
+    local bytes
+    bytes=$(du -sb --apparent-size "$root/$name" | cut -f1)
+    ours_config "$work/day.toml" "$(ftps_source "cdrs = \"$name/CDRs\"
+queue_calls = \"$name/QueueCalls\"
+recordings = \"$name/recordings\"")" '"cdr", "queue", "recordings"' 4 "$dest"
+    for i in $(seq "$reps"); do
+        rm -rf "$dest"
+        measure day "full day" cdr-ingest 4 1 "$bytes" -- ours run --config "$work/day.toml" --date "$day"
+        cp "$work/logs/day-full day-cdr-ingest-4.log" "$work/day-$i.log"
+    done
+    rm -rf "$dest"
+}
+
+section_history() {
+    echo "== history (scripts/bench-retention.sh)"
+    CDR_INGEST_BIN=$bin BENCH_REPS=$reps bash "$repo/scripts/bench-retention.sh" | tee "$work/history.out"
+}
+
+for s in "${sections[@]}"; do
+    "section_$s"
+done
+
+# ---------------------------------------------------------------------------------
+machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, $(uname -sr)"
+versions="cdr-ingest $(git -C "$repo" describe --always --dirty), $(rclone version | head -1), $(lftp --version | head -1 | cut -d'|' -f1-2 | sed 's/ *| */ /'), DuckDB $(python3 -c 'import duckdb; print(duckdb.__version__)'), pandas $(python3 -c 'import pandas; print(pandas.__version__)') + pyarrow $(python3 -c 'import pyarrow; print(pyarrow.__version__)'), $(dpkg-query -W -f '${Package} ${Version}' vsftpd), $(dpkg-query -W -f '${Package} ${Version}' openssh-server)"
+mkdir -p "$(dirname "$out_file")" "$work/sections"
+python3 "$repo/scripts/bench_report.py" "$results" "$work" "$out_file" "$machine" "$versions" "$reps" "${sections[@]}"
+echo "wrote $out_file"

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's measurements into bench/RESULTS.md (a benchmark helper).
+
+    bench_report.py RESULTS_TSV WORK_DIR OUT_MD MACHINE VERSIONS REPS SECTION...
+
+RESULTS_TSV has one line per timed run: section, case, tool, setting, units (files
+or rows), bytes, wall seconds, peak RSS KiB. Each SECTION given replaces its own
+block in OUT_MD (between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`), so a
+section rerun alone leaves the others' figures, and their dates, as they were.
+"""
+
+import collections
+import datetime as dt
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+ORDER = ("recordings", "cdr", "scale", "day", "history")
+TITLES = {
+    "recordings": "1. Recordings: cdr-ingest vs rclone and lftp",
+    "cdr": "2. CDRs: one day of 1,000,000 rows to Parquet",
+    "scale": "3. Scale",
+    "day": "4. A full day end to end",
+    "history": "5. A daily pass with five years of history",
+}
+
+
+def mib(kib):
+    return f"{int(kib) / 1024:.0f}"
+
+
+def load(tsv):
+    runs = collections.defaultdict(list)
+    for line in Path(tsv).read_text().splitlines():
+        section, case, tool, setting, units, size, wall, rss = line.split("\t")
+        runs[(section, case, tool, setting)].append((float(wall), int(rss), int(units), int(size)))
+    return runs
+
+
+def stats(samples):
+    walls = sorted(s[0] for s in samples)
+    return walls[0], statistics.median(walls), max(s[1] for s in samples), samples[0][2], samples[0][3]
+
+
+def section_recordings(runs, work):
+    out = []
+    cases = list(dict.fromkeys(k[1] for k in runs if k[0] == "recordings"))
+    for case in cases:
+        count, rest = case.split("×")
+        size, proto = rest.rsplit("-", 1)
+        keys = [k for k in runs if k[0] == "recordings" and k[1] == case]
+        keys.sort(key=lambda k: (int(k[3]), ("cdr-ingest", "rclone", "lftp").index(k[2])))
+        _, _, _, files, size_bytes = stats(runs[keys[0]])
+        out.append(f"**{count} × {size} over {proto.upper()}** ({size_bytes / 2**20:.0f} MiB)\n")
+        out.append("| tool | transfers | min s | median s | MiB/s | files/s | peak RSS MiB |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for k in keys:
+            lo, med, rss, units, size_bytes = stats(runs[k])
+            out.append(f"| {k[2]} | {k[3]} | {lo:.2f} | {med:.2f} | {size_bytes / 2**20 / med:.0f} "
+                       f"| {units / med:.0f} | {mib(rss)} |")
+        out.append("")
+    return out
+
+
+def simple_table(runs, section, unit_name):
+    out = [f"| tool | case | min s | median s | {unit_name}/s | MiB/s | peak RSS MiB |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for k in [k for k in runs if k[0] == section]:
+        lo, med, rss, units, size = stats(runs[k])
+        out.append(f"| {k[2]} | {k[1]} | {lo:.2f} | {med:.2f} | {units / med:,.0f} "
+                   f"| {size / 2**20 / med:.0f} | {mib(rss)} |")
+    return out
+
+
+def section_cdr(runs, work):
+    out = simple_table(runs, "cdr", "rows")
+    sizes = Path(work, "cdr-sizes.txt")
+    if sizes.exists():
+        out += ["", sizes.read_text().strip()]
+    return out
+
+
+def section_scale(runs, work):
+    out = ["**Recordings in the folder** (1 KiB each, over 10 days, FTPS, 8 transfers)", "",
+           "| recordings | pass | wall s | files/s | peak RSS MiB |", "|---:|---|---:|---:|---:|"]
+    for k in [k for k in runs if k[0] == "scale" and k[1] == "recordings in folder"]:
+        _, med, rss, units, _ = stats(runs[k])
+        rate = f"{units / med:,.0f}" if k[2].startswith("copy") else "–"
+        out.append(f"| {units:,} | {k[2]} | {med:.2f} | {rate} | {mib(rss)} |")
+    out += ["", "**CDR rows in one day**", "",
+            "| rows | tool | wall s | rows/s | peak RSS MiB |", "|---:|---|---:|---:|---:|"]
+    for k in [k for k in runs if k[0] == "scale" and k[1] == "CDR rows in a day"]:
+        _, med, rss, units, _ = stats(runs[k])
+        out.append(f"| {units:,} | {k[2]} | {med:.2f} | {units / med:,.0f} | {mib(rss)} |")
+    return out
+
+
+def log_events(path):
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("{"):
+            yield json.loads(line)
+
+
+def section_day(runs, work):
+    out = ["| run | min s | median s | MiB/s | peak RSS MiB |", "|---|---:|---:|---:|---:|"]
+    for k in [k for k in runs if k[0] == "day"]:
+        lo, med, rss, _, size = stats(runs[k])
+        out.append(f"| `run --date` (CDR, queue zip, recordings; 4 transfers) | {lo:.2f} | {med:.2f} "
+                   f"| {size / 2**20 / med:.0f} | {mib(rss)} |")
+    phases = collections.defaultdict(list)
+    for log in sorted(Path(work).glob("day-*.log")):
+        for f in log_events(log):
+            if f.get("message") == "ingested":
+                name = f["file"].rsplit("/", 1)[-1]
+                for p in ("transfer_ms", "parse_ms", "write_ms"):
+                    phases[(name, p)].append(f[p])
+                phases[(name, "rows")].append(f["rows"])
+            elif f.get("message") == "recordings finished":
+                for p in ("list_ms", "copy_ms", "index_ms"):
+                    phases[("recordings", p)].append(f[p])
+                phases[("recordings", "copied")].append(f["copied"])
+    if phases:
+        med = {k: statistics.median(v) for k, v in phases.items()}
+        out += ["", "Where the time goes (median ms of the runs, from the run's JSON log):", "",
+                "| file | size | transfer (listing for recordings) | parse after the last byte (copy for recordings) | write (index + ledger for recordings) |",
+                "|---|---|---:|---:|---:|"]
+        for name in dict.fromkeys(k[0] for k in phases):
+            if name == "recordings":
+                out.append(f"| recordings | {med[(name, 'copied')]:.0f} files | {med[(name, 'list_ms')]:.0f} "
+                           f"| {med[(name, 'copy_ms')]:.0f} | {med[(name, 'index_ms')]:.0f} |")
+            else:
+                out.append(f"| {name} | {med[(name, 'rows')]:,.0f} rows | {med[(name, 'transfer_ms')]:.0f} "
+                           f"| {med[(name, 'parse_ms')]:.0f} | {med[(name, 'write_ms')]:.0f} |")
+    return out
+
+
+def section_history(runs, work):
+    text = Path(work, "history.out").read_text().splitlines()
+    start = next(i for i, line in enumerate(text) if line.startswith("Machine:"))
+    return [line for line in text[start:] if not line.startswith("logs:")]
+
+
+def main():
+    tsv, work, out_md, machine, versions, reps, *sections = sys.argv[1:]
+    runs = load(tsv)
+    path = Path(out_md)
+    text = path.read_text() if path.exists() else ""
+    if not text:
+        text = ("# Benchmarks\n\nWritten by `scripts/bench.sh` (see its header for what each "
+                "section measures); rerun a section with `scripts/bench.sh SECTION`.\n\n"
+                + "".join(f"<!-- bench:{s} -->\n<!-- /bench:{s} -->\n\n" for s in ORDER))
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    for s in sections:
+        body = [f"## {TITLES[s]}", "",
+                f"Measured {today}, {reps} run(s) each, on {machine}.  ",
+                f"Versions: {versions}.", ""]
+        body += globals()[f"section_{s}"](runs, work)
+        block = f"<!-- bench:{s} -->\n" + "\n".join(body).rstrip() + f"\n<!-- /bench:{s} -->"
+        text = re.sub(f"<!-- bench:{s} -->.*?<!-- /bench:{s} -->", lambda _: block, text, flags=re.S)
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
