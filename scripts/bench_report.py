@@ -105,34 +105,36 @@ def log_events(path):
 
 def section_day(runs, work):
     out = ["| run | min s | median s | MiB/s | peak RSS MiB |", "|---|---:|---:|---:|---:|"]
+    wall = None
     for k in [k for k in runs if k[0] == "day"]:
-        lo, med, rss, _, size = stats(runs[k])
-        out.append(f"| `run --date` (CDR, queue zip, recordings; 4 transfers) | {lo:.2f} | {med:.2f} "
-                   f"| {size / 2**20 / med:.0f} | {mib(rss)} |")
-    phases = collections.defaultdict(list)
+        lo, wall, rss, _, size = stats(runs[k])
+        out.append(f"| `run --date` (CDR, queue zip, recordings; 4 transfers) | {lo:.2f} | {wall:.2f} "
+                   f"| {size / 2**20 / wall:.0f} | {mib(rss)} |")
+    steps = collections.defaultdict(list)
     for log in sorted(Path(work).glob("day-*.log")):
         for f in log_events(log):
             if f.get("message") == "ingested":
-                name = f["file"].rsplit("/", 1)[-1]
-                for p in ("transfer_ms", "parse_ms", "write_ms"):
-                    phases[(name, p)].append(f[p])
-                phases[(name, "rows")].append(f["rows"])
+                what = f"`{f['file']}` ({f['rows']:,} rows)"
+                if f["file"].endswith(".zip"):
+                    steps[f"{what}: transfer (to a temporary file)"].append(f["transfer_ms"])
+                    steps[f"{what}: unzip, parse, encode Parquet"].append(f["parse_ms"])
+                else:
+                    steps[f"{what}: transfer (parsed as it arrives)"].append(f["transfer_ms"])
+                    steps[f"{what}: parsing and encoding left after the last byte"].append(f["parse_ms"])
+                steps[f"{what}: storing the Parquet files, ledger"].append(f["write_ms"])
             elif f.get("message") == "recordings finished":
-                for p in ("list_ms", "copy_ms", "index_ms"):
-                    phases[("recordings", p)].append(f[p])
-                phases[("recordings", "copied")].append(f["copied"])
-    if phases:
-        med = {k: statistics.median(v) for k, v in phases.items()}
-        out += ["", "Where the time goes (median ms of the runs, from the run's JSON log):", "",
-                "| file | size | transfer (listing for recordings) | parse after the last byte (copy for recordings) | write (index + ledger for recordings) |",
-                "|---|---|---:|---:|---:|"]
-        for name in dict.fromkeys(k[0] for k in phases):
-            if name == "recordings":
-                out.append(f"| recordings | {med[(name, 'copied')]:.0f} files | {med[(name, 'list_ms')]:.0f} "
-                           f"| {med[(name, 'copy_ms')]:.0f} | {med[(name, 'index_ms')]:.0f} |")
-            else:
-                out.append(f"| {name} | {med[(name, 'rows')]:,.0f} rows | {med[(name, 'transfer_ms')]:.0f} "
-                           f"| {med[(name, 'parse_ms')]:.0f} | {med[(name, 'write_ms')]:.0f} |")
+                what = f"recordings ({f['copied']:,} copied of {f['listed']:,} listed)"
+                steps[f"{what}: listing, ledger lookup"].append(f["list_ms"])
+                steps[f"{what}: copying"].append(f["copy_ms"])
+                steps[f"{what}: index, ledger"].append(f["index_ms"])
+    if steps:
+        med = {k: statistics.median(v) for k, v in steps.items()}
+        out += ["", "Where the time goes (median of the runs, from the fields of the run's JSON log):", "",
+                "| step | ms |", "|---|---:|"]
+        out += [f"| {k} | {v:.0f} |" for k, v in med.items()]
+        if wall is not None:
+            rest = wall * 1000 - sum(med.values())
+            out.append(f"| everything else: start-up, logins, `stat`s, retention, run record | {rest:.0f} |")
     return out
 
 
