@@ -159,6 +159,11 @@ def main():
                 f"Measured {today}, {reps} run(s) each, on {machine}.  ",
                 f"Versions: {versions}.", ""]
         body += globals()[f"section_{s}"](runs, work)
+        problems = [p for p in Path(work, "problems.txt").read_text().splitlines() if p.startswith(s)]
+        problems += [p for p in Path(work, "problems.txt").read_text().splitlines()
+                     if s == "recordings" and " left " in p]
+        if problems:
+            body += ["", "Problems in this run:", ""] + [f"- {p}" for p in problems]
         block = f"<!-- bench:{s} -->\n" + "\n".join(body).rstrip() + f"\n<!-- /bench:{s} -->"
         text = re.sub(f"<!-- bench:{s} -->.*?<!-- /bench:{s} -->", lambda _: block, text, flags=re.S)
     path.write_text(text)
