@@ -25,6 +25,7 @@
 #   BENCH_DIR       work folder, default /tmp/cdr-bench (data is generated once, kept
 #                   between runs of this script, and reused when its spec matches)
 #   BENCH_OUT       results file, default bench/RESULTS.md
+#   BENCH_PROTOCOLS protocols of the recordings section, default "ftps sftp"
 #
 # Every figure is wall time (min and median of the repetitions) and peak RSS (max) as
 # GNU time reports them for the whole command, startup included; output is written to
@@ -67,9 +68,11 @@ source "$repo/scripts/test-servers.sh"
 trap stop_test_servers EXIT
 root=$CDR_TEST_FTPS_ROOT        # "/" of the FTPS session; SFTP sees it as $CDR_TEST_SFTP_ROOT
 
-results=$work/results.tsv       # section, case, tool, setting, units, bytes, wall s, peak RSS KiB
-: >"$results"
-: >"$work/problems.txt"
+# run, section, case, tool, setting, units, bytes, wall s, peak RSS KiB. Kept between
+# runs: the report takes each case's figures from the latest run that measured it.
+results=$work/results.tsv
+run_id=$(date -u +%Y%m%dT%H%M%S)
+touch "$results" "$work/problems.txt"
 day=2024-03-01
 
 # ---------------------------------------------------------------------------------
@@ -103,11 +106,12 @@ measure() {
         bash -c "$(declare -f ours rclone_copy lftp_mirror); \"\$@\"" bench "$@" >"$log" 2>&1; then
         echo "FAILED: $section $case $tool $setting (log: $log)" >&2
         tail -5 "$log" >&2
-        echo "$section: $tool ($setting) failed on $case; log: $log" >>"$work/problems.txt"
+        printf '%s\t%s: %s (%s) failed on %s; log: %s\n' "$run_id" "$section" "$tool" "$setting" \
+            "$case" "$log" >>"$work/problems.txt"
         return 0
     fi
     read -r wall rss <"$work/time.out"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$case" "$tool" "$setting" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run_id" "$section" "$case" "$tool" "$setting" \
         "$units" "$bytes" "$wall" "$rss" >>"$results"
     printf '  %-10s %-14s %-16s %-4s %7.2f s %8.1f MiB\n' "$section" "$case" "$tool" "$setting" \
         "$wall" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
@@ -120,7 +124,7 @@ expect_files() {
     found=$(find "$1" -name '*.mp3' 2>/dev/null | wc -l)
     if ((found != $2)); then
         echo "WARNING: $3 left $found of $2 files" >&2
-        echo "$3 left $found of $2 files in $1" >>"$work/problems.txt"
+        printf '%s\trecordings: %s left %s of %s files\n' "$run_id" "$3" "$found" "$2" >>"$work/problems.txt"
     fi
 }
 
@@ -188,7 +192,7 @@ section_recordings() {
         files=$(find "$root/$name/recordings" -name '*.mp3' | wc -l)
         bytes=$(du -sb --apparent-size "$root/$name/recordings" | cut -f1)
         ((files == count)) || { echo "generated $files recordings, wanted $count" >&2; exit 1; }
-        for proto in ftps sftp; do
+        for proto in ${BENCH_PROTOCOLS:-ftps sftp}; do
             local path=$name/recordings source
             [[ $proto == sftp ]] && path=$CDR_TEST_SFTP_ROOT/$name/recordings
             if [[ $proto == ftps ]]; then source=$(ftps_source "recordings = \"$path\"");

@@ -3,8 +3,9 @@
 
     bench_report.py RESULTS_TSV WORK_DIR OUT_MD MACHINE VERSIONS REPS SECTION...
 
-RESULTS_TSV has one line per timed run: section, case, tool, setting, units (files
-or rows), bytes, wall seconds, peak RSS KiB. Each SECTION given replaces its own
+RESULTS_TSV has one line per timed run: run id, section, case, tool, setting, units
+(files or rows), bytes, wall seconds, peak RSS KiB; each case's figures are taken from
+the latest run that measured it. Each SECTION given replaces its own
 block in OUT_MD (between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`), so a
 section rerun alone leaves the others' figures, and their dates, as they were.
 """
@@ -32,11 +33,13 @@ def mib(kib):
 
 
 def load(tsv):
-    runs = collections.defaultdict(list)
+    by_run = collections.defaultdict(lambda: collections.defaultdict(list))
     for line in Path(tsv).read_text().splitlines():
-        section, case, tool, setting, units, size, wall, rss = line.split("\t")
-        runs[(section, case, tool, setting)].append((float(wall), int(rss), int(units), int(size)))
-    return runs
+        run, section, case, tool, setting, units, size, wall, rss = line.split("\t")
+        by_run[(section, case, tool, setting)][run].append((float(wall), int(rss), int(units), int(size)))
+    runs = {key: samples[max(samples)] for key, samples in by_run.items()}
+    latest = {key: max(samples) for key, samples in by_run.items()}
+    return runs, latest
 
 
 def stats(samples):
@@ -146,7 +149,7 @@ def section_history(runs, work):
 
 def main():
     tsv, work, out_md, machine, versions, reps, *sections = sys.argv[1:]
-    runs = load(tsv)
+    runs, latest = load(tsv)
     path = Path(out_md)
     text = path.read_text() if path.exists() else ""
     if not text:
@@ -159,9 +162,9 @@ def main():
                 f"Measured {today}, {reps} run(s) each, on {machine}.  ",
                 f"Versions: {versions}.", ""]
         body += globals()[f"section_{s}"](runs, work)
-        problems = [p for p in Path(work, "problems.txt").read_text().splitlines() if p.startswith(s)]
-        problems += [p for p in Path(work, "problems.txt").read_text().splitlines()
-                     if s == "recordings" and " left " in p]
+        used = {run for key, run in latest.items() if key[0] == s}
+        problems = [line.split("\t", 1)[1] for line in Path(work, "problems.txt").read_text().splitlines()
+                    if line.split("\t", 1)[0] in used and line.split("\t", 1)[1].startswith(s)]
         if problems:
             body += ["", "Problems in this run:", ""] + [f"- {p}" for p in problems]
         block = f"<!-- bench:{s} -->\n" + "\n".join(body).rstrip() + f"\n<!-- /bench:{s} -->"

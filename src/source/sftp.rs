@@ -94,6 +94,11 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
         },
         _ => connect_error(e.to_string()),
     })?;
+    // libssh2 writes each SFTP request as its own small packet and waits for the
+    // answer: with Nagle's algorithm on, many wait for a delayed ACK first (measured:
+    // 2,000 files of 256 KiB took 38 s instead of 3.4 s).
+    tcp.set_nodelay(true)
+        .map_err(|e| connect_error(e.to_string()))?;
     let mut session = Session::new().map_err(ssh_error)?;
     session.set_tcp_stream(tcp);
     session.set_timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32);
