@@ -353,7 +353,7 @@ done
 
 # ---------------------------------------------------------------------------------
 machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, $(uname -sr)"
-versions="cdr-ingest $(git -C "$repo" describe --always --dirty), $(rclone version | head -1), $(lftp --version | head -1 | cut -d'|' -f1-2 | sed 's/ *| */ /'), DuckDB $(python3 -c 'import duckdb; print(duckdb.__version__)'), pandas $(python3 -c 'import pandas; print(pandas.__version__)') + pyarrow $(python3 -c 'import pyarrow; print(pyarrow.__version__)'), $(dpkg-query -W -f '${Package} ${Version}' vsftpd), $(dpkg-query -W -f '${Package} ${Version}' openssh-server)"
+versions="cdr-ingest $(git -C "$repo" describe --always --dirty), $(rclone version | head -1), lftp $(lftp --version | head -1 | grep -o '[0-9][0-9.]*' | head -1), DuckDB $(python3 -c 'import duckdb; print(duckdb.__version__)'), pandas $(python3 -c 'import pandas; print(pandas.__version__)') + pyarrow $(python3 -c 'import pyarrow; print(pyarrow.__version__)'), $(dpkg-query -W -f '${Package} ${Version}' vsftpd), $(dpkg-query -W -f '${Package} ${Version}' openssh-server)"
 mkdir -p "$(dirname "$out_file")" "$work/sections"
 python3 "$repo/scripts/bench_report.py" "$results" "$work" "$out_file" "$machine" "$versions" "$reps" "${sections[@]}"
 echo "wrote $out_file"

@@ -1,7 +1,7 @@
 //! Recordings: list the folder as a stream, keep the names that parse and fall in the
 //! requested days, skip what the ledger has and what may still be uploading, copy the
-//! rest byte for byte over several connections at once, then write each touched day's
-//! index and ledger entry (in that order).
+//! rest byte for byte over several connections at once, day by day, writing each
+//! day's index and then its ledger entry as soon as that day's copies are done.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -21,7 +21,7 @@ use crate::sink::{layout, upload::put_bytes};
 use crate::sink::{recording_index, retry};
 use crate::source::RemoteFile;
 use crate::state::json::FORMAT_VERSION;
-use crate::state::ledger::RecordingFile;
+use crate::state::ledger::{RecordingFile, RecordingsEntry};
 
 /// Names that do not match the pattern, shown in full up to this many per run.
 const UNMATCHED_SHOWN: usize = 20;
@@ -97,108 +97,126 @@ pub async fn ingest(
         })
         .await?;
 
-    let mut jobs = VecDeque::new();
-    let mut ledgers = BTreeMap::new();
+    report.list_ms = millis(started.elapsed());
+
+    // Day by day: a day's index and ledger entry are written as soon as its copies are
+    // done, so memory holds one day's files, and a long backfill keeps what it did.
+    let mut pool = Vec::new();
     for (day, files) in candidates {
-        let entry = ctx.ledger.recordings(day).await?.unwrap_or_default();
+        let looked_up = Instant::now();
+        let mut entry = ctx.ledger.recordings(day).await?.unwrap_or_default();
+        let mut jobs = VecDeque::new();
         for (name, remote) in files {
-            if entry
-                .files
-                .binary_search_by(|f| f.name.as_str().cmp(&name))
-                .is_ok()
-            {
+            let known = entry.files.binary_search_by(|f| f.name.as_str().cmp(&name));
+            if known.is_ok() {
                 report.already += 1;
             } else {
                 jobs.push_back(Job { day, remote, name });
             }
         }
-        ledgers.insert(day, entry);
-    }
-    report.list_ms = millis(started.elapsed());
-    if jobs.is_empty() {
-        return Ok(report);
-    }
-    let copy_started = Instant::now();
+        report.list_ms += millis(looked_up.elapsed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let workers = ctx.settings.ingest.transfers.min(jobs.len());
+        while pool.len() < workers {
+            pool.push(Connection::new(&ctx.settings.source));
+        }
+        let copy_started = Instant::now();
+        let queue = Mutex::new(jobs);
+        let results = Mutex::new(Vec::new());
+        futures::future::join_all(
+            pool[..workers]
+                .iter_mut()
+                .map(|connection| work(ctx, connection, &queue, &results)),
+        )
+        .await;
+        report.copy_ms += millis(copy_started.elapsed());
 
-    let workers = ctx.settings.ingest.transfers.min(jobs.len());
-    let queue = &Mutex::new(jobs);
-    let results = &Mutex::new(Vec::new());
-    let worker = move |_: usize| async move {
-        // Each worker has its own connection, and so its own TLS session, as vsftpd's
-        // session-reuse check requires.
-        let mut connection = Connection::new(&ctx.settings.source);
-        // The previous file's upload completes while the next one downloads: storing
-        // an object (a rename on disk, a PUT and a HEAD on S3) would otherwise add its
-        // latency to every file. One at a time, so memory stays at two files a worker.
-        let mut storing: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
-        loop {
-            let next = queue.lock().expect("not poisoned").pop_front();
-            let previous = async {
-                if let Some(storing) = storing.take() {
-                    storing.await;
+        let index_started = Instant::now();
+        let mut copied = 0;
+        for (job, result) in results.into_inner().expect("not poisoned") {
+            match result {
+                Ok(file) => {
+                    copied += 1;
+                    report.bytes += file.size;
+                    tracing::info!(%day, file = %job.remote.path, bytes = file.size, "recording copied");
+                    entry.files.push(file);
                 }
-            };
-            let Some(job) = next else {
-                previous.await;
-                return;
-            };
-            let ((), fetched) =
-                futures::future::join(previous, fetch(ctx, &mut connection, &job)).await;
-            match fetched {
-                Ok(upload) => {
-                    storing = Some(Box::pin(async move {
-                        let result = store(ctx, &job, upload).await;
-                        results.lock().expect("not poisoned").push((job, result));
-                    }));
+                Err(IngestError::StillUploading { .. }) => report.pending += 1,
+                Err(e) => {
+                    tracing::error!(%day, file = %job.remote.path, error = %e, "recording failed");
+                    report.failures.push((job.remote.path, e));
                 }
-                Err(e) => results.lock().expect("not poisoned").push((job, Err(e))),
             }
         }
-    };
-    futures::future::join_all((0..workers).map(worker)).await;
-    report.copy_ms = millis(copy_started.elapsed());
-    let index_started = Instant::now();
+        report.copied += copied;
+        if copied > 0 {
+            commit_day(ctx, day, entry).await?;
+        }
+        report.index_ms += millis(index_started.elapsed());
+    }
+    Ok(report)
+}
 
-    let mut touched = BTreeMap::new();
-    let results = std::mem::take(&mut *results.lock().expect("not poisoned"));
-    for (job, result) in results {
-        match result {
-            Ok(file) => {
-                report.copied += 1;
-                report.bytes += file.size;
-                tracing::info!(day = %job.day, file = %job.remote.path, bytes = file.size, "recording copied");
-                touched.insert(job.day, ());
-                ledgers
-                    .get_mut(&job.day)
-                    .expect("a ledger per day")
-                    .files
-                    .push(file);
+type Copied = (Job, Result<RecordingFile, IngestError>);
+
+/// One connection's share of a day: takes jobs from `queue` until it is empty. The
+/// previous file's upload completes while the next one downloads: storing an object
+/// (a rename on disk, a PUT and a HEAD on S3) would otherwise add its latency to every
+/// file. One at a time, so memory stays at two files a connection.
+async fn work(
+    ctx: &Context,
+    connection: &mut Connection<'_>,
+    queue: &Mutex<VecDeque<Job>>,
+    results: &Mutex<Vec<Copied>>,
+) {
+    let mut storing: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+    loop {
+        let next = queue.lock().expect("not poisoned").pop_front();
+        let previous = async {
+            if let Some(storing) = storing.take() {
+                storing.await;
             }
-            Err(IngestError::StillUploading { .. }) => report.pending += 1,
-            Err(e) => {
-                tracing::error!(day = %job.day, file = %job.remote.path, error = %e, "recording failed");
-                report.failures.push((job.remote.path, e));
+        };
+        let Some(job) = next else {
+            previous.await;
+            return;
+        };
+        let ((), fetched) = futures::future::join(previous, fetch(ctx, connection, &job)).await;
+        match fetched {
+            Ok(upload) => {
+                storing = Some(Box::pin(async move {
+                    let result = store(ctx, &job, upload).await;
+                    results.lock().expect("not poisoned").push((job, result));
+                }));
             }
+            Err(e) => results.lock().expect("not poisoned").push((job, Err(e))),
         }
     }
-    for day in touched.into_keys() {
-        let mut entry = ledgers.remove(&day).expect("a ledger per day");
-        entry.format_version = FORMAT_VERSION;
-        entry.files.sort_by(|a, b| a.name.cmp(&b.name));
-        let index = recording_index::build(&entry.files).map_err(|e| IngestError::Spool {
+}
+
+/// Writes a day's index, then its ledger entry (the ledger never names an object that
+/// is not complete).
+async fn commit_day(
+    ctx: &Context,
+    day: NaiveDate,
+    mut entry: RecordingsEntry,
+) -> Result<(), IngestError> {
+    entry.format_version = FORMAT_VERSION;
+    entry.files.sort_by(|a, b| a.name.cmp(&b.name));
+    let index = recording_index::build(&entry.files).map_err(|e| IngestError::Spool {
+        detail: e.to_string(),
+    })?;
+    let key = layout::recording_index_object(day);
+    put_bytes(&ctx.store, &key, index)
+        .await
+        .map_err(|e| IngestError::Write {
+            key: key.to_string(),
             detail: e.to_string(),
         })?;
-        let key = layout::recording_index_object(day);
-        put_bytes(&ctx.store, &key, index)
-            .await
-            .map_err(|e| IngestError::Write {
-                key: key.to_string(),
-                detail: e.to_string(),
-            })?;
-        ctx.ledger.put_recordings(day, &entry).await?;
-    }
-    report.index_ms = millis(index_started.elapsed());
-    Ok(report)
+    ctx.ledger.put_recordings(day, &entry).await?;
+    Ok(())
 }
 
 /// Downloads one recording into its upload; a size that differs from the listing

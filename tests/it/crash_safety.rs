@@ -112,3 +112,36 @@ fn killed_at_any_point_and_run_again_it_ends_as_if_never_interrupted() {
         "only {crashed} runs reached their crash point"
     );
 }
+
+/// Recordings are committed day by day: a backfill killed on its last day keeps the
+/// days it finished, and the next run copies only what that day still lacks.
+#[test]
+fn a_recordings_backfill_killed_on_its_last_day_keeps_the_days_before() {
+    let work = tempfile::tempdir().unwrap();
+    let mut spec = DropSpec::new(72, day(1), day(3));
+    spec.cdr_rows_per_day = 50;
+    spec.recordings_per_day = Some(3);
+    write_drop(&work.path().join("drop"), &spec).unwrap();
+    let config = config(work.path(), "out");
+    let ledger = |d: u32| {
+        work.path()
+            .join(format!("out/_state/ledger/recordings/{}.json", day(d)))
+    };
+
+    let killed = run(&config, Some("recording-copied:7"));
+    assert!(
+        killed.stderr.contains("aborting at recording-copied"),
+        "{killed:?}"
+    );
+    assert!(ledger(1).exists() && ledger(2).exists(), "{killed:?}");
+    assert!(!ledger(3).exists(), "{killed:?}");
+
+    let again = run(&config, None);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again.stdout.contains("recordings: 3 copied (")
+            && again.stdout.contains("6 already copied"),
+        "{again:?}"
+    );
+    assert!(ledger(3).exists());
+}
