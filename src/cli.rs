@@ -370,7 +370,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             }
             let rows: usize = manifest.days.iter().map(|d| d.cdr_rows).sum();
             let recordings: usize = manifest.days.iter().map(|d| d.recordings.len()).sum();
-            println!(
+            crate::out!(
                 "wrote {} day(s) to {}: {rows} CDR rows, {recordings} recordings",
                 manifest.days.len(),
                 out.display()
@@ -408,7 +408,7 @@ async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyho
     for target in Target::ALL {
         let keep = ctx.settings.retention.keep(target);
         if keep == Keep::Forever {
-            println!("{target}: kept forever");
+            crate::out!("{target}: kept forever");
             continue;
         }
         let removed =
@@ -417,7 +417,7 @@ async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyho
             (Some(first), Some(last)) => format!(" ({first} to {last})"),
             _ => String::new(),
         };
-        println!(
+        crate::out!(
             "{target}: kept {keep}; {verb} {} day(s){days}, {} objects, {} bytes",
             removed.days.len(),
             removed.objects,
@@ -451,9 +451,10 @@ async fn purge(ctx: &Context, target: Target, confirm: Option<String>) -> anyhow
         return Ok(EXIT_FAILED);
     }
     let removed = retention::purge(&ctx.store, target).await?;
-    println!(
+    crate::out!(
         "{target}: purged {} objects, {} bytes",
-        removed.objects, removed.bytes
+        removed.objects,
+        removed.bytes
     );
     Ok(EXIT_OK)
 }
@@ -487,21 +488,21 @@ async fn pass(
 
 async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
     let settings = Settings::load(file)?;
-    println!("{}: configuration is valid", file.display());
+    crate::out!("{}: configuration is valid", file.display());
     if !connect {
         return Ok(EXIT_OK);
     }
     let mut source = source::connect(&settings.source)
         .await
         .with_context(|| format!("connecting to {}", settings.source.endpoint()))?;
-    println!("connected to {}", settings.source.endpoint());
+    crate::out!("connected to {}", settings.source.endpoint());
     let folders = &settings.source.folders;
     let mut missing = Vec::new();
     for folder in [&folders.cdrs, &folders.queue_calls, &folders.recordings] {
         match source.list(folder, &mut |_| {}).await {
-            Ok(files) => println!("  {folder}/: {files} files"),
+            Ok(files) => crate::out!("  {folder}/: {files} files"),
             Err(e) => {
-                println!("  {folder}/: {e}");
+                crate::out!("  {folder}/: {e}");
                 missing.push(folder.clone());
             }
         }
@@ -511,7 +512,7 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
     destination::probe(&store, &settings.destination.url)
         .await
         .map_err(anyhow::Error::msg)?;
-    println!(
+    crate::out!(
         "destination {}: wrote, read and deleted a probe object",
         destination::redact(&settings.destination.url)
     );

@@ -41,7 +41,7 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
     let generate = drop.clone();
     tokio::task::spawn_blocking(move || write_drop(&generate, &spec)).await??;
     let server = demo_server::start(drop.clone(), &out.join("certs")).await?;
-    println!(
+    crate::out!(
         "demo: a week of the provider's drop ({from} to {to}, with its quirks) is in {}, served over explicit FTPS on localhost:{}",
         drop.display(),
         server.port
@@ -76,7 +76,7 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
         .iter()
         .filter(|f| matches!(f.result, Ok(FileOutcome::Ingested(_))))
         .count();
-    println!(
+    crate::out!(
         "demo: {} in {:.1} s; the output is in {} (Parquet under cdr/, queue_call/, queue_user_call/, recording_index/; recordings/; _quarantine/)",
         if fresh == 0 {
             "nothing new to ingest (run before)"
@@ -87,7 +87,7 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
         data.display()
     );
     answers(&data)?;
-    println!(
+    crate::out!(
         "demo: more questions in examples/queries/*.sql (DuckDB), run from {}",
         data.display()
     );
@@ -173,14 +173,14 @@ fn answers(data: &Path) -> anyhow::Result<()> {
         .take(3)
         .map(|(user, n)| format!("user {user} ({n} calls)"))
         .collect();
-    println!(
+    crate::out!(
         "answers: {calls} calls, {:.1} % answered",
         100.0 * answered as f64 / calls.max(1) as f64
     );
-    println!(
+    crate::out!(
         "answers: busiest hour {busiest:02}:00-{busiest:02}:59 UTC with {busiest_calls} calls over the week"
     );
-    println!(
+    crate::out!(
         "answers: agents who took the most queue calls: {}",
         top.join(", ")
     );

@@ -25,6 +25,17 @@
 //! complete and verified are they uploaded, and only then is the [`state::ledger`]
 //! entry written.
 
+/// `println!` for what the commands report: when the reader has gone (`| head`), the
+/// rest of the report is dropped and the command still finishes its work (the run
+/// record in the state and the log on stderr keep the outcome).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod config;
 pub mod crash;

@@ -70,11 +70,11 @@ pub async fn show(
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        crate::out!("{}", serde_json::to_string_pretty(&found)?);
         return Ok(EXIT_OK);
     }
     if found.is_empty() {
-        println!("nothing quarantined in the last {} day(s)", window.len());
+        crate::out!("nothing quarantined in the last {} day(s)", window.len());
     }
     for day in &found {
         let reasons: Vec<String> = day
@@ -82,7 +82,7 @@ pub async fn show(
             .iter()
             .map(|(r, n)| format!("{n} × {r}"))
             .collect();
-        println!(
+        crate::out!(
             "{} {}: {} row(s) set aside ({})",
             day.day,
             day.dataset,
@@ -90,7 +90,7 @@ pub async fn show(
             reasons.join(", ")
         );
         for entry in &day.entries {
-            println!("  {}:{}: {}", entry.file, entry.line, entry.reason);
+            crate::out!("  {}:{}: {}", entry.file, entry.line, entry.reason);
         }
     }
     Ok(EXIT_OK)

@@ -26,7 +26,7 @@ pub fn print(report: &PassReport) -> &'static str {
                 } else {
                     "ingested"
                 };
-                println!(
+                crate::out!(
                     "{day} {}: {verb}, {} rows, {} quarantined, {} duplicates dropped, {} bytes in {:.1} s",
                     i.path,
                     i.rows_written,
@@ -38,19 +38,19 @@ pub fn print(report: &PassReport) -> &'static str {
             }
             Ok(FileOutcome::Unchanged { path }) => {
                 skipped += 1;
-                println!("{day} {path}: already ingested, no transfer");
+                crate::out!("{day} {path}: already ingested, no transfer");
             }
             Ok(FileOutcome::SameContent { path }) => {
                 skipped += 1;
-                println!("{day} {path}: unchanged content, ledger updated");
+                crate::out!("{day} {path}: unchanged content, ledger updated");
             }
             Ok(FileOutcome::Expired { reason }) => {
                 skipped += 1;
-                println!("{day} {}: skipped, {reason}", file.category);
+                crate::out!("{day} {}: skipped, {reason}", file.category);
             }
             Ok(FileOutcome::Busy { holder, until }) => {
                 skipped += 1;
-                println!(
+                crate::out!(
                     "{day} {}: skipped, another worker ({holder}) is ingesting it (its lease ends {until})",
                     file.category
                 );
@@ -60,7 +60,7 @@ pub fn print(report: &PassReport) -> &'static str {
                 due: Due::NotYet,
             }) => {
                 pending += 1;
-                println!(
+                crate::out!(
                     "{day} {path}: not due yet (the provider uploads a day's files at 01:00 GMT the next day)"
                 );
             }
@@ -69,7 +69,7 @@ pub fn print(report: &PassReport) -> &'static str {
                 due: Due::Late { due },
             }) => {
                 pending += 1;
-                println!("{day} {path}: late, due {due}; tried again on the next pass");
+                crate::out!("{day} {path}: late, due {due}; tried again on the next pass");
             }
             Ok(FileOutcome::NotThereYet {
                 path,
@@ -90,7 +90,7 @@ pub fn print(report: &PassReport) -> &'static str {
         failed += report.not_tried.len();
         eprintln!("FAILED: {e} ({} day(s) not tried)", report.not_tried.len());
     } else if report.stopped && !report.not_tried.is_empty() {
-        println!(
+        crate::out!(
             "stopped by a signal: {} day(s) left for the next run",
             report.not_tried.len()
         );
@@ -116,9 +116,13 @@ pub fn print(report: &PassReport) -> &'static str {
                 index_ms = r.index_ms,
                 "recordings finished"
             );
-            println!(
+            crate::out!(
                 "recordings: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
-                r.copied, r.bytes, r.already, r.pending, r.listed
+                r.copied,
+                r.bytes,
+                r.already,
+                r.pending,
+                r.listed
             );
             if r.unmatched > 0 {
                 let more = r.unmatched - r.unmatched_examples.len() as u64;
@@ -127,7 +131,7 @@ pub fn print(report: &PassReport) -> &'static str {
                 } else {
                     String::new()
                 };
-                println!(
+                crate::out!(
                     "recordings: {} file(s) do not match YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3 and were not copied: {}{more}",
                     r.unmatched,
                     r.unmatched_examples.join(", ")
@@ -140,7 +144,7 @@ pub fn print(report: &PassReport) -> &'static str {
     }
     for (target, result) in &report.retention {
         match result {
-            Ok(removed) if removed.objects > 0 => println!(
+            Ok(removed) if removed.objects > 0 => crate::out!(
                 "retention {target}: deleted {} day(s), {} objects, {} bytes",
                 removed.days.len(),
                 removed.objects,
@@ -153,7 +157,7 @@ pub fn print(report: &PassReport) -> &'static str {
             }
         }
     }
-    println!(
+    crate::out!(
         "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
     );
     let outcome = if report.stopped {

@@ -48,7 +48,7 @@ pub async fn show(
         .iter()
         .any(|r| matches!(r.state.as_str(), "overdue" | "failed"));
     if json {
-        println!(
+        crate::out!(
             "{}",
             serde_json::to_string_pretty(&Status {
                 last_pass: last,
@@ -57,19 +57,26 @@ pub async fn show(
         );
     } else {
         match &last {
-            Some(run) => println!(
+            Some(run) => crate::out!(
                 "last pass: {} from {} to {}, {}",
-                run.mode, run.started, run.finished, run.outcome
+                run.mode,
+                run.started,
+                run.finished,
+                run.outcome
             ),
-            None => println!("last pass: none recorded yet"),
+            None => crate::out!("last pass: none recorded yet"),
         }
-        println!(
+        crate::out!(
             "{:<10}  {:<10}  {:<9}  {:>9}  {:>11}  detail",
-            "day", "category", "state", "rows", "quarantined"
+            "day",
+            "category",
+            "state",
+            "rows",
+            "quarantined"
         );
         for r in &rows {
             let number = |n: Option<u64>| n.map_or(String::new(), |n| n.to_string());
-            println!(
+            crate::out!(
                 "{:<10}  {:<10}  {:<9}  {:>9}  {:>11}  {}",
                 r.day,
                 r.category,

@@ -338,3 +338,38 @@ fn the_quarantine_command_lists_what_was_set_aside_per_day() {
         "{text:?}"
     );
 }
+
+/// Regression: output piped into a reader that has gone (`| head`) made `println!`
+/// panic; the report is cut short, the work is not.
+#[test]
+fn a_closed_stdout_does_not_stop_the_pass() {
+    let work = tempfile::tempdir().unwrap();
+    let first = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+    let last = NaiveDate::from_ymd_opt(2024, 3, 5).unwrap();
+    let source = drop_of(work.path(), first, last, 20);
+    let config = config(work.path(), &source, "");
+    let mut child = cdr_ingest(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-05",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for day in 1..=5 {
+        let ledger = work
+            .path()
+            .join(format!("out/_state/ledger/cdr/2024-03-0{day}.json"));
+        assert!(ledger.exists(), "day {day}: {stderr}");
+    }
+}
