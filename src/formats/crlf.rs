@@ -2,8 +2,9 @@
 //!
 //! The `csv` crate reports the line of a record one too low after a CRLF terminator
 //! (it counts the `\n` only when the next record starts), and the quarantine must
-//! name the right line. A `\r` not followed by `\n` passes through unchanged; a CRLF
-//! inside a quoted field becomes LF.
+//! name the right line. A `\r` not followed by `\n` passes through unchanged (the csv
+//! reader then ends a record there, which keeps the line number of the `\n` lines, as
+//! grep and editors count them); a CRLF inside a quoted field becomes LF.
 
 use std::io::{BufRead, Read};
 

@@ -68,8 +68,15 @@ proptest! {
             }
         }
         let (ok, rejected) = read_all(&CDR, &bytes);
-        // Every data line is accounted for, one way or the other.
-        prop_assert!(ok + rejected <= bytes.iter().filter(|b| **b == b'\n').count() + 1);
+        // Every data line is accounted for, one way or the other. A `\r` not followed
+        // by `\n` also ends a record, as for the csv crate and old Mac files (found by
+        // this test: a flipped `\n` after a `\r`; the case is kept in
+        // proptest-regressions/). Its line number is that of the `\n` lines, as grep
+        // and editors count them.
+        let lone_cr = bytes.windows(2).filter(|w| w[0] == b'\r' && w[1] != b'\n').count()
+            + usize::from(bytes.last() == Some(&b'\r'));
+        let line_ends = bytes.iter().filter(|b| **b == b'\n').count() + lone_cr;
+        prop_assert!(ok + rejected <= line_ends + 1);
     }
 
     #[test]
