@@ -100,7 +100,8 @@ pub async fn ingest(
     report.list_ms = millis(started.elapsed());
 
     // Day by day: a day's index and ledger entry are written as soon as its copies are
-    // done, so memory holds one day's files, and a long backfill keeps what it did.
+    // done, so memory holds one day's results and ledger (plus the listed names), and
+    // a long backfill keeps what it did.
     let mut pool = Vec::new();
     for (day, files) in candidates {
         let looked_up = Instant::now();
