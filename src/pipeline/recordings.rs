@@ -227,7 +227,8 @@ async fn fetch(
     connection: &mut Connection<'_>,
     job: &Job,
 ) -> Result<ObjectUpload, IngestError> {
-    let mut upload = ObjectUpload::new(&ctx.store, layout::recording_object(job.day, &job.name));
+    let key = layout::recording_object(job.day, &job.name);
+    let mut upload = ObjectUpload::new(&ctx.store, key, job.remote.size);
     let copied = match connection.download(&job.remote.path, &mut upload).await {
         Ok(copied) => copied,
         Err(e) => {

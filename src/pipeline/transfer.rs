@@ -133,16 +133,25 @@ impl ChunkSink for Spool {
 /// when [`ObjectUpload::finish`] completes; [`ObjectUpload::abort`] leaves nothing.
 pub struct ObjectUpload {
     writer: BufWriter,
-    hasher: digest::Context,
+    hasher: Sha256,
     bytes: u64,
 }
 
+/// From this size on, a file is hashed on its own thread (see [`BackgroundSha256`]);
+/// below it, handing the chunks over costs about what hashing them does.
+const BACKGROUND_HASH_BYTES: u64 = 1024 * 1024;
+
 impl ObjectUpload {
-    pub fn new(store: &Arc<dyn ObjectStore>, key: Path) -> Self {
+    /// An upload of about `size` bytes (the listed size) to `key`.
+    pub fn new(store: &Arc<dyn ObjectStore>, key: Path, size: u64) -> Self {
         ObjectUpload {
             writer: BufWriter::with_capacity(Arc::clone(store), key, PART_BYTES)
                 .with_max_concurrency(PARTS_IN_FLIGHT),
-            hasher: digest::Context::new(&digest::SHA256),
+            hasher: if size >= BACKGROUND_HASH_BYTES {
+                Sha256::Background(BackgroundSha256::new())
+            } else {
+                Sha256::Inline(digest::Context::new(&digest::SHA256))
+            },
             bytes: 0,
         }
     }
@@ -152,7 +161,11 @@ impl ObjectUpload {
         // Once shut down, `BufWriter` cannot be aborted (and a failed single put left
         // nothing behind), so a failure here is only reported.
         self.writer.shutdown().await?;
-        Ok((self.bytes, hex(self.hasher.finish().as_ref())))
+        let sha256 = match self.hasher {
+            Sha256::Inline(context) => hex(context.finish().as_ref()),
+            Sha256::Background(hasher) => hasher.finish().await?,
+        };
+        Ok((self.bytes, sha256))
     }
 
     pub async fn abort(mut self) {
@@ -164,13 +177,57 @@ impl ObjectUpload {
 #[async_trait]
 impl ChunkSink for ObjectUpload {
     async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.hasher.update(chunk);
+        // One copy, shared by the hasher and the upload buffer.
+        let chunk = Bytes::copy_from_slice(chunk);
         self.bytes += chunk.len() as u64;
-        self.writer.write_all(chunk).await
+        match &mut self.hasher {
+            Sha256::Inline(context) => context.update(&chunk),
+            Sha256::Background(hasher) => hasher.update(chunk.clone()).await?,
+        }
+        self.writer.put(chunk).await.map_err(std::io::Error::other)
     }
 
     fn written(&self) -> u64 {
         self.bytes
+    }
+}
+
+/// The checksum kept in the ledger, computed as the bytes pass.
+enum Sha256 {
+    Inline(digest::Context),
+    Background(BackgroundSha256),
+}
+
+/// SHA-256 on a blocking thread: the download hands each chunk over and goes on
+/// reading, so hashing runs beside the transfer instead of in series with it.
+struct BackgroundSha256 {
+    chunks: mpsc::Sender<Bytes>,
+    digest: tokio::task::JoinHandle<String>,
+}
+
+impl BackgroundSha256 {
+    fn new() -> Self {
+        let (chunks, mut rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+        let digest = tokio::task::spawn_blocking(move || {
+            let mut context = digest::Context::new(&digest::SHA256);
+            while let Some(chunk) = rx.blocking_recv() {
+                context.update(&chunk);
+            }
+            hex(context.finish().as_ref())
+        });
+        BackgroundSha256 { chunks, digest }
+    }
+
+    async fn update(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.chunks
+            .send(chunk)
+            .await
+            .map_err(|_| std::io::Error::other("the hashing thread stopped"))
+    }
+
+    async fn finish(self) -> std::io::Result<String> {
+        drop(self.chunks);
+        self.digest.await.map_err(std::io::Error::other)
     }
 }
 
@@ -205,5 +262,31 @@ mod tests {
             sha,
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
+    }
+
+    /// Small files are hashed inline, large ones on their own thread: the same
+    /// checksum and the same object either way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_stores_and_hashes_what_it_was_given() {
+        use object_store::ObjectStoreExt;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let data: Vec<u8> = (0..3 * BACKGROUND_HASH_BYTES)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let expected = hex(digest::digest(&digest::SHA256, &data).as_ref());
+        for size in [BACKGROUND_HASH_BYTES - 1, 3 * BACKGROUND_HASH_BYTES] {
+            let key = Path::from(format!("f{size}"));
+            let mut upload = ObjectUpload::new(&store, key.clone(), size);
+            for chunk in data.chunks(100_000) {
+                upload.write(chunk).await.unwrap();
+            }
+            let (bytes, sha256) = upload.finish().await.unwrap();
+            assert_eq!(
+                (bytes, sha256.as_str()),
+                (data.len() as u64, expected.as_str())
+            );
+            let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
+            assert!(stored == data, "{size}");
+        }
     }
 }
