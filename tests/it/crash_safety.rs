@@ -4,43 +4,27 @@
 //! run that was never interrupted, and readers never see a half-written object.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cdr_ingest::crash::POINTS;
 use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, tree};
+use crate::util::{Run, local_config, run_range, tree};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
 }
 
 fn config(work: &Path, name: &str) -> PathBuf {
-    let path = work.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
-            work.join("drop").display(),
-            work.join(name).display()
-        ),
+    local_config(
+        &work.join(format!("{name}.toml")),
+        &work.join("drop"),
+        &work.join(name),
     )
-    .unwrap();
-    path
 }
 
 fn run(config: &Path, crash_at: Option<&str>) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
-    command.args([
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-03",
-    ]);
+    let mut command = run_range(config, "2024-03-01", "2024-03-03");
     match crash_at {
         Some(point) => command.env("CDR_INGEST_CRASH_AT", point),
         None => command.env_remove("CDR_INGEST_CRASH_AT"),

@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, read_parquet, tree};
+use crate::util::{Run, read_parquet, run_range, tree};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
@@ -86,16 +85,7 @@ impl Drop {
 
     fn run(&self, name: &str, from: u32, to: u32) {
         let config = self.config(name);
-        let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
-            .args([
-                "run",
-                "--config",
-                config.to_str().unwrap(),
-                "--from",
-                &day(from).to_string(),
-                "--to",
-                &day(to).to_string(),
-            ])
+        let output = run_range(&config, &day(from).to_string(), &day(to).to_string())
             .output()
             .unwrap();
         let run = Run::from(output);

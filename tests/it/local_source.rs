@@ -1,8 +1,7 @@
 //! A drop synced to a local folder (`source.url = "file:///…"`) is ingested like one
 //! served over FTPS.
 
-use crate::util::json;
-use std::process::Command;
+use crate::util::{json, local_config, run_range};
 
 use cdr_ingest::generate::{DropSpec, write_drop};
 
@@ -16,26 +15,8 @@ fn a_local_folder_source_gives_the_same_counts_as_the_generator() {
     spec.recordings_per_day = Some(0);
     let manifest = write_drop(&drop, &spec).unwrap();
     let out = work.path().join("out");
-    let config = work.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n",
-            drop.display(),
-            out.display()
-        ),
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--from",
-            "2024-03-01",
-            "--to",
-            "2024-03-02",
-        ])
+    let config = local_config(&work.path().join("config.toml"), &drop, &out);
+    let output = run_range(&config, "2024-03-01", "2024-03-02")
         .env_remove("CDR_INGEST_SOURCE_PASSWORD")
         .output()
         .unwrap();

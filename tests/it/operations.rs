@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use cdr_ingest::generate::{DropSpec, write_drop};
 use chrono::{Days, NaiveDate, Utc};
 
-use crate::util::{Run, json, tree};
+use crate::util::{Run, json, run_range, tree};
 
 fn config(work: &Path, drop: &Path, extra: &str) -> PathBuf {
     let path = work.join("config.toml");
@@ -348,19 +348,12 @@ fn a_closed_stdout_does_not_stop_the_pass() {
     let last = NaiveDate::from_ymd_opt(2024, 3, 5).unwrap();
     let source = drop_of(work.path(), first, last, 20);
     let config = config(work.path(), &source, "");
-    let mut child = cdr_ingest(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-05",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = run_range(&config, "2024-03-01", "2024-03-05")
+        .env("CDR_INGEST_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     drop(child.stdout.take());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -2,12 +2,12 @@
 //! so running twice at once gives the same dataset as running once.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use cdr_ingest::generate::{DropSpec, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, tree};
+use crate::util::{Run, local_config, run_range, tree};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
@@ -22,33 +22,12 @@ fn setup(work: &Path, out: &Path) -> std::path::PathBuf {
         spec.recordings_per_day = Some(20);
         write_drop(&drop, &spec).unwrap();
     }
-    let config = work.join(format!(
-        "{}.toml",
-        out.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
-            drop.display(),
-            out.display()
-        ),
-    )
-    .unwrap();
-    config
+    let name = format!("{}.toml", out.file_name().unwrap().to_string_lossy());
+    local_config(&work.join(name), &drop, out)
 }
 
 fn start(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--from",
-            "2024-03-01",
-            "--to",
-            "2024-03-04",
-        ])
+    run_range(config, "2024-03-01", "2024-03-04")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::Run;
+use crate::util::{Run, local_config, run_range};
 
 #[test]
 fn every_example_query_runs_and_the_known_answers_match() {
@@ -35,27 +35,9 @@ fn every_example_query_runs_and_the_known_answers_match() {
         .output()
         .unwrap();
     assert!(generate.status.success());
-    let config = work.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
-            drop.display(),
-            out.display()
-        ),
-    )
-    .unwrap();
+    let config = local_config(&work.path().join("config.toml"), &drop, &out);
     let run = Run::from(
-        Command::new(binary)
-            .args([
-                "run",
-                "--config",
-                config.to_str().unwrap(),
-                "--from",
-                "2024-03-01",
-                "--to",
-                "2024-03-07",
-            ])
+        run_range(&config, "2024-03-01", "2024-03-07")
             .output()
             .unwrap(),
     );

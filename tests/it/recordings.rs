@@ -32,16 +32,7 @@ fn recordings_are_copied_exactly_once_and_indexed_by_call() {
     };
     let manifest = write_drop(&case.remote, &spec).unwrap();
     let config = case.config_with("", &recordings_only(0));
-    let args = [
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-02",
-    ];
-    let run = case.run(&args);
+    let run = case.run_days(&config, "2024-03-01", "2024-03-02");
     assert_eq!(run.code, 0, "{run:?}");
     let expected: usize = manifest.days.iter().map(|d| d.recordings.len()).sum();
     assert_eq!(expected, 16);
@@ -113,7 +104,7 @@ fn recordings_are_copied_exactly_once_and_indexed_by_call() {
             .sum::<usize>()
     };
     assert_eq!(downloads(&case), expected);
-    let again = case.run(&args);
+    let again = case.run_days(&config, "2024-03-01", "2024-03-02");
     assert_eq!(again.code, 0, "{again:?}");
     assert!(
         again.stdout.contains(&format!(

@@ -16,7 +16,7 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::util::{Case, Run};
+use crate::util::{Case, Run, run_range};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -115,18 +115,8 @@ async fn a_drop_over_ftps_lands_in_s3_and_reads_back_typed() {
     let manifest = write_drop(&case.remote, &spec).unwrap();
     let config = case.config_with("", "recordings_min_age_secs = 0");
     use_s3(&config, "s3-e2e");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
-    command
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--from",
-            "2024-03-01",
-            "--to",
-            "2024-03-02",
-        ])
-        .env("CDR_INGEST_SOURCE_PASSWORD", &case.server.password);
+    let mut command = run_range(&config, "2024-03-01", "2024-03-02");
+    command.env("CDR_INGEST_SOURCE_PASSWORD", &case.server.password);
     let run = Run::from(with_credentials(&mut command).output().unwrap());
     assert_eq!(run.code, 0, "{run:?}");
 
@@ -199,19 +189,8 @@ async fn two_runs_at_once_on_s3_give_the_same_dataset_as_one() {
         path
     };
     let start = |config: &Path| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
-        command
-            .args([
-                "run",
-                "--config",
-                config.to_str().unwrap(),
-                "--from",
-                "2024-03-01",
-                "--to",
-                "2024-03-03",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut command = run_range(config, "2024-03-01", "2024-03-03");
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         with_credentials(&mut command).spawn().unwrap()
     };
     let reference = Run::from(

@@ -3,12 +3,11 @@
 //! fingerprint, and a connection cut mid-download resumed where it broke off.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cdr_ingest::generate::{DropSpec, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, cutting_proxy, json};
+use crate::util::{Run, cutting_proxy, json, run_range};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -61,16 +60,7 @@ impl Case {
     }
 
     fn run(&self, config: &Path, to: u32) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
-            .args([
-                "run",
-                "--config",
-                config.to_str().unwrap(),
-                "--from",
-                "2024-03-01",
-                "--to",
-                &format!("2024-03-0{to}"),
-            ])
+        let output = run_range(config, "2024-03-01", &format!("2024-03-0{to}"))
             .env("CDR_INGEST_SOURCE_PASSWORD", env("CDR_TEST_SFTP_PASSWORD"))
             .env("CDR_INGEST_LOG_FORMAT", "text")
             .output()

@@ -9,6 +9,30 @@ use std::time::{Duration, SystemTime};
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// The binary with `run --config CONFIG --from FROM --to TO`; callers add the
+/// environment and pipes they need.
+pub fn run_range(config: &Path, from: &str, to: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
+    let config = config.to_str().unwrap();
+    command.args(["run", "--config", config, "--from", from, "--to", to]);
+    command
+}
+
+/// Writes a config at `path` that reads the drop in the local folder `drop` into
+/// the local destination `out`, taking recordings as soon as they are listed.
+pub fn local_config(path: &Path, drop: &Path, out: &Path) -> PathBuf {
+    std::fs::write(
+        path,
+        format!(
+            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
+            drop.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    path.to_path_buf()
+}
+
 /// The vsftpd server started by `scripts/test.sh`.
 pub struct Ftps {
     pub port: u16,
