@@ -22,6 +22,7 @@ use crate::sink::destination;
 use crate::source;
 use crate::state::runs;
 use crate::status;
+use crate::verify;
 
 /// Everything went well.
 pub const EXIT_OK: u8 = 0;
@@ -114,6 +115,16 @@ pub enum Command {
         /// Days back from yesterday (default: schedule.lookback_days).
         #[arg(long)]
         days: Option<u32>,
+    },
+    /// Check every partition of the destination: each call once, no object whose rows
+    /// all belong to another file, nothing an unfinished ingestion left. Exits 1 when
+    /// something is wrong; with --repair fixes it (safe beside a running pass).
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Fix what is found: remove duplicate rows and objects left behind.
+        #[arg(long)]
+        repair: bool,
     },
     /// Delete what is older than the [retention] limits now (each pass does this too).
     Retention {
@@ -319,6 +330,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let ctx = context(Settings::load_offline(&config.config)?)?;
             quarantine_report::show(&ctx, Utc::now(), days, json).await
         }
+        Command::Verify { config, repair } => {
+            let ctx = context(Settings::load_offline(&config.config)?)?;
+            let verified = verify::verify(&ctx, repair).await?;
+            Ok(report_verified(&verified, &config.config))
+        }
         Command::Retention { config, dry_run } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;
             retention_pass(&ctx, Utc::now().date_naive(), dry_run).await
@@ -400,6 +416,34 @@ fn requested_days(
         .into()),
     };
     Ok(Some(first.iter_days().take_while(|d| *d <= last).collect()))
+}
+
+/// Prints what `verify` found; 1 when something is wrong and was not repaired.
+fn report_verified(verified: &verify::Verified, config: &std::path::Path) -> u8 {
+    for finding in &verified.findings {
+        for problem in &finding.problems {
+            crate::out!("{}: {}", finding.partition, verify::describe(problem));
+        }
+    }
+    let problems: usize = verified.findings.iter().map(|f| f.problems.len()).sum();
+    let checked = verified.partitions;
+    if problems == 0 {
+        crate::out!("verify: {checked} partitions checked, no problems");
+        EXIT_OK
+    } else if verified.repaired {
+        crate::out!(
+            "verify: {checked} partitions checked, {problems} problem(s) in {} repaired",
+            verified.findings.len()
+        );
+        EXIT_OK
+    } else {
+        crate::out!(
+            "verify: {checked} partitions checked, {problems} problem(s) in {}; run `cdr-ingest verify --config {} --repair` to fix them",
+            verified.findings.len(),
+            config.display()
+        );
+        EXIT_FAILED
+    }
 }
 
 /// `cdr-ingest retention`: every target with a limit, now.

@@ -14,6 +14,7 @@
 //! retention  limits per category, incremental deletion, purge
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
 //! report, status, progress, quarantine_report: what the operator sees
+//! verify     checks (and repairs) every partition against the one-row-per-id rule
 //! generate   a deterministic fake drop for tests, trials and benchmarks
 //! crash      fault-injection points for the crash-safety tests
 //! cli        the subcommands; main.rs maps their outcome to an exit code
@@ -56,3 +57,4 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod verify;

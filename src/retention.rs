@@ -85,11 +85,17 @@ impl Target {
         Target::ALL.into_iter().find(|t| t.to_string() == name)
     }
 
-    /// The Hive-partitioned folders (`<folder>/date=YYYY-MM-DD/`) this target owns.
+    /// The Hive-partitioned folders (`<folder>/date=YYYY-MM-DD/`) this target owns: its
+    /// datasets, and the rows of other days' files kept for them (`sink::partition`).
     fn partitioned(self) -> &'static [&'static str] {
         match self {
-            Target::Data(Category::Cdr) => &["cdr"],
-            Target::Data(Category::Queue) => &["queue_call", "queue_user_call"],
+            Target::Data(Category::Cdr) => &["cdr", "_state/spill/cdr"],
+            Target::Data(Category::Queue) => &[
+                "queue_call",
+                "queue_user_call",
+                "_state/spill/queue_call",
+                "_state/spill/queue_user_call",
+            ],
             Target::Data(Category::Recordings) => &["recording_index"],
             Target::Quarantine => &[
                 "_quarantine/cdr",
@@ -410,6 +416,10 @@ mod tests {
             &Path::from("cdr/date=2024-03-01/2024-03-01.parquet")
         ));
         assert!(owned(cdr, &Path::from("_state/ledger/cdr/2024-03-01.json")));
+        assert!(owned(
+            cdr,
+            &Path::from("_state/spill/cdr/date=2024-02-29/2024-03-01.parquet")
+        ));
         assert!(!owned(cdr, &Path::from("cdr/README.txt")));
         assert!(!owned(cdr, &Path::from("cdr/date=2024-03-01/notes.txt")));
         assert!(!owned(

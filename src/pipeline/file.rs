@@ -4,20 +4,24 @@
 use std::fs::File;
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::connection::Connection;
 use super::parse::Parsed;
-use super::{Context, FileOutcome, IngestError, Ingested, Phases, millis};
+use super::{
+    Context, DATASETS, FileOutcome, IngestError, Ingested, Phases, millis, partition_lock,
+};
 use crate::formats::table::Table;
 use crate::model::Category;
 use crate::retention::Target;
+use crate::sink::layout;
+use crate::sink::partition::{self, Change, Partition};
 use crate::sink::retry;
 use crate::sink::upload::upload_file;
-use crate::sink::{layout, overlap};
 use crate::source::RemoteFile;
 use crate::state::json::FORMAT_VERSION;
 use crate::state::ledger::LedgerEntry;
@@ -101,9 +105,11 @@ pub struct Fetched {
     pub today: NaiveDate,
 }
 
-/// Uploads the outputs, removes what an earlier version produced and no longer does,
-/// then commits the ledger entry, in that order, so the ledger never lists an object
-/// that is not complete.
+/// Writes the file's rows into each partition they belong to and settles those
+/// partitions (`sink::partition`), removes what an earlier version produced and no
+/// longer does, then commits the ledger entry, in that order and under the leases of
+/// every partition touched, so the ledger never lists an object that is not complete
+/// and no other writer of a shared partition works in between.
 pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, IngestError> {
     let Fetched {
         category,
@@ -136,12 +142,14 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         rows_rejected: parsed.iter().map(|p| p.quarantined).sum(),
         duplicates_dropped: parsed.iter().map(|p| p.duplicates_dropped).sum(),
         outputs: Vec::new(),
+        spill: Vec::new(),
         quarantine: Vec::new(),
     };
     if let Some(previous) = &previous {
         if previous.sha256 == entry.sha256 {
             // Only the time changed: the output already matches.
             entry.outputs.clone_from(&previous.outputs);
+            entry.spill.clone_from(&previous.spill);
             entry.quarantine.clone_from(&previous.quarantine);
             ctx.ledger.put(day, category, &entry).await?;
             return Ok(FileOutcome::SameContent { path });
@@ -155,6 +163,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             "the file changed on the server since it was ingested; ingesting it again and replacing that day's output"
         );
     }
+    let mut contributions: BTreeMap<Partition, Option<(File, u64)>> = BTreeMap::new();
     for dataset in parsed {
         for column in &dataset.unknown_columns {
             tracing::warn!(file = %path, dataset = dataset.table.dataset, column = %column, "unknown column ignored");
@@ -165,30 +174,11 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
                 tracing::info!(file = %path, call_date = %part.date, rows = part.rows, "rows older than the retention limit not written");
                 continue;
             }
-            let key = layout::data_object(dataset.table.dataset, part.date, day);
-            let file = if part.date == day {
-                if previous.is_some() {
-                    report_correction(ctx, dataset.table, &path, &key, &part.file).await?;
-                }
-                claim_from_spill(ctx, dataset.table, &key, &part.file).await?;
-                part.file
-            } else {
-                match spill_not_yet_written(ctx, dataset.table, part.date, part.file).await? {
-                    (Some(file), dropped) => {
-                        entry.rows_written -= dropped;
-                        entry.duplicates_dropped += dropped;
-                        file
-                    }
-                    (None, dropped) => {
-                        entry.rows_written -= dropped;
-                        entry.duplicates_dropped += dropped;
-                        continue;
-                    }
-                }
+            let partition = Partition {
+                table: dataset.table,
+                date: part.date,
             };
-            upload(ctx, &key, file).await?;
-            crate::crash::point("data-written");
-            entry.outputs.push(key.to_string());
+            contributions.insert(partition, Some((part.file, part.rows)));
         }
         if let Some(file) = dataset.quarantine {
             let key = layout::quarantine_object(dataset.table.dataset, day);
@@ -196,12 +186,45 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             entry.quarantine.push(key.to_string());
         }
     }
-    if let Some(previous) = &previous {
-        remove_stale(ctx, previous, &entry).await?;
+    // Partitions the previous version wrote into and this one does not: its rows go.
+    for key in previous
+        .iter()
+        .flat_map(|p| p.outputs.iter().chain(&p.spill))
+    {
+        let written = layout::parse_data_object(key).or_else(|| layout::parse_spill_object(key));
+        let Some((table, date)) =
+            written.and_then(|(dataset, date, _)| Some((table_of(dataset)?, date)))
+        else {
+            continue;
+        };
+        if oldest_kept.is_none_or(|oldest| date >= oldest) {
+            contributions
+                .entry(Partition { table, date })
+                .or_insert(None);
+        }
     }
-    crate::crash::point("before-ledger");
-    ctx.ledger.put(day, category, &entry).await?;
-    crate::crash::point("ledger-written");
+    let held = partition_lock::hold(ctx, contributions.keys().copied()).await?;
+    let written = async {
+        write_partitions(
+            ctx,
+            day,
+            &path,
+            previous.is_some(),
+            contributions,
+            &mut entry,
+        )
+        .await?;
+        if let Some(previous) = &previous {
+            remove_stale_quarantine(ctx, previous, &entry).await?;
+        }
+        crate::crash::point("before-ledger");
+        ctx.ledger.put(day, category, &entry).await?;
+        crate::crash::point("ledger-written");
+        Ok::<_, IngestError>(())
+    }
+    .await;
+    partition_lock::release(ctx, &held).await;
+    written?;
     Ok(FileOutcome::Ingested(Ingested {
         path,
         bytes,
@@ -218,30 +241,85 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
     }))
 }
 
-/// Spill rows (calls of `date`, in another day's file) minus the ids the file of
-/// `date` itself already wrote; with how many rows were dropped.
-async fn spill_not_yet_written(
+/// The table of a dataset a ledger entry names.
+fn table_of(dataset: &str) -> Option<&'static Table> {
+    DATASETS
+        .iter()
+        .map(|(table, _)| *table)
+        .find(|t| t.dataset == dataset)
+}
+
+/// Puts the file's contribution to each partition (`None`: it has none any more) and
+/// settles the partition; the entry gets the objects and counts that result.
+async fn write_partitions(
     ctx: &Context,
-    table: &'static Table,
-    date: NaiveDate,
-    spill: File,
-) -> Result<(Option<File>, u64), IngestError> {
-    let home = layout::data_object(table.dataset, date, date);
-    let Some(home_bytes) = read_object(ctx, &home).await? else {
-        return Ok((Some(spill), 0));
-    };
-    let parquet_error = |e: parquet::errors::ParquetError| IngestError::Spool {
-        detail: e.to_string(),
-    };
-    let spill_ids =
-        overlap::ids(table, spill.try_clone().map_err(io_error)?, None).map_err(parquet_error)?;
-    let written = overlap::ids(table, home_bytes, Some(&spill_ids)).map_err(parquet_error)?;
-    if written.is_empty() {
-        return Ok((Some(spill), 0));
+    day: NaiveDate,
+    path: &str,
+    replacing: bool,
+    contributions: BTreeMap<Partition, Option<(File, u64)>>,
+    entry: &mut LedgerEntry,
+) -> Result<(), IngestError> {
+    for (partition, contribution) in contributions {
+        let own = partition.date == day;
+        let (file, rows) = match contribution {
+            Some((file, rows)) => (Some(file), rows),
+            None => (None, 0),
+        };
+        let key = partition.data_object(day);
+        if let (true, true, Some(file)) = (own, replacing, &file) {
+            report_correction(ctx, partition.table, path, &key, file).await?;
+        }
+        partition::put(&ctx.store, partition, day, file.as_ref()).await?;
+        if file.is_some() {
+            crate::crash::point("data-written");
+        }
+        let own_rows = if own { file.as_ref() } else { None };
+        let settled = partition::settle(&ctx.store, partition, Some(day), own_rows, true).await?;
+        for change in &settled.changes {
+            log_change(&key, change);
+        }
+        if file.is_none() {
+            continue;
+        }
+        let visible = if own {
+            rows
+        } else {
+            settled.visible.get(&day).copied().unwrap_or(0)
+        };
+        let shadowed = rows - visible;
+        entry.rows_written -= shadowed;
+        entry.duplicates_dropped += shadowed;
+        if visible > 0 {
+            entry.outputs.push(key.to_string());
+        }
+        if !own {
+            entry.spill.push(partition.spill_object(day).to_string());
+        }
     }
-    tracing::info!(partition = %home, rows = written.len(), "rows the day's own file already has are not written again");
-    let kept = overlap::without(table, spill, &written).map_err(parquet_error)?;
-    Ok((kept.map(|(file, _)| file), written.len() as u64))
+    Ok(())
+}
+
+/// Says what settling a partition did to the objects of other files than `ours`.
+fn log_change(ours: &Path, change: &Change) {
+    match change {
+        Change::Write {
+            key,
+            rows,
+            shadowed,
+        } if key != ours => {
+            tracing::info!(object = %key, rows, shadowed, "another file's rows in this partition rewritten: each id stays with the file of its own day");
+        }
+        Change::Write { shadowed, .. } if *shadowed > 0 => {
+            tracing::info!(object = %ours, rows = shadowed, "rows the day's own file (or an earlier day's) already has are not written again");
+        }
+        Change::Delete { key, rows } if key != ours => {
+            tracing::info!(object = %key, rows, "another file's rows in this partition all belong to the file of their own day: object removed");
+        }
+        Change::Delete { key, rows } => {
+            tracing::info!(object = %key, rows, "every row of this file for the partition is already there from the file of its own day: nothing written");
+        }
+        Change::Write { .. } => {}
+    }
 }
 
 /// Logs how a corrected file changes its day: calls added and calls gone, by id.
@@ -258,64 +336,12 @@ async fn report_correction(
     let Some(old) = read_object(ctx, key).await? else {
         return Ok(());
     };
-    let old = overlap::ids(table, old, None).map_err(parquet_error)?;
+    let old = partition::ids(table, old, None).map_err(parquet_error)?;
     let new =
-        overlap::ids(table, new.try_clone().map_err(io_error)?, None).map_err(parquet_error)?;
+        partition::ids(table, new.try_clone().map_err(io_error)?, None).map_err(parquet_error)?;
     let added = new.difference(&old).count();
     let removed = old.difference(&new).count();
     tracing::warn!(file = %path, dataset = table.dataset, rows_before = old.len(), rows_after = new.len(), added, removed, "corrected file: the day's rows are replaced");
-    Ok(())
-}
-
-/// Removes the ids of a day's own file (`home`) from what other files spilled into
-/// the same partition before it arrived.
-async fn claim_from_spill(
-    ctx: &Context,
-    table: &'static Table,
-    home: &Path,
-    ours: &File,
-) -> Result<(), IngestError> {
-    let parquet_error = |e: parquet::errors::ParquetError| IngestError::Spool {
-        detail: e.to_string(),
-    };
-    let folder = Path::from(
-        home.as_ref()
-            .rsplit_once('/')
-            .map_or("", |(folder, _)| folder),
-    );
-    let others: Vec<_> = ctx
-        .store
-        .list(Some(&folder))
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(|e| IngestError::Write {
-            key: folder.to_string(),
-            detail: e.to_string(),
-        })?;
-    for other in others.into_iter().filter(|o| &o.location != home) {
-        let Some(bytes) = read_object(ctx, &other.location).await? else {
-            continue;
-        };
-        let theirs = overlap::ids(table, bytes.clone(), None).map_err(parquet_error)?;
-        let shared = overlap::ids(table, ours.try_clone().map_err(io_error)?, Some(&theirs))
-            .map_err(parquet_error)?;
-        if shared.is_empty() {
-            continue;
-        }
-        tracing::info!(object = %other.location, rows = shared.len(), "rows now written by their own day's file removed from another file's output");
-        match overlap::without(table, bytes, &shared).map_err(parquet_error)? {
-            Some((rest, _)) => upload(ctx, &other.location, rest).await?,
-            None => {
-                let key = other.location.clone();
-                retry::with_backoff("delete", retry::is_transient, || ctx.store.delete(&key))
-                    .await
-                    .map_err(|e| IngestError::Write {
-                        key: key.to_string(),
-                        detail: e.to_string(),
-                    })?;
-            }
-        }
-    }
     Ok(())
 }
 
@@ -361,15 +387,15 @@ async fn upload(ctx: &Context, key: &Path, file: File) -> Result<(), IngestError
         })
 }
 
-/// Deletes objects the previous version of the file produced and this one does not.
-async fn remove_stale(
+/// Deletes the quarantine objects the previous version of the file produced and this
+/// one does not.
+async fn remove_stale_quarantine(
     ctx: &Context,
     previous: &LedgerEntry,
     current: &LedgerEntry,
 ) -> Result<(), IngestError> {
-    let keep: Vec<&String> = current.outputs.iter().chain(&current.quarantine).collect();
-    for key in previous.outputs.iter().chain(&previous.quarantine) {
-        if keep.contains(&key) {
+    for key in &previous.quarantine {
+        if current.quarantine.contains(key) {
             continue;
         }
         let path = Path::from(key.as_str());

@@ -7,6 +7,7 @@ mod connection;
 mod dedup;
 mod file;
 mod parse;
+pub(crate) mod partition_lock;
 pub mod queue;
 pub mod recordings;
 mod transfer;
@@ -21,12 +22,15 @@ use object_store::ObjectStore;
 use thiserror::Error;
 
 use crate::config::Settings;
+use crate::formats::cdr_csv::CDR;
+use crate::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
 use crate::formats::queue_zip::ZipError;
-use crate::formats::table::FileError;
+use crate::formats::table::{FileError, Table};
 use crate::model::Category;
 use crate::retention::{self, Keep, Removed, RetentionError, Target};
 use crate::schedule::Due;
 use crate::shutdown::Shutdown;
+use crate::sink::partition::PartitionError;
 use crate::source::SourceError;
 use crate::state::attempts::Attempts;
 use crate::state::json::{JsonStore, StateError};
@@ -35,6 +39,13 @@ use crate::state::ledger::Ledger;
 use connection::Connection;
 
 pub use transfer::hex;
+
+/// Every dataset the daily files write, with the category whose ledger describes it.
+pub static DATASETS: [(&Table, Category); 3] = [
+    (&CDR, Category::Cdr),
+    (&QUEUE_CALL, Category::Queue),
+    (&QUEUE_USER_CALL, Category::Queue),
+];
 
 /// What a pass works with.
 pub struct Context {
@@ -156,6 +167,16 @@ pub enum IngestError {
     Spool { detail: String },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    #[error(
+        "{holder} has been writing a partition this file shares ({lease}) for over {waited_secs} s; the file is tried again on the next run"
+    )]
+    PartitionBusy {
+        lease: String,
+        holder: String,
+        waited_secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }

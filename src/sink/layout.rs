@@ -6,6 +6,9 @@
 //! recordings/YYYY/MM/DD/<original name>.mp3       the recordings, by call date
 //! recording_index/date=YYYY-MM-DD/recordings.parquet   one row per recording
 //! _state/ledger/<category>/<day>.json             what was ingested from each source file
+//! _state/spill/cdr/date=YYYY-MM-DD/<source day>.parquet   a file's whole rows for another day (sink::partition)
+//! _state/leases/<category>/<day>.json             a worker's claim on a unit of work
+//! _state/leases/partitions/<dataset>/<date>.json  a worker's claim on a partition while it writes it
 //! ```
 //! Keys are derived from the data only (never the clock), so reruns are deterministic.
 
@@ -17,6 +20,59 @@ use crate::model::Category;
 /// A Hive-style partition of one dataset for one call date, holding one object per source file.
 pub fn data_object(dataset: &str, call_date: NaiveDate, source_day: NaiveDate) -> Path {
     Path::from(format!("{dataset}/date={call_date}/{source_day}.parquet"))
+}
+
+/// The folder of one dataset's partition of one call date.
+pub fn data_folder(dataset: &str, call_date: NaiveDate) -> Path {
+    Path::from(format!("{dataset}/date={call_date}"))
+}
+
+/// The partition and source day of a data object's key, if it is one.
+pub fn parse_data_object(key: &str) -> Option<(&str, NaiveDate, NaiveDate)> {
+    let (dataset, rest) = key.split_once("/date=")?;
+    if dataset.contains('/') {
+        return None;
+    }
+    let (date, name) = rest.split_once('/')?;
+    let source = name.strip_suffix(".parquet")?;
+    Some((dataset, date.parse().ok()?, source.parse().ok()?))
+}
+
+/// Where a source file's whole rows for another day's partition are kept, so that the
+/// partition can be recomputed when that day's own file arrives or changes.
+pub fn spill_object(dataset: &str, call_date: NaiveDate, source_day: NaiveDate) -> Path {
+    Path::from(format!(
+        "{SPILL}/{dataset}/date={call_date}/{source_day}.parquet"
+    ))
+}
+
+/// The folder of the kept rows of other files for one partition.
+pub fn spill_folder(dataset: &str, call_date: NaiveDate) -> Path {
+    Path::from(format!("{SPILL}/{dataset}/date={call_date}"))
+}
+
+/// The partition and source day of a kept-rows key, if it is one.
+pub fn parse_spill_object(key: &str) -> Option<(&str, NaiveDate, NaiveDate)> {
+    parse_data_object(key.strip_prefix(SPILL)?.strip_prefix('/')?)
+}
+
+/// The root of the kept rows of one dataset (retention and purge empty it by date).
+pub fn spill_root(dataset: &str) -> String {
+    format!("{SPILL}/{dataset}")
+}
+
+const SPILL: &str = "_state/spill";
+
+/// The lease on one unit of work (a category of a day).
+pub fn unit_lease(category: Category, day: NaiveDate) -> Path {
+    Path::from(format!("_state/leases/{category}/{day}.json"))
+}
+
+/// The lease on writing one partition.
+pub fn partition_lease(dataset: &str, call_date: NaiveDate) -> Path {
+    Path::from(format!(
+        "_state/leases/partitions/{dataset}/{call_date}.json"
+    ))
 }
 
 /// Where the rows set aside from one source file go.
@@ -66,5 +122,17 @@ mod tests {
             ledger_object(Category::Cdr, d).as_ref(),
             "_state/ledger/cdr/2024-03-01.json"
         );
+        let spill = spill_object("cdr", prev, d);
+        assert_eq!(
+            spill.as_ref(),
+            "_state/spill/cdr/date=2024-02-29/2024-03-01.parquet"
+        );
+        assert_eq!(parse_spill_object(spill.as_ref()), Some(("cdr", prev, d)));
+        assert_eq!(parse_data_object(spill.as_ref()), None);
+        assert_eq!(
+            parse_data_object(data_object("queue_call", prev, d).as_ref()),
+            Some(("queue_call", prev, d))
+        );
+        assert_eq!(parse_data_object("recordings/2024/03/01/a.mp3"), None);
     }
 }

@@ -3,7 +3,7 @@
 
 pub mod destination;
 pub mod layout;
-pub mod overlap;
+pub mod partition;
 pub mod partitioned;
 pub mod quarantine;
 pub mod recording_index;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::{FORMAT_VERSION, StateError};
 use crate::model::Category;
+use crate::sink::layout;
 
 /// What a lease object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,10 +44,6 @@ pub struct Leases {
     duration: Duration,
 }
 
-fn key(category: Category, day: NaiveDate) -> Path {
-    Path::from(format!("_state/leases/{category}/{day}.json"))
-}
-
 impl Leases {
     pub fn new(store: Arc<dyn ObjectStore>, holder: String, duration: Duration) -> Self {
         Leases {
@@ -63,7 +60,12 @@ impl Leases {
         day: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Lease, StateError> {
-        let key = key(category, day);
+        self.acquire_key(layout::unit_lease(category, day), now)
+            .await
+    }
+
+    /// Takes the lease at `key`, or says who holds it.
+    pub async fn acquire_key(&self, key: Path, now: DateTime<Utc>) -> Result<Lease, StateError> {
         let payload = self.record(now);
         match self
             .store
@@ -182,11 +184,7 @@ impl Leases {
         else {
             return false;
         };
-        host == our_host
-            && holder != self.holder
-            && (pid == our_pid
-                || (cfg!(target_os = "linux")
-                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()))
+        host == our_host && holder != self.holder && (pid == our_pid || !alive(pid))
     }
 
     fn record(&self, now: DateTime<Utc>) -> PutPayload {
@@ -197,6 +195,23 @@ impl Leases {
             expires_at,
         };
         PutPayload::from(serde_json::to_vec(&record).expect("a lease serializes"))
+    }
+}
+
+/// Whether process `pid` on this machine still runs. A zombie (ended, not yet reaped
+/// by its parent) does not: it holds nothing any more. Where `/proc` cannot tell, it
+/// is taken to run, so its leases are waited out.
+fn alive(pid: u32) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (command) state …`: the command may hold spaces and parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 
@@ -260,6 +275,21 @@ mod tests {
             a.acquire(Category::Cdr, day, at(1063)).await.unwrap(),
             Lease::Held(_)
         ));
+    }
+
+    #[test]
+    fn a_process_that_ended_but_was_not_reaped_is_not_alive() {
+        assert!(alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not reaped yet: a zombie until `wait`; poll until it has ended.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(std::time::Instant::now() < deadline, "`true` did not end");
+            std::thread::yield_now();
+        }
+        child.wait().unwrap();
+        assert!(!alive(pid));
     }
 
     #[tokio::test]

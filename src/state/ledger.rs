@@ -24,8 +24,13 @@ pub struct LedgerEntry {
     pub rows_rejected: u64,
     /// Rows dropped because the same row came earlier in the file.
     pub duplicates_dropped: u64,
-    /// Data objects written, relative to the destination.
+    /// Data objects written, relative to the destination, as they were when the file
+    /// was committed (a later file of a partition's own day can take rows over).
     pub outputs: Vec<String>,
+    /// Where the file's whole rows for other days' partitions are kept
+    /// (`sink::partition`), so that those partitions can be recomputed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spill: Vec<String>,
     /// The quarantine objects, one per dataset that had rows set aside.
     pub quarantine: Vec<String>,
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
+use cdr_ingest::generate::{DropSpec, Quirks, cdr_path, write_drop};
 use chrono::NaiveDate;
 
 use crate::util::{Run, read_parquet, run_range, tree};
@@ -122,4 +122,65 @@ fn each_call_appears_once_whatever_order_the_days_come_in() {
         drop.rows("overlapping") == reference,
         "two overlapping backfills differ from in-order"
     );
+}
+
+impl Drop {
+    /// Rewrites a day's CDR file through `edit` (on its lines, header first), with a
+    /// later modification time, as a corrected upload would be.
+    fn correct(&self, d: u32, edit: impl FnOnce(&mut Vec<String>)) {
+        let path = self.work.path().join("drop").join(cdr_path(day(d)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        edit(&mut lines);
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap()
+            + std::time::Duration::from_secs(3600);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+}
+
+/// Regression: a corrected day-D file that drops a call the D+1 file also repeats
+/// left it nowhere (D+1's copy had been dropped as the own file's); it now comes back
+/// from D+1's file, as in a clean run of the corrected drop.
+#[test]
+fn a_call_dropped_from_its_own_day_comes_back_from_the_next_days_file() {
+    let drop = Drop::new();
+    drop.run("corrected", 1, 6);
+    let mut dropped = String::new();
+    drop.correct(2, |lines| dropped = lines.pop().unwrap());
+    let id = dropped.split(',').next().unwrap().to_string();
+    drop.run("corrected", 1, 6);
+    drop.run("clean", 1, 6);
+    let rows = drop.rows("corrected");
+    assert!(
+        rows[&id].contains(&"date=2024-03-02".to_string()),
+        "{id} is back in its day's partition"
+    );
+    assert!(rows == drop.rows("clean"), "differs from a clean run");
+}
+
+/// Regression: a corrected file that no longer repeats the previous day's calls kept
+/// them as its contribution to that day (the ledger's kept-rows keys were read as data
+/// keys), so they came back when that day's own file later dropped one.
+#[test]
+fn a_file_corrected_without_the_repeated_calls_no_longer_contributes_them() {
+    let drop = Drop::new();
+    drop.run("corrected", 1, 6);
+    drop.correct(3, |lines| {
+        lines.drain(1..=4);
+    });
+    drop.run("corrected", 1, 6);
+    let mut dropped = String::new();
+    drop.correct(2, |lines| dropped = lines.pop().unwrap());
+    let id = dropped.split(',').next().unwrap().to_string();
+    drop.run("corrected", 1, 6);
+    drop.run("clean", 1, 6);
+    let rows = drop.rows("corrected");
+    assert!(!rows.contains_key(&id), "{id} is in no file any more");
+    assert!(rows == drop.rows("clean"), "differs from a clean run");
 }

@@ -16,5 +16,7 @@ mod queue_calls;
 mod recordings;
 mod retention;
 mod s3;
+mod schedules;
 mod sftp;
 mod util;
+mod verify;

@@ -1,0 +1,69 @@
+//! The leases of the partitions a file writes into (`sink::partition` says why): taken
+//! in key order, so two files that share partitions never wait on each other in a
+//! circle, and waited for while another worker holds one, since its work there takes
+//! seconds.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use object_store::path::Path;
+
+use super::{Context, IngestError};
+use crate::sink::layout;
+use crate::sink::partition::Partition;
+use crate::state::lease::Lease;
+
+/// How long a file waits for a partition another worker is writing before it gives up
+/// until the next run (a worker that crashed on another machine holds it until its
+/// lease expires).
+const WAIT: Duration = Duration::from_secs(120);
+/// The first pause between tries; it doubles up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_millis(500);
+
+/// Takes the lease of every partition in `partitions`, which must come in order.
+pub async fn hold(
+    ctx: &Context,
+    partitions: impl Iterator<Item = Partition>,
+) -> Result<Vec<Path>, IngestError> {
+    let mut held = Vec::new();
+    for partition in partitions {
+        let key = layout::partition_lease(partition.table.dataset, partition.date);
+        match wait_for(ctx, key).await {
+            Ok(key) => held.push(key),
+            Err(e) => {
+                release(ctx, &held).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(held)
+}
+
+pub async fn release(ctx: &Context, held: &[Path]) {
+    for key in held.iter().rev() {
+        ctx.leases.release(key).await;
+    }
+}
+
+async fn wait_for(ctx: &Context, key: Path) -> Result<Path, IngestError> {
+    let deadline = Instant::now() + WAIT;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        // The wall clock, not the pass's: a lease must expire in real time.
+        match ctx.leases.acquire_key(key.clone(), Utc::now()).await? {
+            Lease::Held(key) => return Ok(key),
+            Lease::Busy { holder, .. } if Instant::now() >= deadline => {
+                return Err(IngestError::PartitionBusy {
+                    lease: key.to_string(),
+                    holder,
+                    waited_secs: WAIT.as_secs(),
+                });
+            }
+            Lease::Busy { .. } => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+}
