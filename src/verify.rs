@@ -201,6 +201,7 @@ pub fn describe(problem: &Problem) -> String {
             key,
             rows,
             shadowed,
+            ..
         }) => format!(
             "{key}: {shadowed} of its rows belong to a file ranked before it (the file of their own day first); repair rewrites it with {rows} rows"
         ),

@@ -277,6 +277,18 @@ async fn write_partitions(
         let settled = partition::settle(&ctx.store, partition, Some(day), own_rows, true).await?;
         for change in &settled.changes {
             log_change(&key, change);
+            // Rows this file takes over from another file's object are duplicates
+            // dropped now, so a pass counts them whichever of the two came first.
+            entry.duplicates_dropped += match change {
+                Change::Write {
+                    key: other,
+                    rows,
+                    before,
+                    ..
+                } if *other != key => before.saturating_sub(*rows),
+                Change::Delete { key: other, rows } if *other != key => *rows,
+                _ => 0,
+            };
         }
         if file.is_none() {
             continue;
@@ -306,6 +318,7 @@ fn log_change(ours: &Path, change: &Change) {
             key,
             rows,
             shadowed,
+            ..
         } if key != ours => {
             tracing::info!(object = %key, rows, shadowed, "another file's rows in this partition rewritten: each id stays with the file of its own day");
         }

@@ -123,8 +123,14 @@ impl Partition {
 /// What [`settle`] did (or, not applied, would do) to one visible object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Written with `rows` rows, `shadowed` of its contribution's rows left out.
-    Write { key: Path, rows: u64, shadowed: u64 },
+    /// Written with `rows` rows, `shadowed` of its contribution's rows left out; it
+    /// had `before` rows (0: it was not there).
+    Write {
+        key: Path,
+        rows: u64,
+        shadowed: u64,
+        before: u64,
+    },
     /// Removed: every row of it belongs to a higher-ranked file, or it has none.
     Delete { key: Path, rows: u64 },
 }
@@ -243,6 +249,7 @@ pub async fn settle(
                 key: key.clone(),
                 rows,
                 shadowed: shadowed.len() as u64,
+                before: shown.as_ref().map_or(0, |s| s.len() as u64),
             });
             if apply {
                 let out = if shadowed.is_empty() {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::{FORMAT_VERSION, StateError};
 use crate::model::Category;
-use crate::sink::layout;
+use crate::sink::{layout, retry};
 
 /// What a lease object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,11 +67,7 @@ impl Leases {
     /// Takes the lease at `key`, or says who holds it.
     pub async fn acquire_key(&self, key: Path, now: DateTime<Utc>) -> Result<Lease, StateError> {
         let payload = self.record(now);
-        match self
-            .store
-            .put_opts(&key, payload.clone(), PutMode::Create.into())
-            .await
-        {
+        match self.create(&key, &payload).await {
             Ok(_) => return Ok(Lease::Held(key)),
             Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(source) => {
@@ -85,11 +81,7 @@ impl Leases {
             Ok(current) => current,
             // Released in between: try once more from the start.
             Err(object_store::Error::NotFound { .. }) => {
-                return match self
-                    .store
-                    .put_opts(&key, payload, PutMode::Create.into())
-                    .await
-                {
+                return match self.create(&key, &payload).await {
                     Ok(_) => Ok(Lease::Held(key)),
                     Err(_) => Ok(Lease::Busy {
                         holder: "another worker".into(),
@@ -131,11 +123,9 @@ impl Leases {
             Err(object_store::Error::NotImplemented { .. }) => {
                 // Stores without conditional updates (local disk): delete, then create.
                 let _ = self.store.delete(&key).await;
-                self.store
-                    .put_opts(&key, payload, PutMode::Create.into())
-                    .await
+                self.create(&key, &payload).await
             }
-            other => other,
+            other => other.map(|_| ()),
         };
         match taken {
             Ok(_) => Ok(Lease::Held(key)),
@@ -151,6 +141,18 @@ impl Leases {
                 source,
             }),
         }
+    }
+
+    /// A create-only put, tried again when the store fails for a reason that may pass:
+    /// on a local disk another worker's release can remove the emptied folder between
+    /// this put creating it and writing into it.
+    async fn create(&self, key: &Path, payload: &PutPayload) -> object_store::Result<()> {
+        retry::with_backoff("create", retry::is_transient, || {
+            self.store
+                .put_opts(key, payload.clone(), PutMode::Create.into())
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Gives a lease back, unless it expired and someone else holds it now.
@@ -275,6 +277,39 @@ mod tests {
             a.acquire(Category::Cdr, day, at(1063)).await.unwrap(),
             Lease::Held(_)
         ));
+    }
+
+    /// Regression: on a local disk, a release that emptied the lease folder removed it
+    /// while another worker's put was creating its lease there, which failed the unit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leases_taken_and_released_at_once_in_one_local_folder_never_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path())
+                .unwrap()
+                .with_automatic_cleanup(true),
+        );
+        let workers = (0..4).map(|worker| {
+            let leases = Leases::new(
+                Arc::clone(&store),
+                format!("w{worker}"),
+                Duration::from_secs(60),
+            );
+            tokio::spawn(async move {
+                for round in 0..1000 {
+                    let key = Path::from(format!(
+                        "_state/leases/partitions/cdr/{worker}-{round}.json"
+                    ));
+                    match leases.acquire_key(key, at(1000)).await.unwrap() {
+                        Lease::Held(key) => leases.release(&key).await,
+                        busy => panic!("nobody else takes this key: {busy:?}"),
+                    }
+                }
+            })
+        });
+        for worker in workers.collect::<Vec<_>>() {
+            worker.await.unwrap();
+        }
     }
 
     #[test]

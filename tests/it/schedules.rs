@@ -19,7 +19,7 @@ use cdr_ingest::crash::POINTS;
 use cdr_ingest::generate::{DropSpec, Quirks, cdr_path, queue_zip_path, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, tree};
+use crate::util::{Run, local_config_of, tree};
 
 const DAYS: u32 = 6;
 
@@ -365,17 +365,12 @@ fn edit_zip(zip: &[u8], line: isize) -> Vec<u8> {
 }
 
 fn config(work: &Path, name: &str) -> PathBuf {
-    let path = work.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [\"cdr\", \"queue\"]\n",
-            work.join("drop").display(),
-            work.join(name).display()
-        ),
+    local_config_of(
+        &work.join(format!("{name}.toml")),
+        &work.join("drop"),
+        &work.join(name),
+        r#""cdr", "queue""#,
     )
-    .unwrap();
-    path
 }
 
 fn start(config: &Path, process: &Process) -> Child {

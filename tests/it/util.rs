@@ -33,6 +33,21 @@ pub fn local_config(path: &Path, drop: &Path, out: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
+/// Writes a config at `path` that reads only `categories` (e.g. `"cdr", "queue"`) of
+/// the drop in the local folder `drop` into the local destination `out`.
+pub fn local_config_of(path: &Path, drop: &Path, out: &Path, categories: &str) -> PathBuf {
+    std::fs::write(
+        path,
+        format!(
+            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [{categories}]\n",
+            drop.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    path.to_path_buf()
+}
+
 /// The vsftpd server started by `scripts/test.sh`.
 pub struct Ftps {
     pub port: u16,

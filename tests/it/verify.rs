@@ -2,13 +2,13 @@
 //! objects whose rows all belong to another file, objects no ledger entry lists), and
 //! `verify --repair` leaves the data a clean run writes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, run_range, tree};
+use crate::util::{Run, local_config_of, run_range, tree};
 
 fn verify(config: &Path, repair: bool) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
@@ -19,18 +19,13 @@ fn verify(config: &Path, repair: bool) -> Run {
     Run::from(command.output().unwrap())
 }
 
-fn config(work: &Path, name: &str) -> std::path::PathBuf {
-    let path = work.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [\"cdr\"]\n",
-            work.join("drop").display(),
-            work.join(name).display()
-        ),
+fn config(work: &Path, name: &str) -> PathBuf {
+    local_config_of(
+        &work.join(format!("{name}.toml")),
+        &work.join("drop"),
+        &work.join(name),
+        r#""cdr""#,
     )
-    .unwrap();
-    path
 }
 
 /// The CDR data objects a reader sees.
