@@ -427,15 +427,20 @@ async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyho
     Ok(EXIT_OK)
 }
 
-/// `cdr-ingest purge`: everything in one category, after an exact `YES`.
+/// `cdr-ingest purge`: everything in one category, after an exact `YES`. It lists
+/// first, so the question can say how much the answer deletes.
 async fn purge(ctx: &Context, target: Target, confirm: Option<String>) -> anyhow::Result<u8> {
+    let owned = retention::owned_by(&ctx.store, target).await?;
+    let planned = owned.removed();
+    let destination = destination::redact(&ctx.settings.destination.url);
+    if planned.objects == 0 {
+        crate::out!("{target}: nothing to purge in {destination}");
+        return Ok(EXIT_OK);
+    }
     let answer = match confirm {
         Some(answer) => answer,
         None if std::io::stdin().is_terminal() => {
-            eprint!(
-                "This deletes every object of category {target} in {} (data, ledger, quarantine as applicable) and nothing else.\nType YES to confirm: ",
-                destination::redact(&ctx.settings.destination.url)
-            );
+            eprint!("{}", purge_question(target, &destination, &planned));
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
             line.trim_end_matches(['\r', '\n']).to_string()
@@ -450,13 +455,23 @@ async fn purge(ctx: &Context, target: Target, confirm: Option<String>) -> anyhow
         eprintln!("not confirmed (the answer must be exactly YES): nothing was deleted");
         return Ok(EXIT_FAILED);
     }
-    let removed = retention::purge(&ctx.store, target).await?;
+    let removed = retention::purge(&ctx.store, owned).await?;
     crate::out!(
         "{target}: purged {} objects, {} bytes",
         removed.objects,
         removed.bytes
     );
     Ok(EXIT_OK)
+}
+
+/// What `purge` asks on a terminal.
+fn purge_question(target: Target, destination: &str, planned: &retention::Removed) -> String {
+    format!(
+        "This deletes {} objects ({} bytes, {:.1} MB) of category {target} in {destination} (data, ledger, quarantine as applicable) and nothing else.\nType YES to confirm: ",
+        planned.objects,
+        planned.bytes,
+        planned.bytes as f64 / 1e6
+    )
 }
 
 /// Opens the destination and the state for a command that runs passes.
@@ -524,4 +539,26 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_question_says_how_much_it_deletes() {
+        let planned = retention::Removed {
+            days: Vec::new(),
+            objects: 2364,
+            bytes: 631_200_000,
+        };
+        let question = purge_question(Target::Data(Category::Recordings), "s3://b/p", &planned);
+        assert!(
+            question.starts_with(
+                "This deletes 2364 objects (631200000 bytes, 631.2 MB) of category recordings in s3://b/p"
+            ),
+            "{question}"
+        );
+        assert!(question.ends_with("Type YES to confirm: "), "{question}");
+    }
 }
