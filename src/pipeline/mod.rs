@@ -21,7 +21,6 @@ use object_store::ObjectStore;
 use thiserror::Error;
 
 use crate::config::Settings;
-use crate::formats::queue_zip::ZipError;
 use crate::formats::table::FileError;
 use crate::model::Category;
 use crate::retention::{self, Keep, Removed, RetentionError, Target};
@@ -131,15 +130,17 @@ pub enum IngestError {
         "{path}: {source}; fix the file on the server or ask the provider, it is tried again on the next run"
     )]
     Format { path: String, source: FileError },
-    #[error("{path}: {source} (try {tries} of {max_tries}); it is tried again on the next run")]
+    /// A queue zip that could not be read (damaged, or an entry that does not parse);
+    /// each try of the same version counts against `ingest.max_tries`.
+    #[error("{path}: {reason} (try {tries} of {max_tries}); {}", after_try(*tries, *max_tries))]
     Zip {
         path: String,
-        source: ZipError,
+        reason: String,
         tries: u32,
         max_tries: u32,
     },
     #[error(
-        "{path} failed {tries} tries, the last with: {last_error}; it is tried again when it changes on the server (or raise ingest.max_tries)"
+        "{path} failed {tries} tries, the last with: {last_error}; it is not tried again until it changes on the server (or raise ingest.max_tries)"
     )]
     GaveUp {
         path: String,
@@ -158,6 +159,15 @@ pub enum IngestError {
     State(#[from] StateError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What happens to a file after a failed try: on the last one, only what will happen.
+fn after_try(tries: u32, max_tries: u32) -> &'static str {
+    if tries >= max_tries {
+        "it is not tried again until it changes on the server (or raise ingest.max_tries)"
+    } else {
+        "it is tried again on the next run"
+    }
 }
 
 /// The result of one file of one day in a pass.
@@ -553,5 +563,40 @@ fn log_result(
         }
         Ok(FileOutcome::Busy { .. } | FileOutcome::Expired { .. }) => {}
         Err(e) => tracing::error!(%day, error = %e, "failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the last try said "it is tried again on the next run", and the
+    /// run after it repeated that inside "it is tried again when it changes".
+    #[test]
+    fn the_last_try_says_only_what_will_happen() {
+        let zip = |tries| IngestError::Zip {
+            path: "QueueCalls/2024-03-01-queue-calls.zip".into(),
+            reason: "the zip is truncated or damaged (eof)".into(),
+            tries,
+            max_tries: 5,
+        };
+        assert!(
+            zip(4)
+                .to_string()
+                .ends_with("(try 4 of 5); it is tried again on the next run")
+        );
+        let last = zip(5).to_string();
+        assert!(
+            last.ends_with("(try 5 of 5); it is not tried again until it changes on the server (or raise ingest.max_tries)"),
+            "{last}"
+        );
+        let gave_up = IngestError::GaveUp {
+            path: "QueueCalls/2024-03-01-queue-calls.zip".into(),
+            tries: 5,
+            last_error: "the zip is truncated or damaged (eof)".into(),
+        }
+        .to_string();
+        assert!(!gave_up.contains("next run"), "{gave_up}");
+        assert_eq!(gave_up.matches("tried again").count(), 1, "{gave_up}");
     }
 }
