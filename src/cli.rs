@@ -257,13 +257,13 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 respect_retention_history: true,
             };
             let (ctx, options) = (&ctx, &options);
-            daemon::run(
+            let ended = daemon::run(
                 &ctx.settings.schedule,
                 &SystemClock,
                 &shutdown,
                 |now| async move {
                     // Each pass reports its own failures; the daemon carries on.
-                    pass(
+                    let code = pass(
                         ctx,
                         &ctx.settings.schedule.window(now),
                         now,
@@ -271,14 +271,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                         options,
                     )
                     .await;
+                    code == EXIT_STOPPED
                 },
             )
             .await;
-            // A daemon ends only when told to stop (or when its schedule has no future time).
-            Ok(if shutdown.is_requested() {
-                EXIT_STOPPED
-            } else {
-                EXIT_OK
+            // Stopping is what a daemon is for (Kubernetes, systemd): only a stop that
+            // cut a pass short says so in the exit code.
+            Ok(match ended {
+                daemon::Ended::StoppedInPass => EXIT_STOPPED,
+                daemon::Ended::StoppedIdle | daemon::Ended::NoFutureTime => EXIT_OK,
             })
         }
         Command::Backfill {

@@ -274,6 +274,39 @@ fn a_backfill_stopped_by_sigterm_exits_4_and_goes_on_where_it_stopped() {
     assert!(data(&work.path().join("out")) == data(&reference));
 }
 
+/// Regression: a daemon stopped while it waited for its next pass exited 4, so every
+/// normal stop (a rollout, a node drain) was recorded as a failure.
+#[test]
+fn a_daemon_stopped_while_waiting_exits_0() {
+    let work = tempfile::tempdir().unwrap();
+    let drop = work.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let config = config(work.path(), &drop, "[schedule]\nlookback_days = 1\n");
+    let mut child = cdr_ingest(&["daemon", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0
+        && !line.contains("\"message\":\"waiting for the next pass\"")
+    {
+        line.clear();
+    }
+    assert!(line.contains("waiting for the next pass"), "{line}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let drain = std::thread::spawn(move || std::io::read_to_string(stderr));
+    let status = child.wait().unwrap();
+    let log = drain.join().unwrap().unwrap();
+    assert!(log.contains("stopping: no new files"), "{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
 #[test]
 fn the_quarantine_command_lists_what_was_set_aside_per_day() {
     let work = tempfile::tempdir().unwrap();
