@@ -91,17 +91,23 @@ pub enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
         parallel: u16,
     },
-    /// Per day and category: ingested, not due, late, failed, quarantined rows; and the
-    /// last pass and how it ended. Reads the destination only.
+    /// Per day and category: ingested, not due, late, failed (and why), quarantined
+    /// rows; and the last pass and how it ended. Reads the destination only.
     Status {
         #[command(flatten)]
         config: ConfigArg,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Days back from yesterday (default: schedule.lookback_days).
-        #[arg(long)]
+        /// Days back from yesterday (default: schedule.lookback_days), at most 3660.
+        #[arg(long, conflicts_with_all = ["from", "to"], value_parser = days_back())]
         days: Option<u32>,
+        /// First day, YYYY-MM-DD, instead of --days.
+        #[arg(long, requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last day, inclusive; at most 3660 days after --from.
+        #[arg(long, requires = "from")]
+        to: Option<NaiveDate>,
     },
     /// The rows set aside in the last days: per day and dataset a count by reason, then
     /// each row's file, line and reason.
@@ -111,8 +117,8 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Days back from yesterday (default: schedule.lookback_days).
-        #[arg(long)]
+        /// Days back from yesterday (default: schedule.lookback_days), at most 3660.
+        #[arg(long, value_parser = days_back())]
         days: Option<u32>,
     },
     /// Delete what is older than the [retention] limits now (each pass does this too).
@@ -181,6 +187,15 @@ pub enum Command {
         #[arg(long)]
         manifest: Option<PathBuf>,
     },
+}
+
+/// The most days `status` and `quarantine` report at once: ten years. Each day costs
+/// lookups in the destination and a line per category, and a mistyped `--days 100000`
+/// would otherwise go back to the year 1753.
+pub const MAX_REPORT_DAYS: u32 = 3660;
+
+fn days_back() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=i64::from(MAX_REPORT_DAYS))
 }
 
 #[derive(Debug, clap::Args)]
@@ -312,9 +327,29 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             progress.finish();
             Ok(code)
         }
-        Command::Status { config, json, days } => {
+        Command::Status {
+            config,
+            json,
+            days,
+            from,
+            to,
+        } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;
-            status::show(&ctx, Utc::now(), days, json).await
+            let now = Utc::now();
+            let window = match requested_days(None, from, to)? {
+                Some(range) if range.len() > MAX_REPORT_DAYS as usize => {
+                    return Err(UsageError(format!(
+                        "--from {} --to {} is {} days; status shows at most {MAX_REPORT_DAYS} at once",
+                        range[0],
+                        range[range.len() - 1],
+                        range.len()
+                    ))
+                    .into());
+                }
+                Some(range) => range,
+                None => ctx.settings.schedule.last_days(days, now),
+            };
+            status::show(&ctx, now, &window, json).await
         }
         Command::Quarantine { config, json, days } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;

@@ -40,7 +40,7 @@ pub async fn ingest_day(
         .attempts
         .get(Category::Queue, day)
         .await?
-        .filter(|a| a.size == remote.size && a.modified == modified_text(&remote));
+        .filter(|a| a.is_of(remote.size, &modified_text(&remote)));
     if let Some(tried) = tried.as_ref().filter(|a| a.tries >= max_tries) {
         return Err(IngestError::GaveUp {
             path,
@@ -71,8 +71,14 @@ pub async fn ingest_day(
             // The record keeps the reason alone: what happens next depends on the
             // later try that reads it.
             let (error, reason) = error.into_ingest_error(&path, tries, max_tries);
-            let record =
-                AttemptRecord::new(&path, remote.size, modified_text(&remote), tries, reason);
+            let record = AttemptRecord::new(
+                &path,
+                remote.size,
+                modified_text(&remote),
+                tries,
+                reason,
+                now,
+            );
             ctx.attempts.put(Category::Queue, day, &record).await?;
             return Err(error);
         }

@@ -274,6 +274,90 @@ fn a_backfill_stopped_by_sigterm_exits_4_and_goes_on_where_it_stopped() {
     assert!(data(&work.path().join("out")) == data(&reference));
 }
 
+/// Regression: after a later pass (of another day), `status` said a day whose file
+/// had failed was "overdue, not ingested yet" and no longer why; `--days 100000`
+/// printed every day back to 1753.
+#[test]
+fn status_keeps_why_a_day_failed_and_takes_a_range_of_days() {
+    let work = tempfile::tempdir().unwrap();
+    let first = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+    let second = NaiveDate::from_ymd_opt(2024, 3, 2).unwrap();
+    let drop = drop_of(work.path(), first, second, 20);
+    let csv = drop.join("CDRs/2024-03-01.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let (header, rows) = text.split_once('\n').unwrap();
+    assert!(header.contains(",billsec,"), "{header}");
+    let header = header.replace(",billsec,", ",bill_seconds,");
+    std::fs::write(&csv, format!("{header}\n{rows}")).unwrap();
+    let config = config(work.path(), &drop, "");
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| Run::from(cdr_ingest(args).output().unwrap());
+
+    let failed = run(&["run", "--config", config, "--date", "2024-03-01"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let later = run(&["run", "--config", config, "--date", "2024-03-02"]);
+    assert_eq!(later.code, 0, "{later:?}");
+
+    let status = run(&[
+        "status",
+        "--config",
+        config,
+        "--json",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-02",
+    ]);
+    assert_eq!(status.code, 1, "a failed day is reported: {status:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let rows = parsed["days"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "two days, two categories: {status:?}");
+    let row = |day: &str, category: &str| {
+        rows.iter()
+            .find(|r| r["day"] == day && r["category"] == category)
+            .unwrap_or_else(|| panic!("{day} {category}: {status:?}"))
+    };
+    assert_eq!(row("2024-03-01", "cdr")["state"], "failed", "{status:?}");
+    let detail = row("2024-03-01", "cdr")["detail"].as_str().unwrap();
+    assert!(detail.contains("billsec"), "{detail}");
+    assert_eq!(row("2024-03-01", "queue")["state"], "ingested");
+    assert_eq!(row("2024-03-02", "cdr")["state"], "ingested");
+
+    // Once the file is fixed and in, the failure is forgotten.
+    std::fs::write(&csv, &text).unwrap();
+    let fixed = run(&["run", "--config", config, "--date", "2024-03-01"]);
+    assert_eq!(fixed.code, 0, "{fixed:?}");
+    let status = run(&[
+        "status",
+        "--config",
+        config,
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-01",
+    ]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(!status.stdout.contains("failed"), "{status:?}");
+    assert!(
+        !work
+            .path()
+            .join("out/_state/attempts/cdr/2024-03-01.json")
+            .exists()
+    );
+
+    for bad in [
+        &["--days", "100000"][..],
+        &["--days", "0"][..],
+        &["--from", "1753-01-01", "--to", "2024-03-01"][..],
+        &["--from", "2024-03-02", "--to", "2024-03-01"][..],
+        &["--days", "3", "--from", "2024-03-01", "--to", "2024-03-02"][..],
+    ] {
+        let refused = run(&[&["status", "--config", config][..], bad].concat());
+        assert_eq!(refused.code, 2, "{bad:?}: {refused:?}");
+        assert!(refused.stdout.is_empty(), "{bad:?}: {refused:?}");
+    }
+}
+
 /// Regression: a daemon stopped while it waited for its next pass exited 4, so every
 /// normal stop (a rollout, a node drain) was recorded as a failure.
 #[test]
