@@ -23,8 +23,15 @@ use crate::source::RemoteFile;
 use crate::state::json::FORMAT_VERSION;
 use crate::state::ledger::{RecordingFile, RecordingsEntry};
 
-/// Names that do not match the pattern, shown in full up to this many per run.
+/// Names that do not match the pattern, shown in full up to this many per day.
 const UNMATCHED_SHOWN: usize = 20;
+
+/// Names in the folder that do not match the pattern, of one day (or of none).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Unmatched {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
 
 /// How the recordings went in one pass.
 #[derive(Debug, Default)]
@@ -35,8 +42,10 @@ pub struct RecordingsReport {
     pub already: u64,
     /// Modified too recently, or grew while copied: left for the next run.
     pub pending: u64,
-    pub unmatched: u64,
-    pub unmatched_examples: Vec<String>,
+    /// Names that do not match the pattern, by the day their name starts with, for
+    /// the pass's days only (the folder holds every day's); `None`: names that tell
+    /// no day, listed on every pass.
+    pub unmatched: BTreeMap<Option<NaiveDate>, Unmatched>,
     pub failures: Vec<(String, IngestError)>,
     /// Listing the folder and looking the names up in the ledger.
     pub list_ms: u64,
@@ -77,9 +86,14 @@ pub async fn ingest(
             let parsed = match recording_name::parse(&name) {
                 Ok(parsed) => parsed,
                 Err(_) => {
-                    report.unmatched += 1;
-                    if report.unmatched_examples.len() < UNMATCHED_SHOWN {
-                        report.unmatched_examples.push(name);
+                    let day = recording_name::day_of_unmatched(&name);
+                    if day.is_some_and(|d| !days.contains(&d)) {
+                        return;
+                    }
+                    let unmatched = report.unmatched.entry(day).or_default();
+                    unmatched.count += 1;
+                    if unmatched.examples.len() < UNMATCHED_SHOWN {
+                        unmatched.examples.push(name);
                     }
                     return;
                 }
@@ -107,16 +121,19 @@ pub async fn ingest(
         let looked_up = Instant::now();
         let mut entry = ctx.ledger.recordings(day).await?.unwrap_or_default();
         let mut jobs = VecDeque::new();
+        let mut already = 0;
         for (name, remote) in files {
             let known = entry.files.binary_search_by(|f| f.name.as_str().cmp(&name));
             if known.is_ok() {
-                report.already += 1;
+                already += 1;
             } else {
                 jobs.push_back(Job { day, remote, name });
             }
         }
+        report.already += already;
         report.list_ms += millis(looked_up.elapsed());
         if jobs.is_empty() {
+            tracing::info!(%day, copied = 0, bytes = 0, already, pending = 0, failed = 0, "recordings of the day copied");
             continue;
         }
         let workers = ctx.settings.ingest.transfers.min(jobs.len());
@@ -135,23 +152,28 @@ pub async fn ingest(
         report.copy_ms += millis(copy_started.elapsed());
 
         let index_started = Instant::now();
-        let mut copied = 0;
+        let (mut copied, mut bytes, mut pending, mut failed) = (0, 0, 0, 0);
         for (job, result) in results.into_inner().expect("not poisoned") {
             match result {
                 Ok(file) => {
                     copied += 1;
-                    report.bytes += file.size;
-                    tracing::info!(%day, file = %job.remote.path, bytes = file.size, "recording copied");
+                    bytes += file.size;
+                    // At debug: a day can have thousands; the day's line below counts them.
+                    tracing::debug!(%day, file = %job.remote.path, bytes = file.size, "recording copied");
                     entry.files.push(file);
                 }
-                Err(IngestError::StillUploading { .. }) => report.pending += 1,
+                Err(IngestError::StillUploading { .. }) => pending += 1,
                 Err(e) => {
+                    failed += 1;
                     tracing::error!(%day, file = %job.remote.path, error = %e, "recording failed");
                     report.failures.push((job.remote.path, e));
                 }
             }
         }
+        tracing::info!(%day, copied, bytes, already, pending, failed, "recordings of the day copied");
         report.copied += copied;
+        report.bytes += bytes;
+        report.pending += pending;
         if copied > 0 {
             commit_day(ctx, day, entry).await?;
         }
