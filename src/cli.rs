@@ -12,7 +12,7 @@ use crate::daemon::{self, SystemClock};
 use crate::demo;
 use crate::generate;
 use crate::model::Category;
-use crate::pipeline::{self, Context, FileReport, PassOptions};
+use crate::pipeline::{self, Context, PassOptions};
 use crate::progress::Progress;
 use crate::quarantine_report;
 use crate::report;
@@ -214,9 +214,10 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    // Through the progress bar's writer, so that a backfill's log lines go above its bar.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::progress::LogWriter);
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -257,7 +258,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let options = PassOptions {
                 parallel_days: 1,
                 shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
-                on_file: None,
+                observer: None,
                 respect_retention_history: scheduled,
             };
             Ok(pass(&ctx, &days, now, "run", &options).await)
@@ -268,7 +269,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let options = PassOptions {
                 parallel_days: 1,
                 shutdown: shutdown.clone(),
-                on_file: None,
+                observer: None,
                 respect_retention_history: true,
             };
             let (ctx, options) = (&ctx, &options);
@@ -316,11 +317,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 .filter(|c| **c != Category::Recordings)
                 .count();
             let progress = Progress::new((days.len() * daily) as u64);
-            let on_file = |file: &FileReport| progress.file_done(file);
             let options = PassOptions {
                 parallel_days: usize::from(parallel),
                 shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
-                on_file: Some(&on_file),
+                observer: Some(&progress),
                 respect_retention_history: false,
             };
             let code = pass(&ctx, &days, Utc::now(), "backfill", &options).await;

@@ -210,14 +210,25 @@ impl PassReport {
     }
 }
 
+/// Told how a pass goes while it runs (for progress): daily files, then recordings.
+pub trait Observer: Sync {
+    /// A daily file (CDRs, queue calls) of one day is done, however it went.
+    fn file_done(&self, file: &FileReport);
+    /// The recordings folder was listed: this many recordings of the pass's days are
+    /// old enough to copy (some may be in already).
+    fn recordings_found(&self, count: u64);
+    /// `count` of them are done (copied, in already, or failed); `bytes` were copied.
+    fn recordings_done(&self, count: u64, bytes: u64);
+}
+
 /// How a pass runs.
 #[derive(Clone)]
 pub struct PassOptions<'a> {
     /// Days ingested at once, each over its own connection.
     pub parallel_days: usize,
     pub shutdown: Shutdown,
-    /// Told about each file as it is done (for progress).
-    pub on_file: Option<&'a (dyn Fn(&FileReport) + Sync)>,
+    /// Told about each file and recording as it is done (for progress).
+    pub observer: Option<&'a dyn Observer>,
     /// Skip days retention has removed, even if the limit has since been raised: true
     /// for scheduled passes, false when the user names the days (a backfill).
     pub respect_retention_history: bool,
@@ -229,7 +240,7 @@ impl Default for PassOptions<'_> {
         PassOptions {
             parallel_days: 1,
             shutdown: Shutdown::new(std::time::Duration::ZERO).0,
-            on_file: None,
+            observer: None,
             respect_retention_history: false,
         }
     }
@@ -271,10 +282,8 @@ pub async fn run(
                 .await
             {
                 Some(Ok(files)) => {
-                    for file in &files {
-                        if let Some(on_file) = options.on_file {
-                            on_file(file);
-                        }
+                    if let Some(observer) = options.observer {
+                        files.iter().for_each(|file| observer.file_done(file));
                     }
                     report.lock().expect("not poisoned").files.extend(files);
                 }
@@ -313,7 +322,7 @@ pub async fn run(
                 &mut connection,
                 days,
                 now,
-                options.respect_retention_history,
+                options,
                 &mut report,
             ))
             .await
@@ -465,9 +474,10 @@ async fn run_recordings(
     connection: &mut Connection<'_>,
     days: &[NaiveDate],
     now: DateTime<Utc>,
-    respect_history: bool,
+    options: &PassOptions<'_>,
     report: &mut PassReport,
 ) {
+    let respect_history = options.respect_retention_history;
     let mut held = Vec::new();
     let mut leases = Vec::new();
     for &day in days {
@@ -490,7 +500,8 @@ async fn run_recordings(
         }
     }
     if !held.is_empty() {
-        report.recordings = Some(recordings::ingest(ctx, connection, &held, now).await);
+        report.recordings =
+            Some(recordings::ingest(ctx, connection, &held, now, options.observer).await);
     }
     for lease in &leases {
         ctx.leases.release(lease).await;

@@ -15,7 +15,7 @@ use object_store::ObjectStoreExt;
 use super::connection::Connection;
 use super::file::modified_text;
 use super::transfer::ObjectUpload;
-use super::{Context, IngestError, millis};
+use super::{Context, IngestError, Observer, millis};
 use crate::formats::recording_name;
 use crate::sink::{layout, upload::put_bytes};
 use crate::sink::{recording_index, retry};
@@ -68,6 +68,7 @@ pub async fn ingest(
     connection: &mut Connection<'_>,
     days: &[NaiveDate],
     now: DateTime<Utc>,
+    observer: Option<&dyn Observer>,
 ) -> Result<RecordingsReport, IngestError> {
     let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
         return Ok(RecordingsReport::default());
@@ -112,6 +113,9 @@ pub async fn ingest(
         .await?;
 
     report.list_ms = millis(started.elapsed());
+    if let Some(observer) = observer {
+        observer.recordings_found(candidates.values().map(|files| files.len() as u64).sum());
+    }
 
     // Day by day: a day's index and ledger entry are written as soon as its copies are
     // done, so memory holds one day's results and ledger (plus the listed names), and
@@ -131,6 +135,9 @@ pub async fn ingest(
             }
         }
         report.already += already;
+        if let Some(observer) = observer {
+            observer.recordings_done(already, 0);
+        }
         report.list_ms += millis(looked_up.elapsed());
         if jobs.is_empty() {
             tracing::info!(%day, copied = 0, bytes = 0, already, pending = 0, failed = 0, "recordings of the day copied");
@@ -146,7 +153,7 @@ pub async fn ingest(
         futures::future::join_all(
             pool[..workers]
                 .iter_mut()
-                .map(|connection| work(ctx, connection, &queue, &results)),
+                .map(|connection| work(ctx, connection, &queue, &results, observer)),
         )
         .await;
         report.copy_ms += millis(copy_started.elapsed());
@@ -193,7 +200,13 @@ async fn work(
     connection: &mut Connection<'_>,
     queue: &Mutex<VecDeque<Job>>,
     results: &Mutex<Vec<Copied>>,
+    observer: Option<&dyn Observer>,
 ) {
+    let done = |result: &Result<RecordingFile, IngestError>| {
+        if let Some(observer) = observer {
+            observer.recordings_done(1, result.as_ref().map_or(0, |file| file.size));
+        }
+    };
     let mut storing: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
     loop {
         let next = queue.lock().expect("not poisoned").pop_front();
@@ -211,10 +224,15 @@ async fn work(
             Ok(upload) => {
                 storing = Some(Box::pin(async move {
                     let result = store(ctx, &job, upload).await;
+                    done(&result);
                     results.lock().expect("not poisoned").push((job, result));
                 }));
             }
-            Err(e) => results.lock().expect("not poisoned").push((job, Err(e))),
+            Err(e) => {
+                let result = Err(e);
+                done(&result);
+                results.lock().expect("not poisoned").push((job, result));
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use cdr_ingest::generate::{DropSpec, write_drop};
 use chrono::{Days, NaiveDate, Utc};
 
-use crate::util::{Run, json, run_range, tree};
+use crate::util::{Run, json, local_config, run_range, tree};
 
 fn config(work: &Path, drop: &Path, extra: &str) -> PathBuf {
     let path = work.join("config.toml");
@@ -272,6 +272,56 @@ fn a_backfill_stopped_by_sigterm_exits_4_and_goes_on_where_it_stopped() {
             .collect::<Vec<_>>()
     };
     assert!(data(&work.path().join("out")) == data(&reference));
+}
+
+/// Regression: without a terminal the last `backfill progress` line said all files
+/// were done (recordings were not counted) and `mb_per_sec` was a string.
+#[test]
+fn backfill_progress_counts_recordings_and_its_numbers_are_numbers() {
+    let work = tempfile::tempdir().unwrap();
+    let from = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+    let to = NaiveDate::from_ymd_opt(2024, 3, 2).unwrap();
+    let drop = work.path().join("drop");
+    let mut spec = DropSpec::new(45, from, to);
+    spec.cdr_rows_per_day = 20;
+    spec.recordings_per_day = Some(3);
+    write_drop(&drop, &spec).unwrap();
+    let config = local_config(
+        &work.path().join("config.toml"),
+        &drop,
+        &work.path().join("out"),
+    );
+    let run = Run::from(
+        cdr_ingest(&[
+            "backfill",
+            "--config",
+            config.to_str().unwrap(),
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-02",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let last: serde_json::Value = run
+        .stderr
+        .lines()
+        .rfind(|l| l.contains("\"message\":\"backfill progress\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no progress line: {run:?}"));
+    for (field, want) in [
+        ("files_done", 4),
+        ("files_total", 4),
+        ("recordings_done", 6),
+        ("recordings_total", 6),
+        ("eta_secs", 0),
+    ] {
+        assert_eq!(last[field].as_u64(), Some(want), "{field}: {last}");
+    }
+    assert!(last["bytes"].as_u64().unwrap() > 0, "{last}");
+    assert!(last["mb_per_sec"].is_number(), "{last}");
 }
 
 /// Regression: after a later pass (of another day), `status` said a day whose file
