@@ -12,7 +12,7 @@ use crate::daemon::{self, SystemClock};
 use crate::demo;
 use crate::generate;
 use crate::model::Category;
-use crate::pipeline::{self, Context, FileReport, PassOptions};
+use crate::pipeline::{self, Context, PassOptions};
 use crate::progress::Progress;
 use crate::quarantine_report;
 use crate::report;
@@ -92,17 +92,23 @@ pub enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
         parallel: u16,
     },
-    /// Per day and category: ingested, not due, late, failed, quarantined rows; and the
-    /// last pass and how it ended. Reads the destination only.
+    /// Per day and category: ingested, not due, late, failed (and why), quarantined
+    /// rows; and the last pass and how it ended. Reads the destination only.
     Status {
         #[command(flatten)]
         config: ConfigArg,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Days back from yesterday (default: schedule.lookback_days).
-        #[arg(long)]
+        /// Days back from yesterday (default: schedule.lookback_days), at most 3660.
+        #[arg(long, conflicts_with_all = ["from", "to"], value_parser = days_back())]
         days: Option<u32>,
+        /// First day, YYYY-MM-DD, instead of --days.
+        #[arg(long, requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last day, inclusive; at most 3660 days after --from.
+        #[arg(long, requires = "from")]
+        to: Option<NaiveDate>,
     },
     /// The rows set aside in the last days: per day and dataset a count by reason, then
     /// each row's file, line and reason.
@@ -112,8 +118,8 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Days back from yesterday (default: schedule.lookback_days).
-        #[arg(long)]
+        /// Days back from yesterday (default: schedule.lookback_days), at most 3660.
+        #[arg(long, value_parser = days_back())]
         days: Option<u32>,
     },
     /// Check every partition of the destination: each call once, no object whose rows
@@ -194,6 +200,15 @@ pub enum Command {
     },
 }
 
+/// The most days `status` and `quarantine` report at once: ten years. Each day costs
+/// lookups in the destination and a line per category, and a mistyped `--days 100000`
+/// would otherwise go back to the year 1753.
+pub const MAX_REPORT_DAYS: u32 = 3660;
+
+fn days_back() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=i64::from(MAX_REPORT_DAYS))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ConfigArg {
     /// The configuration file (TOML); see config/example.toml.
@@ -210,9 +225,10 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    // Through the progress bar's writer, so that a backfill's log lines go above its bar.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::progress::LogWriter);
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -253,7 +269,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let options = PassOptions {
                 parallel_days: 1,
                 shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
-                on_file: None,
+                observer: None,
                 respect_retention_history: scheduled,
             };
             Ok(pass(&ctx, &days, now, "run", &options).await)
@@ -264,17 +280,17 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let options = PassOptions {
                 parallel_days: 1,
                 shutdown: shutdown.clone(),
-                on_file: None,
+                observer: None,
                 respect_retention_history: true,
             };
             let (ctx, options) = (&ctx, &options);
-            daemon::run(
+            let ended = daemon::run(
                 &ctx.settings.schedule,
                 &SystemClock,
                 &shutdown,
                 |now| async move {
                     // Each pass reports its own failures; the daemon carries on.
-                    pass(
+                    let code = pass(
                         ctx,
                         &ctx.settings.schedule.window(now),
                         now,
@@ -282,14 +298,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                         options,
                     )
                     .await;
+                    code == EXIT_STOPPED
                 },
             )
             .await;
-            // A daemon ends only when told to stop (or when its schedule has no future time).
-            Ok(if shutdown.is_requested() {
-                EXIT_STOPPED
-            } else {
-                EXIT_OK
+            // Stopping is what a daemon is for (Kubernetes, systemd): only a stop that
+            // cut a pass short says so in the exit code.
+            Ok(match ended {
+                daemon::Ended::StoppedInPass => EXIT_STOPPED,
+                daemon::Ended::StoppedIdle | daemon::Ended::NoFutureTime => EXIT_OK,
             })
         }
         Command::Backfill {
@@ -311,20 +328,39 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 .filter(|c| **c != Category::Recordings)
                 .count();
             let progress = Progress::new((days.len() * daily) as u64);
-            let on_file = |file: &FileReport| progress.file_done(file);
             let options = PassOptions {
                 parallel_days: usize::from(parallel),
                 shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
-                on_file: Some(&on_file),
+                observer: Some(&progress),
                 respect_retention_history: false,
             };
             let code = pass(&ctx, &days, Utc::now(), "backfill", &options).await;
             progress.finish();
             Ok(code)
         }
-        Command::Status { config, json, days } => {
+        Command::Status {
+            config,
+            json,
+            days,
+            from,
+            to,
+        } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;
-            status::show(&ctx, Utc::now(), days, json).await
+            let now = Utc::now();
+            let window = match requested_days(None, from, to)? {
+                Some(range) if range.len() > MAX_REPORT_DAYS as usize => {
+                    return Err(UsageError(format!(
+                        "--from {} --to {} is {} days; status shows at most {MAX_REPORT_DAYS} at once",
+                        range[0],
+                        range[range.len() - 1],
+                        range.len()
+                    ))
+                    .into());
+                }
+                Some(range) => range,
+                None => ctx.settings.schedule.last_days(days, now),
+            };
+            status::show(&ctx, now, &window, json).await
         }
         Command::Quarantine { config, json, days } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;
@@ -471,15 +507,20 @@ async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyho
     Ok(EXIT_OK)
 }
 
-/// `cdr-ingest purge`: everything in one category, after an exact `YES`.
+/// `cdr-ingest purge`: everything in one category, after an exact `YES`. It lists
+/// first, so the question can say how much the answer deletes.
 async fn purge(ctx: &Context, target: Target, confirm: Option<String>) -> anyhow::Result<u8> {
+    let owned = retention::owned_by(&ctx.store, target).await?;
+    let planned = owned.removed();
+    let destination = destination::redact(&ctx.settings.destination.url);
+    if planned.objects == 0 {
+        crate::out!("{target}: nothing to purge in {destination}");
+        return Ok(EXIT_OK);
+    }
     let answer = match confirm {
         Some(answer) => answer,
         None if std::io::stdin().is_terminal() => {
-            eprint!(
-                "This deletes every object of category {target} in {} (data, ledger, quarantine as applicable) and nothing else.\nType YES to confirm: ",
-                destination::redact(&ctx.settings.destination.url)
-            );
+            eprint!("{}", purge_question(target, &destination, &planned));
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
             line.trim_end_matches(['\r', '\n']).to_string()
@@ -494,13 +535,23 @@ async fn purge(ctx: &Context, target: Target, confirm: Option<String>) -> anyhow
         eprintln!("not confirmed (the answer must be exactly YES): nothing was deleted");
         return Ok(EXIT_FAILED);
     }
-    let removed = retention::purge(&ctx.store, target).await?;
+    let removed = retention::purge(&ctx.store, owned).await?;
     crate::out!(
         "{target}: purged {} objects, {} bytes",
         removed.objects,
         removed.bytes
     );
     Ok(EXIT_OK)
+}
+
+/// What `purge` asks on a terminal.
+fn purge_question(target: Target, destination: &str, planned: &retention::Removed) -> String {
+    format!(
+        "This deletes {} objects ({} bytes, {:.1} MB) of category {target} in {destination} (data, ledger, quarantine as applicable) and nothing else.\nType YES to confirm: ",
+        planned.objects,
+        planned.bytes,
+        planned.bytes as f64 / 1e6
+    )
 }
 
 /// Opens the destination and the state for a command that runs passes.
@@ -568,4 +619,26 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_question_says_how_much_it_deletes() {
+        let planned = retention::Removed {
+            days: Vec::new(),
+            objects: 2364,
+            bytes: 631_200_000,
+        };
+        let question = purge_question(Target::Data(Category::Recordings), "s3://b/p", &planned);
+        assert!(
+            question.starts_with(
+                "This deletes 2364 objects (631200000 bytes, 631.2 MB) of category recordings in s3://b/p"
+            ),
+            "{question}"
+        );
+        assert!(question.ends_with("Type YES to confirm: "), "{question}");
+    }
 }

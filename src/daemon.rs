@@ -23,30 +23,50 @@ impl Clock for SystemClock {
     }
 }
 
-/// Runs `pass` now and then at every scheduled time until `shutdown`.
+/// Why the daemon's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Told to stop while waiting for the next pass: a normal stop.
+    StoppedIdle,
+    /// Told to stop while a pass ran, which left work for the next start.
+    StoppedInPass,
+    /// The schedule names no future time.
+    NoFutureTime,
+}
+
+/// Runs `pass` now and then at every scheduled time until `shutdown`. `pass` says
+/// whether the shutdown cut it short.
 pub async fn run<F, Fut>(
     schedule: &ScheduleSettings,
     clock: &dyn Clock,
     shutdown: &Shutdown,
     mut pass: F,
-) where
+) -> Ended
+where
     F: FnMut(DateTime<Utc>) -> Fut,
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = bool>,
 {
-    pass(clock.now()).await;
-    while !shutdown.is_requested() {
+    let mut cut_short = pass(clock.now()).await;
+    loop {
+        if shutdown.is_requested() {
+            return if cut_short {
+                Ended::StoppedInPass
+            } else {
+                Ended::StoppedIdle
+            };
+        }
         let now = clock.now();
         let Some(next) = schedule.next_pass(now) else {
             tracing::warn!("the schedule names no future time; stopping");
-            return;
+            return Ended::NoFutureTime;
         };
         tracing::info!(next_pass = %next, "waiting for the next pass");
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = shutdown.requested() => return,
+            () = shutdown.requested() => return Ended::StoppedIdle,
         }
-        pass(clock.now()).await;
+        cut_short = pass(clock.now()).await;
     }
 }
 
@@ -86,15 +106,18 @@ mod tests {
         };
         let (shutdown, trigger) = Shutdown::new(Duration::from_secs(1));
         let passes = Mutex::new(Vec::new());
-        run(&schedule, &clock, &shutdown, |now| {
+        let ended = run(&schedule, &clock, &shutdown, |now| {
             let mut passes = passes.lock().unwrap();
             passes.push(now);
-            if passes.len() == 4 {
+            let last = passes.len() == 4;
+            if last {
                 trigger.request();
             }
-            async {}
+            // The last pass is stopped by the shutdown it asked for.
+            async move { last }
         })
         .await;
+        assert_eq!(ended, Ended::StoppedInPass);
         let passes = passes.into_inner().unwrap();
         assert_eq!(
             passes,
@@ -105,5 +128,30 @@ mod tests {
                 at("2024-03-02T01:15:00Z"),
             ]
         );
+    }
+
+    /// Regression: a stop while waiting for the next pass exited 4, so every normal
+    /// stop of a daemon was recorded as a failure.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_while_waiting_is_a_normal_stop() {
+        let schedule = ScheduleSettings::default();
+        let clock = TestClock {
+            start: at("2024-03-01T00:00:00Z"),
+            started: tokio::time::Instant::now(),
+        };
+        let (shutdown, trigger) = Shutdown::new(Duration::from_secs(1));
+        let passes = Mutex::new(0);
+        let stop = async {
+            // Half an hour into the 75-minute wait for 01:15.
+            tokio::time::sleep(Duration::from_secs(1800)).await;
+            trigger.request();
+        };
+        let daemon = run(&schedule, &clock, &shutdown, |_| {
+            *passes.lock().unwrap() += 1;
+            async { false }
+        });
+        let (ended, ()) = tokio::join!(daemon, stop);
+        assert_eq!(ended, Ended::StoppedIdle);
+        assert_eq!(*passes.lock().unwrap(), 1, "only the pass at start ran");
     }
 }

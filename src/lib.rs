@@ -28,12 +28,20 @@
 
 /// `println!` for what the commands report: when the reader has gone (`| head`), the
 /// rest of the report is dropped and the command still finishes its work (the run
-/// record in the state and the log on stderr keep the outcome).
+/// record in the state and the log on stderr keep the outcome). A backfill's progress
+/// bar, if drawn, is moved out of the way.
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        let line = format!($($arg)*);
+        $crate::progress::above_bar(|bar| {
+            let write = || writeln!(std::io::stdout().lock(), "{line}");
+            let _ = match bar {
+                Some(bar) => bar.suspend(write),
+                None => write(),
+            };
+        });
     }};
 }
 

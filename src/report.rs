@@ -124,17 +124,23 @@ pub fn print(report: &PassReport) -> &'static str {
                 r.pending,
                 r.listed
             );
-            if r.unmatched > 0 {
-                let more = r.unmatched - r.unmatched_examples.len() as u64;
+            for (day, unmatched) in &r.unmatched {
+                let more = unmatched.count - unmatched.examples.len() as u64;
                 let more = if more > 0 {
                     format!(" and {more} more")
                 } else {
                     String::new()
                 };
+                let whose = match day {
+                    Some(day) => format!("{day} recordings: {} file(s)", unmatched.count),
+                    None => format!(
+                        "recordings: {} file(s) with no date in the name",
+                        unmatched.count
+                    ),
+                };
                 crate::out!(
-                    "recordings: {} file(s) do not match YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3 and were not copied: {}{more}",
-                    r.unmatched,
-                    r.unmatched_examples.join(", ")
+                    "{whose} do not match YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3 and were not copied: {}{more}",
+                    unmatched.examples.join(", ")
                 );
             }
             for (path, e) in &r.failures {

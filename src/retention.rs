@@ -205,7 +205,14 @@ pub async fn enforce(
             continue;
         }
         let bytes: u64 = objects.iter().map(|o| o.size).sum();
-        tracing::info!(%target, %day, objects = objects.len(), bytes, dry_run, keep = %keep, "older than the retention limit: deleting");
+        // `category`, not `target`: JSON log lines already carry tracing's own `target`
+        // (the module), and collectors keep only one of two equal keys.
+        let message = if dry_run {
+            "older than the retention limit: would delete"
+        } else {
+            "older than the retention limit: deleting"
+        };
+        tracing::info!(category = %target, %day, objects = objects.len(), bytes, dry_run, keep = %keep, "{message}");
         removed.days.push(day);
         removed.objects += objects.len() as u64;
         removed.bytes += bytes;
@@ -223,11 +230,29 @@ pub async fn enforce(
     Ok(removed)
 }
 
-/// Deletes everything `target` owns (and nothing else); returns what went.
-pub async fn purge(
+/// Everything `target` owns (and nothing else), listed so that `purge` can say what
+/// it will delete before it asks.
+pub struct Owned {
+    pub target: Target,
+    objects: Vec<ObjectMeta>,
+}
+
+impl Owned {
+    /// How many objects and bytes deleting them would remove.
+    pub fn removed(&self) -> Removed {
+        Removed {
+            days: Vec::new(),
+            objects: self.objects.len() as u64,
+            bytes: self.objects.iter().map(|o| o.size).sum(),
+        }
+    }
+}
+
+/// Lists everything `target` owns, for `purge`.
+pub async fn owned_by(
     store: &Arc<dyn ObjectStore>,
     target: Target,
-) -> Result<Removed, RetentionError> {
+) -> Result<Owned, RetentionError> {
     let mut objects = Vec::new();
     for root in target.roots() {
         objects.extend(
@@ -237,15 +262,22 @@ pub async fn purge(
                 .filter(|o| owned(target, &o.location)),
         );
     }
-    let removed = Removed {
-        days: Vec::new(),
-        objects: objects.len() as u64,
-        bytes: objects.iter().map(|o| o.size).sum(),
-    };
-    for object in &objects {
-        tracing::info!(%target, object = %object.location, "purged");
+    Ok(Owned { target, objects })
+}
+
+/// Deletes what [`owned_by`] listed; returns what went.
+pub async fn purge(store: &Arc<dyn ObjectStore>, owned: Owned) -> Result<Removed, RetentionError> {
+    let removed = owned.removed();
+    for object in &owned.objects {
+        tracing::debug!(category = %owned.target, object = %object.location, "purged");
     }
-    delete(store, objects).await?;
+    delete(store, owned.objects).await?;
+    tracing::info!(
+        category = %owned.target,
+        objects = removed.objects,
+        bytes = removed.bytes,
+        "purged"
+    );
     Ok(removed)
 }
 

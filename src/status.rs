@@ -1,5 +1,6 @@
 //! `cdr-ingest status`: where each day and category stands, from the destination
-//! alone (ledger, attempts, the last pass's record) and the clock.
+//! alone (ledger, attempts, the last pass's record) and the clock. The run record
+//! holds the last pass only; the attempts keep why a file failed until it goes in.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -8,6 +9,7 @@ use crate::cli::{EXIT_FAILED, EXIT_OK};
 use crate::model::Category;
 use crate::pipeline::Context;
 use crate::schedule::Due;
+use crate::state::attempts::AttemptRecord;
 use crate::state::runs::{self, RunRecord};
 
 /// One row of the status.
@@ -28,18 +30,17 @@ struct Status {
     days: Vec<Row>,
 }
 
-/// Prints the status of the last `days` days (default: the look-back window).
-/// Exits non-zero when something is overdue or failed, for monitoring.
+/// Prints the status of `window`'s days. Exits non-zero when something is overdue or
+/// failed, for monitoring.
 pub async fn show(
     ctx: &Context,
     now: DateTime<Utc>,
-    days: Option<u32>,
+    window: &[NaiveDate],
     json: bool,
 ) -> anyhow::Result<u8> {
-    let window = ctx.settings.schedule.last_days(days, now);
     let last = runs::get(&ctx.json).await?;
     let mut rows = Vec::new();
-    for &day in &window {
+    for &day in window {
         for &category in &ctx.settings.ingest.categories {
             rows.push(row(ctx, day, category, now, last.as_ref()).await?);
         }
@@ -133,15 +134,69 @@ async fn row(
             row.state.clone_from(&file.outcome);
             row.detail.clone_from(&file.detail);
         }
-        _ => {
-            row.state = match ctx.settings.schedule.missing(day, now) {
-                Due::NotYet => "not_due",
-                Due::Late { .. } => "late",
-                Due::Overdue { .. } => "overdue",
+        _ => match failed_try(ctx, category, day).await? {
+            Some(reason) => {
+                row.state = "failed".into();
+                row.detail = Some(reason);
             }
-            .into();
-            row.detail = Some("not ingested yet".into());
-        }
+            None => {
+                row.state = match ctx.settings.schedule.missing(day, now) {
+                    Due::NotYet => "not_due",
+                    Due::Late { .. } => "late",
+                    Due::Overdue { .. } => "overdue",
+                }
+                .into();
+                row.detail = Some("not ingested yet".into());
+            }
+        },
     }
     Ok(row)
+}
+
+/// Why the file of a unit the last pass did not cover failed on its last try, if
+/// it did and has not gone in since.
+async fn failed_try(
+    ctx: &Context,
+    category: Category,
+    day: NaiveDate,
+) -> anyhow::Result<Option<String>> {
+    if category == Category::Recordings {
+        return Ok(None);
+    }
+    let Some(attempt) = ctx.attempts.get(category, day).await? else {
+        return Ok(None);
+    };
+    Ok(Some(failure_detail(&attempt)))
+}
+
+fn failure_detail(attempt: &AttemptRecord) -> String {
+    let when = attempt.last_try.map_or(String::new(), |t| {
+        format!(", the last at {}", t.format("%Y-%m-%d %H:%M UTC"))
+    });
+    let tries = if attempt.tries == 1 { "try" } else { "tries" };
+    format!("{} ({} {tries}{when})", attempt.last_error, attempt.tries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_says_why_how_often_and_when() {
+        let mut attempt = AttemptRecord::new(
+            "CDRs/2024-03-01.csv",
+            10,
+            None,
+            2,
+            "CDRs/2024-03-01.csv: the header has no billsec column".into(),
+            "2024-03-02T01:15:00Z".parse().unwrap(),
+        );
+        assert_eq!(
+            failure_detail(&attempt),
+            "CDRs/2024-03-01.csv: the header has no billsec column (2 tries, the last at 2024-03-02 01:15 UTC)"
+        );
+        attempt.tries = 1;
+        attempt.last_try = None;
+        assert!(failure_detail(&attempt).ends_with("column (1 try)"));
+    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use reader::{ConfigIssue, env_name};
+pub use reader::{ConfigIssue, ENV_PREFIX, env_name};
 use reader::{Reader, Section};
 pub use secret::Secret;
 use url::Url;
@@ -23,6 +23,17 @@ use crate::sink::destination;
 
 /// The environment variable holding the source password unless `password_env` says otherwise.
 pub const DEFAULT_PASSWORD_ENV: &str = "CDR_INGEST_SOURCE_PASSWORD";
+
+/// `CDR_INGEST_*` variables that override no key and are still not mistakes: the
+/// password's default name, the global options (cli.rs), the fault-injection switch
+/// (crash.rs) and the binary the benchmark scripts run (scripts/bench-retention.sh).
+const OTHER_VARIABLES: [&str; 5] = [
+    DEFAULT_PASSWORD_ENV,
+    "CDR_INGEST_CONFIG",
+    "CDR_INGEST_LOG_FORMAT",
+    "CDR_INGEST_CRASH_AT",
+    "CDR_INGEST_BIN",
+];
 
 /// Everything the worker needs, checked.
 #[derive(Debug, Clone)]
@@ -168,14 +179,31 @@ pub struct ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.issues.len();
+        let from_env = self.issues.iter().filter(|i| i.variable.is_some()).count();
+        let file = self.file.display();
+        // Say where to look: a value from a variable is not in the file.
+        let (whence, verb) = if from_env == 0 {
+            (file.to_string(), "has")
+        } else if from_env == n {
+            (
+                format!("the {ENV_PREFIX}* environment variables (with {file})"),
+                "have",
+            )
+        } else {
+            (
+                format!("{file} and the {ENV_PREFIX}* environment variables"),
+                "have",
+            )
+        };
         write!(
             f,
-            "{} has {n} problem{}:",
-            self.file.display(),
+            "{whence} {verb} {n} problem{}:",
             if n == 1 { "" } else { "s" }
         )?;
         for issue in &self.issues {
-            write!(f, "\n  - {issue}")?;
+            // A multi-line message (a TOML error with its caret) stays in lines,
+            // indented under its item.
+            write!(f, "\n  - {}", issue.to_string().replace('\n', "\n    "))?;
         }
         Ok(())
     }
@@ -197,37 +225,45 @@ impl Settings {
 
     fn load_with(file: &Path, secrets_required: bool) -> Result<Settings, ConfigErrors> {
         let env = |name: &str| std::env::var(name).ok();
+        let env_names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| name.starts_with(ENV_PREFIX))
+            .collect();
         let text = std::fs::read_to_string(file).map_err(|e| ConfigErrors {
             file: file.to_owned(),
-            issues: vec![ConfigIssue {
-                key: "(file)".into(),
-                message: format!("cannot read it: {e}"),
-            }],
+            issues: vec![ConfigIssue::in_file(
+                "(file)",
+                format!("cannot read it: {e}"),
+            )],
         })?;
-        Settings::parse_with(&text, &env, secrets_required).map_err(|issues| ConfigErrors {
-            file: file.to_owned(),
-            issues,
+        Settings::parse_with(&text, &env, &env_names, secrets_required).map_err(|issues| {
+            ConfigErrors {
+                file: file.to_owned(),
+                issues,
+            }
         })
     }
 
-    /// Validates a configuration text; `env` supplies overrides and secrets.
+    /// Validates a configuration text; `env` supplies overrides and secrets. (It
+    /// cannot list the environment, so a misspelt override is found by [`Settings::load`].)
     pub fn parse(
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, Vec<ConfigIssue>> {
-        Settings::parse_with(text, env, true)
+        Settings::parse_with(text, env, &[], true)
     }
 
+    /// `env_names`: the environment's variables, to find `CDR_INGEST_*` ones that
+    /// override no key.
     fn parse_with(
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
+        env_names: &[String],
         secrets_required: bool,
     ) -> Result<Settings, Vec<ConfigIssue>> {
         let root: toml::Table = toml::from_str(text).map_err(|e| {
-            vec![ConfigIssue {
-                key: "(syntax)".into(),
-                message: e.to_string().trim().replace('\n', " "),
-            }]
+            // The error's lines (the line quoted, a caret under the column) are kept.
+            vec![ConfigIssue::in_file("(syntax)", e.to_string().trim_end())]
         })?;
         let mut reader = Reader::new(root, env, secrets_required);
         let mut section = reader.section("source");
@@ -245,7 +281,7 @@ impl Settings {
         let mut section = reader.section("retention");
         let retention = read_retention(&mut section);
         reader.close(section);
-        let issues = reader.finish();
+        let issues = reader.finish(env_names, &OTHER_VARIABLES);
         match (source, destination) {
             (Some(source), Some(destination)) if issues.is_empty() => Ok(Settings {
                 source,
@@ -265,11 +301,17 @@ fn read_source(
 ) -> Option<SourceSettings> {
     let url = s.string("url");
     let password_env = s.string("password_env");
+    if let Some(name) = &password_env {
+        s.names_variable(name);
+    }
     let password_file = s.string("password_file");
     let ca_file = s.string("ca_file").map(PathBuf::from);
     let insecure = s.bool("insecure_skip_tls_verify").unwrap_or(false);
     let key_file = s.string("key_file").map(PathBuf::from);
     let key_passphrase_env = s.string("key_passphrase_env");
+    if let Some(name) = &key_passphrase_env {
+        s.names_variable(name);
+    }
     let known_hosts = s.string("known_hosts");
     let accept_any_host_key = s.bool("insecure_accept_any_host_key").unwrap_or(false);
     let timeout = s.integer("timeout_secs", 1..=3600).unwrap_or(30);
@@ -622,9 +664,10 @@ fn read_schedule(s: &mut Section<'_>) -> ScheduleSettings {
     {
         match cron::Schedule::from_str(&text) {
             Ok(schedule) => passes.push(schedule),
+            // The parser's message points at the column on a line of its own: kept.
             Err(e) => s.issue(
                 key,
-                format!("{text:?} is not a cron expression ({e}); use 6 fields, seconds first, in UTC, e.g. \"0 15 1 * * *\""),
+                format!("{text:?} is not a cron expression; use 6 fields, seconds first, in UTC, e.g. \"0 15 1 * * *\":\n{}", e.to_string().trim_end()),
             ),
         }
     }
@@ -661,6 +704,36 @@ fn read_destination(s: &mut Section<'_>) -> Option<DestinationSettings> {
             ),
         );
         return None;
+    }
+    // Found here, offline, rather than when a run first opens the store.
+    match url.scheme() {
+        "memory" => {}
+        "file" => {
+            if url.to_file_path().is_err() {
+                s.issue(
+                    "url",
+                    "a file:// URL needs an absolute path, e.g. \"file:///var/lib/cdr-ingest\"",
+                );
+                return None;
+            }
+        }
+        scheme => {
+            if url.host_str().is_none_or(str::is_empty) {
+                let bucket = if matches!(scheme, "s3" | "s3a" | "gs") {
+                    "bucket"
+                } else {
+                    "container"
+                };
+                s.issue(
+                    "url",
+                    format!(
+                        "names no {bucket}; write it as \"{scheme}://{}/prefix\"",
+                        bucket.to_ascii_uppercase()
+                    ),
+                );
+                return None;
+            }
+        }
     }
     let unknown = destination::unknown_options(&url, &options);
     if !unknown.is_empty() {
@@ -749,5 +822,107 @@ mod tests {
         .unwrap_err();
         assert_eq!(issues.len(), 1);
         assert!(!issues[0].to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_cloud_destination_needs_a_bucket_and_a_file_one_an_absolute_path() {
+        for url in ["s3://", "gs://", "az://", "file://relative/out"] {
+            let issues = Settings::parse(
+                &format!("[source]\nurl = \"ftps://drop@h\"\n[destination]\nurl = \"{url}\"\n"),
+                &env_with_password,
+            )
+            .unwrap_err();
+            assert_eq!(issues.len(), 1, "{url}: {issues:?}");
+            assert_eq!(issues[0].key, "destination.url", "{url}");
+        }
+        assert!(
+            issues_of("[destination]\nurl = \"s3://\"\n")[0]
+                .message
+                .starts_with("names no bucket; write it as \"s3://BUCKET/prefix\"")
+        );
+    }
+
+    fn issues_of(rest: &str) -> Vec<ConfigIssue> {
+        Settings::parse(
+            &format!("[source]\nurl = \"ftps://drop@h\"\n{rest}"),
+            &env_with_password,
+        )
+        .unwrap_err()
+    }
+
+    #[test]
+    fn problems_from_variables_name_them_and_misspelt_ones_are_problems() {
+        let env = |name: &str| match name {
+            "CDR_INGEST_SOURCE_TIMEOUT_SECS" => Some("abc".to_string()),
+            "CDR_INGEST_FTP_PASSWORD" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let names = [
+            "CDR_INGEST_SOURCE_TIMEOUT_SECS",
+            "CDR_INGEST_SCHEDULE_LOOKBACK",
+            "CDR_INGEST_FTP_PASSWORD",
+            "CDR_INGEST_LOG_FORMAT",
+        ]
+        .map(String::from);
+        let issues = Settings::parse_with(
+            "[source]\nurl = \"ftps://drop@h\"\npassword_env = \"CDR_INGEST_FTP_PASSWORD\"\n[destination]\nurl = \"file:///x\"\n",
+            &env,
+            &names,
+            true,
+        )
+        .unwrap_err();
+        let keys: Vec<(&str, Option<&str>)> = issues
+            .iter()
+            .map(|i| (i.key.as_str(), i.variable.as_deref()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    "source.timeout_secs",
+                    Some("CDR_INGEST_SOURCE_TIMEOUT_SECS")
+                ),
+                (
+                    "CDR_INGEST_SCHEDULE_LOOKBACK",
+                    Some("CDR_INGEST_SCHEDULE_LOOKBACK")
+                ),
+            ]
+        );
+        let errors = ConfigErrors {
+            file: PathBuf::from("local.toml"),
+            issues: issues[..1].to_vec(),
+        };
+        assert_eq!(
+            errors.to_string(),
+            "the CDR_INGEST_* environment variables (with local.toml) have 1 problem:\n  - CDR_INGEST_SOURCE_TIMEOUT_SECS (overriding source.timeout_secs): must be a whole number from 1 to 3600"
+        );
+    }
+
+    #[test]
+    fn toml_and_cron_errors_keep_their_lines() {
+        let issues =
+            Settings::parse("[source]\nurl = \"ftps://drop@h\n", &env_with_password).unwrap_err();
+        assert_eq!(issues[0].key, "(syntax)");
+        let errors = ConfigErrors {
+            file: PathBuf::from("local.toml"),
+            issues,
+        }
+        .to_string();
+        let lines: Vec<&str> = errors.lines().collect();
+        assert!(lines.len() > 3, "{errors}");
+        assert!(
+            lines[1].starts_with("  - (syntax): TOML parse error at line 2"),
+            "{errors}"
+        );
+        assert!(
+            lines[2..].iter().all(|l| l.starts_with("    ")),
+            "indented under its item: {errors}"
+        );
+        assert!(lines.iter().any(|l| l.contains('^')), "{errors}");
+
+        let issues =
+            issues_of("[destination]\nurl = \"file:///x\"\n[schedule]\ncron = \"0 15 1 * *\"\n");
+        assert_eq!(issues[0].key, "schedule.cron");
+        assert!(issues[0].message.contains(":\n"), "{:?}", issues[0].message);
     }
 }

@@ -3,8 +3,11 @@
 //! serde's `deny_unknown_fields` reports one error and stops; an operator fixing a
 //! config file wants the whole list at once, each naming the key and what is allowed.
 //! Keys are taken out of the table as they are read, so whatever is left over is an
-//! unknown key. An environment variable `CDR_INGEST_<SECTION>_<KEY>` overrides a key.
+//! unknown key. An environment variable `CDR_INGEST_<SECTION>_<KEY>` overrides a key;
+//! a problem with its value names the variable, and a `CDR_INGEST_*` variable that
+//! overrides no key is reported like an unknown key in the file.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use toml::{Table, Value};
@@ -12,14 +15,33 @@ use toml::{Table, Value};
 /// One problem with one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
-    /// Dotted key, e.g. `source.url`, or the file itself.
+    /// Dotted key, e.g. `source.url`, or the file itself; for a variable that
+    /// overrides no key, the variable.
     pub key: String,
+    /// The environment variable the value came from, if not from the file: the
+    /// operator has to fix it there.
+    pub variable: Option<String>,
     pub message: String,
+}
+
+impl ConfigIssue {
+    /// A problem with the file (or a key's value in it).
+    pub fn in_file(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigIssue {
+            key: key.into(),
+            variable: None,
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
+        match &self.variable {
+            Some(variable) if *variable == self.key => write!(f, "{variable}: {}", self.message),
+            Some(variable) => write!(f, "{variable} (overriding {}): {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
     }
 }
 
@@ -34,11 +56,17 @@ pub struct Reader<'a> {
     /// never connect to the source.
     secrets_required: bool,
     pub issues: Vec<ConfigIssue>,
+    /// Every override variable a key was looked up under, and every variable the
+    /// configuration names (a password's): the `CDR_INGEST_*` variables that are known.
+    variables: BTreeSet<String>,
 }
+
+/// What every override variable's name starts with.
+pub const ENV_PREFIX: &str = "CDR_INGEST_";
 
 /// The environment variable that overrides `section.key`.
 pub fn env_name(section: &str, key: &str) -> String {
-    format!("CDR_INGEST_{}_{}", section, key).to_ascii_uppercase()
+    format!("{ENV_PREFIX}{section}_{key}").to_ascii_uppercase()
 }
 
 impl<'a> Reader<'a> {
@@ -48,14 +76,12 @@ impl<'a> Reader<'a> {
             env,
             secrets_required,
             issues: Vec::new(),
+            variables: BTreeSet::new(),
         }
     }
 
     pub fn issue(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.issues.push(ConfigIssue {
-            key: key.into(),
-            message: message.into(),
-        });
+        self.issues.push(ConfigIssue::in_file(key, message));
     }
 
     /// Takes a `[section]` table out of the root (empty if absent).
@@ -77,29 +103,50 @@ impl<'a> Reader<'a> {
             env: self.env,
             secrets_required: self.secrets_required,
             issues: Vec::new(),
+            from_env: Vec::new(),
+            variables: Vec::new(),
         }
     }
 
     /// Records what a section found, including its unknown keys.
     pub fn close(&mut self, section: Section<'_>) {
         self.issues.extend(section.issues);
+        self.variables.extend(section.variables);
         for key in section.table.keys() {
-            self.issues.push(ConfigIssue {
-                key: format!("{}.{key}", section.name),
-                message: "unknown key (check the spelling; config/example.toml lists every key)"
-                    .into(),
-            });
+            self.issues.push(ConfigIssue::in_file(
+                format!("{}.{key}", section.name),
+                "unknown key (check the spelling; config/example.toml lists every key)",
+            ));
         }
     }
 
-    /// Reports top-level keys nobody asked for.
-    pub fn finish(mut self) -> Vec<ConfigIssue> {
+    /// Reports top-level keys nobody asked for, and the variables of `env_names` that
+    /// start with `CDR_INGEST_` but override no key and are none of `others` (read
+    /// elsewhere, e.g. the log format): a misspelt override would otherwise be
+    /// ignored without a word.
+    pub fn finish(mut self, env_names: &[String], others: &[&str]) -> Vec<ConfigIssue> {
         let unknown: Vec<String> = self.root.keys().cloned().collect();
         for key in unknown {
             self.issue(
                 key,
                 "unknown section or key (known sections: [source], [destination], [ingest], [schedule], [retention])",
             );
+        }
+        let mut stray: Vec<&String> = env_names
+            .iter()
+            .filter(|name| name.starts_with(ENV_PREFIX))
+            .filter(|name| !self.variables.contains(*name) && !others.contains(&name.as_str()))
+            .collect();
+        stray.sort();
+        stray.dedup();
+        for name in stray {
+            self.issues.push(ConfigIssue {
+                key: name.clone(),
+                variable: Some(name.clone()),
+                message: format!(
+                    "overrides no configuration key (check the spelling; overrides are named {ENV_PREFIX}<SECTION>_<KEY>, e.g. CDR_INGEST_SOURCE_TIMEOUT_SECS)"
+                ),
+            });
         }
         self.issues
     }
@@ -112,6 +159,10 @@ pub struct Section<'a> {
     env: EnvLookup<'a>,
     secrets_required: bool,
     issues: Vec<ConfigIssue>,
+    /// Keys whose value came from an override variable, with that variable.
+    from_env: Vec<(String, String)>,
+    /// Override variables looked up, and variables the configuration names.
+    variables: Vec<String>,
 }
 
 impl Section<'_> {
@@ -124,20 +175,37 @@ impl Section<'_> {
     }
 
     pub fn issue(&mut self, key: &str, message: impl Into<String>) {
-        let key = self.key(key);
+        let variable = self
+            .from_env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, variable)| variable.clone());
         self.issues.push(ConfigIssue {
-            key,
+            key: self.key(key),
+            variable,
             message: message.into(),
         });
+    }
+
+    /// Records that the configuration names the variable `name` (where a secret is),
+    /// so that it is not taken for a misspelt override.
+    pub fn names_variable(&mut self, name: &str) {
+        self.variables.push(name.to_string());
     }
 
     /// The value from the environment override if set, else from the file.
     fn take(&mut self, key: &str) -> Option<Value> {
         let from_file = self.table.remove(key);
-        match (self.env)(&env_name(self.name, key)) {
-            Some(text) => Some(Value::String(text)),
+        let variable = env_name(self.name, key);
+        let value = match (self.env)(&variable) {
+            Some(text) => {
+                self.from_env.push((key.to_string(), variable.clone()));
+                Some(Value::String(text))
+            }
             None => from_file,
-        }
+        };
+        self.variables.push(variable);
+        value
     }
 
     pub fn string(&mut self, key: &str) -> Option<String> {
@@ -278,7 +346,7 @@ mod tests {
         assert_eq!(s.string("url"), None);
         assert_eq!(s.bool("flag"), None);
         reader.close(s);
-        let issues = reader.finish();
+        let issues = reader.finish(&[], &[]);
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -294,6 +362,57 @@ mod tests {
         let mut s = reader.section("source");
         assert_eq!(s.integer("timeout_secs", 1..=600), Some(7));
         reader.close(s);
-        assert!(reader.finish().is_empty());
+        assert!(reader.finish(&[], &[]).is_empty());
+    }
+
+    /// Regression: a bad value from a variable was reported as the file's key.
+    #[test]
+    fn a_bad_override_names_its_variable() {
+        let root: Table = toml::from_str("[source]\n").unwrap();
+        let env =
+            |name: &str| (name == "CDR_INGEST_SOURCE_TIMEOUT_SECS").then(|| "abc".to_string());
+        let mut reader = Reader::new(root, &env, true);
+        let mut s = reader.section("source");
+        assert_eq!(s.integer("timeout_secs", 1..=600), None);
+        reader.close(s);
+        let issues = reader.finish(&[], &[]);
+        assert_eq!(issues.len(), 1);
+        assert_eq!(
+            issues[0].variable.as_deref(),
+            Some("CDR_INGEST_SOURCE_TIMEOUT_SECS")
+        );
+        assert_eq!(
+            issues[0].to_string(),
+            "CDR_INGEST_SOURCE_TIMEOUT_SECS (overriding source.timeout_secs): must be a whole number from 1 to 600"
+        );
+    }
+
+    /// Regression: a misspelt override was ignored without a word.
+    #[test]
+    fn a_variable_that_overrides_no_key_is_an_issue() {
+        let root: Table = toml::from_str("[source]\n").unwrap();
+        let mut reader = Reader::new(root, &no_env, true);
+        let mut s = reader.section("source");
+        assert_eq!(s.integer("timeout_secs", 1..=600), None);
+        s.names_variable("CDR_INGEST_FTP_PASSWORD");
+        reader.close(s);
+        let names = [
+            "CDR_INGEST_SOURCE_TIMOUT_SECS",
+            "CDR_INGEST_SOURCE_TIMEOUT_SECS",
+            "CDR_INGEST_LOG_FORMAT",
+            "CDR_INGEST_FTP_PASSWORD",
+            "HOME",
+        ]
+        .map(String::from);
+        let issues = reader.finish(&names, &["CDR_INGEST_LOG_FORMAT"]);
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["CDR_INGEST_SOURCE_TIMOUT_SECS"]);
+        assert!(
+            issues[0]
+                .to_string()
+                .starts_with("CDR_INGEST_SOURCE_TIMOUT_SECS: overrides no configuration key"),
+            "{}",
+            issues[0]
+        );
     }
 }

@@ -62,6 +62,13 @@ pub fn parse(name: &str) -> Result<RecordingName<'_>, &'static str> {
     })
 }
 
+/// The day a name that does not parse still tells by its leading `YYYY_mm_dd`, so that
+/// it can be reported with that day's recordings; `None` when it tells none.
+pub fn day_of_unmatched(name: &str) -> Option<NaiveDate> {
+    let prefix = name.get(..10)?;
+    NaiveDate::parse_from_str(prefix, "%Y_%m_%d").ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +104,22 @@ mod tests {
             "",
         ] {
             assert!(parse(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unmatched_name_tells_its_day_when_it_starts_with_one() {
+        let day = NaiveDate::from_ymd_opt(2024, 3, 1);
+        assert_eq!(day_of_unmatched("2024_03_01-broken.mp3"), day);
+        assert_eq!(day_of_unmatched("2024_03_01-notes.txt"), day);
+        assert_eq!(day_of_unmatched("2024_03_01_10_00_00-sales-anna.mp3"), day);
+        for name in [
+            "2024_13_45_25_61_00-sales-anna-101-+48221234567-1.0.mp3",
+            "notes.txt",
+            "2024_03_0",
+            "é024_03_01-x.mp3",
+        ] {
+            assert_eq!(day_of_unmatched(name), None, "{name}");
         }
     }
 }

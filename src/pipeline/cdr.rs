@@ -1,17 +1,21 @@
 //! One day's CDR file: check the ledger → download while parsing (the CSV streams
-//! straight into the parser) → confirm it is whole → commit.
+//! straight into the parser) → confirm it is whole → commit; a failed try is recorded.
 
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::connection::Connection;
-use super::file::{self, Check, Fetched};
+use super::file::{self, Check, Fetched, modified_text};
 use super::parse::parse;
 use super::transfer;
 use super::{Context, FileOutcome, IngestError};
 use crate::formats::cdr_csv::CDR;
 use crate::model::Category;
+use crate::source::RemoteFile;
+use crate::state::attempts::AttemptRecord;
+use crate::state::json::StateError;
+use crate::state::ledger::LedgerEntry;
 
 /// The remote path of a day's CDR file.
 pub fn remote_path(folder: &str, day: NaiveDate) -> String {
@@ -31,12 +35,62 @@ pub async fn ingest_day(
             Check::Done(outcome) => return Ok(outcome),
             Check::Fetch { remote, previous } => (remote, previous),
         };
+    let result = fetch(ctx, connection, day, now, &path, &remote, previous).await;
+    // Every failed try is kept until the file goes in, so that `status` can still say
+    // why after later passes (the run record holds the last pass only).
+    // Not being able to keep that record does not change how the file went.
+    let kept = match &result {
+        Ok(_) => ctx.attempts.clear(Category::Cdr, day).await,
+        Err(error) => record_failure(ctx, day, &remote, now, error).await,
+    };
+    if let Err(e) = kept {
+        tracing::warn!(%day, file = %path, error = %e, "could not update the record of failed tries");
+    }
+    result
+}
+
+async fn record_failure(
+    ctx: &Context,
+    day: NaiveDate,
+    remote: &RemoteFile,
+    now: DateTime<Utc>,
+    error: &IngestError,
+) -> Result<(), StateError> {
+    let modified = modified_text(remote);
+    let tries = ctx
+        .attempts
+        .get(Category::Cdr, day)
+        .await?
+        .filter(|a| a.is_of(remote.size, &modified))
+        .map_or(0, |a| a.tries)
+        + 1;
+    let record = AttemptRecord::new(
+        &remote.path,
+        remote.size,
+        modified,
+        tries,
+        error.to_string(),
+        now,
+    );
+    ctx.attempts.put(Category::Cdr, day, &record).await
+}
+
+/// Downloads the file while parsing it, confirms it is whole, and commits it.
+async fn fetch(
+    ctx: &Context,
+    connection: &mut Connection<'_>,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+    path: &str,
+    remote: &RemoteFile,
+    previous: Option<LedgerEntry>,
+) -> Result<FileOutcome, IngestError> {
     let started = Instant::now();
     let (mut sink, reader) = transfer::channel();
-    let source_file = path.clone();
+    let source_file = path.to_string();
     let size = remote.size;
     let parser = tokio::task::spawn_blocking(move || parse(&CDR, reader, &source_file, size));
-    let downloaded = connection.download(&path, &mut sink).await;
+    let downloaded = connection.download(path, &mut sink).await;
     let (bytes, sha256) = sink.finish();
     let transferred = Instant::now();
     let parsed = parser
@@ -44,14 +98,14 @@ pub async fn ingest_day(
         .map_err(|e| IngestError::Internal(e.to_string()))?;
     let parse_done = Instant::now();
     downloaded?;
-    let parsed = parsed.map_err(|e| e.with_path(&path))?;
-    file::confirm_complete(connection, &remote, bytes).await?;
+    let parsed = parsed.map_err(|e| e.with_path(path))?;
+    file::confirm_complete(connection, remote, bytes).await?;
     file::commit(
         ctx,
         Fetched {
             category: Category::Cdr,
             day,
-            remote,
+            remote: remote.clone(),
             previous,
             bytes,
             sha256,

@@ -24,7 +24,6 @@ use thiserror::Error;
 use crate::config::Settings;
 use crate::formats::cdr_csv::CDR;
 use crate::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
-use crate::formats::queue_zip::ZipError;
 use crate::formats::table::{FileError, Table};
 use crate::model::Category;
 use crate::retention::{self, Keep, Removed, RetentionError, Target};
@@ -142,15 +141,17 @@ pub enum IngestError {
         "{path}: {source}; fix the file on the server or ask the provider, it is tried again on the next run"
     )]
     Format { path: String, source: FileError },
-    #[error("{path}: {source} (try {tries} of {max_tries}); it is tried again on the next run")]
+    /// A queue zip that could not be read (damaged, or an entry that does not parse);
+    /// each try of the same version counts against `ingest.max_tries`.
+    #[error("{path}: {reason} (try {tries} of {max_tries}); {}", after_try(*tries, *max_tries))]
     Zip {
         path: String,
-        source: ZipError,
+        reason: String,
         tries: u32,
         max_tries: u32,
     },
     #[error(
-        "{path} failed {tries} tries, the last with: {last_error}; it is tried again when it changes on the server (or raise ingest.max_tries)"
+        "{path} failed {tries} tries, the last with: {last_error}; it is not tried again until it changes on the server (or raise ingest.max_tries)"
     )]
     GaveUp {
         path: String,
@@ -179,6 +180,15 @@ pub enum IngestError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What happens to a file after a failed try: on the last one, only what will happen.
+fn after_try(tries: u32, max_tries: u32) -> &'static str {
+    if tries >= max_tries {
+        "it is not tried again until it changes on the server (or raise ingest.max_tries)"
+    } else {
+        "it is tried again on the next run"
+    }
 }
 
 /// The result of one file of one day in a pass.
@@ -221,14 +231,25 @@ impl PassReport {
     }
 }
 
+/// Told how a pass goes while it runs (for progress): daily files, then recordings.
+pub trait Observer: Sync {
+    /// A daily file (CDRs, queue calls) of one day is done, however it went.
+    fn file_done(&self, file: &FileReport);
+    /// The recordings folder was listed: this many recordings of the pass's days are
+    /// old enough to copy (some may be in already).
+    fn recordings_found(&self, count: u64);
+    /// `count` of them are done (copied, in already, or failed); `bytes` were copied.
+    fn recordings_done(&self, count: u64, bytes: u64);
+}
+
 /// How a pass runs.
 #[derive(Clone)]
 pub struct PassOptions<'a> {
     /// Days ingested at once, each over its own connection.
     pub parallel_days: usize,
     pub shutdown: Shutdown,
-    /// Told about each file as it is done (for progress).
-    pub on_file: Option<&'a (dyn Fn(&FileReport) + Sync)>,
+    /// Told about each file and recording as it is done (for progress).
+    pub observer: Option<&'a dyn Observer>,
     /// Skip days retention has removed, even if the limit has since been raised: true
     /// for scheduled passes, false when the user names the days (a backfill).
     pub respect_retention_history: bool,
@@ -240,7 +261,7 @@ impl Default for PassOptions<'_> {
         PassOptions {
             parallel_days: 1,
             shutdown: Shutdown::new(std::time::Duration::ZERO).0,
-            on_file: None,
+            observer: None,
             respect_retention_history: false,
         }
     }
@@ -282,10 +303,8 @@ pub async fn run(
                 .await
             {
                 Some(Ok(files)) => {
-                    for file in &files {
-                        if let Some(on_file) = options.on_file {
-                            on_file(file);
-                        }
+                    if let Some(observer) = options.observer {
+                        files.iter().for_each(|file| observer.file_done(file));
                     }
                     report.lock().expect("not poisoned").files.extend(files);
                 }
@@ -324,7 +343,7 @@ pub async fn run(
                 &mut connection,
                 days,
                 now,
-                options.respect_retention_history,
+                options,
                 &mut report,
             ))
             .await
@@ -476,9 +495,10 @@ async fn run_recordings(
     connection: &mut Connection<'_>,
     days: &[NaiveDate],
     now: DateTime<Utc>,
-    respect_history: bool,
+    options: &PassOptions<'_>,
     report: &mut PassReport,
 ) {
+    let respect_history = options.respect_retention_history;
     let mut held = Vec::new();
     let mut leases = Vec::new();
     for &day in days {
@@ -501,7 +521,8 @@ async fn run_recordings(
         }
     }
     if !held.is_empty() {
-        report.recordings = Some(recordings::ingest(ctx, connection, &held, now).await);
+        report.recordings =
+            Some(recordings::ingest(ctx, connection, &held, now, options.observer).await);
     }
     for lease in &leases {
         ctx.leases.release(lease).await;
@@ -574,5 +595,40 @@ fn log_result(
         }
         Ok(FileOutcome::Busy { .. } | FileOutcome::Expired { .. }) => {}
         Err(e) => tracing::error!(%day, error = %e, "failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the last try said "it is tried again on the next run", and the
+    /// run after it repeated that inside "it is tried again when it changes".
+    #[test]
+    fn the_last_try_says_only_what_will_happen() {
+        let zip = |tries| IngestError::Zip {
+            path: "QueueCalls/2024-03-01-queue-calls.zip".into(),
+            reason: "the zip is truncated or damaged (eof)".into(),
+            tries,
+            max_tries: 5,
+        };
+        assert!(
+            zip(4)
+                .to_string()
+                .ends_with("(try 4 of 5); it is tried again on the next run")
+        );
+        let last = zip(5).to_string();
+        assert!(
+            last.ends_with("(try 5 of 5); it is not tried again until it changes on the server (or raise ingest.max_tries)"),
+            "{last}"
+        );
+        let gave_up = IngestError::GaveUp {
+            path: "QueueCalls/2024-03-01-queue-calls.zip".into(),
+            tries: 5,
+            last_error: "the zip is truncated or damaged (eof)".into(),
+        }
+        .to_string();
+        assert!(!gave_up.contains("next run"), "{gave_up}");
+        assert_eq!(gave_up.matches("tried again").count(), 1, "{gave_up}");
     }
 }

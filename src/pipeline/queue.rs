@@ -40,7 +40,7 @@ pub async fn ingest_day(
         .attempts
         .get(Category::Queue, day)
         .await?
-        .filter(|a| a.size == remote.size && a.modified == modified_text(&remote));
+        .filter(|a| a.is_of(remote.size, &modified_text(&remote)));
     if let Some(tried) = tried.as_ref().filter(|a| a.tries >= max_tries) {
         return Err(IngestError::GaveUp {
             path,
@@ -68,13 +68,16 @@ pub async fn ingest_day(
         Ok(parsed) => parsed,
         Err(error) => {
             let tries = tried.map_or(0, |a| a.tries) + 1;
-            let error = error.into_ingest_error(&path, tries, max_tries);
+            // The record keeps the reason alone: what happens next depends on the
+            // later try that reads it.
+            let (error, reason) = error.into_ingest_error(&path, tries, max_tries);
             let record = AttemptRecord::new(
                 &path,
                 remote.size,
                 modified_text(&remote),
                 tries,
-                error.to_string(),
+                reason,
+                now,
             );
             ctx.attempts.put(Category::Queue, day, &record).await?;
             return Err(error);
@@ -109,16 +112,24 @@ enum ZipFailure {
 }
 
 impl ZipFailure {
-    fn into_ingest_error(self, path: &str, tries: u32, max_tries: u32) -> IngestError {
-        match self {
-            ZipFailure::Zip(source) => IngestError::Zip {
-                path: path.to_string(),
-                source,
-                tries,
-                max_tries,
-            },
-            ZipFailure::Parse(entry, error) => error.with_path(&entry),
-        }
+    /// The error to report for this try, and the reason to record for the next.
+    fn into_ingest_error(self, path: &str, tries: u32, max_tries: u32) -> (IngestError, String) {
+        let reason = match self {
+            ZipFailure::Zip(source) => source.to_string(),
+            ZipFailure::Parse(entry, ParseError::Format(source)) => format!("{entry}: {source}"),
+            ZipFailure::Parse(entry, spool @ ParseError::Spool(_)) => {
+                let error = spool.with_path(&entry);
+                let reason = error.to_string();
+                return (error, reason);
+            }
+        };
+        let error = IngestError::Zip {
+            path: path.to_string(),
+            reason: reason.clone(),
+            tries,
+            max_tries,
+        };
+        (error, reason)
     }
 }
 

@@ -15,7 +15,7 @@ use object_store::ObjectStoreExt;
 use super::connection::Connection;
 use super::file::modified_text;
 use super::transfer::ObjectUpload;
-use super::{Context, IngestError, millis};
+use super::{Context, IngestError, Observer, millis};
 use crate::formats::recording_name;
 use crate::sink::{layout, upload::put_bytes};
 use crate::sink::{recording_index, retry};
@@ -23,8 +23,15 @@ use crate::source::RemoteFile;
 use crate::state::json::FORMAT_VERSION;
 use crate::state::ledger::{RecordingFile, RecordingsEntry};
 
-/// Names that do not match the pattern, shown in full up to this many per run.
+/// Names that do not match the pattern, shown in full up to this many per day.
 const UNMATCHED_SHOWN: usize = 20;
+
+/// Names in the folder that do not match the pattern, of one day (or of none).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Unmatched {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
 
 /// How the recordings went in one pass.
 #[derive(Debug, Default)]
@@ -35,8 +42,10 @@ pub struct RecordingsReport {
     pub already: u64,
     /// Modified too recently, or grew while copied: left for the next run.
     pub pending: u64,
-    pub unmatched: u64,
-    pub unmatched_examples: Vec<String>,
+    /// Names that do not match the pattern, by the day their name starts with, for
+    /// the pass's days only (the folder holds every day's); `None`: names that tell
+    /// no day, listed on every pass.
+    pub unmatched: BTreeMap<Option<NaiveDate>, Unmatched>,
     pub failures: Vec<(String, IngestError)>,
     /// Listing the folder and looking the names up in the ledger.
     pub list_ms: u64,
@@ -59,6 +68,7 @@ pub async fn ingest(
     connection: &mut Connection<'_>,
     days: &[NaiveDate],
     now: DateTime<Utc>,
+    observer: Option<&dyn Observer>,
 ) -> Result<RecordingsReport, IngestError> {
     let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
         return Ok(RecordingsReport::default());
@@ -77,9 +87,14 @@ pub async fn ingest(
             let parsed = match recording_name::parse(&name) {
                 Ok(parsed) => parsed,
                 Err(_) => {
-                    report.unmatched += 1;
-                    if report.unmatched_examples.len() < UNMATCHED_SHOWN {
-                        report.unmatched_examples.push(name);
+                    let day = recording_name::day_of_unmatched(&name);
+                    if day.is_some_and(|d| !days.contains(&d)) {
+                        return;
+                    }
+                    let unmatched = report.unmatched.entry(day).or_default();
+                    unmatched.count += 1;
+                    if unmatched.examples.len() < UNMATCHED_SHOWN {
+                        unmatched.examples.push(name);
                     }
                     return;
                 }
@@ -98,6 +113,9 @@ pub async fn ingest(
         .await?;
 
     report.list_ms = millis(started.elapsed());
+    if let Some(observer) = observer {
+        observer.recordings_found(candidates.values().map(|files| files.len() as u64).sum());
+    }
 
     // Day by day: a day's index and ledger entry are written as soon as its copies are
     // done, so memory holds one day's results and ledger (plus the listed names), and
@@ -107,16 +125,22 @@ pub async fn ingest(
         let looked_up = Instant::now();
         let mut entry = ctx.ledger.recordings(day).await?.unwrap_or_default();
         let mut jobs = VecDeque::new();
+        let mut already = 0;
         for (name, remote) in files {
             let known = entry.files.binary_search_by(|f| f.name.as_str().cmp(&name));
             if known.is_ok() {
-                report.already += 1;
+                already += 1;
             } else {
                 jobs.push_back(Job { day, remote, name });
             }
         }
+        report.already += already;
+        if let Some(observer) = observer {
+            observer.recordings_done(already, 0);
+        }
         report.list_ms += millis(looked_up.elapsed());
         if jobs.is_empty() {
+            tracing::info!(%day, copied = 0, bytes = 0, already, pending = 0, failed = 0, "recordings of the day copied");
             continue;
         }
         let workers = ctx.settings.ingest.transfers.min(jobs.len());
@@ -129,29 +153,34 @@ pub async fn ingest(
         futures::future::join_all(
             pool[..workers]
                 .iter_mut()
-                .map(|connection| work(ctx, connection, &queue, &results)),
+                .map(|connection| work(ctx, connection, &queue, &results, observer)),
         )
         .await;
         report.copy_ms += millis(copy_started.elapsed());
 
         let index_started = Instant::now();
-        let mut copied = 0;
+        let (mut copied, mut bytes, mut pending, mut failed) = (0, 0, 0, 0);
         for (job, result) in results.into_inner().expect("not poisoned") {
             match result {
                 Ok(file) => {
                     copied += 1;
-                    report.bytes += file.size;
-                    tracing::info!(%day, file = %job.remote.path, bytes = file.size, "recording copied");
+                    bytes += file.size;
+                    // At debug: a day can have thousands; the day's line below counts them.
+                    tracing::debug!(%day, file = %job.remote.path, bytes = file.size, "recording copied");
                     entry.files.push(file);
                 }
-                Err(IngestError::StillUploading { .. }) => report.pending += 1,
+                Err(IngestError::StillUploading { .. }) => pending += 1,
                 Err(e) => {
+                    failed += 1;
                     tracing::error!(%day, file = %job.remote.path, error = %e, "recording failed");
                     report.failures.push((job.remote.path, e));
                 }
             }
         }
+        tracing::info!(%day, copied, bytes, already, pending, failed, "recordings of the day copied");
         report.copied += copied;
+        report.bytes += bytes;
+        report.pending += pending;
         if copied > 0 {
             commit_day(ctx, day, entry).await?;
         }
@@ -171,7 +200,13 @@ async fn work(
     connection: &mut Connection<'_>,
     queue: &Mutex<VecDeque<Job>>,
     results: &Mutex<Vec<Copied>>,
+    observer: Option<&dyn Observer>,
 ) {
+    let done = |result: &Result<RecordingFile, IngestError>| {
+        if let Some(observer) = observer {
+            observer.recordings_done(1, result.as_ref().map_or(0, |file| file.size));
+        }
+    };
     let mut storing: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
     loop {
         let next = queue.lock().expect("not poisoned").pop_front();
@@ -189,10 +224,15 @@ async fn work(
             Ok(upload) => {
                 storing = Some(Box::pin(async move {
                     let result = store(ctx, &job, upload).await;
+                    done(&result);
                     results.lock().expect("not poisoned").push((job, result));
                 }));
             }
-            Err(e) => results.lock().expect("not poisoned").push((job, Err(e))),
+            Err(e) => {
+                let result = Err(e);
+                done(&result);
+                results.lock().expect("not poisoned").push((job, result));
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Failed tries of a file that may still be uploading (a truncated zip), so that it
-//! is retried on later runs and reported as failed once it has had enough tries,
-//! without being downloaded again until it changes on the server.
+//! Failed tries of a file: for a file that may still be uploading (a truncated zip),
+//! so that it is retried on later runs and reported as failed once it has had enough
+//! tries, without being downloaded again until it changes on the server; and for
+//! every file, so that `status` can say why a day failed after later passes.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,9 @@ pub struct AttemptRecord {
     pub modified: Option<String>,
     pub tries: u32,
     pub last_error: String,
+    /// When the last try failed (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_try: Option<DateTime<Utc>>,
 }
 
 impl AttemptRecord {
@@ -27,6 +31,7 @@ impl AttemptRecord {
         modified: Option<String>,
         tries: u32,
         last_error: String,
+        last_try: DateTime<Utc>,
     ) -> Self {
         AttemptRecord {
             format_version: FORMAT_VERSION,
@@ -35,7 +40,14 @@ impl AttemptRecord {
             modified,
             tries,
             last_error,
+            last_try: Some(last_try),
         }
+    }
+
+    /// Whether this record counts the tries of `size` and `modified`, the version of
+    /// the file on the server now.
+    pub fn is_of(&self, size: u64, modified: &Option<String>) -> bool {
+        self.size == size && self.modified == *modified
     }
 }
 

@@ -81,3 +81,74 @@ fn commands_that_never_connect_do_not_need_the_source_password() {
         "validate still wants the password"
     );
 }
+
+/// Regressions: `s3://` (no bucket) passed `validate` and failed `run` with exit 1; a
+/// bad value from a variable was reported as the file's; a misspelt variable was
+/// ignored; a TOML error lost its line breaks.
+#[test]
+fn validate_finds_what_run_would_trip_over_and_says_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("local.toml");
+    let validate = |text: &str, env: &[(&str, &str)]| {
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args(["validate", "--config", file.to_str().unwrap()])
+            .env("CDR_INGEST_SOURCE_PASSWORD", "x")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let source = "[source]\nurl = \"ftps://u@h\"\n";
+
+    let (code, stderr) = validate(&format!("{source}[destination]\nurl = \"s3://\"\n"), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("destination.url: names no bucket"),
+        "{stderr}"
+    );
+
+    let good = format!("{source}[destination]\nurl = \"s3://bucket/cdr\"\n");
+    let (code, stderr) = validate(&good, &[("CDR_INGEST_SOURCE_TIMEOUT_SECS", "abc")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CDR_INGEST_SOURCE_TIMEOUT_SECS (overriding source.timeout_secs): must be a whole number"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("local.toml has"),
+        "the file is not where the problem is: {stderr}"
+    );
+
+    let (code, stderr) = validate(&good, &[("CDR_INGEST_SOURCE_TIMOUT_SECS", "5")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CDR_INGEST_SOURCE_TIMOUT_SECS: overrides no configuration key"),
+        "{stderr}"
+    );
+    let (code, stderr) = validate(
+        &good,
+        &[
+            ("CDR_INGEST_LOG_FORMAT", "json"),
+            ("CDR_INGEST_CRASH_AT", "nowhere"),
+        ],
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "variables read elsewhere are not mistakes: {stderr}"
+    );
+
+    let (code, stderr) = validate("[source]\nurl = \"ftps://u@h\n", &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with('|') && l.contains('^')),
+        "the caret is on a line of its own: {stderr}"
+    );
+}

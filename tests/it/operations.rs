@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use cdr_ingest::generate::{DropSpec, write_drop};
 use chrono::{Days, NaiveDate, Utc};
 
-use crate::util::{Run, json, run_range, tree};
+use crate::util::{Run, json, local_config, run_range, tree};
 
 fn config(work: &Path, drop: &Path, extra: &str) -> PathBuf {
     let path = work.join("config.toml");
@@ -272,6 +272,173 @@ fn a_backfill_stopped_by_sigterm_exits_4_and_goes_on_where_it_stopped() {
             .collect::<Vec<_>>()
     };
     assert!(data(&work.path().join("out")) == data(&reference));
+}
+
+/// Regression: without a terminal the last `backfill progress` line said all files
+/// were done (recordings were not counted) and `mb_per_sec` was a string.
+#[test]
+fn backfill_progress_counts_recordings_and_its_numbers_are_numbers() {
+    let work = tempfile::tempdir().unwrap();
+    let from = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+    let to = NaiveDate::from_ymd_opt(2024, 3, 2).unwrap();
+    let drop = work.path().join("drop");
+    let mut spec = DropSpec::new(45, from, to);
+    spec.cdr_rows_per_day = 20;
+    spec.recordings_per_day = Some(3);
+    write_drop(&drop, &spec).unwrap();
+    let config = local_config(
+        &work.path().join("config.toml"),
+        &drop,
+        &work.path().join("out"),
+    );
+    let run = Run::from(
+        cdr_ingest(&[
+            "backfill",
+            "--config",
+            config.to_str().unwrap(),
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-02",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let last: serde_json::Value = run
+        .stderr
+        .lines()
+        .rfind(|l| l.contains("\"message\":\"backfill progress\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no progress line: {run:?}"));
+    for (field, want) in [
+        ("files_done", 4),
+        ("files_total", 4),
+        ("recordings_done", 6),
+        ("recordings_total", 6),
+        ("eta_secs", 0),
+    ] {
+        assert_eq!(last[field].as_u64(), Some(want), "{field}: {last}");
+    }
+    assert!(last["bytes"].as_u64().unwrap() > 0, "{last}");
+    assert!(last["mb_per_sec"].is_number(), "{last}");
+}
+
+/// Regression: after a later pass (of another day), `status` said a day whose file
+/// had failed was "overdue, not ingested yet" and no longer why; `--days 100000`
+/// printed every day back to 1753.
+#[test]
+fn status_keeps_why_a_day_failed_and_takes_a_range_of_days() {
+    let work = tempfile::tempdir().unwrap();
+    let first = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+    let second = NaiveDate::from_ymd_opt(2024, 3, 2).unwrap();
+    let drop = drop_of(work.path(), first, second, 20);
+    let csv = drop.join("CDRs/2024-03-01.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let (header, rows) = text.split_once('\n').unwrap();
+    assert!(header.contains(",billsec,"), "{header}");
+    let header = header.replace(",billsec,", ",bill_seconds,");
+    std::fs::write(&csv, format!("{header}\n{rows}")).unwrap();
+    let config = config(work.path(), &drop, "");
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| Run::from(cdr_ingest(args).output().unwrap());
+
+    let failed = run(&["run", "--config", config, "--date", "2024-03-01"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let later = run(&["run", "--config", config, "--date", "2024-03-02"]);
+    assert_eq!(later.code, 0, "{later:?}");
+
+    let status = run(&[
+        "status",
+        "--config",
+        config,
+        "--json",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-02",
+    ]);
+    assert_eq!(status.code, 1, "a failed day is reported: {status:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let rows = parsed["days"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "two days, two categories: {status:?}");
+    let row = |day: &str, category: &str| {
+        rows.iter()
+            .find(|r| r["day"] == day && r["category"] == category)
+            .unwrap_or_else(|| panic!("{day} {category}: {status:?}"))
+    };
+    assert_eq!(row("2024-03-01", "cdr")["state"], "failed", "{status:?}");
+    let detail = row("2024-03-01", "cdr")["detail"].as_str().unwrap();
+    assert!(detail.contains("billsec"), "{detail}");
+    assert_eq!(row("2024-03-01", "queue")["state"], "ingested");
+    assert_eq!(row("2024-03-02", "cdr")["state"], "ingested");
+
+    // Once the file is fixed and in, the failure is forgotten.
+    std::fs::write(&csv, &text).unwrap();
+    let fixed = run(&["run", "--config", config, "--date", "2024-03-01"]);
+    assert_eq!(fixed.code, 0, "{fixed:?}");
+    let status = run(&[
+        "status",
+        "--config",
+        config,
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-01",
+    ]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(!status.stdout.contains("failed"), "{status:?}");
+    assert!(
+        !work
+            .path()
+            .join("out/_state/attempts/cdr/2024-03-01.json")
+            .exists()
+    );
+
+    for bad in [
+        &["--days", "100000"][..],
+        &["--days", "0"][..],
+        &["--from", "1753-01-01", "--to", "2024-03-01"][..],
+        &["--from", "2024-03-02", "--to", "2024-03-01"][..],
+        &["--days", "3", "--from", "2024-03-01", "--to", "2024-03-02"][..],
+    ] {
+        let refused = run(&[&["status", "--config", config][..], bad].concat());
+        assert_eq!(refused.code, 2, "{bad:?}: {refused:?}");
+        assert!(refused.stdout.is_empty(), "{bad:?}: {refused:?}");
+    }
+}
+
+/// Regression: a daemon stopped while it waited for its next pass exited 4, so every
+/// normal stop (a rollout, a node drain) was recorded as a failure.
+#[test]
+fn a_daemon_stopped_while_waiting_exits_0() {
+    let work = tempfile::tempdir().unwrap();
+    let drop = work.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let config = config(work.path(), &drop, "[schedule]\nlookback_days = 1\n");
+    let mut child = cdr_ingest(&["daemon", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0
+        && !line.contains("\"message\":\"waiting for the next pass\"")
+    {
+        line.clear();
+    }
+    assert!(line.contains("waiting for the next pass"), "{line}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let drain = std::thread::spawn(move || std::io::read_to_string(stderr));
+    let status = child.wait().unwrap();
+    let log = drain.join().unwrap().unwrap();
+    assert!(log.contains("stopping: no new files"), "{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
 }
 
 #[test]

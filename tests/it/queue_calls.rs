@@ -134,6 +134,12 @@ fn a_truncated_zip_is_retried_then_given_up_until_it_changes() {
             run.stderr.contains(&format!("(try {try_number} of 2)")),
             "{run:?}"
         );
+        // Regression: the last try also said it would be tried on the next run.
+        assert_eq!(
+            run.stderr.contains("tried again on the next run"),
+            try_number < 2,
+            "{run:?}"
+        );
         assert!(
             !case
                 .out()
@@ -144,6 +150,7 @@ fn a_truncated_zip_is_retried_then_given_up_until_it_changes() {
     let gave_up = case.run(&args);
     assert_eq!(gave_up.code, 1, "{gave_up:?}");
     assert!(gave_up.stderr.contains("failed 2 tries"), "{gave_up:?}");
+    assert!(!gave_up.stderr.contains("next run"), "{gave_up:?}");
     assert_eq!(
         case.downloads_of_path("QueueCalls/2024-03-01-queue-calls.zip"),
         2,

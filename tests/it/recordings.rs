@@ -41,16 +41,52 @@ fn recordings_are_copied_exactly_once_and_indexed_by_call() {
             .contains(&format!("recordings: {expected} copied")),
         "{run:?}"
     );
-    let bad: Vec<&String> = manifest
-        .days
-        .iter()
-        .flat_map(|d| &d.bad_recording_names)
-        .collect();
-    assert!(!bad.is_empty());
+    // Names that do not match are listed with the day they name; the impossible
+    // timestamp (month 13) names none.
+    for d in &manifest.days {
+        let dated = d
+            .bad_recording_names
+            .iter()
+            .filter(|n| !n.contains("_13_45_"))
+            .count();
+        assert_eq!(dated, 3);
+        assert!(
+            run.stdout.contains(&format!(
+                "{} recordings: {dated} file(s) do not match",
+                d.date
+            )),
+            "{run:?}"
+        );
+    }
     assert!(
         run.stdout
-            .contains(&format!("{} file(s) do not match", bad.len())),
+            .contains("recordings: 2 file(s) with no date in the name do not match"),
         "{run:?}"
+    );
+    // One INFO line per day, not one per recording (those are at debug).
+    assert!(
+        !run.stderr
+            .lines()
+            .any(|l| l.contains("recording copied") && l.contains("INFO")),
+        "{run:?}"
+    );
+    assert_eq!(
+        run.stderr.matches("recordings of the day copied").count(),
+        2,
+        "{run:?}"
+    );
+    // Regression: another day's names were listed on every run.
+    let other = case.run_days(&config, "2024-03-02", "2024-03-02");
+    assert_eq!(other.code, 0, "{other:?}");
+    assert!(
+        !other.stdout.contains("2024-03-01 recordings") && !other.stdout.contains("2024_03_01-"),
+        "{other:?}"
+    );
+    assert!(
+        other
+            .stdout
+            .contains("2024-03-02 recordings: 3 file(s) do not match"),
+        "{other:?}"
     );
 
     for d in &manifest.days {

@@ -213,6 +213,23 @@ async fn a_dry_run_lists_what_would_go_and_deletes_nothing() {
     assert!(run.stdout.contains(expected), "{run:?}");
     assert!(run.stdout.contains("queue: kept forever"), "{run:?}");
     assert!(tree(&setup.out()) == before, "a dry run deletes nothing");
+    // Regression: each day's log line carried `target` twice (the category and
+    // tracing's module path), and a dry run said "deleting".
+    let days: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("older than the retention limit"))
+        .collect();
+    assert_eq!(days.len(), 10, "{run:?}");
+    for line in days {
+        assert_eq!(line.matches("\"target\":").count(), 1, "{line}");
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["category"], "cdr", "{line}");
+        assert_eq!(
+            event["message"], "older than the retention limit: would delete",
+            "{line}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -249,6 +266,14 @@ async fn purge_needs_exactly_yes_and_touches_nothing_else() {
         "YES",
     ]);
     assert_eq!(run.code, 0, "{run:?}");
+    // One log line for the purge, not one per object (those are at debug).
+    let logged: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"message\":\"purged\""))
+        .collect();
+    assert_eq!(logged.len(), 1, "{run:?}");
+    assert!(logged[0].contains("\"category\":\"cdr\""), "{run:?}");
     assert!(!setup.has("cdr/date=2024-03-01"));
     assert!(!setup.has("_state/ledger/cdr/2024-03-01.json"));
     assert!(
@@ -300,6 +325,17 @@ async fn on_a_terminal_purge_asks_and_only_yes_deletes() {
     assert!(setup.has("queue_call/date=2024-03-01"));
     let (code, output) = purge_on_a_terminal(&config, "YES");
     assert_eq!(code, 0, "{output}");
+    // The question says how much the answer deletes: what the purge then reports.
+    let purged = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("queue: purged "))
+        .unwrap_or_else(|| panic!("{output}"));
+    let (objects, rest) = purged.split_once(" objects, ").unwrap();
+    let bytes = rest.trim_end_matches(" bytes");
+    assert!(
+        output.contains(&format!("This deletes {objects} objects ({bytes} bytes")),
+        "{output}"
+    );
     assert!(!setup.has("queue_call/date=2024-03-01"), "{output}");
     assert!(setup.has("cdr/date=2024-03-01"));
 }
