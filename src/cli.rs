@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{ConfigErrors, Settings};
 use crate::daemon::{self, SystemClock};
 use crate::demo;
+use crate::feeds::{self, FEEDS};
 use crate::generate;
-use crate::model::Category;
-use crate::pipeline::{self, Context, PassOptions};
+use crate::pass;
+use crate::pipeline::{Context, PassOptions};
 use crate::progress::Progress;
 use crate::quarantine_report;
 use crate::report;
@@ -325,7 +326,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 .ingest
                 .categories
                 .iter()
-                .filter(|c| **c != Category::Recordings)
+                .filter(|c| feeds::feed(**c).daily().is_some())
                 .count();
             let progress = Progress::new((days.len() * daily) as u64);
             let options = PassOptions {
@@ -485,7 +486,7 @@ fn report_verified(verified: &verify::Verified, config: &std::path::Path) -> u8 
 /// `cdr-ingest retention`: every target with a limit, now.
 async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyhow::Result<u8> {
     let verb = if dry_run { "would delete" } else { "deleted" };
-    for target in Target::ALL {
+    for target in Target::all() {
         let keep = ctx.settings.retention.keep(target);
         if keep == Keep::Forever {
             crate::out!("{target}: kept forever");
@@ -569,7 +570,7 @@ async fn pass(
     mode: &str,
     options: &PassOptions<'_>,
 ) -> u8 {
-    let report = pipeline::run(ctx, days, now, options).await;
+    let report = pass::run(ctx, days, now, options).await;
     let outcome = report::print(&report);
     if let Err(e) = runs::put(&ctx.json, &report::record(&report, mode, now, outcome)).await {
         tracing::warn!(error = %e, "could not record the pass for `status`");
@@ -593,12 +594,12 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
     crate::out!("connected to {}", settings.source.endpoint());
     let folders = &settings.source.folders;
     let mut missing = Vec::new();
-    for folder in [&folders.cdrs, &folders.queue_calls, &folders.recordings] {
+    for folder in FEEDS.iter().map(|feed| folders.of(feed.category)) {
         match source.list(folder, &mut |_| {}).await {
             Ok(files) => crate::out!("  {folder}/: {files} files"),
             Err(e) => {
                 crate::out!("  {folder}/: {e}");
-                missing.push(folder.clone());
+                missing.push(folder.to_string());
             }
         }
     }
@@ -632,7 +633,11 @@ mod tests {
             objects: 2364,
             bytes: 631_200_000,
         };
-        let question = purge_question(Target::Data(Category::Recordings), "s3://b/p", &planned);
+        let question = purge_question(
+            Target::Data(feeds::recordings::CATEGORY),
+            "s3://b/p",
+            &planned,
+        );
         assert!(
             question.starts_with(
                 "This deletes 2364 objects (631200000 bytes, 631.2 MB) of category recordings in s3://b/p"

@@ -18,7 +18,8 @@ use crate::cli::{EXIT_FAILED, EXIT_OK};
 use crate::config::{DEFAULT_PASSWORD_ENV, Settings};
 use crate::demo_server;
 use crate::generate::{DropSpec, Quirks, write_drop};
-use crate::pipeline::{self, Context, FileOutcome, PassOptions};
+use crate::pass;
+use crate::pipeline::{Context, FileOutcome, PassOptions};
 use crate::report;
 use crate::sink::destination;
 
@@ -69,7 +70,7 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
         .and_hms_opt(12, 0, 0)
         .expect("a time")
         .and_utc();
-    let pass = pipeline::run(&ctx, &days, now, &PassOptions::default()).await;
+    let pass = pass::run(&ctx, &days, now, &PassOptions::default()).await;
     let outcome = report::print(&pass);
     let fresh = pass
         .files

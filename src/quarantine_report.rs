@@ -6,16 +6,23 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::cli::EXIT_OK;
+use crate::feeds::FEEDS;
 use crate::pipeline::Context;
+use crate::sink::layout;
 use crate::sink::quarantine::QuarantineEntry;
 
-/// The datasets that have a quarantine.
-const DATASETS: [&str; 3] = ["cdr", "queue_call", "queue_user_call"];
+/// The datasets that have a quarantine, feed by feed.
+fn quarantined_datasets() -> impl Iterator<Item = &'static str> {
+    FEEDS
+        .iter()
+        .flat_map(|feed| feed.datasets.iter())
+        .filter(|d| d.quarantine)
+        .map(|d| d.name)
+}
 
 #[derive(Debug, Serialize)]
 struct Day {
@@ -37,8 +44,8 @@ pub async fn show(
     let window = ctx.settings.schedule.last_days(days, now);
     let mut found = Vec::new();
     for day in window.iter().rev() {
-        for dataset in DATASETS {
-            let prefix = Path::from(format!("_quarantine/{dataset}/date={day}"));
+        for dataset in quarantined_datasets() {
+            let prefix = layout::quarantine_folder(dataset, *day);
             let objects: Vec<_> = ctx.store.list(Some(&prefix)).try_collect().await?;
             let mut entries = Vec::new();
             for object in objects {

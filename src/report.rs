@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::feeds::{self, Unit};
 use crate::pipeline::{FileOutcome, PassReport};
 use crate::schedule::Due;
 use crate::state::json::FORMAT_VERSION;
@@ -95,29 +96,20 @@ pub fn print(report: &PassReport) -> &'static str {
             report.not_tried.len()
         );
     }
-    match &report.recordings {
-        None => {}
-        Some(Err(e)) => {
-            failed += 1;
-            eprintln!("FAILED recordings: {e}");
-        }
-        Some(Ok(r)) => {
+    for (category, copied) in &report.listed {
+        let r = match copied {
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAILED {category}: {e}");
+                continue;
+            }
+            Ok(r) => r,
+        };
+        {
             failed += r.failures.len();
             bytes += r.bytes;
-            tracing::info!(
-                listed = r.listed,
-                copied = r.copied,
-                bytes = r.bytes,
-                already = r.already,
-                pending = r.pending,
-                failed = r.failures.len(),
-                list_ms = r.list_ms,
-                copy_ms = r.copy_ms,
-                index_ms = r.index_ms,
-                "recordings finished"
-            );
             crate::out!(
-                "recordings: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
+                "{category}: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
                 r.copied,
                 r.bytes,
                 r.already,
@@ -132,14 +124,18 @@ pub fn print(report: &PassReport) -> &'static str {
                     String::new()
                 };
                 let whose = match day {
-                    Some(day) => format!("{day} recordings: {} file(s)", unmatched.count),
+                    Some(day) => format!("{day} {category}: {} file(s)", unmatched.count),
                     None => format!(
-                        "recordings: {} file(s) with no date in the name",
+                        "{category}: {} file(s) with no date in the name",
                         unmatched.count
                     ),
                 };
+                let pattern = match feeds::feed(*category).unit {
+                    Unit::Listed(listed) => listed.pattern(),
+                    Unit::Daily(_) => "",
+                };
                 crate::out!(
-                    "{whose} do not match YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3 and were not copied: {}{more}",
+                    "{whose} do not match {pattern} and were not copied: {}{more}",
                     unmatched.examples.join(", ")
                 );
             }

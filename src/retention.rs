@@ -14,6 +14,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 use serde::{Deserialize, Serialize};
 
+use crate::feeds::{self, FEEDS};
 use crate::model::Category;
 use crate::sink::layout;
 use crate::state::json::{FORMAT_VERSION, JsonStore, StateError};
@@ -74,34 +75,37 @@ impl fmt::Display for Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [
-        Target::Data(Category::Cdr),
-        Target::Data(Category::Queue),
-        Target::Data(Category::Recordings),
-        Target::Quarantine,
-    ];
-
-    pub fn parse(name: &str) -> Option<Target> {
-        Target::ALL.into_iter().find(|t| t.to_string() == name)
+    /// Every feed's data, then the quarantine.
+    pub fn all() -> impl Iterator<Item = Target> {
+        FEEDS
+            .iter()
+            .map(|feed| Target::Data(feed.category))
+            .chain([Target::Quarantine])
     }
 
-    /// The Hive-partitioned folders (`<folder>/date=YYYY-MM-DD/`) this target owns: its
-    /// datasets, and the rows of other days' files kept for them (`sink::partition`).
-    fn partitioned(self) -> &'static [&'static str] {
+    pub fn parse(name: &str) -> Option<Target> {
+        Target::all().find(|t| t.to_string() == name)
+    }
+
+    /// The Hive-partitioned folders (`<folder>/date=YYYY-MM-DD/`) this target owns: a
+    /// feed's datasets and the rows of other days' files kept for them
+    /// (`sink::partition`), or every dataset's quarantine.
+    fn partitioned(self) -> Vec<String> {
         match self {
-            Target::Data(Category::Cdr) => &["cdr", "_state/spill/cdr"],
-            Target::Data(Category::Queue) => &[
-                "queue_call",
-                "queue_user_call",
-                "_state/spill/queue_call",
-                "_state/spill/queue_user_call",
-            ],
-            Target::Data(Category::Recordings) => &["recording_index"],
-            Target::Quarantine => &[
-                "_quarantine/cdr",
-                "_quarantine/queue_call",
-                "_quarantine/queue_user_call",
-            ],
+            Target::Data(category) => feeds::feed(category)
+                .datasets
+                .iter()
+                .flat_map(|d| {
+                    let spill = d.table.map(|_| layout::spill_root(d.name));
+                    std::iter::once(d.name.to_string()).chain(spill)
+                })
+                .collect(),
+            Target::Quarantine => FEEDS
+                .iter()
+                .flat_map(|feed| feed.datasets.iter())
+                .filter(|d| d.quarantine)
+                .map(|d| layout::quarantine_root(d.name))
+                .collect(),
         }
     }
 
@@ -114,9 +118,9 @@ impl Target {
             .collect();
         if let Target::Data(category) = self {
             paths.push(layout::ledger_object(category, day));
-            paths.push(Path::from(format!("_state/attempts/{category}/{day}.json")));
-            if category == Category::Recordings {
-                paths.push(Path::from(format!("recordings/{}", day.format("%Y/%m/%d"))));
+            paths.push(layout::attempts_object(category, day));
+            if let Some(files) = feeds::feed(category).files {
+                paths.push(Path::from(files.folder_of_day(day)));
             }
         }
         paths
@@ -124,17 +128,13 @@ impl Target {
 
     /// Everything this target owns, for `purge`.
     fn roots(self) -> Vec<Path> {
-        let mut roots: Vec<Path> = self
-            .partitioned()
-            .iter()
-            .map(|folder| Path::from(*folder))
-            .collect();
+        let mut roots: Vec<Path> = self.partitioned().into_iter().map(Path::from).collect();
         if let Target::Data(category) = self {
-            roots.push(Path::from(format!("_state/ledger/{category}")));
-            roots.push(Path::from(format!("_state/attempts/{category}")));
-            roots.push(Path::from(format!("_state/retention/{category}.json")));
-            if category == Category::Recordings {
-                roots.push(Path::from("recordings"));
+            roots.push(Path::from(layout::ledger_root(category)));
+            roots.push(Path::from(layout::attempts_root(category)));
+            roots.push(state_key(self));
+            if let Some(files) = feeds::feed(category).files {
+                roots.push(Path::from(files.root()));
             }
         }
         roots
@@ -150,7 +150,7 @@ pub struct RetentionState {
 }
 
 fn state_key(target: Target) -> Path {
-    Path::from(format!("_state/retention/{target}.json"))
+    layout::retention_state(&target.to_string())
 }
 
 /// The last day retention deleted for `target`, if it ever ran.
@@ -299,30 +299,21 @@ fn owned(target: Target, key: &Path) -> bool {
     });
     let state = match target {
         Target::Data(category) => {
-            key.strip_prefix(&format!("_state/ledger/{category}/"))
-                .is_some_and(|r| r.ends_with(".json"))
-                || key
-                    .strip_prefix(&format!("_state/attempts/{category}/"))
+            let in_folder = |root: String| {
+                key.strip_prefix(&root)
+                    .and_then(|r| r.strip_prefix('/'))
                     .is_some_and(|r| r.ends_with(".json"))
-                || key == format!("_state/retention/{category}.json")
-                || (category == Category::Recordings && recording_key(key))
+            };
+            in_folder(layout::ledger_root(category))
+                || in_folder(layout::attempts_root(category))
+                || key == state_key(target).as_ref()
+                || feeds::feed(category)
+                    .files
+                    .is_some_and(|files| files.owns(key))
         }
         Target::Quarantine => false,
     };
     in_partitioned || state
-}
-
-/// `recordings/YYYY/MM/DD/<name>.mp3`
-fn recording_key(key: &str) -> bool {
-    let parts: Vec<&str> = key.split('/').collect();
-    parts.len() == 5
-        && parts[0] == "recordings"
-        && NaiveDate::parse_from_str(
-            &format!("{}-{}-{}", parts[1], parts[2], parts[3]),
-            "%Y-%m-%d",
-        )
-        .is_ok()
-        && parts[4].to_ascii_lowercase().ends_with(".mp3")
 }
 
 /// The oldest day `target` holds, from its partition folders and its ledger entries
@@ -335,7 +326,7 @@ async fn oldest_day(
     let mut oldest: Option<NaiveDate> = None;
     if let Target::Data(category) = target {
         let ledger = store
-            .list_with_delimiter(Some(&Path::from(format!("_state/ledger/{category}"))))
+            .list_with_delimiter(Some(&Path::from(layout::ledger_root(category))))
             .await
             .map_err(RetentionError::Store)?;
         for object in ledger.objects {
@@ -350,7 +341,7 @@ async fn oldest_day(
     }
     for folder in target.partitioned() {
         let listing = store
-            .list_with_delimiter(Some(&Path::from(*folder)))
+            .list_with_delimiter(Some(&Path::from(folder)))
             .await
             .map_err(RetentionError::Store)?;
         for prefix in listing.common_prefixes {
@@ -416,6 +407,7 @@ pub enum RetentionError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feeds::{cdr, recordings};
 
     fn day(text: &str) -> NaiveDate {
         text.parse().unwrap()
@@ -442,7 +434,7 @@ mod tests {
 
     #[test]
     fn purge_only_touches_what_the_worker_writes() {
-        let cdr = Target::Data(Category::Cdr);
+        let cdr = Target::Data(cdr::CATEGORY);
         assert!(owned(
             cdr,
             &Path::from("cdr/date=2024-03-01/2024-03-01.parquet")
@@ -458,7 +450,7 @@ mod tests {
             cdr,
             &Path::from("_state/ledger/queue/2024-03-01.json")
         ));
-        let recordings = Target::Data(Category::Recordings);
+        let recordings = Target::Data(recordings::CATEGORY);
         assert!(owned(
             recordings,
             &Path::from("recordings/2024/03/01/a.mp3")

@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::cli::{EXIT_FAILED, EXIT_OK};
+use crate::feeds::{self, Unit};
 use crate::model::Category;
 use crate::pipeline::Context;
 use crate::schedule::Due;
@@ -106,13 +107,9 @@ async fn row(
         quarantined: None,
         detail: None,
     };
-    let ingested = match category {
-        Category::Recordings => ctx
-            .ledger
-            .recordings(day)
-            .await?
-            .map(|e| (e.files.len() as u64, 0)),
-        _ => ctx
+    let ingested = match feeds::feed(category).unit {
+        Unit::Listed(listed) => listed.copied(ctx, day).await?.map(|files| (files, 0)),
+        Unit::Daily(_) => ctx
             .ledger
             .get(category, day)
             .await?
@@ -160,7 +157,7 @@ async fn failed_try(
     category: Category,
     day: NaiveDate,
 ) -> anyhow::Result<Option<String>> {
-    if category == Category::Recordings {
+    if feeds::feed(category).daily().is_none() {
         return Ok(None);
     }
     let Some(attempt) = ctx.attempts.get(category, day).await? else {

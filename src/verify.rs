@@ -9,8 +9,9 @@ use chrono::NaiveDate;
 use object_store::path::Path;
 use thiserror::Error;
 
+use crate::feeds;
 use crate::model::Category;
-use crate::pipeline::{Context, DATASETS, partition_lock};
+use crate::pipeline::{Context, partition_lock};
 use crate::sink::layout;
 use crate::sink::partition::{self, Change, Partition, PartitionError};
 use crate::state::json::StateError;
@@ -63,7 +64,7 @@ pub async fn verify(ctx: &Context, repair: bool) -> Result<Verified, VerifyError
         repaired: repair,
         ..Verified::default()
     };
-    for &(table, category) in DATASETS.iter() {
+    for (table, category) in feeds::tables() {
         for date in dates(ctx, table.dataset).await? {
             let partition = Partition { table, date };
             verified.partitions += 1;

@@ -15,6 +15,7 @@ use reader::{Reader, Section};
 pub use secret::Secret;
 use url::Url;
 
+use crate::feeds::{self, FEEDS};
 use crate::formats::queue_zip::ZipLimits;
 use crate::model::Category;
 use crate::retention::{Keep, Target};
@@ -45,21 +46,18 @@ pub struct Settings {
     pub retention: RetentionSettings,
 }
 
-/// How long each data category (and the quarantine) is kept in the destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How long each feed's data (and the quarantine) is kept in the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionSettings {
-    pub cdr: Keep,
-    pub queue: Keep,
-    pub recordings: Keep,
+    /// Per feed; a feed not listed is kept forever.
+    pub data: BTreeMap<Category, Keep>,
     pub quarantine: Keep,
 }
 
 impl RetentionSettings {
     pub fn keep(&self, target: Target) -> Keep {
         match target {
-            Target::Data(Category::Cdr) => self.cdr,
-            Target::Data(Category::Queue) => self.queue,
-            Target::Data(Category::Recordings) => self.recordings,
+            Target::Data(category) => self.data.get(&category).copied().unwrap_or(Keep::Forever),
             Target::Quarantine => self.quarantine,
         }
     }
@@ -153,12 +151,15 @@ impl SourceSettings {
     }
 }
 
-/// Remote folder names, relative to the login folder or absolute (leading `/`).
+/// Each feed's remote folder, relative to the login folder or absolute (leading `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteFolders {
-    pub cdrs: String,
-    pub queue_calls: String,
-    pub recordings: String,
+pub struct RemoteFolders(BTreeMap<Category, String>);
+
+impl RemoteFolders {
+    /// The folder of `category`'s feed.
+    pub fn of(&self, category: Category) -> &str {
+        self.0.get(&category).map_or("", String::as_str)
+    }
 }
 
 /// The bucket or folder that receives the output and the ledger.
@@ -315,11 +316,15 @@ fn read_source(
     let known_hosts = s.string("known_hosts");
     let accept_any_host_key = s.bool("insecure_accept_any_host_key").unwrap_or(false);
     let timeout = s.integer("timeout_secs", 1..=3600).unwrap_or(30);
-    let folders = RemoteFolders {
-        cdrs: folder(s, "cdrs", "CDRs"),
-        queue_calls: folder(s, "queue_calls", "QueueCalls"),
-        recordings: folder(s, "recordings", "recordings"),
-    };
+    let folders = RemoteFolders(
+        FEEDS
+            .iter()
+            .map(|feed| {
+                let (key, default) = feed.folder;
+                (feed.category, folder(s, key, default))
+            })
+            .collect(),
+    );
 
     let Some(url) = url else {
         s.issue(
@@ -554,26 +559,26 @@ fn read_ingest(s: &mut Section<'_>) -> IngestSettings {
             s.integer(key, range).map_or(default, |n| n as u64)
         };
     let categories = match s.string_list("categories") {
-        None => Category::ALL.to_vec(),
+        None => FEEDS.iter().map(|f| f.category).collect(),
         Some(names) => {
             let mut categories = Vec::new();
             for name in &names {
-                match Category::ALL.iter().find(|c| c.as_str() == name) {
-                    Some(c) if !categories.contains(c) => categories.push(*c),
+                match feeds::by_name(name).map(|f| f.category) {
+                    Some(c) if !categories.contains(&c) => categories.push(c),
                     Some(_) => {}
                     None => s.issue(
                         "categories",
-                        format!("{name:?} is not a category; allowed: {}", Category::names()),
+                        format!("{name:?} is not a category; allowed: {}", feeds::names()),
                     ),
                 }
             }
             if names.is_empty() {
                 s.issue(
                     "categories",
-                    format!("must name at least one of {}", Category::names()),
+                    format!("must name at least one of {}", feeds::names()),
                 );
             }
-            categories.sort();
+            categories.sort_by_key(|c| feeds::position(*c));
             categories
         }
     };
@@ -624,9 +629,10 @@ fn read_retention(s: &mut Section<'_>) -> RetentionSettings {
         }),
     };
     RetentionSettings {
-        cdr: keep("cdr"),
-        queue: keep("queue"),
-        recordings: keep("recordings"),
+        data: FEEDS
+            .iter()
+            .map(|feed| (feed.category, keep(feed.category.as_str())))
+            .collect(),
         quarantine: keep("quarantine"),
     }
 }
@@ -770,7 +776,7 @@ mod tests {
         assert_eq!(ftps.port, 21);
         assert_eq!(ftps.user, "drop");
         assert_eq!(ftps.password.expose(), "s3cret");
-        assert_eq!(settings.source.folders.cdrs, "CDRs");
+        assert_eq!(settings.source.folders.of(feeds::cdr::CATEGORY), "CDRs");
         assert_eq!(settings.source.timeout, Duration::from_secs(30));
     }
 
@@ -781,8 +787,14 @@ mod tests {
             &env_with_password,
         )
         .unwrap();
-        assert_eq!(settings.source.folders.cdrs, "/data/CDRs");
-        assert_eq!(settings.source.folders.recordings, "rec");
+        assert_eq!(
+            settings.source.folders.of(feeds::cdr::CATEGORY),
+            "/data/CDRs"
+        );
+        assert_eq!(
+            settings.source.folders.of(feeds::recordings::CATEGORY),
+            "rec"
+        );
         for bad in ["/", "a/../b"] {
             let issues = Settings::parse(
                 &format!("[source]\nurl = \"ftps://drop@h\"\ncdrs = \"{bad}\"\n[destination]\nurl = \"file:///x\"\n"),

@@ -6,38 +6,25 @@ pub use values::{DECIMAL_PRECISION, DECIMAL_SCALE, Decimal, TimestampMicros};
 
 use std::fmt;
 
-/// A data category: what the ledger, the layout and retention are keyed by.
+/// A feed's name, which the ledger, leases, retention, reports and configuration are
+/// keyed by (`cdr`, `queue`, `recordings`, …). Each feed module declares its own;
+/// `feeds::FEEDS` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Category {
-    /// Call detail records (`CDRs/YYYY-MM-DD.csv`).
-    Cdr,
-    /// Queue-call reports, both datasets (`QueueCalls/YYYY-MM-DD-queue-calls.zip`).
-    Queue,
-    /// Call recordings (`recordings/*.mp3`), filed by the call's date.
-    Recordings,
-}
+pub struct Category(&'static str);
 
 impl Category {
-    /// Every category, in the order a day is ingested.
-    pub const ALL: [Category; 3] = [Category::Cdr, Category::Queue, Category::Recordings];
-
-    /// The names, for messages listing what is allowed.
-    pub fn names() -> String {
-        Category::ALL.map(Category::as_str).join(", ")
+    pub const fn new(name: &'static str) -> Self {
+        Category(name)
     }
 
-    /// The name used in object keys and on the command line.
+    /// The name used in object keys, in the configuration and on the command line.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Cdr => "cdr",
-            Category::Queue => "queue",
-            Category::Recordings => "recordings",
-        }
+        self.0
     }
 }
 
 impl fmt::Display for Category {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
     }
 }

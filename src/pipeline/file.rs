@@ -12,9 +12,8 @@ use object_store::path::Path;
 
 use super::connection::Connection;
 use super::parse::Parsed;
-use super::{
-    Context, DATASETS, FileOutcome, IngestError, Ingested, Phases, millis, partition_lock,
-};
+use super::{Context, FileOutcome, IngestError, Ingested, Phases, millis, partition_lock};
+use crate::feeds;
 use crate::formats::table::Table;
 use crate::model::Category;
 use crate::retention::Target;
@@ -243,10 +242,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
 
 /// The table of a dataset a ledger entry names.
 fn table_of(dataset: &str) -> Option<&'static Table> {
-    DATASETS
-        .iter()
-        .map(|(table, _)| *table)
-        .find(|t| t.dataset == dataset)
+    feeds::table(dataset)
 }
 
 /// Puts the file's contribution to each partition (`None`: it has none any more) and

@@ -157,7 +157,7 @@ pub fn redact(url: &Url) -> String {
 }
 
 /// The key `validate --connect` writes, reads back and deletes.
-const PROBE_KEY: &str = "_state/probe";
+const PROBE_KEY: &str = super::layout::PROBE;
 
 /// Writes, reads and deletes a probe object; on failure, says what to check.
 pub async fn probe(store: &Arc<dyn ObjectStore>, url: &Url) -> Result<(), String> {

@@ -78,28 +78,88 @@ pub fn partition_lease(dataset: &str, call_date: NaiveDate) -> Path {
 /// Where the rows set aside from one source file go.
 pub fn quarantine_object(dataset: &str, source_day: NaiveDate) -> Path {
     Path::from(format!(
-        "_quarantine/{dataset}/date={source_day}/{source_day}.jsonl"
+        "{}/{source_day}.jsonl",
+        quarantine_folder(dataset, source_day)
     ))
 }
 
+/// The root of the recordings' copies.
+pub const RECORDINGS: &str = "recordings";
+
 /// A recording's copy, filed by its call's date, under its original name.
 pub fn recording_object(call_date: NaiveDate, name: &str) -> Path {
-    Path::from(format!(
-        "recordings/{}/{name}",
-        call_date.format("%Y/%m/%d")
-    ))
+    Path::from(format!("{}/{name}", recordings_folder(call_date)))
 }
+
+/// The folder of one call date's recordings.
+pub fn recordings_folder(call_date: NaiveDate) -> String {
+    format!("{RECORDINGS}/{}", call_date.format("%Y/%m/%d"))
+}
+
+/// Whether `key` has the shape of a recording's copy: `recordings/YYYY/MM/DD/<name>.mp3`.
+pub fn is_recording_object(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    parts.len() == 5
+        && parts[0] == RECORDINGS
+        && NaiveDate::parse_from_str(
+            &format!("{}-{}-{}", parts[1], parts[2], parts[3]),
+            "%Y-%m-%d",
+        )
+        .is_ok()
+        && parts[4].to_ascii_lowercase().ends_with(".mp3")
+}
+
+/// The dataset of the recordings' index.
+pub const RECORDING_INDEX: &str = "recording_index";
 
 /// The index of one date's recordings, which joins them to their calls.
 pub fn recording_index_object(call_date: NaiveDate) -> Path {
     Path::from(format!(
-        "recording_index/date={call_date}/recordings.parquet"
+        "{RECORDING_INDEX}/date={call_date}/recordings.parquet"
     ))
 }
 
+/// The root of one dataset's quarantine.
+pub fn quarantine_root(dataset: &str) -> String {
+    format!("_quarantine/{dataset}")
+}
+
+/// The folder of the rows one source day's file set aside in one dataset.
+pub fn quarantine_folder(dataset: &str, source_day: NaiveDate) -> Path {
+    Path::from(format!("{}/date={source_day}", quarantine_root(dataset)))
+}
+
+/// The folder of one category's ledger entries.
+pub fn ledger_root(category: Category) -> String {
+    format!("_state/ledger/{category}")
+}
+
+/// The record of failed tries of one source file.
+pub fn attempts_object(category: Category, source_day: NaiveDate) -> Path {
+    Path::from(format!("{}/{source_day}.json", attempts_root(category)))
+}
+
+/// The folder of one category's records of failed tries.
+pub fn attempts_root(category: Category) -> String {
+    format!("_state/attempts/{category}")
+}
+
+/// How far retention has deleted one target (a category, or the quarantine).
+pub fn retention_state(target: &str) -> Path {
+    Path::from(format!("_state/retention/{target}.json"))
+}
+
+/// The record of the last pass.
+pub fn last_run() -> Path {
+    Path::from("_state/runs/latest.json")
+}
+
+/// What `validate --connect` writes, reads back and deletes.
+pub const PROBE: &str = "_state/probe";
+
 /// The ledger entry of one source file.
 pub fn ledger_object(category: Category, source_day: NaiveDate) -> Path {
-    Path::from(format!("_state/ledger/{category}/{source_day}.json"))
+    Path::from(format!("{}/{source_day}.json", ledger_root(category)))
 }
 
 #[cfg(test)]
@@ -119,7 +179,7 @@ mod tests {
             "_quarantine/cdr/date=2024-03-01/2024-03-01.jsonl"
         );
         assert_eq!(
-            ledger_object(Category::Cdr, d).as_ref(),
+            ledger_object(Category::new("cdr"), d).as_ref(),
             "_state/ledger/cdr/2024-03-01.json"
         );
         let spill = spill_object("cdr", prev, d);
@@ -134,5 +194,11 @@ mod tests {
             Some(("queue_call", prev, d))
         );
         assert_eq!(parse_data_object("recordings/2024/03/01/a.mp3"), None);
+        assert_eq!(
+            recording_object(d, "a.mp3").as_ref(),
+            "recordings/2024/03/01/a.mp3"
+        );
+        assert!(is_recording_object("recordings/2024/03/01/a.mp3"));
+        assert!(!is_recording_object("recordings/keep-me.txt"));
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::{FORMAT_VERSION, JsonStore, StateError};
 use crate::model::Category;
+use crate::sink::layout;
 
 /// The tries of one version (size and time) of one source file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +59,7 @@ pub struct Attempts {
 }
 
 fn key(category: Category, day: NaiveDate) -> Path {
-    Path::from(format!("_state/attempts/{category}/{day}.json"))
+    layout::attempts_object(category, day)
 }
 
 impl Attempts {

@@ -237,6 +237,7 @@ mod tests {
     use object_store::memory::InMemory;
 
     use super::*;
+    use crate::feeds::{cdr, queue};
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(seconds, 0).unwrap()
@@ -248,33 +249,33 @@ mod tests {
         let a = Leases::new(Arc::clone(&store), "a".into(), Duration::from_secs(60));
         let b = Leases::new(Arc::clone(&store), "b".into(), Duration::from_secs(60));
         let day = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
-        let Lease::Held(key) = a.acquire(Category::Cdr, day, at(1000)).await.unwrap() else {
+        let Lease::Held(key) = a.acquire(cdr::CATEGORY, day, at(1000)).await.unwrap() else {
             panic!("a gets it")
         };
-        match b.acquire(Category::Cdr, day, at(1030)).await.unwrap() {
+        match b.acquire(cdr::CATEGORY, day, at(1030)).await.unwrap() {
             Lease::Busy { holder, .. } => assert_eq!(holder, "a"),
             held => panic!("b must not get it: {held:?}"),
         }
         assert!(
             matches!(
-                b.acquire(Category::Queue, day, at(1030)).await.unwrap(),
+                b.acquire(queue::CATEGORY, day, at(1030)).await.unwrap(),
                 Lease::Held(_)
             ),
             "other units are free"
         );
         // a crashed: after expiry b takes over, and a late release by a leaves b's lease alone.
         assert!(matches!(
-            b.acquire(Category::Cdr, day, at(1061)).await.unwrap(),
+            b.acquire(cdr::CATEGORY, day, at(1061)).await.unwrap(),
             Lease::Held(_)
         ));
         a.release(&key).await;
         assert!(matches!(
-            a.acquire(Category::Cdr, day, at(1062)).await.unwrap(),
+            a.acquire(cdr::CATEGORY, day, at(1062)).await.unwrap(),
             Lease::Busy { .. }
         ));
         b.release(&key).await;
         assert!(matches!(
-            a.acquire(Category::Cdr, day, at(1063)).await.unwrap(),
+            a.acquire(cdr::CATEGORY, day, at(1063)).await.unwrap(),
             Lease::Held(_)
         ));
     }
@@ -340,21 +341,21 @@ mod tests {
         );
         let elsewhere = Leases::new(Arc::clone(&store), "host-b/pid-1/3".into(), hour);
         assert!(matches!(
-            crashed.acquire(Category::Cdr, day, at(1000)).await.unwrap(),
+            crashed.acquire(cdr::CATEGORY, day, at(1000)).await.unwrap(),
             Lease::Held(_)
         ));
         let busy = elsewhere
-            .acquire(Category::Cdr, day, at(1001))
+            .acquire(cdr::CATEGORY, day, at(1001))
             .await
             .unwrap();
         assert!(
             matches!(busy, Lease::Busy { .. }),
             "another machine cannot tell: it waits"
         );
-        let taken = alive.acquire(Category::Cdr, day, at(1002)).await.unwrap();
+        let taken = alive.acquire(cdr::CATEGORY, day, at(1002)).await.unwrap();
         assert!(matches!(taken, Lease::Held(_)), "pid 999999999 is gone");
         let busy = elsewhere
-            .acquire(Category::Cdr, day, at(1003))
+            .acquire(cdr::CATEGORY, day, at(1003))
             .await
             .unwrap();
         assert!(matches!(busy, Lease::Busy { .. }));

@@ -84,19 +84,23 @@ impl Ledger {
             .await
     }
 
-    pub async fn recordings(&self, day: NaiveDate) -> Result<Option<RecordingsEntry>, StateError> {
-        self.json
-            .get(&layout::ledger_object(Category::Recordings, day))
-            .await
+    /// The files of a listed feed (`category`) copied for one call date.
+    pub async fn copies(
+        &self,
+        category: Category,
+        day: NaiveDate,
+    ) -> Result<Option<RecordingsEntry>, StateError> {
+        self.json.get(&layout::ledger_object(category, day)).await
     }
 
-    pub async fn put_recordings(
+    pub async fn put_copies(
         &self,
+        category: Category,
         day: NaiveDate,
         entry: &RecordingsEntry,
     ) -> Result<(), StateError> {
         self.json
-            .put(&layout::ledger_object(Category::Recordings, day), entry)
+            .put(&layout::ledger_object(category, day), entry)
             .await
     }
 }

@@ -6,6 +6,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::json::{JsonStore, StateError};
+use crate::sink::layout;
 
 /// The last pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +32,7 @@ pub struct FileRecord {
 }
 
 fn key() -> Path {
-    Path::from("_state/runs/latest.json")
+    layout::last_run()
 }
 
 pub async fn get(json: &JsonStore) -> Result<Option<RunRecord>, StateError> {

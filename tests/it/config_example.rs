@@ -12,7 +12,10 @@ fn the_example_config_parses() {
     let env = |name: &str| (name == "CDR_INGEST_SOURCE_PASSWORD").then(|| "x".to_string());
     let settings = Settings::parse(&text, &env).unwrap_or_else(|issues| panic!("{issues:?}"));
     assert_eq!(settings.source.endpoint(), "ftp.provider.example:21");
-    assert_eq!(settings.source.folders.cdrs, "CDRs");
+    assert_eq!(
+        settings.source.folders.of(cdr_ingest::feeds::cdr::CATEGORY),
+        "CDRs"
+    );
 }
 
 #[test]

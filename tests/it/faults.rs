@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use cdr_ingest::config::Settings;
 use cdr_ingest::generate::{DropSpec, write_drop};
-use cdr_ingest::pipeline::{self, Context, FileOutcome};
+use cdr_ingest::pass;
+use cdr_ingest::pipeline::{Context, FileOutcome};
 use chrono::NaiveDate;
 use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
@@ -119,7 +120,7 @@ fn setup(work: &std::path::Path, prefix: &'static str, transient: Option<u32>) -
 async fn transient_store_errors_are_retried() {
     let work = tempfile::tempdir().unwrap();
     let ctx = setup(work.path(), "cdr/", Some(2));
-    let report = pipeline::run(&ctx, &[day(1)], chrono::Utc::now(), &Default::default()).await;
+    let report = pass::run(&ctx, &[day(1)], chrono::Utc::now(), &Default::default()).await;
     assert!(report.is_success(), "{report:?}");
     assert!(matches!(
         report.files[0].result,
@@ -136,7 +137,7 @@ async fn transient_store_errors_are_retried() {
 async fn a_lasting_store_error_fails_that_file_only_and_leaves_nothing_half_done() {
     let work = tempfile::tempdir().unwrap();
     let ctx = setup(work.path(), "cdr/", None);
-    let report = pipeline::run(&ctx, &[day(1)], chrono::Utc::now(), &Default::default()).await;
+    let report = pass::run(&ctx, &[day(1)], chrono::Utc::now(), &Default::default()).await;
     assert!(!report.is_success());
     let cdr = &report.files[0];
     let error = cdr.result.as_ref().unwrap_err().to_string();

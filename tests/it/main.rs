@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against real servers started by `scripts/test.sh`.
 
+mod architecture;
 mod config_example;
 mod conformance;
 mod crash_safety;

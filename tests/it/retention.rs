@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 
 use cdr_ingest::config::Settings;
 use cdr_ingest::generate::{DropSpec, write_drop};
-use cdr_ingest::pipeline::{self, Context, FileOutcome, PassOptions};
+use cdr_ingest::pass;
+use cdr_ingest::pipeline::{Context, FileOutcome, PassOptions};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::util::{Run, tree};
@@ -79,13 +80,13 @@ async fn ingest(
     days: std::ops::RangeInclusive<u32>,
     now: DateTime<Utc>,
     scheduled: bool,
-) -> pipeline::PassReport {
+) -> cdr_ingest::pipeline::PassReport {
     let days: Vec<NaiveDate> = days.map(day).collect();
     let options = PassOptions {
         respect_retention_history: scheduled,
         ..PassOptions::default()
     };
-    pipeline::run(ctx, &days, now, &options).await
+    pass::run(ctx, &days, now, &options).await
 }
 
 #[tokio::test]
@@ -161,7 +162,7 @@ async fn removed_days_are_never_ingested_again_by_a_scheduled_pass_but_a_backfil
     let reasons: Vec<String> = report
         .files
         .iter()
-        .filter(|f| f.category == cdr_ingest::model::Category::Cdr)
+        .filter(|f| f.category == cdr_ingest::feeds::cdr::CATEGORY)
         .map(|f| match &f.result {
             Ok(FileOutcome::Expired { reason }) => reason.clone(),
             other => panic!("{other:?}"),

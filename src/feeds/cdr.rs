@@ -5,17 +5,53 @@ use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::connection::Connection;
-use super::file::{self, Check, Fetched, modified_text};
-use super::parse::parse;
-use super::transfer;
-use super::{Context, FileOutcome, IngestError};
 use crate::formats::cdr_csv::CDR;
 use crate::model::Category;
+use crate::pipeline::connection::Connection;
+use crate::pipeline::file::{self, Check, Fetched, modified_text};
+use crate::pipeline::parse::parse;
+use crate::pipeline::transfer;
+use crate::pipeline::{Context, FileOutcome, IngestError};
+use async_trait::async_trait;
+
+use super::{DailyFeed, Dataset, Feed, Unit};
 use crate::source::RemoteFile;
 use crate::state::attempts::AttemptRecord;
 use crate::state::json::StateError;
 use crate::state::ledger::LedgerEntry;
+
+/// This feed's name.
+pub const CATEGORY: Category = Category::new("cdr");
+
+static DATASETS: [Dataset; 1] = [Dataset {
+    name: CDR.dataset,
+    table: Some(&CDR),
+    quarantine: true,
+}];
+
+pub static FEED: Feed = Feed {
+    category: CATEGORY,
+    about: "call detail records: CDRs/YYYY-MM-DD.csv, one a day, streamed while parsed",
+    folder: ("cdrs", "CDRs"),
+    datasets: &DATASETS,
+    unit: Unit::Daily(&Cdrs),
+    files: None,
+};
+
+struct Cdrs;
+
+#[async_trait]
+impl DailyFeed for Cdrs {
+    async fn ingest_day(
+        &self,
+        ctx: &Context,
+        connection: &mut Connection<'_>,
+        day: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<FileOutcome, IngestError> {
+        ingest_day(ctx, connection, day, now).await
+    }
+}
 
 /// The remote path of a day's CDR file.
 pub fn remote_path(folder: &str, day: NaiveDate) -> String {
@@ -23,24 +59,23 @@ pub fn remote_path(folder: &str, day: NaiveDate) -> String {
 }
 
 /// Ingests the CDR file of `day` unless the ledger shows it is already in.
-pub async fn ingest_day(
+async fn ingest_day(
     ctx: &Context,
     connection: &mut Connection<'_>,
     day: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<FileOutcome, IngestError> {
-    let path = remote_path(&ctx.settings.source.folders.cdrs, day);
-    let (remote, previous) =
-        match file::check(ctx, connection, Category::Cdr, day, &path, now).await? {
-            Check::Done(outcome) => return Ok(outcome),
-            Check::Fetch { remote, previous } => (remote, previous),
-        };
+    let path = remote_path(ctx.settings.source.folders.of(CATEGORY), day);
+    let (remote, previous) = match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
+        Check::Done(outcome) => return Ok(outcome),
+        Check::Fetch { remote, previous } => (remote, previous),
+    };
     let result = fetch(ctx, connection, day, now, &path, &remote, previous).await;
     // Every failed try is kept until the file goes in, so that `status` can still say
     // why after later passes (the run record holds the last pass only).
     // Not being able to keep that record does not change how the file went.
     let kept = match &result {
-        Ok(_) => ctx.attempts.clear(Category::Cdr, day).await,
+        Ok(_) => ctx.attempts.clear(CATEGORY, day).await,
         Err(error) => record_failure(ctx, day, &remote, now, error).await,
     };
     if let Err(e) = kept {
@@ -59,7 +94,7 @@ async fn record_failure(
     let modified = modified_text(remote);
     let tries = ctx
         .attempts
-        .get(Category::Cdr, day)
+        .get(CATEGORY, day)
         .await?
         .filter(|a| a.is_of(remote.size, &modified))
         .map_or(0, |a| a.tries)
@@ -72,7 +107,7 @@ async fn record_failure(
         error.to_string(),
         now,
     );
-    ctx.attempts.put(Category::Cdr, day, &record).await
+    ctx.attempts.put(CATEGORY, day, &record).await
 }
 
 /// Downloads the file while parsing it, confirms it is whole, and commits it.
@@ -103,7 +138,7 @@ async fn fetch(
     file::commit(
         ctx,
         Fetched {
-            category: Category::Cdr,
+            category: CATEGORY,
             day,
             remote: remote.clone(),
             previous,

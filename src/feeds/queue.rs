@@ -7,15 +7,58 @@ use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::connection::Connection;
-use super::file::{self, Check, Fetched, modified_text};
-use super::parse::{ParseError, Parsed, parse};
-use super::transfer::Spool;
-use super::{Context, FileOutcome, IngestError};
 use crate::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
 use crate::formats::queue_zip::{QueueZip, ZipError, ZipLimits};
 use crate::model::Category;
+use crate::pipeline::connection::Connection;
+use crate::pipeline::file::{self, Check, Fetched, modified_text};
+use crate::pipeline::parse::{ParseError, Parsed, parse};
+use crate::pipeline::transfer::Spool;
+use crate::pipeline::{Context, FileOutcome, IngestError};
+use async_trait::async_trait;
+
+use super::{DailyFeed, Dataset, Feed, Unit};
 use crate::state::attempts::AttemptRecord;
+
+/// This feed's name.
+pub const CATEGORY: Category = Category::new("queue");
+
+static DATASETS: [Dataset; 2] = [
+    Dataset {
+        name: QUEUE_CALL.dataset,
+        table: Some(&QUEUE_CALL),
+        quarantine: true,
+    },
+    Dataset {
+        name: QUEUE_USER_CALL.dataset,
+        table: Some(&QUEUE_USER_CALL),
+        quarantine: true,
+    },
+];
+
+pub static FEED: Feed = Feed {
+    category: CATEGORY,
+    about: "queue-call reports: QueueCalls/YYYY-MM-DD-queue-calls.zip, one a day, spooled then unzipped",
+    folder: ("queue_calls", "QueueCalls"),
+    datasets: &DATASETS,
+    unit: Unit::Daily(&QueueCalls),
+    files: None,
+};
+
+struct QueueCalls;
+
+#[async_trait]
+impl DailyFeed for QueueCalls {
+    async fn ingest_day(
+        &self,
+        ctx: &Context,
+        connection: &mut Connection<'_>,
+        day: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<FileOutcome, IngestError> {
+        ingest_day(ctx, connection, day, now).await
+    }
+}
 
 /// The remote path of a day's queue-call zip.
 pub fn remote_path(folder: &str, day: NaiveDate) -> String {
@@ -23,22 +66,21 @@ pub fn remote_path(folder: &str, day: NaiveDate) -> String {
 }
 
 /// Ingests the queue-call zip of `day` unless the ledger shows it is already in.
-pub async fn ingest_day(
+async fn ingest_day(
     ctx: &Context,
     connection: &mut Connection<'_>,
     day: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<FileOutcome, IngestError> {
-    let path = remote_path(&ctx.settings.source.folders.queue_calls, day);
-    let (remote, previous) =
-        match file::check(ctx, connection, Category::Queue, day, &path, now).await? {
-            Check::Done(outcome) => return Ok(outcome),
-            Check::Fetch { remote, previous } => (remote, previous),
-        };
+    let path = remote_path(ctx.settings.source.folders.of(CATEGORY), day);
+    let (remote, previous) = match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
+        Check::Done(outcome) => return Ok(outcome),
+        Check::Fetch { remote, previous } => (remote, previous),
+    };
     let max_tries = ctx.settings.ingest.max_tries;
     let tried = ctx
         .attempts
-        .get(Category::Queue, day)
+        .get(CATEGORY, day)
         .await?
         .filter(|a| a.is_of(remote.size, &modified_text(&remote)));
     if let Some(tried) = tried.as_ref().filter(|a| a.tries >= max_tries) {
@@ -79,7 +121,7 @@ pub async fn ingest_day(
                 reason,
                 now,
             );
-            ctx.attempts.put(Category::Queue, day, &record).await?;
+            ctx.attempts.put(CATEGORY, day, &record).await?;
             return Err(error);
         }
     };
@@ -87,7 +129,7 @@ pub async fn ingest_day(
     let outcome = file::commit(
         ctx,
         Fetched {
-            category: Category::Queue,
+            category: CATEGORY,
             day,
             remote,
             previous,
@@ -101,7 +143,7 @@ pub async fn ingest_day(
         },
     )
     .await?;
-    ctx.attempts.clear(Category::Queue, day).await?;
+    ctx.attempts.clear(CATEGORY, day).await?;
     Ok(outcome)
 }
 

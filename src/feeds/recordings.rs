@@ -12,48 +12,84 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
 
-use super::connection::Connection;
-use super::file::modified_text;
-use super::transfer::ObjectUpload;
-use super::{Context, IngestError, Observer, millis};
+use async_trait::async_trait;
+
+use super::{Dataset, Feed, ListedFeed, OwnedFiles, Unit};
 use crate::formats::recording_name;
+use crate::model::Category;
+use crate::pipeline::connection::Connection;
+use crate::pipeline::file::modified_text;
+use crate::pipeline::transfer::ObjectUpload;
+use crate::pipeline::{Context, CopyReport, IngestError, Observer, millis};
 use crate::sink::{layout, upload::put_bytes};
 use crate::sink::{recording_index, retry};
 use crate::source::RemoteFile;
 use crate::state::json::FORMAT_VERSION;
+use crate::state::json::StateError;
 use crate::state::ledger::{RecordingFile, RecordingsEntry};
+
+/// This feed's name.
+pub const CATEGORY: Category = Category::new("recordings");
+
+static DATASETS: [Dataset; 1] = [Dataset {
+    name: layout::RECORDING_INDEX,
+    table: None,
+    quarantine: false,
+}];
+
+pub static FEED: Feed = Feed {
+    category: CATEGORY,
+    about: "call recordings: recordings/*.mp3, copied byte for byte as they appear",
+    folder: ("recordings", "recordings"),
+    datasets: &DATASETS,
+    unit: Unit::Listed(&Recordings),
+    files: Some(&Recordings),
+};
+
+struct Recordings;
+
+#[async_trait]
+impl ListedFeed for Recordings {
+    async fn ingest(
+        &self,
+        ctx: &Context,
+        connection: &mut Connection<'_>,
+        days: &[NaiveDate],
+        now: DateTime<Utc>,
+        observer: Option<&dyn Observer>,
+    ) -> Result<CopyReport, IngestError> {
+        ingest(ctx, connection, days, now, observer).await
+    }
+
+    fn pattern(&self) -> &'static str {
+        "YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3"
+    }
+
+    async fn copied(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError> {
+        Ok(ctx
+            .ledger
+            .copies(CATEGORY, day)
+            .await?
+            .map(|entry| entry.files.len() as u64))
+    }
+}
+
+impl OwnedFiles for Recordings {
+    fn folder_of_day(&self, day: NaiveDate) -> String {
+        layout::recordings_folder(day)
+    }
+
+    fn root(&self) -> &'static str {
+        layout::RECORDINGS
+    }
+
+    fn owns(&self, key: &str) -> bool {
+        layout::is_recording_object(key)
+    }
+}
 
 /// Names that do not match the pattern, shown in full up to this many per day.
 const UNMATCHED_SHOWN: usize = 20;
-
-/// Names in the folder that do not match the pattern, of one day (or of none).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Unmatched {
-    pub count: u64,
-    pub examples: Vec<String>,
-}
-
-/// How the recordings went in one pass.
-#[derive(Debug, Default)]
-pub struct RecordingsReport {
-    pub listed: u64,
-    pub copied: u64,
-    pub bytes: u64,
-    pub already: u64,
-    /// Modified too recently, or grew while copied: left for the next run.
-    pub pending: u64,
-    /// Names that do not match the pattern, by the day their name starts with, for
-    /// the pass's days only (the folder holds every day's); `None`: names that tell
-    /// no day, listed on every pass.
-    pub unmatched: BTreeMap<Option<NaiveDate>, Unmatched>,
-    pub failures: Vec<(String, IngestError)>,
-    /// Listing the folder and looking the names up in the ledger.
-    pub list_ms: u64,
-    /// Copying, all connections together (wall time).
-    pub copy_ms: u64,
-    /// Writing each touched day's index and ledger entry.
-    pub index_ms: u64,
-}
 
 /// One recording to copy.
 struct Job {
@@ -63,20 +99,20 @@ struct Job {
 }
 
 /// Copies the recordings of `days` that are not in yet.
-pub async fn ingest(
+async fn ingest(
     ctx: &Context,
     connection: &mut Connection<'_>,
     days: &[NaiveDate],
     now: DateTime<Utc>,
     observer: Option<&dyn Observer>,
-) -> Result<RecordingsReport, IngestError> {
+) -> Result<CopyReport, IngestError> {
     let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
-        return Ok(RecordingsReport::default());
+        return Ok(CopyReport::default());
     };
-    let folder = ctx.settings.source.folders.recordings.clone();
+    let folder = ctx.settings.source.folders.of(CATEGORY).to_string();
     let min_age =
         chrono::Duration::from_std(ctx.settings.ingest.recordings_min_age).unwrap_or_default();
-    let mut report = RecordingsReport::default();
+    let mut report = CopyReport::default();
     let started = Instant::now();
     let mut candidates: BTreeMap<NaiveDate, Vec<(String, RemoteFile)>> = BTreeMap::new();
     report.listed = connection
@@ -123,7 +159,7 @@ pub async fn ingest(
     let mut pool = Vec::new();
     for (day, files) in candidates {
         let looked_up = Instant::now();
-        let mut entry = ctx.ledger.recordings(day).await?.unwrap_or_default();
+        let mut entry = ctx.ledger.copies(CATEGORY, day).await?.unwrap_or_default();
         let mut jobs = VecDeque::new();
         let mut already = 0;
         for (name, remote) in files {
@@ -186,6 +222,18 @@ pub async fn ingest(
         }
         report.index_ms += millis(index_started.elapsed());
     }
+    tracing::info!(
+        listed = report.listed,
+        copied = report.copied,
+        bytes = report.bytes,
+        already = report.already,
+        pending = report.pending,
+        failed = report.failures.len(),
+        list_ms = report.list_ms,
+        copy_ms = report.copy_ms,
+        index_ms = report.index_ms,
+        "recordings finished"
+    );
     Ok(report)
 }
 
@@ -256,7 +304,7 @@ async fn commit_day(
             key: key.to_string(),
             detail: e.to_string(),
         })?;
-    ctx.ledger.put_recordings(day, &entry).await?;
+    ctx.ledger.put_copies(CATEGORY, day, &entry).await?;
     Ok(())
 }
 
