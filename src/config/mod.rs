@@ -111,7 +111,8 @@ impl Settings {
     }
 
     /// The same for commands that never connect to the source (`status`,
-    /// `quarantine`, `retention`, `purge`): its secrets need not be set.
+    /// `quarantine`, `verify`, `retention`, `purge`): its secrets (password, key
+    /// file, passphrase) need not be there.
     pub fn load_offline(file: &Path) -> Result<Settings, ConfigErrors> {
         Settings::load_with(file, false)
     }

@@ -152,3 +152,78 @@ fn validate_finds_what_run_would_trip_over_and_says_where_it_is() {
         "the caret is on a line of its own: {stderr}"
     );
 }
+
+/// The commands that never contact the source succeed with none of its secrets there
+/// (no password variable, an SFTP key file that is not mounted, a passphrase variable
+/// not set), and the ones that connect still name what is missing.
+#[test]
+fn offline_commands_need_no_secret_and_connecting_ones_say_which_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let ftps = dir.path().join("ftps.toml");
+    std::fs::write(
+        &ftps,
+        format!(
+            "[source]\nurl = \"ftps://u@h\"\n[destination]\nurl = \"file://{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let sftp = dir.path().join("sftp.toml");
+    std::fs::write(
+        &sftp,
+        format!(
+            "[source]\nurl = \"sftp://u@h\"\nkey_file = \"{}\"\nkey_passphrase_env = \"CDR_TEST_UNSET_PASSPHRASE\"\nknown_hosts = \"{}\"\n[destination]\nurl = \"file://{}\"\n",
+            dir.path().join("not_mounted_key").display(),
+            known_hosts.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let cdr_ingest = |args: &[&str], file: &std::path::Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args(args)
+            .args(["--config", file.to_str().unwrap()])
+            .env_remove("CDR_INGEST_SOURCE_PASSWORD")
+            .env_remove("CDR_TEST_UNSET_PASSPHRASE")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for file in [&ftps, &sftp] {
+        for args in [
+            &["status", "--days", "1"][..],
+            &["quarantine"][..],
+            &["verify"][..],
+            &["retention", "--dry-run"][..],
+            &["purge", "--category", "cdr", "--confirm", "YES"][..],
+        ] {
+            let (code, stderr) = cdr_ingest(args, file);
+            assert_eq!(code, Some(0), "{args:?} with {}: {stderr}", file.display());
+        }
+    }
+    for args in [
+        &["validate", "--connect"][..],
+        &["run", "--date", "2024-03-01"][..],
+    ] {
+        let (code, stderr) = cdr_ingest(args, &ftps);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("source.password_env: the environment variable CDR_INGEST_SOURCE_PASSWORD is not set"),
+            "{args:?}: {stderr}"
+        );
+        let (code, stderr) = cdr_ingest(args, &sftp);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        for missing in [
+            "source.key_file: ",
+            "source.key_passphrase_env: the environment variable CDR_TEST_UNSET_PASSPHRASE is not set",
+        ] {
+            assert!(stderr.contains(missing), "{args:?}: {stderr}");
+        }
+    }
+}
