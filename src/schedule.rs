@@ -1,37 +1,10 @@
 //! Time rules, all taking the clock as a parameter so tests control it: when a day's
 //! files are due, which days a scheduled pass covers, and when the daemon runs next.
 
-use std::str::FromStr;
-use std::time::Duration;
+use chrono::{DateTime, NaiveDate, Utc};
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-
-/// When the provider's files are due and when the worker runs.
-#[derive(Debug, Clone)]
-pub struct ScheduleSettings {
-    /// Days before today that a pass without dates looks at.
-    pub lookback_days: u32,
-    /// The provider uploads day D's files at this time (UTC) on day D+1.
-    pub drop_time: NaiveTime,
-    /// How long after the drop time a missing file is late (retried) before it is a failure.
-    pub late_after: Duration,
-    /// When the daemon runs passes (6-field cron, seconds first, evaluated in UTC).
-    pub passes: Vec<cron::Schedule>,
-}
-
-impl Default for ScheduleSettings {
-    fn default() -> Self {
-        ScheduleSettings {
-            lookback_days: 7,
-            drop_time: NaiveTime::from_hms_opt(1, 0, 0).expect("a valid time"),
-            late_after: Duration::from_secs(24 * 3600),
-            passes: vec![cron::Schedule::from_str(DEFAULT_CRON).expect("a valid schedule")],
-        }
-    }
-}
-
-/// A little after the provider's 01:00 GMT drop.
-pub const DEFAULT_CRON: &str = "0 15 1 * * *";
+// The settings (what `[schedule]` holds, with its defaults) are read in config/schedule.rs.
+pub use crate::config::ScheduleSettings;
 
 /// Where a missing file of `day` stands at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +68,8 @@ impl ScheduleSettings {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {

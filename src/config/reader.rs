@@ -105,6 +105,7 @@ impl<'a> Reader<'a> {
             issues: Vec::new(),
             from_env: Vec::new(),
             variables: Vec::new(),
+            read: Vec::new(),
         }
     }
 
@@ -163,11 +164,18 @@ pub struct Section<'a> {
     from_env: Vec<(String, String)>,
     /// Override variables looked up, and variables the configuration names.
     variables: Vec<String>,
+    /// The keys asked for, to check them against the section's table of keys.
+    read: Vec<String>,
 }
 
 impl Section<'_> {
     pub fn secrets_required(&self) -> bool {
         self.secrets_required
+    }
+
+    /// The keys asked for so far, in order.
+    pub fn keys_read(&self) -> &[String] {
+        &self.read
     }
 
     fn key(&self, key: &str) -> String {
@@ -195,6 +203,7 @@ impl Section<'_> {
 
     /// The value from the environment override if set, else from the file.
     fn take(&mut self, key: &str) -> Option<Value> {
+        self.read.push(key.to_string());
         let from_file = self.table.remove(key);
         let variable = env_name(self.name, key);
         let value = match (self.env)(&variable) {
@@ -245,6 +254,7 @@ impl Section<'_> {
     /// A table of scalar values, as strings (e.g. a store's options). Not overridable
     /// from the environment as a whole; its keys have their own variables.
     pub fn string_map(&mut self, key: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        self.read.push(key.to_string());
         match self.table.remove(key)? {
             Value::Table(table) => {
                 let mut map = std::collections::BTreeMap::new();

@@ -19,13 +19,18 @@ pub struct ZipLimits {
     pub max_compression_ratio: u64,
 }
 
+impl ZipLimits {
+    /// The caps unless `[ingest]` says otherwise (`zip_max_*`).
+    pub const DEFAULT: ZipLimits = ZipLimits {
+        max_entries: 16,
+        max_uncompressed_bytes: 4 << 30,
+        max_compression_ratio: 100,
+    };
+}
+
 impl Default for ZipLimits {
     fn default() -> Self {
-        ZipLimits {
-            max_entries: 16,
-            max_uncompressed_bytes: 4 << 30,
-            max_compression_ratio: 100,
-        }
+        ZipLimits::DEFAULT
     }
 }
 

@@ -37,7 +37,12 @@ fn no_code_outside_a_feeds_module_names_that_feed() {
                     .skip(1)
                     .any(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()));
             if names_a_feed {
-                offences.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
+                offences.push(format!(
+                    "{}:{}: {}",
+                    file.display(),
+                    number + 1,
+                    line.trim()
+                ));
             }
         }
     }

@@ -1,9 +1,10 @@
 //! `config/example.toml` is the reference for every key: it must parse, and the
 //! command line must report every problem in a bad file at once.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 
-use cdr_ingest::config::Settings;
+use cdr_ingest::config::{Key, Settings, env_name, sections};
 
 #[test]
 fn the_example_config_parses() {
@@ -154,4 +155,206 @@ fn validate_finds_what_run_would_trip_over_and_says_where_it_is() {
             .any(|l| l.trim_start().starts_with('|') && l.contains('^')),
         "the caret is on a line of its own: {stderr}"
     );
+}
+
+/// The commands that never contact the source succeed with none of its secrets there
+/// (no password variable, an SFTP key file that is not mounted, a passphrase variable
+/// not set), and the ones that connect still name what is missing.
+#[test]
+fn offline_commands_need_no_secret_and_connecting_ones_say_which_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let ftps = dir.path().join("ftps.toml");
+    std::fs::write(
+        &ftps,
+        format!(
+            "[source]\nurl = \"ftps://u@h\"\n[destination]\nurl = \"file://{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let sftp = dir.path().join("sftp.toml");
+    std::fs::write(
+        &sftp,
+        format!(
+            "[source]\nurl = \"sftp://u@h\"\nkey_file = \"{}\"\nkey_passphrase_env = \"CDR_TEST_UNSET_PASSPHRASE\"\nknown_hosts = \"{}\"\n[destination]\nurl = \"file://{}\"\n",
+            dir.path().join("not_mounted_key").display(),
+            known_hosts.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let cdr_ingest = |args: &[&str], file: &std::path::Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args(args)
+            .args(["--config", file.to_str().unwrap()])
+            .env_remove("CDR_INGEST_SOURCE_PASSWORD")
+            .env_remove("CDR_TEST_UNSET_PASSPHRASE")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for file in [&ftps, &sftp] {
+        for args in [
+            &["status", "--days", "1"][..],
+            &["quarantine"][..],
+            &["verify"][..],
+            &["retention", "--dry-run"][..],
+            &["purge", "--category", "cdr", "--confirm", "YES"][..],
+        ] {
+            let (code, stderr) = cdr_ingest(args, file);
+            assert_eq!(code, Some(0), "{args:?} with {}: {stderr}", file.display());
+        }
+    }
+    for args in [
+        &["validate", "--connect"][..],
+        &["run", "--date", "2024-03-01"][..],
+    ] {
+        let (code, stderr) = cdr_ingest(args, &ftps);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("source.password_env: the environment variable CDR_INGEST_SOURCE_PASSWORD is not set"),
+            "{args:?}: {stderr}"
+        );
+        let (code, stderr) = cdr_ingest(args, &sftp);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        for missing in [
+            "source.key_file: ",
+            "source.key_passphrase_env: the environment variable CDR_TEST_UNSET_PASSPHRASE is not set",
+        ] {
+            assert!(stderr.contains(missing), "{args:?}: {stderr}");
+        }
+    }
+}
+
+/// Every key the reader accepts, as `section.key`, from the sections' own tables.
+fn accepted_keys() -> BTreeSet<String> {
+    sections()
+        .iter()
+        .flat_map(|(section, keys)| keys.iter().map(move |k| format!("{section}.{}", k.name())))
+        .collect()
+}
+
+fn read_doc(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// The keys `config/example.toml` shows, set or commented out (`# key = value`); a
+/// table such as `[destination.options]` is the key `destination.options`.
+fn example_keys(text: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let (mut section, mut in_table) = (String::new(), false);
+    for line in text.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_table = header.contains('.');
+            if in_table {
+                keys.insert(header.to_string());
+            }
+            section = header.split('.').next().unwrap().to_string();
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if !in_table && !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            keys.insert(format!("{section}.{key}"));
+        }
+    }
+    keys
+}
+
+/// The rows of README's configuration table: the keys of the first column (a row may
+/// name several), and the second column.
+fn readme_rows(text: &str) -> Vec<(Vec<String>, String)> {
+    let start = text
+        .find("## Configuration")
+        .expect("README has a Configuration section");
+    let section = &text[start..];
+    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    section[..end]
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let keys = cells[1]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect();
+            (keys, cells[2].to_string())
+        })
+        .collect()
+}
+
+/// The key lists cannot drift apart: each key the reader accepts (enumerated from its
+/// tables) is in config/example.toml and in README's table, each key those show is
+/// accepted, README names each key's override variable, and every value
+/// example.toml sets for a key with a default is that default.
+#[test]
+fn every_key_is_documented_and_every_documented_key_is_accepted() {
+    let accepted = accepted_keys();
+    let example = example_keys(&read_doc("config/example.toml"));
+    let rows = readme_rows(&read_doc("README.md"));
+    let readme: BTreeSet<String> = rows.iter().flat_map(|(keys, _)| keys.clone()).collect();
+    for (doc, shown) in [
+        ("config/example.toml", &example),
+        ("README's table", &readme),
+    ] {
+        let missing: Vec<&String> = accepted.difference(shown).collect();
+        assert!(missing.is_empty(), "{doc} lacks {missing:?}");
+        let unknown: Vec<&String> = shown.difference(&accepted).collect();
+        assert!(
+            unknown.is_empty(),
+            "{doc} shows keys the reader refuses: {unknown:?}"
+        );
+    }
+    for (keys, variable) in &rows {
+        if let [key] = &keys[..] {
+            let (section, name) = key.split_once('.').unwrap();
+            if key != "destination.options" {
+                assert!(
+                    variable.starts_with(&format!("`{}`", env_name(section, name))),
+                    "README: {key} is overridden by {}, not {variable}",
+                    env_name(section, name)
+                );
+            }
+        }
+    }
+
+    let example: toml::Table = toml::from_str(&read_doc("config/example.toml")).unwrap();
+    for (section, keys) in sections() {
+        for key in keys {
+            let Some(value) = example.get(section).and_then(|t| t.get(key.name())) else {
+                continue;
+            };
+            let default = match key {
+                Key::Integer(k) => Some(toml::Value::Integer(k.default)),
+                Key::Flag(k) => Some(toml::Value::Boolean(k.default)),
+                Key::Text(k) => k.default.map(|d| toml::Value::String(d.to_string())),
+                Key::List(k) => Some(toml::Value::Array(
+                    k.default
+                        .iter()
+                        .map(|d| toml::Value::String(d.to_string()))
+                        .collect(),
+                )),
+                Key::Retention(k) => Some(toml::Value::String(k.default.to_string())),
+                Key::Table(_) => None,
+            };
+            if let Some(default) = default {
+                assert_eq!(
+                    value,
+                    &default,
+                    "config/example.toml: {section}.{}",
+                    key.name()
+                );
+            }
+        }
+    }
 }

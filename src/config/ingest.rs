@@ -1,0 +1,181 @@
+//! `[ingest]`: which categories are ingested and how files are handled once found
+//! (zip caps, tries, recordings' minimum age, parallel transfers, leases, shutdown).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use super::key::{Integer, Key, List};
+use super::reader::Section;
+use crate::feeds::{self, FEEDS};
+use crate::formats::queue_zip::ZipLimits;
+use crate::model::Category;
+
+/// The feeds to ingest, each named once (default: every feed): a missing daily file
+/// of a listed feed is reported.
+fn categories_key() -> List {
+    static EVERY_FEED: LazyLock<Vec<&'static str>> =
+        LazyLock::new(|| FEEDS.iter().map(|f| f.category.as_str()).collect());
+    List {
+        name: "categories",
+        default: &EVERY_FEED,
+    }
+}
+/// A recording modified less than this many seconds ago may still be uploading: it is
+/// left for the next run.
+const RECORDINGS_MIN_AGE_SECS: Integer = Integer {
+    name: "recordings_min_age_secs",
+    min: 0,
+    max: 86_400,
+    default: 120,
+};
+/// Connections used at once to copy recordings, each with its own TLS session.
+const TRANSFERS: Integer = Integer {
+    name: "transfers",
+    min: 1,
+    max: 64,
+    default: 4,
+};
+/// How long a worker's claim on a category of a day lasts if it is not released (the
+/// worker crashed).
+const LEASE_SECS: Integer = Integer {
+    name: "lease_secs",
+    min: 10,
+    max: 7 * 86_400,
+    default: 3600,
+};
+/// After SIGTERM/SIGINT, how long files in flight may take to finish before they are
+/// abandoned.
+const SHUTDOWN_GRACE_SECS: Integer = Integer {
+    name: "shutdown_grace_secs",
+    min: 0,
+    max: 3600,
+    default: 30,
+};
+/// A queue zip with more entries is refused. (The zip caps' defaults are the
+/// format's own, `ZipLimits::DEFAULT`.)
+const ZIP_MAX_ENTRIES: Integer = Integer {
+    name: "zip_max_entries",
+    min: 1,
+    max: 100_000,
+    default: ZipLimits::DEFAULT.max_entries as i64,
+};
+/// A queue zip that would expand to more bytes is refused.
+const ZIP_MAX_UNCOMPRESSED_BYTES: Integer = Integer {
+    name: "zip_max_uncompressed_bytes",
+    min: 1,
+    max: 1 << 50,
+    default: ZipLimits::DEFAULT.max_uncompressed_bytes as i64,
+};
+/// An entry compressed more than this (N:1) is refused as a zip bomb.
+const ZIP_MAX_COMPRESSION_RATIO: Integer = Integer {
+    name: "zip_max_compression_ratio",
+    min: 1,
+    max: 100_000,
+    default: ZipLimits::DEFAULT.max_compression_ratio as i64,
+};
+/// Tries of a damaged file (it may still be uploading) before it is reported as
+/// failed and left alone until it changes.
+const MAX_TRIES: Integer = Integer {
+    name: "max_tries",
+    min: 1,
+    max: 1000,
+    default: 5,
+};
+
+/// Every key of `[ingest]`, in the order they are read.
+pub fn keys() -> Vec<Key> {
+    let mut keys = vec![Key::List(categories_key())];
+    keys.extend_from_slice(OWN_KEYS);
+    keys
+}
+
+const OWN_KEYS: &[Key] = &[
+    Key::Integer(ZIP_MAX_ENTRIES),
+    Key::Integer(ZIP_MAX_UNCOMPRESSED_BYTES),
+    Key::Integer(ZIP_MAX_COMPRESSION_RATIO),
+    Key::Integer(MAX_TRIES),
+    Key::Integer(RECORDINGS_MIN_AGE_SECS),
+    Key::Integer(TRANSFERS),
+    Key::Integer(LEASE_SECS),
+    Key::Integer(SHUTDOWN_GRACE_SECS),
+];
+
+/// How files are handled once found.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// The data categories to ingest, in the order a day is processed.
+    pub categories: Vec<Category>,
+    /// Caps on what a queue-call zip may expand to.
+    pub zip_limits: ZipLimits,
+    /// Tries of a damaged file (it may still be uploading) before it is reported as failed.
+    pub max_tries: u32,
+    /// A recording modified more recently than this may still be uploading: left for later.
+    pub recordings_min_age: Duration,
+    /// Connections used at once to copy recordings.
+    pub transfers: usize,
+    /// How long a worker's claim on a unit of work (a category of a day) lasts if it
+    /// is not released, e.g. because the worker crashed.
+    pub lease: Duration,
+    /// After SIGTERM/SIGINT, how long files in flight may take to finish before they
+    /// are abandoned.
+    pub shutdown_grace: Duration,
+}
+
+pub(super) fn read(s: &mut Section<'_>) -> IngestSettings {
+    let categories = read_categories(s);
+    let secs = |n: i64| Duration::from_secs(n as u64);
+    IngestSettings {
+        categories,
+        zip_limits: ZipLimits {
+            max_entries: ZIP_MAX_ENTRIES.read(s) as usize,
+            max_uncompressed_bytes: ZIP_MAX_UNCOMPRESSED_BYTES.read(s) as u64,
+            max_compression_ratio: ZIP_MAX_COMPRESSION_RATIO.read(s) as u64,
+        },
+        max_tries: MAX_TRIES.read(s) as u32,
+        recordings_min_age: secs(RECORDINGS_MIN_AGE_SECS.read(s)),
+        transfers: TRANSFERS.read(s) as usize,
+        lease: secs(LEASE_SECS.read(s)),
+        shutdown_grace: secs(SHUTDOWN_GRACE_SECS.read(s)),
+    }
+}
+
+/// The listed categories, each once, in the order a day is processed.
+fn read_categories(s: &mut Section<'_>) -> Vec<Category> {
+    let key = categories_key();
+    let names = key.read(s);
+    let mut categories = Vec::new();
+    for name in &names {
+        match feeds::by_name(name).map(|f| f.category) {
+            Some(c) if !categories.contains(&c) => categories.push(c),
+            Some(_) => {}
+            None => s.issue(
+                key.name,
+                format!("{name:?} is not a category; allowed: {}", feeds::names()),
+            ),
+        }
+    }
+    if names.is_empty() {
+        s.issue(
+            key.name,
+            format!("must name at least one of {}", feeds::names()),
+        );
+    }
+    categories.sort_by_key(|c| feeds::position(*c));
+    categories
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::settings_of;
+    use super::*;
+
+    #[test]
+    fn defaults_are_every_category_and_the_formats_zip_caps() {
+        let settings = settings_of("[destination]\nurl = \"file:///x\"\n");
+        let every: Vec<Category> = FEEDS.iter().map(|f| f.category).collect();
+        assert_eq!(settings.ingest.categories, every);
+        assert_eq!(settings.ingest.zip_limits, ZipLimits::default());
+        assert_eq!(settings.ingest.max_tries, 5);
+        assert_eq!(settings.ingest.lease, Duration::from_secs(3600));
+    }
+}
