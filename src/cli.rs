@@ -21,7 +21,7 @@ use crate::retention::{self, Keep, Target};
 use crate::shutdown::Shutdown;
 use crate::sink::destination;
 use crate::source;
-use crate::state::runs;
+use crate::state::runs::{self, PassOutcome};
 use crate::status;
 use crate::verify;
 
@@ -361,11 +361,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Some(range) => range,
                 None => ctx.settings.schedule.last_days(days, now),
             };
-            status::show(&ctx, now, &window, json).await
+            Ok(match status::show(&ctx, now, &window, json).await? {
+                status::Standing::AllWell => EXIT_OK,
+                status::Standing::NeedsAttention => EXIT_FAILED,
+            })
         }
         Command::Quarantine { config, json, days } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;
-            quarantine_report::show(&ctx, Utc::now(), days, json).await
+            quarantine_report::show(&ctx, Utc::now(), days, json).await?;
+            Ok(EXIT_OK)
         }
         Command::Verify { config, repair } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;
@@ -390,7 +394,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             purge(&ctx, target, confirm).await
         }
         Command::Validate { config, connect } => validate(&config.config, connect).await,
-        Command::Demo { out } => demo::run(&out).await,
+        Command::Demo { out } => Ok(exit_code(demo::run(&out).await?)),
         Command::Generate {
             out,
             from,
@@ -557,9 +561,17 @@ fn purge_question(target: Target, destination: &str, planned: &retention::Remove
 
 /// Opens the destination and the state for a command that runs passes.
 fn context(settings: Settings) -> anyhow::Result<Context> {
-    let store = destination::open(&settings.destination.url, &settings.destination.options)
-        .map_err(anyhow::Error::msg)?;
+    let store = destination::open(&settings.destination.url, &settings.destination.options)?;
     Ok(Context::new(settings, store))
+}
+
+/// The exit code of a pass that ended as `outcome`.
+fn exit_code(outcome: PassOutcome) -> u8 {
+    match outcome {
+        PassOutcome::Ok => EXIT_OK,
+        PassOutcome::Failed => EXIT_FAILED,
+        PassOutcome::Stopped => EXIT_STOPPED,
+    }
 }
 
 /// One pass over `days`: ingest, print, record. Returns the exit code.
@@ -575,11 +587,7 @@ async fn pass(
     if let Err(e) = runs::put(&ctx.json, &report::record(&report, mode, now, outcome)).await {
         tracing::warn!(error = %e, "could not record the pass for `status`");
     }
-    match outcome {
-        "ok" => EXIT_OK,
-        "stopped" => EXIT_STOPPED,
-        _ => EXIT_FAILED,
-    }
+    exit_code(outcome)
 }
 
 async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
@@ -603,11 +611,8 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
             }
         }
     }
-    let store = destination::open(&settings.destination.url, &settings.destination.options)
-        .map_err(anyhow::Error::msg)?;
-    destination::probe(&store, &settings.destination.url)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let store = destination::open(&settings.destination.url, &settings.destination.options)?;
+    destination::probe(&store, &settings.destination.url).await?;
     crate::out!(
         "destination {}: wrote, read and deleted a probe object",
         destination::redact(&settings.destination.url)

@@ -14,7 +14,6 @@ use arrow_array::{Array, RecordBatch};
 use chrono::{DateTime, NaiveDate, Timelike};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::cli::{EXIT_FAILED, EXIT_OK};
 use crate::config::{DEFAULT_PASSWORD_ENV, Settings};
 use crate::demo_server;
 use crate::generate::{DropSpec, Quirks, write_drop};
@@ -22,6 +21,7 @@ use crate::pass;
 use crate::pipeline::{Context, FileOutcome, PassOptions};
 use crate::report;
 use crate::sink::destination;
+use crate::state::runs::PassOutcome;
 
 /// The example week.
 fn week() -> (NaiveDate, NaiveDate) {
@@ -31,7 +31,7 @@ fn week() -> (NaiveDate, NaiveDate) {
     )
 }
 
-pub async fn run(out: &Path) -> anyhow::Result<u8> {
+pub async fn run(out: &Path) -> anyhow::Result<PassOutcome> {
     let started = Instant::now();
     let (from, to) = week();
     let out = std::path::absolute(out)?;
@@ -58,8 +58,7 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
     let password = |name: &str| (name == DEFAULT_PASSWORD_ENV).then(|| "demo".to_string());
     let settings =
         Settings::parse(&config, &password).map_err(|issues| anyhow::anyhow!("{issues:?}"))?;
-    let store = destination::open(&settings.destination.url, &settings.destination.options)
-        .map_err(anyhow::Error::msg)?;
+    let store = destination::open(&settings.destination.url, &settings.destination.options)?;
     let ctx = Context::new(settings, store);
     let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
     // The clock of the demo is the week after: every file is due, none is late.
@@ -92,11 +91,7 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
         "demo: more questions in examples/queries/*.sql (DuckDB), run from {}",
         data.display()
     );
-    Ok(if outcome == "ok" {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
+    Ok(outcome)
 }
 
 /// Every batch of every Parquet file under `folder`.

@@ -9,7 +9,6 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
-use crate::cli::EXIT_OK;
 use crate::feeds::FEEDS;
 use crate::pipeline::Context;
 use crate::sink::layout;
@@ -40,18 +39,37 @@ pub async fn show(
     now: DateTime<Utc>,
     days: Option<u32>,
     json: bool,
-) -> anyhow::Result<u8> {
+) -> Result<(), QuarantineReportError> {
     let window = ctx.settings.schedule.last_days(days, now);
     let mut found = Vec::new();
     for day in window.iter().rev() {
         for dataset in quarantined_datasets() {
             let prefix = layout::quarantine_folder(dataset, *day);
-            let objects: Vec<_> = ctx.store.list(Some(&prefix)).try_collect().await?;
+            let read = |source| QuarantineReportError::Read {
+                key: prefix.to_string(),
+                source,
+            };
+            let objects: Vec<_> = ctx
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(read)?;
             let mut entries = Vec::new();
             for object in objects {
-                let bytes = ctx.store.get(&object.location).await?.bytes().await?;
-                for line in String::from_utf8_lossy(&bytes).lines() {
-                    entries.push(serde_json::from_str::<QuarantineEntry>(line)?);
+                let bytes = match ctx.store.get(&object.location).await {
+                    Ok(got) => got.bytes().await.map_err(read)?,
+                    Err(e) => return Err(read(e)),
+                };
+                for (number, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+                    let entry = serde_json::from_str::<QuarantineEntry>(line).map_err(|e| {
+                        QuarantineReportError::Damaged {
+                            key: object.location.to_string(),
+                            line: number + 1,
+                            detail: e.to_string(),
+                        }
+                    })?;
+                    entries.push(entry);
                 }
             }
             if entries.is_empty() {
@@ -77,8 +95,11 @@ pub async fn show(
         }
     }
     if json {
-        crate::out!("{}", serde_json::to_string_pretty(&found)?);
-        return Ok(EXIT_OK);
+        crate::out!(
+            "{}",
+            serde_json::to_string_pretty(&found).expect("the report serializes")
+        );
+        return Ok(());
     }
     if found.is_empty() {
         crate::out!("nothing quarantined in the last {} day(s)", window.len());
@@ -100,5 +121,23 @@ pub async fn show(
             crate::out!("  {}:{}: {}", entry.file, entry.line, entry.reason);
         }
     }
-    Ok(EXIT_OK)
+    Ok(())
+}
+
+/// Why the quarantine could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineReportError {
+    #[error("cannot read the quarantine under {key}: {source}")]
+    Read {
+        key: String,
+        source: object_store::Error,
+    },
+    #[error(
+        "{key} line {line} is not a quarantine entry ({detail}); it was not written by cdr-ingest, or is damaged"
+    )]
+    Damaged {
+        key: String,
+        line: usize,
+        detail: String,
+    },
 }

@@ -7,10 +7,10 @@ use crate::feeds::{self, Unit};
 use crate::pipeline::{FileOutcome, PassReport};
 use crate::schedule::Due;
 use crate::state::json::FORMAT_VERSION;
-use crate::state::runs::{FileRecord, RunRecord};
+use crate::state::runs::{FileRecord, PassOutcome, RunRecord, UnitState};
 
-/// Prints the pass and returns its one-word outcome: `ok`, `failed` or `stopped`.
-pub fn print(report: &PassReport) -> &'static str {
+/// Prints the pass and returns how it ended.
+pub fn print(report: &PassReport) -> PassOutcome {
     let (mut ingested, mut skipped, mut pending, mut failed) = (0, 0, 0, 0);
     let (mut rows, mut rejected, mut duplicates, mut bytes) = (0, 0, 0, 0);
     for file in &report.files {
@@ -163,14 +163,14 @@ pub fn print(report: &PassReport) -> &'static str {
         "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
     );
     let outcome = if report.stopped {
-        "stopped"
+        PassOutcome::Stopped
     } else if report.is_success() {
-        "ok"
+        PassOutcome::Ok
     } else {
-        "failed"
+        PassOutcome::Failed
     };
     tracing::info!(
-        outcome,
+        outcome = outcome.as_str(),
         ingested,
         skipped,
         pending,
@@ -185,41 +185,48 @@ pub fn print(report: &PassReport) -> &'static str {
 }
 
 /// The run record of a pass, for `status`.
-pub fn record(report: &PassReport, mode: &str, started: DateTime<Utc>, outcome: &str) -> RunRecord {
+pub fn record(
+    report: &PassReport,
+    mode: &str,
+    started: DateTime<Utc>,
+    outcome: PassOutcome,
+) -> RunRecord {
     let mut files: Vec<FileRecord> = report
         .files
         .iter()
         .map(|f| {
             let (outcome, detail) = match &f.result {
                 Ok(FileOutcome::Ingested(i)) => (
-                    "ingested",
+                    UnitState::Ingested,
                     Some(format!(
                         "{} rows, {} quarantined",
                         i.rows_written, i.rows_rejected
                     )),
                 ),
                 Ok(FileOutcome::Unchanged { .. } | FileOutcome::SameContent { .. }) => {
-                    ("unchanged", None)
+                    (UnitState::Unchanged, None)
                 }
-                Ok(FileOutcome::Busy { holder, .. }) => ("busy", Some(format!("held by {holder}"))),
-                Ok(FileOutcome::Expired { reason }) => ("expired", Some(reason.clone())),
+                Ok(FileOutcome::Busy { holder, .. }) => {
+                    (UnitState::Busy, Some(format!("held by {holder}")))
+                }
+                Ok(FileOutcome::Expired { reason }) => (UnitState::Expired, Some(reason.clone())),
                 Ok(FileOutcome::NotThereYet {
                     due: Due::NotYet, ..
-                }) => ("not_due", None),
+                }) => (UnitState::NotDue, None),
                 Ok(FileOutcome::NotThereYet {
                     due: Due::Late { due },
                     ..
-                }) => ("late", Some(format!("due {due}"))),
+                }) => (UnitState::Late, Some(format!("due {due}"))),
                 Ok(FileOutcome::NotThereYet {
                     due: Due::Overdue { due },
                     ..
-                }) => ("overdue", Some(format!("due {due}"))),
-                Err(e) => ("failed", Some(e.to_string())),
+                }) => (UnitState::Overdue, Some(format!("due {due}"))),
+                Err(e) => (UnitState::Failed, Some(e.to_string())),
             };
             FileRecord {
                 day: f.day,
                 category: f.category.to_string(),
-                outcome: outcome.to_string(),
+                outcome,
                 detail,
             }
         })
@@ -229,11 +236,10 @@ pub fn record(report: &PassReport, mode: &str, started: DateTime<Utc>, outcome: 
             day: *day,
             category: "all".into(),
             outcome: if report.stopped {
-                "stopped"
+                UnitState::Stopped
             } else {
-                "not_tried"
-            }
-            .into(),
+                UnitState::NotTried
+            },
             detail: report.source_error.as_ref().map(ToString::to_string),
         });
     }
@@ -242,7 +248,7 @@ pub fn record(report: &PassReport, mode: &str, started: DateTime<Utc>, outcome: 
         mode: mode.to_string(),
         started,
         finished: Utc::now(),
-        outcome: outcome.to_string(),
+        outcome,
         files,
     }
 }

@@ -5,21 +5,20 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::cli::{EXIT_FAILED, EXIT_OK};
 use crate::feeds::{self, Unit};
 use crate::model::Category;
 use crate::pipeline::Context;
 use crate::schedule::Due;
 use crate::state::attempts::AttemptRecord;
-use crate::state::runs::{self, RunRecord};
+use crate::state::json::StateError;
+use crate::state::runs::{self, RunRecord, UnitState};
 
 /// One row of the status.
 #[derive(Debug, Serialize)]
 struct Row {
     day: NaiveDate,
     category: String,
-    /// `ingested`, `not_due`, `late`, `overdue`, `failed`, `busy`, `stopped`, `not_tried`.
-    state: String,
+    state: UnitState,
     rows: Option<u64>,
     quarantined: Option<u64>,
     detail: Option<String>,
@@ -31,14 +30,21 @@ struct Status {
     days: Vec<Row>,
 }
 
-/// Prints the status of `window`'s days. Exits non-zero when something is overdue or
-/// failed, for monitoring.
+/// Whether anything needs an operator: something overdue or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    AllWell,
+    NeedsAttention,
+}
+
+/// Prints the status of `window`'s days; says whether something is overdue or failed,
+/// for monitoring.
 pub async fn show(
     ctx: &Context,
     now: DateTime<Utc>,
     window: &[NaiveDate],
     json: bool,
-) -> anyhow::Result<u8> {
+) -> Result<Standing, StateError> {
     let last = runs::get(&ctx.json).await?;
     let mut rows = Vec::new();
     for &day in window {
@@ -46,16 +52,15 @@ pub async fn show(
             rows.push(row(ctx, day, category, now, last.as_ref()).await?);
         }
     }
-    let bad = rows
-        .iter()
-        .any(|r| matches!(r.state.as_str(), "overdue" | "failed"));
+    let bad = rows.iter().any(|r| r.state.is_bad());
     if json {
         crate::out!(
             "{}",
             serde_json::to_string_pretty(&Status {
                 last_pass: last,
                 days: rows
-            })?
+            })
+            .expect("the status serializes")
         );
     } else {
         match &last {
@@ -89,7 +94,11 @@ pub async fn show(
             );
         }
     }
-    Ok(if bad { EXIT_FAILED } else { EXIT_OK })
+    Ok(if bad {
+        Standing::NeedsAttention
+    } else {
+        Standing::AllWell
+    })
 }
 
 async fn row(
@@ -98,11 +107,11 @@ async fn row(
     category: Category,
     now: DateTime<Utc>,
     last: Option<&RunRecord>,
-) -> anyhow::Result<Row> {
+) -> Result<Row, StateError> {
     let mut row = Row {
         day,
         category: category.to_string(),
-        state: String::new(),
+        state: UnitState::NotDue,
         rows: None,
         quarantined: None,
         detail: None,
@@ -116,7 +125,7 @@ async fn row(
             .map(|e| (e.rows_written, e.rows_rejected)),
     };
     if let Some((rows, quarantined)) = ingested {
-        row.state = "ingested".into();
+        row.state = UnitState::Ingested;
         row.rows = Some(rows);
         row.quarantined = Some(quarantined);
         return Ok(row);
@@ -127,22 +136,21 @@ async fn row(
             .find(|f| f.day == day && (f.category == category.as_str() || f.category == "all"))
     });
     match last_outcome {
-        Some(file) if !matches!(file.outcome.as_str(), "ingested" | "unchanged") => {
-            row.state.clone_from(&file.outcome);
+        Some(file) if !matches!(file.outcome, UnitState::Ingested | UnitState::Unchanged) => {
+            row.state = file.outcome;
             row.detail.clone_from(&file.detail);
         }
         _ => match failed_try(ctx, category, day).await? {
             Some(reason) => {
-                row.state = "failed".into();
+                row.state = UnitState::Failed;
                 row.detail = Some(reason);
             }
             None => {
                 row.state = match ctx.settings.schedule.missing(day, now) {
-                    Due::NotYet => "not_due",
-                    Due::Late { .. } => "late",
-                    Due::Overdue { .. } => "overdue",
-                }
-                .into();
+                    Due::NotYet => UnitState::NotDue,
+                    Due::Late { .. } => UnitState::Late,
+                    Due::Overdue { .. } => UnitState::Overdue,
+                };
                 row.detail = Some("not ingested yet".into());
             }
         },
@@ -156,7 +164,7 @@ async fn failed_try(
     ctx: &Context,
     category: Category,
     day: NaiveDate,
-) -> anyhow::Result<Option<String>> {
+) -> Result<Option<String>, StateError> {
     if feeds::feed(category).daily().is_none() {
         return Ok(None);
     }

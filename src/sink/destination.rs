@@ -51,19 +51,57 @@ pub fn supported(url: &Url) -> bool {
     matches!(url.scheme(), "file" | "memory") || scheme_keys(url.scheme()).is_some()
 }
 
+/// Why the destination could not be opened or used; each says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    #[error("destination.url {0} is not an absolute local path")]
+    NotAbsolute(String),
+    #[error("cannot create {path}: {source}")]
+    CreateFolder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open {path}: {source}")]
+    OpenFolder {
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("cannot open destination {url}: {source}")]
+    Open {
+        url: String,
+        source: object_store::Error,
+    },
+    #[error("cannot {step} {PROBE_KEY} at {url}: {advice}")]
+    Probe {
+        step: &'static str,
+        url: String,
+        advice: String,
+    },
+    #[error("the probe object at {0} read back different bytes")]
+    ProbeDiffers(String),
+}
+
 /// Opens the store at `url`'s bucket and prefix; a `file://` folder is created if missing.
-pub fn open(url: &Url, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, String> {
+pub fn open(
+    url: &Url,
+    options: &BTreeMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, DestinationError> {
     if url.scheme() == "file" {
         let path = url
             .to_file_path()
-            .map_err(|_| format!("destination.url {url} is not an absolute local path"))?;
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            .map_err(|_| DestinationError::NotAbsolute(url.to_string()))?;
+        std::fs::create_dir_all(&path).map_err(|source| DestinationError::CreateFolder {
+            path: path.display().to_string(),
+            source,
+        })?;
         // Folders emptied by deletions (retention, purge) are removed too, so they do not
         // pile up day after day.
         let store = LocalFileSystem::new_with_prefix(&path)
             .map(|store| store.with_automatic_cleanup(true))
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(|source| DestinationError::OpenFolder {
+                path: path.display().to_string(),
+                source,
+            })?;
         return Ok(Arc::new(store));
     }
     let mut merged: Vec<(String, String)> = Vec::new();
@@ -85,8 +123,11 @@ pub fn open(url: &Url, options: &BTreeMap<String, String>) -> Result<Arc<dyn Obj
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
     );
-    let (store, prefix) = object_store::parse_url_opts(url, merged)
-        .map_err(|e| format!("cannot open destination {}: {e}", redact(url)))?;
+    let (store, prefix) =
+        object_store::parse_url_opts(url, merged).map_err(|source| DestinationError::Open {
+            url: redact(url),
+            source,
+        })?;
     let store: Arc<dyn ObjectStore> = Arc::from(store);
     Ok(if prefix.as_ref().is_empty() {
         store
@@ -160,17 +201,14 @@ pub fn redact(url: &Url) -> String {
 const PROBE_KEY: &str = super::layout::PROBE;
 
 /// Writes, reads and deletes a probe object; on failure, says what to check.
-pub async fn probe(store: &Arc<dyn ObjectStore>, url: &Url) -> Result<(), String> {
+pub async fn probe(store: &Arc<dyn ObjectStore>, url: &Url) -> Result<(), DestinationError> {
     use object_store::ObjectStoreExt;
     let key = object_store::path::Path::from(PROBE_KEY);
     let body = b"cdr-ingest probe".to_vec();
-    let explain = |step: &str, e: object_store::Error| {
-        format!(
-            "cannot {step} {} at {}: {}",
-            PROBE_KEY,
-            redact(url),
-            advice(&e)
-        )
+    let explain = |step: &'static str, e: object_store::Error| DestinationError::Probe {
+        step,
+        url: redact(url),
+        advice: advice(&e),
     };
     store
         .put(&key, body.clone().into())
@@ -184,10 +222,7 @@ pub async fn probe(store: &Arc<dyn ObjectStore>, url: &Url) -> Result<(), String
         .await
         .map_err(|e| explain("read", e))?;
     if read.as_ref() != body.as_slice() {
-        return Err(format!(
-            "the probe object at {} read back different bytes",
-            redact(url)
-        ));
+        return Err(DestinationError::ProbeDiffers(redact(url)));
     }
     store.delete(&key).await.map_err(|e| explain("delete", e))
 }

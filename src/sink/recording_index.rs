@@ -11,9 +11,20 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 
 use crate::formats::recording_name;
-use crate::state::ledger::RecordingFile;
+
+/// One copied recording, as the index lists it and the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingFile {
+    pub name: String,
+    pub size: u64,
+    pub modified: Option<String>,
+    pub sha256: String,
+    /// Where the copy is, relative to the destination.
+    pub key: String,
+}
 
 /// The index of `files` (one date's, sorted by name) as Parquet bytes.
 pub fn build(files: &[RecordingFile]) -> Result<Vec<u8>, ParquetError> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::json::{JsonStore, StateError};
 use crate::model::Category;
 use crate::sink::layout;
+pub use crate::sink::recording_index::RecordingFile;
 
 /// What was ingested from one source file. No wall-clock time: reruns give equal bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,17 +42,6 @@ pub struct RecordingsEntry {
     pub format_version: u32,
     /// Sorted by name.
     pub files: Vec<RecordingFile>,
-}
-
-/// One copied recording.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordingFile {
-    pub name: String,
-    pub size: u64,
-    pub modified: Option<String>,
-    pub sha256: String,
-    /// Where the copy is, relative to the destination.
-    pub key: String,
 }
 
 /// Reads and writes ledger entries in the destination.
