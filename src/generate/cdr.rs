@@ -32,9 +32,11 @@
 //!   (`dst_name` = the user), a queue's number (`dst_name` = the queue name) or an
 //!   IVR's number (`dst_name` = `Main IVR` / `Sales IVR`).
 //!
-//! What each quirk plants in these rows is said with [`Quirks`](super::Quirks) in the tree's module doc.
+//! What each quirk plants in these rows is said with [`Quirks`](super::Quirks), in the
+//! tree's module doc.
 
 use std::collections::VecDeque;
+use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -42,7 +44,9 @@ use chrono::{DateTime, Datelike, NaiveDate};
 
 use super::calls::{Call, CallStream, Defect, Direction, Disposition, push_id};
 use super::text::{eol, push_datetime, push_e4, push_field, push_u64, write_csv_header};
-use super::{BIG_BUFFER, DAY_SECONDS, DayManifest, DropSpec, create, finish, upload_time};
+use super::{
+    BIG_BUFFER, DAY_SECONDS, DayManifest, DropSpec, cdr_path, create, finish, upload_time,
+};
 
 /// Header of `CDRs/YYYY-MM-DD.csv` (without the `extra_column` quirk).
 pub const CDR_HEADER: &str = "id,calldate,src_id,src,clid,dst,dst_name,duration,billsec,disposition,destination,rate,charge,t_cause";
@@ -292,7 +296,10 @@ fn previous_tail(spec: &DropSpec, date: NaiveDate, n: usize) -> VecDeque<Vec<u8>
     tail
 }
 
-pub(super) fn write_cdr(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+/// Writes the day's CDR file (every day has one: no switch in the spec turns it off).
+pub(super) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+    m.cdr_path = cdr_path(m.date);
+    fs::create_dir_all(root.join("CDRs"))?;
     let mut w = create(root, &m.cdr_path, BIG_BUFFER)?;
     let header = if spec.quirks.extra_column {
         CDR_HEADER.replacen("dst_name,", "dst_name,x_custom,", 1)

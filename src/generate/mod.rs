@@ -23,7 +23,7 @@
 //!
 //! ```text
 //! mod.rs         what to write (DropSpec, Quirks), what was written (the manifest);
-//!                write_drop, write_day
+//!                write_drop, write_day: each feed's writer in turn, one entry per feed
 //! cdr.rs         CDRs/YYYY-MM-DD.csv, the CDR quirks planted
 //! queue.rs       QueueCalls/YYYY-MM-DD-queue-calls.zip
 //! recordings.rs  recordings/: the MP3s and the bad names
@@ -93,7 +93,7 @@ mod testing;
 mod text;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufWriter};
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -317,22 +317,26 @@ pub fn write_day(root: &Path, spec: &DropSpec, date: NaiveDate) -> io::Result<Da
     validate(spec, date)?;
     let mut m = DayManifest {
         date,
-        cdr_path: cdr_path(date),
         ..DayManifest::default()
     };
-    fs::create_dir_all(root.join("CDRs"))?;
-    fs::create_dir_all(root.join("recordings"))?;
-    cdr::write_cdr(root, spec, &mut m)?;
-    if spec.queue {
-        fs::create_dir_all(root.join("QueueCalls"))?;
-        queue::write_queue_zip(root, spec, &mut m)?;
-    }
-    recordings::write_recordings(root, spec, &mut m)?;
-    if spec.quirks.bad_recording_names {
-        recordings::write_bad_recording_names(root, &mut m)?;
+    for (_, write) in FEEDS {
+        write(root, spec, &mut m)?;
     }
     Ok(m)
 }
+
+/// One feed's writer: writes the feed's files for `m.date` under the root and records
+/// them in `m`. Whether it writes anything, and how much, is the feed's own reading of
+/// the spec (`queue`, `recordings_per_day`, its quirks).
+type WriteFeed = fn(&Path, &DropSpec, &mut DayManifest) -> io::Result<()>;
+
+/// Each feed's fake data, by the feed's name, in the order a day is ingested: one entry
+/// per feed, so that a registry of feeds can take this list's place.
+const FEEDS: [(&str, WriteFeed); 3] = [
+    ("cdr", cdr::write),
+    ("queue", queue::write),
+    ("recordings", recordings::write),
+];
 
 fn validate(spec: &DropSpec, date: NaiveDate) -> io::Result<()> {
     let supported = NaiveDate::from_ymd_opt(1980, 1, 2).expect("valid")
@@ -361,6 +365,8 @@ fn validate(spec: &DropSpec, date: NaiveDate) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::generate::testing::{TempDir, date, mtime, spec_all_quirks};
+    use crate::model::Category;
+    use std::fs;
 
     /// Relative path → bytes of every file under `dir`.
     fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -438,6 +444,12 @@ mod tests {
             mtime(&dir.0.join(first.queue_path.as_ref().unwrap())),
             expected
         );
+    }
+
+    #[test]
+    fn one_writer_per_category_in_ingest_order() {
+        let feeds: Vec<&str> = FEEDS.iter().map(|&(name, _)| name).collect();
+        assert_eq!(feeds, Category::ALL.map(Category::as_str));
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //!   `conn_time` = the CDR `billsec`, `t_cause` `C`;
 //! - `disposition` = ring order `1, 2, 3…` within the call.
 
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -56,7 +57,12 @@ pub const QUEUE_USER_CALL_HEADER: &str = "id,call_id,queue_id,user_id,location_i
 /// cannot switch later).
 const MAX_QUEUE_BYTES_PER_CDR_ROW: u64 = 120 * (MAX_RUNG as u64 + 1);
 
-pub(super) fn write_queue_zip(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+/// Writes the day's queue zip, unless the spec turns queue reports off.
+pub(super) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+    if !spec.queue {
+        return Ok(());
+    }
+    fs::create_dir_all(root.join("QueueCalls"))?;
     let rel = queue_zip_path(m.date);
     let date = m.date;
     let mut zip = ZipWriter::new(create(root, &rel, BIG_BUFFER)?);

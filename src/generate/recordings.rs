@@ -11,7 +11,7 @@
 //! UNIQUEID), then 417-byte MPEG-1 Layer III frames (`FF FB 90 64` + pseudo-random bytes),
 //! cut to a size drawn from [`DropSpec::recording_bytes`].
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::SystemTime;
@@ -29,11 +29,18 @@ use super::{
 const MP3_FRAME_HEADER: [u8; 4] = [0xFF, 0xFB, 0x90, 0x64];
 const MP3_FRAME_BYTES: usize = 417;
 
-pub(super) fn write_recordings(
-    root: &Path,
-    spec: &DropSpec,
-    m: &mut DayManifest,
-) -> io::Result<()> {
+/// Writes the day's recordings (as many as the spec asks for, maybe none), then the
+/// stray files when the `bad_recording_names` quirk is on.
+pub(super) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+    fs::create_dir_all(root.join("recordings"))?;
+    write_recordings(root, spec, m)?;
+    if spec.quirks.bad_recording_names {
+        write_bad_recording_names(root, m)?;
+    }
+    Ok(())
+}
+
+fn write_recordings(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
     let limit = spec.recordings_per_day.unwrap_or(usize::MAX);
     if limit == 0 {
         return Ok(());
@@ -127,7 +134,7 @@ fn syncsafe(n: u32) -> [u8; 4] {
     ]
 }
 
-pub(super) fn write_bad_recording_names(root: &Path, m: &mut DayManifest) -> io::Result<()> {
+fn write_bad_recording_names(root: &Path, m: &mut DayManifest) -> io::Result<()> {
     let day = m.date.format("%Y_%m_%d").to_string();
     let year = m.date.year();
     let start = day_start(m.date) + 10 * 3600;
