@@ -365,7 +365,7 @@ fn validate(spec: &DropSpec, date: NaiveDate) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::generate::testing::{TempDir, date, mtime, spec_all_quirks};
-    use crate::model::Category;
+    use std::collections::BTreeSet;
     use std::fs;
 
     /// Relative path → bytes of every file under `dir`.
@@ -446,10 +446,33 @@ mod tests {
         );
     }
 
+    /// The table's names are the feeds' names, in ingest order, each beside the writer of
+    /// that feed's folder and of nothing else.
     #[test]
-    fn one_writer_per_category_in_ingest_order() {
-        let feeds: Vec<&str> = FEEDS.iter().map(|&(name, _)| name).collect();
-        assert_eq!(feeds, Category::ALL.map(Category::as_str));
+    fn each_feed_writes_its_own_folder_only() {
+        let spec = spec_all_quirks();
+        let mut written = Vec::new();
+        for (name, write) in FEEDS {
+            let dir = TempDir::new(name);
+            let mut m = DayManifest {
+                date: spec.from,
+                ..DayManifest::default()
+            };
+            write(&dir.0, &spec, &mut m).unwrap();
+            let folders: BTreeSet<String> = read_tree(&dir.0)
+                .keys()
+                .map(|file| file.split('/').next().unwrap().to_owned())
+                .collect();
+            written.push((name, folders.into_iter().collect::<Vec<_>>()));
+        }
+        assert_eq!(
+            written,
+            [
+                ("cdr", vec!["CDRs".to_owned()]),
+                ("queue", vec!["QueueCalls".to_owned()]),
+                ("recordings", vec!["recordings".to_owned()]),
+            ]
+        );
     }
 
     #[test]
