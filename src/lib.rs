@@ -15,7 +15,8 @@
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
 //! report, status, progress, quarantine_report: what the operator sees
 //! verify     checks (and repairs) every partition against the one-row-per-id rule
-//! generate   a deterministic fake drop for tests, trials and benchmarks
+//! generate/  a deterministic fake drop for tests, trials and benchmarks, one module per
+//!            feed: the oracle the parsers are tested against, so it never uses formats/
 //! crash      fault-injection points for the crash-safety tests
 //! cli        the subcommands; main.rs maps their outcome to an exit code
 //! ```
