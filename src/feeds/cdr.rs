@@ -36,6 +36,7 @@ pub static FEED: Feed = Feed {
     datasets: &DATASETS,
     unit: Unit::Daily(&Cdrs),
     files: None,
+    generate: crate::generate::cdr::write,
 };
 
 struct Cdrs;

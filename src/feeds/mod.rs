@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::formats::table::Table;
+use crate::generate::WriteFeed;
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
 use crate::pipeline::{Context, CopyReport, FileOutcome, IngestError, Observer};
@@ -43,6 +44,8 @@ pub struct Feed {
     pub unit: Unit,
     /// Objects it owns besides its datasets' partitions (recordings' copies), by call date.
     pub files: Option<&'static dyn OwnedFiles>,
+    /// Writes a day of its fake data (`generate/`): the oracle its parser is tested against.
+    pub generate: WriteFeed,
 }
 
 /// One dataset a feed writes.

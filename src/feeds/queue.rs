@@ -43,6 +43,7 @@ pub static FEED: Feed = Feed {
     datasets: &DATASETS,
     unit: Unit::Daily(&QueueCalls),
     files: None,
+    generate: crate::generate::queue::write,
 };
 
 struct QueueCalls;

@@ -44,6 +44,7 @@ pub static FEED: Feed = Feed {
     datasets: &DATASETS,
     unit: Unit::Listed(&Recordings),
     files: Some(&Recordings),
+    generate: crate::generate::recordings::write,
 };
 
 struct Recordings;

@@ -297,7 +297,7 @@ fn previous_tail(spec: &DropSpec, date: NaiveDate, n: usize) -> VecDeque<Vec<u8>
 }
 
 /// Writes the day's CDR file (every day has one: no switch in the spec turns it off).
-pub(super) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+pub(crate) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
     m.cdr_path = cdr_path(m.date);
     fs::create_dir_all(root.join("CDRs"))?;
     let mut w = create(root, &m.cdr_path, BIG_BUFFER)?;

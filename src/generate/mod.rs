@@ -84,9 +84,9 @@
 //! and recording counts; see [`DayManifest`].
 
 mod calls;
-mod cdr;
-mod queue;
-mod recordings;
+pub(crate) mod cdr;
+pub(crate) mod queue;
+pub(crate) mod recordings;
 mod rng;
 #[cfg(test)]
 mod testing;
@@ -100,6 +100,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{NaiveDate, NaiveTime};
+
+use crate::feeds::FEEDS;
 
 pub use cdr::{CDR_HEADER, EXTRA_COLUMN};
 pub use queue::{QUEUE_CALL_HEADER, QUEUE_USER_CALL_HEADER};
@@ -319,24 +321,17 @@ pub fn write_day(root: &Path, spec: &DropSpec, date: NaiveDate) -> io::Result<Da
         date,
         ..DayManifest::default()
     };
-    for (_, write) in FEEDS {
-        write(root, spec, &mut m)?;
+    for feed in FEEDS {
+        (feed.generate)(root, spec, &mut m)?;
     }
     Ok(m)
 }
 
 /// One feed's writer: writes the feed's files for `m.date` under the root and records
 /// them in `m`. Whether it writes anything, and how much, is the feed's own reading of
-/// the spec (`queue`, `recordings_per_day`, its quirks).
-type WriteFeed = fn(&Path, &DropSpec, &mut DayManifest) -> io::Result<()>;
-
-/// Each feed's fake data, by the feed's name, in the order a day is ingested: one entry
-/// per feed, so that a registry of feeds can take this list's place.
-const FEEDS: [(&str, WriteFeed); 3] = [
-    ("cdr", cdr::write),
-    ("queue", queue::write),
-    ("recordings", recordings::write),
-];
+/// the spec (`queue`, `recordings_per_day`, its quirks). Each feed names its writer
+/// (`feeds::Feed::generate`), and a day is written feed by feed in the registry's order.
+pub type WriteFeed = fn(&Path, &DropSpec, &mut DayManifest) -> io::Result<()>;
 
 fn validate(spec: &DropSpec, date: NaiveDate) -> io::Result<()> {
     let supported = NaiveDate::from_ymd_opt(1980, 1, 2).expect("valid")
@@ -446,13 +441,16 @@ mod tests {
         );
     }
 
-    /// The table's names are the feeds' names, in ingest order, each beside the writer of
-    /// that feed's folder and of nothing else.
+    /// Each feed's writer writes the folder the feed reads by default, and nothing else.
     #[test]
     fn each_feed_writes_its_own_folder_only() {
         let spec = spec_all_quirks();
         let mut written = Vec::new();
-        for (name, write) in FEEDS {
+        let mut expected = Vec::new();
+        for feed in FEEDS {
+            let name = feed.category.as_str();
+            expected.push((name, vec![feed.folder.1.to_owned()]));
+            let write = feed.generate;
             let dir = TempDir::new(name);
             let mut m = DayManifest {
                 date: spec.from,
@@ -465,14 +463,7 @@ mod tests {
                 .collect();
             written.push((name, folders.into_iter().collect::<Vec<_>>()));
         }
-        assert_eq!(
-            written,
-            [
-                ("cdr", vec!["CDRs".to_owned()]),
-                ("queue", vec!["QueueCalls".to_owned()]),
-                ("recordings", vec!["recordings".to_owned()]),
-            ]
-        );
+        assert_eq!(written, expected);
     }
 
     #[test]

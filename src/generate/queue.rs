@@ -58,7 +58,7 @@ pub const QUEUE_USER_CALL_HEADER: &str = "id,call_id,queue_id,user_id,location_i
 const MAX_QUEUE_BYTES_PER_CDR_ROW: u64 = 120 * (MAX_RUNG as u64 + 1);
 
 /// Writes the day's queue zip, unless the spec turns queue reports off.
-pub(super) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+pub(crate) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
     if !spec.queue {
         return Ok(());
     }

@@ -31,7 +31,7 @@ const MP3_FRAME_BYTES: usize = 417;
 
 /// Writes the day's recordings (as many as the spec asks for, maybe none), then the
 /// stray files when the `bad_recording_names` quirk is on.
-pub(super) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+pub(crate) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
     fs::create_dir_all(root.join("recordings"))?;
     write_recordings(root, spec, m)?;
     if spec.quirks.bad_recording_names {
