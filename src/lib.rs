@@ -7,10 +7,15 @@
 //! config/    TOML file + environment → validated Settings (every error at once)
 //! source/    the Source trait (stat, list, download) for FTPS, SFTP and a local folder
 //! formats/   pure parsers: bytes in, typed values or reasons to quarantine out
-//! model/     exact value types (UTC microseconds, fixed-point money), categories
-//! sink/      object keys, Parquet, quarantine, atomic uploads and retries, the store
+//! model/     exact value types (UTC microseconds, fixed-point money), a feed's name
+//! feeds/     one module per thing a provider delivers (cdr, queue, recordings) and
+//!            FEEDS, the registry every other part iterates
+//! pass       one pass: each daily feed's day, then each listed feed, then retention
+//! pipeline/  the steps a feed's file goes through: check the ledger → transfer →
+//!            parse → commit into partitions under their leases; what files end as
+//! sink/      every object key (layout), Parquet, partitions (one row per id across
+//!            files), quarantine, atomic uploads and retries, the store
 //! state/     ledger, attempts, leases, run record: kept in the destination, _state/
-//! pipeline/  one pass: check the ledger → download while parsing → write → commit
 //! retention  limits per category, incremental deletion, purge
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
 //! report, status, progress, quarantine_report: what the operator sees
@@ -21,11 +26,13 @@
 //! cli        the subcommands; main.rs maps their outcome to an exit code
 //! ```
 //!
-//! Data flows one way: a [`source::Source`] streams a file through a hashing channel
-//! into a blocking parser ([`formats`]), whose rows are deduplicated and written by
-//! [`sink`] into temporary Parquet files per call date; only when the download is
-//! complete and verified are they uploaded, and only then is the [`state::ledger`]
-//! entry written.
+//! Data flows one way: [`pass`] takes each unit of work (a feed's day) from the
+//! registry ([`feeds::FEEDS`]); the feed's code has a [`source::Source`] stream its file
+//! through a hashing channel into a blocking parser ([`formats`]), whose rows are
+//! deduplicated and written by [`sink`] into temporary Parquet files per call date;
+//! only when the download is complete and verified are they settled into their
+//! partitions ([`sink::partition`]), and only then is the [`state::ledger`] entry
+//! written. Commands return outcomes; only `cli` turns them into exit codes.
 
 /// `println!` for what the commands report: when the reader has gone (`| head`), the
 /// rest of the report is dropped and the command still finishes its work (the run
