@@ -43,6 +43,7 @@ struct Cdrs;
 
 #[async_trait]
 impl DailyFeed for Cdrs {
+    /// Ingests the CDR file of `day` unless the ledger shows it is already in.
     async fn ingest_day(
         &self,
         ctx: &Context,
@@ -50,39 +51,30 @@ impl DailyFeed for Cdrs {
         day: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<FileOutcome, IngestError> {
-        ingest_day(ctx, connection, day, now).await
+        let path = remote_path(ctx.settings.source.folders.of(CATEGORY), day);
+        let (remote, previous) =
+            match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
+                Check::Done(outcome) => return Ok(outcome),
+                Check::Fetch { remote, previous } => (remote, previous),
+            };
+        let result = fetch(ctx, connection, day, now, &path, &remote, previous).await;
+        // Every failed try is kept until the file goes in, so that `status` can still say
+        // why after later passes (the run record holds the last pass only).
+        // Not being able to keep that record does not change how the file went.
+        let kept = match &result {
+            Ok(_) => ctx.attempts.clear(CATEGORY, day).await,
+            Err(error) => record_failure(ctx, day, &remote, now, error).await,
+        };
+        if let Err(e) = kept {
+            tracing::warn!(%day, file = %path, error = %e, "could not update the record of failed tries");
+        }
+        result
     }
 }
 
 /// The remote path of a day's CDR file.
 pub fn remote_path(folder: &str, day: NaiveDate) -> String {
     format!("{folder}/{day}.csv")
-}
-
-/// Ingests the CDR file of `day` unless the ledger shows it is already in.
-async fn ingest_day(
-    ctx: &Context,
-    connection: &mut Connection<'_>,
-    day: NaiveDate,
-    now: DateTime<Utc>,
-) -> Result<FileOutcome, IngestError> {
-    let path = remote_path(ctx.settings.source.folders.of(CATEGORY), day);
-    let (remote, previous) = match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
-        Check::Done(outcome) => return Ok(outcome),
-        Check::Fetch { remote, previous } => (remote, previous),
-    };
-    let result = fetch(ctx, connection, day, now, &path, &remote, previous).await;
-    // Every failed try is kept until the file goes in, so that `status` can still say
-    // why after later passes (the run record holds the last pass only).
-    // Not being able to keep that record does not change how the file went.
-    let kept = match &result {
-        Ok(_) => ctx.attempts.clear(CATEGORY, day).await,
-        Err(error) => record_failure(ctx, day, &remote, now, error).await,
-    };
-    if let Err(e) = kept {
-        tracing::warn!(%day, file = %path, error = %e, "could not update the record of failed tries");
-    }
-    result
 }
 
 async fn record_failure(

@@ -50,6 +50,7 @@ struct QueueCalls;
 
 #[async_trait]
 impl DailyFeed for QueueCalls {
+    /// Ingests the queue-call zip of `day` unless the ledger shows it is already in.
     async fn ingest_day(
         &self,
         ctx: &Context,
@@ -57,95 +58,86 @@ impl DailyFeed for QueueCalls {
         day: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<FileOutcome, IngestError> {
-        ingest_day(ctx, connection, day, now).await
+        let path = remote_path(ctx.settings.source.folders.of(CATEGORY), day);
+        let (remote, previous) =
+            match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
+                Check::Done(outcome) => return Ok(outcome),
+                Check::Fetch { remote, previous } => (remote, previous),
+            };
+        let max_tries = ctx.settings.ingest.max_tries;
+        let tried = ctx
+            .attempts
+            .get(CATEGORY, day)
+            .await?
+            .filter(|a| a.is_of(remote.size, &modified_text(&remote)));
+        if let Some(tried) = tried.as_ref().filter(|a| a.tries >= max_tries) {
+            return Err(IngestError::GaveUp {
+                path,
+                tries: tried.tries,
+                last_error: tried.last_error.clone(),
+            });
+        }
+
+        let started = Instant::now();
+        let spool_error = |e: std::io::Error| IngestError::Spool {
+            detail: e.to_string(),
+        };
+        let mut spool = Spool::new().map_err(spool_error)?;
+        connection.download(&path, &mut spool).await?;
+        let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
+        file::confirm_complete(connection, &remote, bytes).await?;
+        let transferred = Instant::now();
+
+        let limits = ctx.settings.ingest.zip_limits;
+        let zip_path = path.clone();
+        let parsed = tokio::task::spawn_blocking(move || parse_zip(zip_file, limits, &zip_path))
+            .await
+            .map_err(|e| IngestError::Internal(e.to_string()))?;
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let tries = tried.map_or(0, |a| a.tries) + 1;
+                // The record keeps the reason alone: what happens next depends on the
+                // later try that reads it.
+                let (error, reason) = error.into_ingest_error(&path, tries, max_tries);
+                let record = AttemptRecord::new(
+                    &path,
+                    remote.size,
+                    modified_text(&remote),
+                    tries,
+                    reason,
+                    now,
+                );
+                ctx.attempts.put(CATEGORY, day, &record).await?;
+                return Err(error);
+            }
+        };
+        let parse_done = Instant::now();
+        let outcome = file::commit(
+            ctx,
+            Fetched {
+                category: CATEGORY,
+                day,
+                remote,
+                previous,
+                bytes,
+                sha256,
+                parsed,
+                started,
+                transferred,
+                parse_done,
+                today: now.date_naive(),
+            },
+        )
+        .await?;
+        ctx.attempts.clear(CATEGORY, day).await?;
+        Ok(outcome)
     }
 }
 
 /// The remote path of a day's queue-call zip.
 pub fn remote_path(folder: &str, day: NaiveDate) -> String {
     format!("{folder}/{day}-queue-calls.zip")
-}
-
-/// Ingests the queue-call zip of `day` unless the ledger shows it is already in.
-async fn ingest_day(
-    ctx: &Context,
-    connection: &mut Connection<'_>,
-    day: NaiveDate,
-    now: DateTime<Utc>,
-) -> Result<FileOutcome, IngestError> {
-    let path = remote_path(ctx.settings.source.folders.of(CATEGORY), day);
-    let (remote, previous) = match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
-        Check::Done(outcome) => return Ok(outcome),
-        Check::Fetch { remote, previous } => (remote, previous),
-    };
-    let max_tries = ctx.settings.ingest.max_tries;
-    let tried = ctx
-        .attempts
-        .get(CATEGORY, day)
-        .await?
-        .filter(|a| a.is_of(remote.size, &modified_text(&remote)));
-    if let Some(tried) = tried.as_ref().filter(|a| a.tries >= max_tries) {
-        return Err(IngestError::GaveUp {
-            path,
-            tries: tried.tries,
-            last_error: tried.last_error.clone(),
-        });
-    }
-
-    let started = Instant::now();
-    let spool_error = |e: std::io::Error| IngestError::Spool {
-        detail: e.to_string(),
-    };
-    let mut spool = Spool::new().map_err(spool_error)?;
-    connection.download(&path, &mut spool).await?;
-    let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
-    file::confirm_complete(connection, &remote, bytes).await?;
-    let transferred = Instant::now();
-
-    let limits = ctx.settings.ingest.zip_limits;
-    let zip_path = path.clone();
-    let parsed = tokio::task::spawn_blocking(move || parse_zip(zip_file, limits, &zip_path))
-        .await
-        .map_err(|e| IngestError::Internal(e.to_string()))?;
-    let parsed = match parsed {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            let tries = tried.map_or(0, |a| a.tries) + 1;
-            // The record keeps the reason alone: what happens next depends on the
-            // later try that reads it.
-            let (error, reason) = error.into_ingest_error(&path, tries, max_tries);
-            let record = AttemptRecord::new(
-                &path,
-                remote.size,
-                modified_text(&remote),
-                tries,
-                reason,
-                now,
-            );
-            ctx.attempts.put(CATEGORY, day, &record).await?;
-            return Err(error);
-        }
-    };
-    let parse_done = Instant::now();
-    let outcome = file::commit(
-        ctx,
-        Fetched {
-            category: CATEGORY,
-            day,
-            remote,
-            previous,
-            bytes,
-            sha256,
-            parsed,
-            started,
-            transferred,
-            parse_done,
-            today: now.date_naive(),
-        },
-    )
-    .await?;
-    ctx.attempts.clear(CATEGORY, day).await?;
-    Ok(outcome)
 }
 
 /// Why a spooled zip could not be turned into datasets.

@@ -51,6 +51,7 @@ struct Recordings;
 
 #[async_trait]
 impl ListedFeed for Recordings {
+    /// Copies the recordings of `days` that are not in yet.
     async fn ingest(
         &self,
         ctx: &Context,
@@ -59,7 +60,135 @@ impl ListedFeed for Recordings {
         now: DateTime<Utc>,
         observer: Option<&dyn Observer>,
     ) -> Result<CopyReport, IngestError> {
-        ingest(ctx, connection, days, now, observer).await
+        let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
+            return Ok(CopyReport::default());
+        };
+        let folder = ctx.settings.source.folders.of(CATEGORY).to_string();
+        let min_age =
+            chrono::Duration::from_std(ctx.settings.ingest.recordings_min_age).unwrap_or_default();
+        let mut report = CopyReport::default();
+        let started = Instant::now();
+        let mut candidates: BTreeMap<NaiveDate, Vec<(String, RemoteFile)>> = BTreeMap::new();
+        report.listed = connection
+            .source()
+            .await?
+            .list(&folder, &mut |file| {
+                let name = file.path.rsplit('/').next().unwrap_or_default().to_string();
+                let parsed = match recording_name::parse(&name) {
+                    Ok(parsed) => parsed,
+                    Err(_) => {
+                        let day = recording_name::day_of_unmatched(&name);
+                        if day.is_some_and(|d| !days.contains(&d)) {
+                            return;
+                        }
+                        let unmatched = report.unmatched.entry(day).or_default();
+                        unmatched.count += 1;
+                        if unmatched.examples.len() < UNMATCHED_SHOWN {
+                            unmatched.examples.push(name);
+                        }
+                        return;
+                    }
+                };
+                let day = parsed.date();
+                if day < first || day > last || !days.contains(&day) {
+                    return;
+                }
+                // A file written to within `min_age` may still be growing.
+                if file.modified.is_some_and(|m| now - m < min_age) {
+                    report.pending += 1;
+                    return;
+                }
+                candidates.entry(day).or_default().push((name, file));
+            })
+            .await?;
+
+        report.list_ms = millis(started.elapsed());
+        if let Some(observer) = observer {
+            observer.recordings_found(candidates.values().map(|files| files.len() as u64).sum());
+        }
+
+        // Day by day: a day's index and ledger entry are written as soon as its copies are
+        // done, so memory holds one day's results and ledger (plus the listed names), and
+        // a long backfill keeps what it did.
+        let mut pool = Vec::new();
+        for (day, files) in candidates {
+            let looked_up = Instant::now();
+            let mut entry = ctx.ledger.copies(CATEGORY, day).await?.unwrap_or_default();
+            let mut jobs = VecDeque::new();
+            let mut already = 0;
+            for (name, remote) in files {
+                let known = entry.files.binary_search_by(|f| f.name.as_str().cmp(&name));
+                if known.is_ok() {
+                    already += 1;
+                } else {
+                    jobs.push_back(Job { day, remote, name });
+                }
+            }
+            report.already += already;
+            if let Some(observer) = observer {
+                observer.recordings_done(already, 0);
+            }
+            report.list_ms += millis(looked_up.elapsed());
+            if jobs.is_empty() {
+                tracing::info!(%day, copied = 0, bytes = 0, already, pending = 0, failed = 0, "recordings of the day copied");
+                continue;
+            }
+            let workers = ctx.settings.ingest.transfers.min(jobs.len());
+            while pool.len() < workers {
+                pool.push(Connection::new(&ctx.settings.source));
+            }
+            let copy_started = Instant::now();
+            let queue = Mutex::new(jobs);
+            let results = Mutex::new(Vec::new());
+            futures::future::join_all(
+                pool[..workers]
+                    .iter_mut()
+                    .map(|connection| work(ctx, connection, &queue, &results, observer)),
+            )
+            .await;
+            report.copy_ms += millis(copy_started.elapsed());
+
+            let index_started = Instant::now();
+            let (mut copied, mut bytes, mut pending, mut failed) = (0, 0, 0, 0);
+            for (job, result) in results.into_inner().expect("not poisoned") {
+                match result {
+                    Ok(file) => {
+                        copied += 1;
+                        bytes += file.size;
+                        // At debug: a day can have thousands; the day's line below counts them.
+                        tracing::debug!(%day, file = %job.remote.path, bytes = file.size, "recording copied");
+                        entry.files.push(file);
+                    }
+                    Err(IngestError::StillUploading { .. }) => pending += 1,
+                    Err(e) => {
+                        failed += 1;
+                        tracing::error!(%day, file = %job.remote.path, error = %e, "recording failed");
+                        report.failures.push((job.remote.path, e));
+                    }
+                }
+            }
+            tracing::info!(%day, copied, bytes, already, pending, failed, "recordings of the day copied");
+            report.copied += copied;
+            report.bytes += bytes;
+            report.pending += pending;
+            if copied > 0 {
+                commit_day(ctx, day, entry).await?;
+            }
+            report.index_ms += millis(index_started.elapsed());
+        }
+        tracing::info!(
+            listed = report.listed,
+            copied = report.copied,
+            bytes = report.bytes,
+            already = report.already,
+            pending = report.pending,
+            failed = report.failures.len(),
+            list_ms = report.list_ms,
+            copy_ms = report.copy_ms,
+            index_ms = report.index_ms,
+            "recordings finished"
+        );
+        Ok(report)
     }
 
     fn pattern(&self) -> &'static str {
@@ -97,145 +226,6 @@ struct Job {
     day: NaiveDate,
     remote: RemoteFile,
     name: String,
-}
-
-/// Copies the recordings of `days` that are not in yet.
-async fn ingest(
-    ctx: &Context,
-    connection: &mut Connection<'_>,
-    days: &[NaiveDate],
-    now: DateTime<Utc>,
-    observer: Option<&dyn Observer>,
-) -> Result<CopyReport, IngestError> {
-    let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
-        return Ok(CopyReport::default());
-    };
-    let folder = ctx.settings.source.folders.of(CATEGORY).to_string();
-    let min_age =
-        chrono::Duration::from_std(ctx.settings.ingest.recordings_min_age).unwrap_or_default();
-    let mut report = CopyReport::default();
-    let started = Instant::now();
-    let mut candidates: BTreeMap<NaiveDate, Vec<(String, RemoteFile)>> = BTreeMap::new();
-    report.listed = connection
-        .source()
-        .await?
-        .list(&folder, &mut |file| {
-            let name = file.path.rsplit('/').next().unwrap_or_default().to_string();
-            let parsed = match recording_name::parse(&name) {
-                Ok(parsed) => parsed,
-                Err(_) => {
-                    let day = recording_name::day_of_unmatched(&name);
-                    if day.is_some_and(|d| !days.contains(&d)) {
-                        return;
-                    }
-                    let unmatched = report.unmatched.entry(day).or_default();
-                    unmatched.count += 1;
-                    if unmatched.examples.len() < UNMATCHED_SHOWN {
-                        unmatched.examples.push(name);
-                    }
-                    return;
-                }
-            };
-            let day = parsed.date();
-            if day < first || day > last || !days.contains(&day) {
-                return;
-            }
-            // A file written to within `min_age` may still be growing.
-            if file.modified.is_some_and(|m| now - m < min_age) {
-                report.pending += 1;
-                return;
-            }
-            candidates.entry(day).or_default().push((name, file));
-        })
-        .await?;
-
-    report.list_ms = millis(started.elapsed());
-    if let Some(observer) = observer {
-        observer.recordings_found(candidates.values().map(|files| files.len() as u64).sum());
-    }
-
-    // Day by day: a day's index and ledger entry are written as soon as its copies are
-    // done, so memory holds one day's results and ledger (plus the listed names), and
-    // a long backfill keeps what it did.
-    let mut pool = Vec::new();
-    for (day, files) in candidates {
-        let looked_up = Instant::now();
-        let mut entry = ctx.ledger.copies(CATEGORY, day).await?.unwrap_or_default();
-        let mut jobs = VecDeque::new();
-        let mut already = 0;
-        for (name, remote) in files {
-            let known = entry.files.binary_search_by(|f| f.name.as_str().cmp(&name));
-            if known.is_ok() {
-                already += 1;
-            } else {
-                jobs.push_back(Job { day, remote, name });
-            }
-        }
-        report.already += already;
-        if let Some(observer) = observer {
-            observer.recordings_done(already, 0);
-        }
-        report.list_ms += millis(looked_up.elapsed());
-        if jobs.is_empty() {
-            tracing::info!(%day, copied = 0, bytes = 0, already, pending = 0, failed = 0, "recordings of the day copied");
-            continue;
-        }
-        let workers = ctx.settings.ingest.transfers.min(jobs.len());
-        while pool.len() < workers {
-            pool.push(Connection::new(&ctx.settings.source));
-        }
-        let copy_started = Instant::now();
-        let queue = Mutex::new(jobs);
-        let results = Mutex::new(Vec::new());
-        futures::future::join_all(
-            pool[..workers]
-                .iter_mut()
-                .map(|connection| work(ctx, connection, &queue, &results, observer)),
-        )
-        .await;
-        report.copy_ms += millis(copy_started.elapsed());
-
-        let index_started = Instant::now();
-        let (mut copied, mut bytes, mut pending, mut failed) = (0, 0, 0, 0);
-        for (job, result) in results.into_inner().expect("not poisoned") {
-            match result {
-                Ok(file) => {
-                    copied += 1;
-                    bytes += file.size;
-                    // At debug: a day can have thousands; the day's line below counts them.
-                    tracing::debug!(%day, file = %job.remote.path, bytes = file.size, "recording copied");
-                    entry.files.push(file);
-                }
-                Err(IngestError::StillUploading { .. }) => pending += 1,
-                Err(e) => {
-                    failed += 1;
-                    tracing::error!(%day, file = %job.remote.path, error = %e, "recording failed");
-                    report.failures.push((job.remote.path, e));
-                }
-            }
-        }
-        tracing::info!(%day, copied, bytes, already, pending, failed, "recordings of the day copied");
-        report.copied += copied;
-        report.bytes += bytes;
-        report.pending += pending;
-        if copied > 0 {
-            commit_day(ctx, day, entry).await?;
-        }
-        report.index_ms += millis(index_started.elapsed());
-    }
-    tracing::info!(
-        listed = report.listed,
-        copied = report.copied,
-        bytes = report.bytes,
-        already = report.already,
-        pending = report.pending,
-        failed = report.failures.len(),
-        list_ms = report.list_ms,
-        copy_ms = report.copy_ms,
-        index_ms = report.index_ms,
-        "recordings finished"
-    );
-    Ok(report)
 }
 
 type Copied = (Job, Result<RecordingFile, IngestError>);
