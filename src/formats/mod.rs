@@ -3,8 +3,10 @@
 
 pub mod cdr_csv;
 mod crlf;
+pub mod csv_rows;
 pub mod fields;
 pub mod queue_csv;
 pub mod queue_zip;
 pub mod recording_name;
+pub mod rows;
 pub mod table;
