@@ -9,7 +9,8 @@
 
 use super::table::{FileError, Unreadable};
 
-/// Where a table's records come from: [`super::csv_rows::CsvRows`], ….
+/// Where a table's records come from: [`super::csv_rows::CsvRows`],
+/// [`super::json_rows::JsonRows`], ….
 pub trait RowSource {
     type Record: Record;
 

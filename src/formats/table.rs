@@ -2,7 +2,7 @@
 //! columns, and one reader serves them all, whatever its rows come from.
 //!
 //! A row source ([`super::rows`]) only splits its input into records: [`read`] reads
-//! CSV (`csv_rows.rs`); [`read_rows`] reads any source.
+//! CSV (`csv_rows.rs`); [`read_rows`] reads any source (`json_rows.rs`: JSON objects).
 //! The rest is done here, once for every source. Columns may come in any order;
 //! unknown extra columns are ignored (the caller warns once); a missing required
 //! column fails the whole file (for a source whose records name their own fields, it
@@ -125,6 +125,8 @@ pub enum FileError {
 pub enum Unreadable {
     #[error("is not valid UTF-8")]
     NotText,
+    #[error("is not a JSON object: {0}")]
+    NotJson(&'static str),
     #[error("has {fields} fields, the header has {header}")]
     Width { fields: usize, header: usize },
     #[error("has column {0:?} twice")]
