@@ -3,8 +3,11 @@
 
 pub mod cdr_csv;
 mod crlf;
+pub mod csv_rows;
 pub mod fields;
+pub mod json_rows;
 pub mod queue_csv;
 pub mod queue_zip;
 pub mod recording_name;
+pub mod rows;
 pub mod table;

@@ -1,25 +1,27 @@
-//! Header-driven CSV tables: each provider file is described once as a list of typed
-//! columns, and one reader serves them all.
+//! Header-driven tables: each provider file is described once as a list of typed
+//! columns, and one reader serves them all, whatever its rows come from.
 //!
-//! Columns may come in any order; unknown extra columns are ignored (the caller warns
-//! once); a missing required column fails the whole file; a missing optional column is
-//! NULL. Each data row becomes typed [`Value`]s or a [`Rejected`] row with the reason,
-//! so one bad line never stops the rest of the file.
+//! A row source ([`super::rows`]) only splits its input into records: [`read`] reads
+//! CSV (`csv_rows.rs`); [`read_rows`] reads any source (`json_rows.rs`: JSON objects).
+//! The rest is done here, once for every source. Columns may come in any order;
+//! unknown extra columns are ignored (the caller warns once); a missing required
+//! column fails the whole file (for a source whose records name their own fields, it
+//! sets that record aside); a missing optional column is NULL. Each record becomes
+//! typed [`Value`]s or a [`Rejected`] row with the reason, so one bad line never stops
+//! the rest of the file.
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::sync::OnceLock;
 
 use arrow_schema::SchemaRef;
-use csv::{ByteRecord, ReaderBuilder, StringRecord};
+use csv::ByteRecord;
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::crlf::CrlfToLf;
+use super::csv_rows::CsvRows;
 use super::fields::{parse_decimal, parse_seconds, parse_timestamp};
+use super::rows::{Record, RowSource};
 use crate::model::TimestampMicros;
-
-/// Bytes read from the input at a time.
-const INPUT_BUFFER: usize = 256 * 1024;
 
 /// How a column's text is typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +66,32 @@ impl Table {
     pub fn is_key(&self, column: usize) -> bool {
         column == self.id_column || column == self.date_column
     }
+
+    /// The column a header or a record calls `name` (already [`clean`]ed), ignoring case.
+    fn column_named(&self, name: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The required columns that have no position.
+    fn missing(&self, positions: &[Option<usize>]) -> Vec<&'static str> {
+        self.columns
+            .iter()
+            .zip(positions)
+            .filter(|(c, p)| c.required && p.is_none())
+            .map(|(c, _)| c.name)
+            .collect()
+    }
 }
 
-/// A typed field, borrowing text from the CSV row.
+/// A column name as a header or a record gives it, without a byte-order mark or
+/// surrounding blanks.
+fn clean(name: &str) -> &str {
+    name.trim_start_matches('\u{feff}').trim()
+}
+
+/// A typed field, borrowing text from the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'r> {
     Null,
@@ -83,7 +108,7 @@ pub enum Value<'r> {
 pub enum FileError {
     #[error("the file is empty: it has no header row")]
     Empty,
-    #[error("the header row lacks the required column{} {}; found: {found}", if .missing.len() == 1 { "" } else { "s" }, .missing.join(", "))]
+    #[error("the header row lacks the required {}; found: {found}", columns(.missing))]
     MissingColumns {
         missing: Vec<&'static str>,
         found: String,
@@ -94,11 +119,35 @@ pub enum FileError {
     Csv { line: u64, source: csv::Error },
 }
 
+/// Why a record is set aside before any of its values are typed. A source says which
+/// applies; the words are the table's, like every other reason.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Unreadable {
+    #[error("is not valid UTF-8")]
+    NotText,
+    #[error("is not a JSON object: {0}")]
+    NotJson(&'static str),
+    #[error("has {fields} fields, the header has {header}")]
+    Width { fields: usize, header: usize },
+    #[error("has column {0:?} twice")]
+    DuplicateColumn(String),
+    #[error("lacks the required {}", columns(.0))]
+    MissingColumns(Vec<&'static str>),
+}
+
+/// `column a` or `columns a, b`.
+fn columns(names: &[&str]) -> String {
+    let plural = if names.len() == 1 { "" } else { "s" };
+    format!("column{plural} {}", names.join(", "))
+}
+
 /// A row set aside, with what is needed to find and fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
+    /// The line the record starts on.
     pub line: u64,
-    /// The row re-encoded as CSV (lossy only where the bytes were not UTF-8).
+    /// The record as its source wrote it ([`Record::raw`]): a CSV row re-encoded as
+    /// one CSV line (lossy only where the bytes were not UTF-8), a JSON object as sent.
     pub raw: String,
     pub reason: String,
 }
@@ -107,17 +156,17 @@ pub struct Rejected {
 #[derive(Debug)]
 pub struct Row<'v, 'r> {
     pub values: &'v [Value<'r>],
+    /// The line the record starts on.
     pub line: u64,
     pub id: &'r str,
     pub date: TimestampMicros,
-    /// Hash of the known columns' bytes: equal rows, equal fingerprints.
+    /// Hash of the record's fields ([`fingerprint`]): equal rows, equal fingerprints.
     pub fingerprint: u64,
 }
 
 /// Maps each known column to its position in this file's rows.
 #[derive(Debug, Clone)]
 pub struct Header {
-    table: &'static Table,
     positions: Vec<Option<usize>>,
     width: usize,
     /// Columns present in the file that the table does not know.
@@ -125,17 +174,13 @@ pub struct Header {
 }
 
 impl Header {
-    pub fn parse(table: &'static Table, record: &ByteRecord) -> Result<Header, FileError> {
+    /// Matches a header row's `names`, as sent, to the table's columns.
+    pub fn parse(table: &'static Table, names: &[String]) -> Result<Header, FileError> {
         let mut positions = vec![None; table.columns.len()];
         let mut unknown = Vec::new();
-        for (index, raw) in record.iter().enumerate() {
-            let name = String::from_utf8_lossy(raw);
-            let name = name.trim_start_matches('\u{feff}').trim();
-            match table
-                .columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(name))
-            {
+        for (index, name) in names.iter().enumerate() {
+            let name = clean(name);
+            match table.column_named(name) {
                 Some(column) if positions[column].is_some() => {
                     return Err(FileError::DuplicateColumn(name.to_string()));
                 }
@@ -143,137 +188,165 @@ impl Header {
                 None => unknown.push(name.to_string()),
             }
         }
-        let missing: Vec<&'static str> = table
-            .columns
-            .iter()
-            .zip(&positions)
-            .filter(|(c, p)| c.required && p.is_none())
-            .map(|(c, _)| c.name)
-            .collect();
+        let missing = table.missing(&positions);
         if !missing.is_empty() {
-            let found = record
-                .iter()
-                .map(String::from_utf8_lossy)
-                .collect::<Vec<_>>()
-                .join(",");
-            return Err(FileError::MissingColumns { missing, found });
+            return Err(FileError::MissingColumns {
+                missing,
+                found: names.join(","),
+            });
         }
         Ok(Header {
-            table,
             positions,
-            width: record.len(),
+            width: names.len(),
             unknown,
         })
     }
+}
 
-    /// Types one row into `values`, or says why it cannot be.
-    fn type_row<'r>(
-        &self,
-        record: &'r StringRecord,
-        values: &mut Vec<Value<'r>>,
-    ) -> Result<(), String> {
-        values.clear();
-        if record.len() != self.width {
-            return Err(format!(
-                "has {} fields, the header has {}",
-                record.len(),
-                self.width
-            ));
+/// Where each of the table's columns is among a record's fields.
+enum Binding {
+    /// Fixed by the header row, the same for every record.
+    Header(Header),
+    /// Found by name in each record (the buffer is reused).
+    Named(Vec<Option<usize>>),
+}
+
+impl Binding {
+    /// The position of each column in `record`, or why the record cannot be read.
+    fn bind(
+        &mut self,
+        table: &Table,
+        record: &impl Record,
+    ) -> Result<&[Option<usize>], Unreadable> {
+        if let Some(problem) = record.unreadable() {
+            return Err(problem);
         }
-        for (index, (column, position)) in
-            self.table.columns.iter().zip(&self.positions).enumerate()
-        {
-            let text = position.and_then(|p| record.get(p)).unwrap_or_default();
-            let value = if text.is_empty() {
-                // Only the id and the call time cannot be missing: without them a row
-                // cannot be deduplicated or filed. Any other empty field is NULL (a
-                // withheld caller number, say).
-                if self.table.is_key(index) {
-                    return Err(format!("{} is empty", column.name));
+        match self {
+            Binding::Header(header) => {
+                if record.width() != header.width {
+                    return Err(Unreadable::Width {
+                        fields: record.width(),
+                        header: header.width,
+                    });
                 }
-                Value::Null
-            } else {
-                let typed = match column.kind {
-                    Kind::Text => Ok(Value::Text(text)),
-                    Kind::Timestamp => parse_timestamp(text).map(|t| Value::Micros(t.0)),
-                    Kind::Whole => parse_seconds(text).map(Value::Whole),
-                    Kind::Decimal => parse_decimal(text).map(|d| Value::Decimal(d.0)),
-                    Kind::Code(names) => {
-                        let letter = text.trim();
-                        let name = names
-                            .iter()
-                            .find(|(code, _)| code.eq_ignore_ascii_case(letter));
-                        Ok(Value::Code(letter, name.map(|(_, name)| *name)))
+                Ok(&header.positions)
+            }
+            Binding::Named(positions) => {
+                positions.fill(None);
+                for index in 0..record.width() {
+                    let Some(name) = record.name(index).map(clean) else {
+                        continue;
+                    };
+                    match table.column_named(name) {
+                        Some(column) if positions[column].is_some() => {
+                            return Err(Unreadable::DuplicateColumn(name.to_string()));
+                        }
+                        Some(column) => positions[column] = Some(index),
+                        None => {}
                     }
-                };
-                typed.map_err(|e| format!("{}: {e}", column.name))?
-            };
-            values.push(value);
+                }
+                let missing = table.missing(positions);
+                if !missing.is_empty() {
+                    return Err(Unreadable::MissingColumns(missing));
+                }
+                Ok(positions)
+            }
         }
-        Ok(())
-    }
-
-    /// One hash over the whole row's bytes, seeded with its field lengths so that
-    /// `ab,c` and `a,bc` differ. Extra columns count too: a row that differs anywhere
-    /// is not an identical repeat.
-    fn fingerprint(&self, record: &ByteRecord) -> u64 {
-        let lengths = record.iter().fold(record.len() as u64, |acc, field| {
-            acc.wrapping_mul(0x100_0000_01b3) ^ field.len() as u64
-        });
-        xxh3_64_with_seed(record.as_slice(), lengths)
     }
 }
 
-/// Reads `table` rows from `input`. `on_header` sees the header once (for warnings);
-/// `on_row` gets each typed row or rejected one, plus the raw record for quarantining.
-/// The outer error fails the file; the inner one is the callbacks' own.
+/// Types one record, whose columns are at `positions`, into `values`, or says why it
+/// cannot be.
+fn type_row<'r>(
+    table: &Table,
+    positions: &[Option<usize>],
+    record: &'r impl Record,
+    values: &mut Vec<Value<'r>>,
+) -> Result<(), String> {
+    values.clear();
+    for (index, (column, position)) in table.columns.iter().zip(positions).enumerate() {
+        let text = position.and_then(|p| record.get(p)).unwrap_or_default();
+        let value = if text.is_empty() {
+            // Only the id and the call time cannot be missing: without them a row
+            // cannot be deduplicated or filed. Any other empty field is NULL (a
+            // withheld caller number, say).
+            if table.is_key(index) {
+                return Err(format!("{} is empty", column.name));
+            }
+            Value::Null
+        } else {
+            let typed = match column.kind {
+                Kind::Text => Ok(Value::Text(text)),
+                Kind::Timestamp => parse_timestamp(text).map(|t| Value::Micros(t.0)),
+                Kind::Whole => parse_seconds(text).map(Value::Whole),
+                Kind::Decimal => parse_decimal(text).map(|d| Value::Decimal(d.0)),
+                Kind::Code(names) => {
+                    let letter = text.trim();
+                    let name = names
+                        .iter()
+                        .find(|(code, _)| code.eq_ignore_ascii_case(letter));
+                    Ok(Value::Code(letter, name.map(|(_, name)| *name)))
+                }
+            };
+            typed.map_err(|e| format!("{}: {e}", column.name))?
+        };
+        values.push(value);
+    }
+    Ok(())
+}
+
+/// One hash over a record's bytes (`joined`: its fields one after another), seeded
+/// with the fields' `lengths` so that `ab,c` and `a,bc` differ. Every field counts,
+/// known column or not: a row that differs anywhere is not an identical repeat.
+pub fn fingerprint(lengths: impl ExactSizeIterator<Item = usize>, joined: &[u8]) -> u64 {
+    let seed = lengths.len() as u64;
+    let seed = lengths.fold(seed, |acc, length| {
+        acc.wrapping_mul(0x100_0000_01b3) ^ length as u64
+    });
+    xxh3_64_with_seed(joined, seed)
+}
+
+/// Reads `table` rows from CSV `input`. `on_header` sees the header once (for
+/// warnings); `on_row` gets each typed row or rejected one, plus the raw record for
+/// quarantining. The outer error fails the file; the inner one is the callbacks' own.
 pub fn read<R: Read, E>(
     table: &'static Table,
     input: R,
     on_header: impl FnOnce(&Header) -> Result<(), E>,
     mut on_row: impl FnMut(Result<Row<'_, '_>, Rejected>, &ByteRecord) -> Result<(), E>,
 ) -> Result<Result<(), E>, FileError> {
-    let mut reader = ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(CrlfToLf::new(BufReader::with_capacity(INPUT_BUFFER, input)));
-    let mut record = ByteRecord::new();
-    let csv_error = |e: csv::Error| FileError::Csv {
-        line: e.position().map_or(0, |p| p.line()),
-        source: e,
-    };
-    if !reader.read_byte_record(&mut record).map_err(csv_error)? {
-        return Err(FileError::Empty);
-    }
-    let header = Header::parse(table, &record)?;
-    if let Err(e) = on_header(&header) {
-        return Ok(Err(e));
-    }
-    let mut values = Vec::with_capacity(table.columns.len());
-    while reader.read_byte_record(&mut record).map_err(csv_error)? {
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() == 1 && record.get(0) == Some(b"") {
-            continue; // a blank line, e.g. at the end of the file
-        }
-        // One UTF-8 check for the whole row: cheaper than one per field.
-        let text = match StringRecord::from_byte_record(std::mem::take(&mut record)) {
-            Ok(text) => text,
-            Err(e) => {
-                record = e.into_byte_record();
-                let rejected = Rejected {
-                    line,
-                    raw: reencode(&record),
-                    reason: "is not valid UTF-8".to_string(),
-                };
-                if let Err(e) = on_row(Err(rejected), &record) {
-                    return Ok(Err(e));
-                }
-                continue;
+    read_rows(table, CsvRows::new(input), on_header, |row, record| {
+        on_row(row, record.bytes())
+    })
+}
+
+/// Reads `table` rows from any row source, as [`read`] does from CSV; `on_header` is
+/// called only by a source with a header row, and `on_row` gets the source's record.
+pub fn read_rows<S: RowSource, E>(
+    table: &'static Table,
+    mut source: S,
+    on_header: impl FnOnce(&Header) -> Result<(), E>,
+    mut on_row: impl FnMut(Result<Row<'_, '_>, Rejected>, &S::Record) -> Result<(), E>,
+) -> Result<Result<(), E>, FileError> {
+    let mut binding = match source.header()? {
+        Some(names) => {
+            let header = Header::parse(table, &names)?;
+            if let Err(e) = on_header(&header) {
+                return Ok(Err(e));
             }
-        };
-        // `values` borrows from `text`; it is emptied before `text` is taken apart.
+            Binding::Header(header)
+        }
+        None => Binding::Named(vec![None; table.columns.len()]),
+    };
+    let mut values = Vec::with_capacity(table.columns.len());
+    while let Some(record) = source.next_record()? {
+        // `values` borrows from `record`; it is emptied before the next one is read.
         let mut typed = recycle(std::mem::take(&mut values));
-        let row = match header.type_row(&text, &mut typed) {
+        let typing = binding
+            .bind(table, record)
+            .map_err(|e| e.to_string())
+            .and_then(|positions| type_row(table, positions, record, &mut typed));
+        let row = match typing {
             Ok(()) => Ok(Row {
                 id: match typed[table.id_column] {
                     Value::Text(id) => id.trim(),
@@ -284,18 +357,17 @@ pub fn read<R: Read, E>(
                     _ => TimestampMicros(0),
                 },
                 values: &typed,
-                line,
-                fingerprint: header.fingerprint(text.as_byte_record()),
+                line: record.line(),
+                fingerprint: record.fingerprint(),
             }),
             Err(reason) => Err(Rejected {
-                line,
-                raw: reencode(text.as_byte_record()),
+                line: record.line(),
+                raw: record.raw(),
                 reason,
             }),
         };
-        let outcome = on_row(row, text.as_byte_record());
+        let outcome = on_row(row, record);
         values = recycle(typed);
-        record = text.into_byte_record();
         if let Err(e) = outcome {
             return Ok(Err(e));
         }
@@ -309,17 +381,4 @@ pub fn read<R: Read, E>(
 fn recycle<'a>(mut values: Vec<Value<'_>>) -> Vec<Value<'a>> {
     values.clear();
     values.into_iter().map(|_| Value::Null).collect()
-}
-
-/// The row written back as one CSV line, for the quarantine.
-pub fn reencode(record: &ByteRecord) -> String {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    // Writing to a Vec cannot fail.
-    let _ = writer.write_byte_record(record);
-    let bytes = writer.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes)
-        .trim_end_matches('\n')
-        .to_string()
 }

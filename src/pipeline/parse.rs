@@ -6,6 +6,7 @@ use std::io::Read;
 
 use super::IngestError;
 use super::dedup::{IdSet, Seen};
+use crate::formats::csv_rows::reencode;
 use crate::formats::table::{self, FileError, Header, Table};
 use crate::sink::partitioned::{Part, PartitionedWriter};
 use crate::sink::quarantine::{QuarantineEntry, QuarantineWriter};
@@ -84,7 +85,7 @@ pub fn parse(
             Seen::Conflicting => set_aside(
                 &mut quarantine,
                 row.line,
-                table::reencode(raw),
+                reencode(raw),
                 format!(
                     "id {:?} appeared earlier in the file with different values; the first row was kept",
                     row.id

@@ -1,10 +1,12 @@
-//! Property tests: any bytes given to the parsers (CSV tables, queue zips, recording
-//! names) give records or reasons to set them aside, never a panic. Inputs that once
-//! found a problem are kept in `tests/it/fixtures/parsers/` and replayed every run.
+//! Property tests: any bytes given to the parsers (CSV tables, JSON objects, queue
+//! zips, recording names) give records or reasons to set them aside, never a panic.
+//! Inputs that once found a problem are kept in `tests/it/fixtures/parsers/` and
+//! replayed every run.
 
 use std::io::Cursor;
 
 use cdr_ingest::formats::cdr_csv::CDR;
+use cdr_ingest::formats::json_rows::JsonRows;
 use cdr_ingest::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
 use cdr_ingest::formats::queue_zip::{QueueZip, ZipLimits};
 use cdr_ingest::formats::recording_name;
@@ -128,4 +130,84 @@ fn the_kept_corpus_still_parses() {
         seen += 1;
     }
     assert!(seen >= 4);
+}
+
+/// Reads `bytes` as JSON objects of `table` to the end: each row's or rejection's line.
+fn read_json(table: &'static Table, bytes: &[u8]) -> Vec<u64> {
+    let mut lines = Vec::new();
+    let _ = table::read_rows::<_, ()>(
+        table,
+        JsonRows::new(bytes),
+        |_| Ok(()),
+        |row, _| {
+            lines.push(row.map_or_else(|rejected| rejected.line, |row| row.line));
+            Ok(())
+        },
+    );
+    lines
+}
+
+/// A plausible JSON-lines body to mutate: one object per line, with the CDR's keys and
+/// others, strings with escapes, numbers, nulls and nested values.
+fn json_lines_like() -> impl Strategy<Value = (Vec<u8>, usize)> {
+    let key = prop_oneof![
+        prop::sample::select(vec![
+            "id",
+            "calldate",
+            "src",
+            "dst",
+            "duration",
+            "billsec",
+            "disposition",
+            "rate",
+            "charge"
+        ])
+        .prop_map(str::to_string),
+        "[a-zA-Z_ ]{0,8}",
+    ];
+    let value = prop_oneof![
+        Just("null".to_string()),
+        "-?[0-9]{1,12}(\\.[0-9]{1,8})?(e[0-9])?",
+        "\"2024-0[1-9]-[0-2][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]\"",
+        "[\\PC]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        Just("[1, {\"a\": [\"b\"]}]".to_string()),
+        Just("true".to_string()),
+    ];
+    prop::collection::vec(prop::collection::vec((key, value), 0..12), 0..20).prop_map(|objects| {
+        let mut text = String::new();
+        for fields in &objects {
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
+            text.push_str(&format!("{{{}}}\n", fields.join(", ")));
+        }
+        (text.into_bytes(), objects.len())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_bytes_as_json_objects(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        for table in [&CDR, &QUEUE_CALL, &QUEUE_USER_CALL] {
+            read_json(table, &bytes);
+        }
+    }
+
+    #[test]
+    fn mutated_json_lines((mut bytes, objects) in json_lines_like(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..8)) {
+        let lines = read_json(&CDR, &bytes);
+        // Unchanged, each line is one record, at its line.
+        prop_assert_eq!(lines, (1..=objects as u64).collect::<Vec<_>>());
+        for (at, value) in &flips {
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] = *value;
+            }
+        }
+        // Changed, records still come in order, each at a line of the text.
+        let lines = read_json(&CDR, &bytes);
+        let last = bytes.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        prop_assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{:?}", lines);
+        prop_assert!(lines.iter().all(|line| (1..=last).contains(line)), "{:?}", lines);
+    }
 }
