@@ -141,7 +141,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Delete everything in one category (cdr, queue, recordings or quarantine), and
+    /// Delete everything in one category (a feed's name, or quarantine), and
     /// nothing else. Asks on a terminal; only the exact answer YES deletes.
     Purge {
         #[command(flatten)]
@@ -386,8 +386,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             confirm,
         } => {
             let target = Target::parse(&category).ok_or_else(|| {
+                let names: Vec<String> = Target::all().map(|t| t.to_string()).collect();
                 UsageError(format!(
-                    "--category {category:?} is not one of cdr, queue, recordings, quarantine"
+                    "--category {category:?} is not one of {}",
+                    names.join(", ")
                 ))
             })?;
             let ctx = context(Settings::load_offline(&config.config)?)?;
