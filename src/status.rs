@@ -122,6 +122,8 @@ async fn row(
             .ledger
             .get(category, day)
             .await?
+            // An entry of an ingestion that did not finish is not done.
+            .filter(|e| e.pending.is_empty())
             .map(|e| (e.rows_written, e.rows_rejected)),
     };
     if let Some((rows, quarantined)) = ingested {

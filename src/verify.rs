@@ -143,11 +143,17 @@ async fn not_in_ledger(
             .get(category, *source)
             .await?
             .is_some_and(|entry| {
-                entry.outputs.iter().chain(&entry.spill).any(|key| {
-                    let written =
-                        layout::parse_data_object(key).or_else(|| layout::parse_spill_object(key));
-                    written == Some((partition.table.dataset, partition.date, *source))
-                })
+                // An unfinished attempt's objects are its to clean up, on its next run.
+                entry
+                    .outputs
+                    .iter()
+                    .chain(&entry.spill)
+                    .chain(&entry.pending)
+                    .any(|key| {
+                        let written = layout::parse_data_object(key)
+                            .or_else(|| layout::parse_spill_object(key));
+                        written == Some((partition.table.dataset, partition.date, *source))
+                    })
             });
         if !listed {
             if visible.contains(source) {

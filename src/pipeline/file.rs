@@ -52,7 +52,7 @@ pub async fn check(
         }));
     };
     let previous = ctx.ledger.get(category, day).await?;
-    if let Some(previous) = &previous {
+    if let Some(previous) = previous.as_ref().filter(|p| p.pending.is_empty()) {
         if previous.size == remote.size && previous.modified == modified_text(&remote) {
             return Ok(Check::Done(FileOutcome::Unchanged {
                 path: path.to_string(),
@@ -143,9 +143,14 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         outputs: Vec::new(),
         spill: Vec::new(),
         quarantine: Vec::new(),
+        pending: Vec::new(),
     };
-    if let Some(previous) = &previous {
-        if previous.sha256 == entry.sha256 {
+    // The last version that was done, if any (an unfinished attempt's entry says
+    // which one that was, if any).
+    let done = previous.as_ref().filter(|p| !p.sha256.is_empty());
+    let unfinished = previous.as_ref().is_some_and(|p| !p.pending.is_empty());
+    if let Some(previous) = done {
+        if previous.sha256 == entry.sha256 && !unfinished {
             // Only the time changed: the output already matches.
             entry.outputs.clone_from(&previous.outputs);
             entry.spill.clone_from(&previous.spill);
@@ -153,16 +158,21 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             ctx.ledger.put(day, category, &entry).await?;
             return Ok(FileOutcome::SameContent { path });
         }
-        tracing::warn!(
-            file = %path,
-            old_size = previous.size,
-            new_size = remote.size,
-            old_sha256 = %previous.sha256,
-            new_sha256 = %entry.sha256,
-            "the file changed on the server since it was ingested; ingesting it again and replacing that day's output"
-        );
+        if previous.sha256 == entry.sha256 {
+            tracing::info!(file = %path, "finishing an ingestion of this file that was interrupted");
+        } else {
+            tracing::warn!(
+                file = %path,
+                old_size = previous.size,
+                new_size = remote.size,
+                old_sha256 = %previous.sha256,
+                new_sha256 = %entry.sha256,
+                "the file changed on the server since it was ingested; ingesting it again and replacing that day's output"
+            );
+        }
     }
     let mut contributions: BTreeMap<Partition, Option<(File, u64)>> = BTreeMap::new();
+    let mut quarantine = Vec::new();
     for dataset in parsed {
         for column in &dataset.unknown_columns {
             tracing::warn!(file = %path, dataset = dataset.table.dataset, column = %column, "unknown column ignored");
@@ -180,15 +190,14 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             contributions.insert(partition, Some((part.file, part.rows)));
         }
         if let Some(file) = dataset.quarantine {
-            let key = layout::quarantine_object(dataset.table.dataset, day);
-            upload(ctx, &key, file).await?;
-            entry.quarantine.push(key.to_string());
+            quarantine.push((layout::quarantine_object(dataset.table.dataset, day), file));
         }
     }
-    // Partitions the previous version wrote into and this one does not: its rows go.
+    // Partitions the previous version, or an attempt that did not finish, wrote into
+    // and this one does not: its rows there go.
     for key in previous
         .iter()
-        .flat_map(|p| p.outputs.iter().chain(&p.spill))
+        .flat_map(|p| p.outputs.iter().chain(&p.spill).chain(&p.pending))
     {
         let written = layout::parse_data_object(key).or_else(|| layout::parse_spill_object(key));
         let Some((table, date)) =
@@ -204,18 +213,28 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
     }
     let held = partition_lock::hold(ctx, contributions.keys().copied()).await?;
     let written = async {
-        write_partitions(
-            ctx,
-            day,
-            &path,
-            previous.is_some(),
-            contributions,
-            &mut entry,
-        )
-        .await?;
-        if let Some(previous) = &previous {
-            remove_stale_quarantine(ctx, previous, &entry).await?;
+        // Said before anything is written, so that whatever a crash leaves is found
+        // and cleaned up by the next commit of this file, even of another version.
+        let mut marker = previous.clone().unwrap_or_else(|| LedgerEntry {
+            sha256: String::new(),
+            ..entry.clone()
+        });
+        for key in contributions
+            .keys()
+            .map(|p| p.data_object(day))
+            .chain(quarantine.iter().map(|(key, _)| key.clone()))
+        {
+            if !marker.pending.contains(&key.to_string()) {
+                marker.pending.push(key.to_string());
+            }
         }
+        ctx.ledger.put(day, category, &marker).await?;
+        for (key, file) in quarantine {
+            upload(ctx, &key, file).await?;
+            entry.quarantine.push(key.to_string());
+        }
+        write_partitions(ctx, day, &path, done.is_some(), contributions, &mut entry).await?;
+        remove_stale_quarantine(ctx, &marker, &entry).await?;
         crate::crash::point("before-ledger");
         ctx.ledger.put(day, category, &entry).await?;
         crate::crash::point("ledger-written");
@@ -230,7 +249,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         rows_written: entry.rows_written,
         rows_rejected: entry.rows_rejected,
         duplicates_dropped: entry.duplicates_dropped,
-        replaced: previous.is_some(),
+        replaced: done.is_some(),
         seconds: started.elapsed().as_secs_f64(),
         phases: Phases {
             transfer_ms: millis(transferred - started),
@@ -396,14 +415,19 @@ async fn upload(ctx: &Context, key: &Path, file: File) -> Result<(), IngestError
         })
 }
 
-/// Deletes the quarantine objects the previous version of the file produced and this
-/// one does not.
+/// Deletes the quarantine objects the previous version of the file, or an attempt
+/// that did not finish, produced and this one does not.
 async fn remove_stale_quarantine(
     ctx: &Context,
     previous: &LedgerEntry,
     current: &LedgerEntry,
 ) -> Result<(), IngestError> {
-    for key in &previous.quarantine {
+    let quarantine = |key: &&String| key.starts_with(layout::QUARANTINE);
+    for key in previous
+        .quarantine
+        .iter()
+        .chain(previous.pending.iter().filter(quarantine))
+    {
         if current.quarantine.contains(key) {
             continue;
         }

@@ -119,9 +119,12 @@ pub fn recording_index_object(call_date: NaiveDate) -> Path {
     ))
 }
 
+/// The root of every dataset's quarantine.
+pub const QUARANTINE: &str = "_quarantine";
+
 /// The root of one dataset's quarantine.
 pub fn quarantine_root(dataset: &str) -> String {
-    format!("_quarantine/{dataset}")
+    format!("{QUARANTINE}/{dataset}")
 }
 
 /// The folder of the rows one source day's file set aside in one dataset.

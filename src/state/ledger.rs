@@ -34,6 +34,13 @@ pub struct LedgerEntry {
     pub spill: Vec<String>,
     /// The quarantine objects, one per dataset that had rows set aside.
     pub quarantine: Vec<String>,
+    /// Set while a new version of the file is being written: every object (a data
+    /// object per partition, quarantine) that attempt may write. An entry with it is
+    /// not done, whatever its other fields say (they describe the last version that
+    /// was done, if any; `sha256` is empty when none was); the next commit of the file
+    /// starts by cleaning up after the attempt, even if the file changed meanwhile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 /// The recordings copied for one call date.

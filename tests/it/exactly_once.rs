@@ -184,3 +184,49 @@ fn a_file_corrected_without_the_repeated_calls_no_longer_contributes_them() {
     assert!(!rows.contains_key(&id), "{id} is in no file any more");
     assert!(rows == drop.rows("clean"), "differs from a clean run");
 }
+
+/// Regression (found by the schedule test): an ingestion killed before its ledger
+/// entry left the file's rows for the day before in that day's partition; when the
+/// file was then corrected to no longer repeat them, the next run did not know to
+/// remove them. The entry now says what an attempt may write before it writes.
+#[test]
+fn rows_left_by_a_killed_ingestion_go_when_the_file_changes_before_the_rerun() {
+    let drop = Drop::new();
+    drop.run("killed", 1, 2);
+    let config = drop.config("killed");
+    let killed = Run::from(
+        run_range(&config, "2024-03-03", "2024-03-03")
+            .env("CDR_INGEST_CRASH_AT", "before-ledger")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        killed.stderr.contains("aborting at before-ledger"),
+        "{killed:?}"
+    );
+    drop.correct(3, |lines| {
+        lines.drain(1..=4);
+    });
+    drop.run("killed", 1, 6);
+    drop.run("clean", 1, 6);
+    let without_runs = |name: &str| -> Vec<(String, Vec<u8>)> {
+        tree(&drop.work.path().join(name))
+            .into_iter()
+            .filter(|(key, _)| !key.contains('#'))
+            .collect()
+    };
+    assert_eq!(
+        without_runs("killed")
+            .iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        without_runs("clean")
+            .iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        without_runs("killed") == without_runs("clean"),
+        "other bytes"
+    );
+}

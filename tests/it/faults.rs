@@ -143,13 +143,25 @@ async fn a_lasting_store_error_fails_that_file_only_and_leaves_nothing_half_done
     let error = cdr.result.as_ref().unwrap_err().to_string();
     assert!(error.contains("cannot write cdr/date="), "{error}");
     assert!(error.contains("503 SlowDown"), "{error}");
-    // The queue zip of the same day still went in; the CDRs left no ledger entry.
+    // The queue zip of the same day still went in; the CDRs' ledger entry only says
+    // what the attempt may have written (so that the next run cleans up after it),
+    // not that the file is in.
     assert!(
         matches!(report.files[1].result, Ok(FileOutcome::Ingested(_))),
         "{report:?}"
     );
     let out = work.path().join("out");
-    assert!(!out.join("_state/ledger/cdr/2024-03-01.json").exists());
+    let entry = crate::util::json(&out.join("_state/ledger/cdr/2024-03-01.json"));
+    assert_eq!(
+        entry["sha256"], "",
+        "no version of the file is done: {entry}"
+    );
+    assert!(
+        entry["pending"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|k| k.as_str().unwrap().starts_with("cdr/"))),
+        "{entry}"
+    );
     assert!(out.join("_state/ledger/queue/2024-03-01.json").exists());
     assert!(!out.join("cdr").exists(), "no half-written CDR output");
 }
