@@ -14,7 +14,8 @@
 //! pipeline/  the steps a feed's file goes through: check the ledger → transfer →
 //!            parse → commit into partitions under their leases; what files end as
 //! sink/      every object key (layout), Parquet, partitions (one row per id across
-//!            files), quarantine, atomic uploads and retries, the store
+//!            files), quarantine, atomic uploads and retries, the destination
+//! store      object stores opened from URLs, for the destination and a bucket source
 //! state/     ledger, attempts, leases, run record: kept in the destination, _state/
 //! retention  limits per category, incremental deletion, purge
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
@@ -75,4 +76,5 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod store;
 pub mod verify;

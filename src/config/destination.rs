@@ -86,7 +86,7 @@ pub(super) fn read(s: &mut Section<'_>) -> Option<DestinationSettings> {
             }
         }
     }
-    let unknown = destination::unknown_options(&url, &options);
+    let unknown = crate::store::unknown_options(&url, &options);
     if !unknown.is_empty() {
         let hint = match url.scheme() {
             "file" | "memory" => "this store takes no options".to_string(),
