@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! config/    TOML file + environment → validated Settings (every error at once)
-//! source/    the Source trait (stat, list, download) for FTPS, SFTP and a local folder
+//! source/    the Source trait (stat, list, download) for FTPS, SFTP, a local folder
+//!            and a bucket
 //! formats/   pure parsers: bytes in, typed values or reasons to quarantine out
 //! model/     exact value types (UTC microseconds, fixed-point money), a feed's name
 //! feeds/     one module per thing a provider delivers (cdr, queue, recordings) and

@@ -56,7 +56,8 @@ fn with_credentials(command: &mut Command) -> &mut Command {
         )
 }
 
-fn bucket() -> Arc<dyn ObjectStore> {
+/// The test bucket, reached directly.
+pub fn bucket() -> Arc<dyn ObjectStore> {
     Arc::new(
         AmazonS3Builder::new()
             .with_bucket_name(env("CDR_TEST_S3_BUCKET"))
