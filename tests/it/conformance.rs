@@ -13,9 +13,8 @@ use cdr_ingest::config::SourceEndpoint;
 use cdr_ingest::config::{Settings, SourceSettings};
 use cdr_ingest::source::{self, ChunkSink, RemoteFile, SourceError};
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -132,39 +131,6 @@ fn fixture(kind: Kind, test: &str) -> Fixture {
     }
 }
 
-/// Uploads every file under `dir` to `prefix/` in the test bucket, after deleting what
-/// an earlier run left there; big files go up in parts, streamed from disk.
-async fn upload_tree(dir: &Path, prefix: &str) {
-    let store = crate::s3::bucket();
-    let old: Vec<_> = store
-        .list(Some(&Key::from(prefix)))
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .unwrap();
-    for key in old {
-        store.delete(&key).await.unwrap();
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let relative = path.strip_prefix(dir).unwrap().to_str().unwrap();
-            let key = Key::parse(format!("{prefix}/{relative}")).unwrap();
-            let mut file = tokio::fs::File::open(&path).await.unwrap();
-            let mut upload = object_store::buffered::BufWriter::new(store.clone(), key);
-            tokio::io::copy(&mut file, &mut upload).await.unwrap();
-            tokio::io::AsyncWriteExt::shutdown(&mut upload)
-                .await
-                .unwrap();
-        }
-    }
-}
-
 impl Fixture {
     fn put(&self, name: &str, bytes: &[u8], modified: SystemTime) {
         let path = self.dir.join(name);
@@ -185,7 +151,7 @@ impl Fixture {
     /// a bucket).
     async fn source(&self) -> Box<dyn source::Source> {
         if self.kind == Kind::Bucket {
-            upload_tree(&self.dir, &format!("{BUCKET_ROOT}/{}", self.folder)).await;
+            crate::s3::upload_tree(&self.dir, &format!("{BUCKET_ROOT}/{}", self.folder)).await;
         }
         source::connect(&self.settings).await.unwrap()
     }
