@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! config/    TOML file + environment → validated Settings (every error at once)
-//! source/    the Source trait (stat, list, download) for FTPS, SFTP and a local folder
+//! source/    the Source trait (stat, list, download) for FTPS, SFTP, a local folder
+//!            and a bucket
 //! formats/   pure parsers: bytes in, typed values or reasons to quarantine out
 //! model/     exact value types (UTC microseconds, fixed-point money), a feed's name
 //! feeds/     one module per thing a provider delivers (cdr, queue, recordings) and
@@ -14,7 +15,8 @@
 //! pipeline/  the steps a feed's file goes through: check the ledger → transfer →
 //!            parse → commit into partitions under their leases; what files end as
 //! sink/      every object key (layout), Parquet, partitions (one row per id across
-//!            files), quarantine, atomic uploads and retries, the store
+//!            files), quarantine, atomic uploads and retries, the destination
+//! store      object stores opened from URLs, for the destination and a bucket source
 //! state/     ledger, attempts, leases, run record: kept in the destination, _state/
 //! retention  limits per category, incremental deletion, purge
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
@@ -75,4 +77,5 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod store;
 pub mod verify;

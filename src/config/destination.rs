@@ -68,35 +68,60 @@ pub(super) fn read(s: &mut Section<'_>) -> Option<DestinationSettings> {
                 return None;
             }
         }
-        scheme => {
-            if url.host_str().is_none_or(str::is_empty) {
-                let bucket = if matches!(scheme, "s3" | "s3a" | "gs") {
-                    "bucket"
-                } else {
-                    "container"
-                };
-                s.issue(
-                    "url",
-                    format!(
-                        "names no {bucket}; write it as \"{scheme}://{}/prefix\"",
-                        bucket.to_ascii_uppercase()
-                    ),
-                );
+        _ => {
+            if !names_bucket(s, &url) {
                 return None;
             }
         }
     }
-    let unknown = destination::unknown_options(&url, &options);
-    if !unknown.is_empty() {
-        let hint = match url.scheme() {
-            "file" | "memory" => "this store takes no options".to_string(),
-            scheme => format!(
-                "not {scheme}:// configuration keys of object_store (e.g. endpoint, region, allow_http)"
-            ),
-        };
-        s.issue("options", format!("{}: {hint}", unknown.join(", ")));
-    }
+    check_options(s, &url, &options, "this store takes no options");
     Some(DestinationSettings { url, options })
+}
+
+/// Whether a cloud URL (`s3://`, `gs://`, `az://`) names its bucket or container; if
+/// not, says how to write it. For `[source]` and `[destination]` alike.
+pub(super) fn names_bucket(s: &mut Section<'_>, url: &Url) -> bool {
+    if url.host_str().is_some_and(|host| !host.is_empty()) {
+        return true;
+    }
+    let scheme = url.scheme();
+    let bucket = if matches!(scheme, "s3" | "s3a" | "gs") {
+        "bucket"
+    } else {
+        "container"
+    };
+    s.issue(
+        "url",
+        format!(
+            "names no {bucket}; write it as \"{scheme}://{}/prefix\"",
+            bucket.to_ascii_uppercase()
+        ),
+    );
+    false
+}
+
+/// Reports the keys of `options` (the section's `options` table) that are not
+/// configuration keys of `url`'s store; `none_hint` says why, for a URL whose store
+/// takes no options at all.
+pub(super) fn check_options(
+    s: &mut Section<'_>,
+    url: &Url,
+    options: &BTreeMap<String, String>,
+    none_hint: &str,
+) {
+    let unknown = crate::store::unknown_options(url, options);
+    if unknown.is_empty() {
+        return;
+    }
+    let hint = if crate::store::is_cloud(url.scheme()) {
+        format!(
+            "not {}:// configuration keys of object_store (e.g. endpoint, region, allow_http)",
+            url.scheme()
+        )
+    } else {
+        none_hint.to_string()
+    };
+    s.issue("options", format!("{}: {hint}", unknown.join(", ")));
 }
 
 #[cfg(test)]

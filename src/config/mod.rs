@@ -28,8 +28,8 @@ pub use retention::RetentionSettings;
 pub use schedule::ScheduleSettings;
 pub use secret::Secret;
 pub use source::{
-    DEFAULT_PASSWORD_ENV, FtpsSettings, RemoteFolders, SftpAuth, SftpSettings, SourceEndpoint,
-    SourceSettings,
+    BucketSettings, DEFAULT_PASSWORD_ENV, FtpsSettings, RemoteFolders, SftpAuth, SftpSettings,
+    SourceEndpoint, SourceSettings,
 };
 
 /// Every section and its keys: what the reader accepts (the feeds add theirs).

@@ -1,5 +1,5 @@
-//! `[source]`: the provider's server (FTPS, SFTP) or a local folder, how to log in and
-//! trust it, the time limit, and the remote folder of each category.
+//! `[source]`: the provider's server (FTPS, SFTP), a bucket or a local folder, how to
+//! log in and trust it, the time limit, and the remote folder of each category.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::Secret;
-use super::key::{Flag, Integer, Key, Text};
+use super::destination::{check_options, names_bucket};
+use super::key::{Flag, Integer, Key, Table, Text};
 use super::reader::Section;
 use crate::feeds::{FEEDS, Feed};
 use crate::model::Category;
@@ -16,7 +17,8 @@ use crate::model::Category;
 /// The environment variable holding the source password unless `password_env` says otherwise.
 pub const DEFAULT_PASSWORD_ENV: &str = "CDR_INGEST_SOURCE_PASSWORD";
 
-/// `ftps://USER@HOST:PORT` (port 21 by default), `sftp://USER@HOST:PORT` (22), or
+/// `ftps://USER@HOST:PORT` (port 21 by default), `sftp://USER@HOST:PORT` (22),
+/// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, or
 /// `file:///path`; never with the password. Required.
 const URL: Text = Text {
     name: "url",
@@ -63,6 +65,9 @@ const INSECURE_ACCEPT_ANY_HOST_KEY: Flag = Flag {
     name: "insecure_accept_any_host_key",
     default: false,
 };
+/// A bucket source: `object_store` configuration keys for the store (e.g. `endpoint`,
+/// `region`, `allow_http`), overriding the environment, as `destination.options`.
+const OPTIONS: Table = Table { name: "options" };
 /// Limit in seconds for connecting and for each command or read.
 const TIMEOUT_SECS: Integer = Integer {
     name: "timeout_secs",
@@ -99,6 +104,7 @@ const OWN_KEYS: &[Key] = &[
     Key::Text(KNOWN_HOSTS),
     Key::Flag(INSECURE_ACCEPT_ANY_HOST_KEY),
     Key::Integer(TIMEOUT_SECS),
+    Key::Table(OPTIONS),
 ];
 
 /// Where the drop is read from.
@@ -110,6 +116,26 @@ pub enum SourceEndpoint {
     Sftp(SftpSettings),
     /// A local or mounted folder in the same layout (`file:///path`).
     LocalDir(PathBuf),
+    /// A bucket or container in the same layout (`s3://`, `gs://`, `az://`).
+    Bucket(BucketSettings),
+}
+
+/// A bucket source: its URL (bucket and prefix) and the store's options.
+#[derive(Clone)]
+pub struct BucketSettings {
+    pub url: Url,
+    /// `object_store` configuration keys, over the environment's.
+    pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for BucketSettings {
+    /// Option values can be credentials (`secret_access_key`): only their keys show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketSettings")
+            .field("url", &crate::store::redact(&self.url))
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// How to reach, trust and log in to an SFTP server.
@@ -164,6 +190,7 @@ impl SourceSettings {
             SourceEndpoint::Ftps(ftps) => format!("{}:{}", ftps.host, ftps.port),
             SourceEndpoint::Sftp(sftp) => format!("{}:{}", sftp.host, sftp.port),
             SourceEndpoint::LocalDir(root) => root.display().to_string(),
+            SourceEndpoint::Bucket(bucket) => crate::store::redact(&bucket.url),
         }
     }
 }
@@ -199,6 +226,7 @@ pub(super) fn read(
     let known_hosts = KNOWN_HOSTS.read_set(s);
     let accept_any_host_key = INSECURE_ACCEPT_ANY_HOST_KEY.read(s);
     let timeout = TIMEOUT_SECS.read(s);
+    let options = OPTIONS.read(s);
     let folders = RemoteFolders(
         FEEDS
             .iter()
@@ -216,7 +244,7 @@ pub(super) fn read(
     let Ok(url) = Url::parse(&url) else {
         s.issue(
             "url",
-            "is not a URL; expected \"ftps://user@host:21\" or \"file:///path\"",
+            "is not a URL; expected \"ftps://user@host:21\", \"s3://bucket/prefix\" or \"file:///path\"",
         );
         return None;
     };
@@ -299,6 +327,16 @@ pub(super) fn read(
                 return None;
             }
         },
+        scheme if crate::store::is_cloud(scheme) => {
+            if !names_bucket(s, &url) {
+                return None;
+            }
+            check_options(s, &url, &options, "");
+            SourceEndpoint::Bucket(BucketSettings {
+                url,
+                options: options.clone(),
+            })
+        }
         "ftp" => {
             s.issue("url", "plain ftp:// is not allowed: the provider requires explicit FTP over TLS; use ftps://");
             return None;
@@ -306,11 +344,17 @@ pub(super) fn read(
         other => {
             s.issue(
                 "url",
-                format!("scheme {other}:// is not supported; use ftps:// or file://"),
+                format!("scheme {other}:// is not supported; use ftps://, sftp://, s3://, gs://, az:// or file://"),
             );
             return None;
         }
     };
+    if !options.is_empty() && !matches!(endpoint, SourceEndpoint::Bucket(_)) {
+        s.issue(
+            "options",
+            "only a bucket source (s3://, gs://, az://) takes options",
+        );
+    }
     Some(SourceSettings {
         endpoint,
         timeout: Duration::from_secs(timeout as u64),
@@ -486,6 +530,50 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(issues[0].key, "source.cdrs", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bucket_source_takes_its_store_options_and_needs_no_password() {
+        let settings = Settings::parse(
+            "[source]\nurl = \"s3://drop-bucket/pbx/\"\n[source.options]\nendpoint = \"http://127.0.0.1:9000\"\nsecret_access_key = \"hunter2\"\n[destination]\nurl = \"file:///x\"\n",
+            &|_| None,
+        )
+        .unwrap_or_else(|issues| panic!("{issues:?}"));
+        let SourceEndpoint::Bucket(bucket) = &settings.source.endpoint else {
+            panic!("a bucket source");
+        };
+        assert_eq!(bucket.url.as_str(), "s3://drop-bucket/pbx/");
+        assert_eq!(bucket.options["endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(settings.source.endpoint(), "s3://drop-bucket/pbx/");
+        // Option values can be credentials.
+        assert!(!format!("{settings:?}").contains("hunter2"));
+
+        for (text, key, message) in [
+            (
+                "url = \"gs://\"",
+                "source.url",
+                "names no bucket; write it as \"gs://BUCKET/prefix\"",
+            ),
+            (
+                "url = \"az://c/p\"\n[source.options]\nbucket_region = \"x\"",
+                "source.options",
+                "bucket_region: not az:// configuration keys",
+            ),
+            (
+                "url = \"ftps://drop@h\"\n[source.options]\nregion = \"x\"",
+                "source.options",
+                "only a bucket source",
+            ),
+        ] {
+            let issues = Settings::parse(
+                &format!("[source]\n{text}\n[destination]\nurl = \"file:///x\"\n"),
+                &env_with_password,
+            )
+            .unwrap_err();
+            assert_eq!(issues.len(), 1, "{text}: {issues:?}");
+            assert_eq!(issues[0].key, key, "{text}");
+            assert!(issues[0].message.starts_with(message), "{issues:?}");
         }
     }
 

@@ -55,7 +55,7 @@ impl DailyFeed for Cdrs {
         let (remote, previous) =
             match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
                 Check::Done(outcome) => return Ok(outcome),
-                Check::Fetch { remote, previous } => (remote, previous),
+                Check::Fetch { remote, previous } => (remote, previous.map(|p| *p)),
             };
         let result = fetch(ctx, connection, day, now, &path, &remote, previous).await;
         // Every failed try is kept until the file goes in, so that `status` can still say

@@ -62,7 +62,7 @@ impl DailyFeed for QueueCalls {
         let (remote, previous) =
             match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
                 Check::Done(outcome) => return Ok(outcome),
-                Check::Fetch { remote, previous } => (remote, previous),
+                Check::Fetch { remote, previous } => (remote, previous.map(|p| *p)),
             };
         let max_tries = ctx.settings.ingest.max_tries;
         let tried = ctx

@@ -29,10 +29,10 @@ use crate::state::ledger::LedgerEntry;
 pub enum Check {
     /// Nothing to transfer.
     Done(FileOutcome),
-    /// New or changed: fetch it.
+    /// New or changed: fetch it. (Boxed: an entry is large next to an outcome.)
     Fetch {
         remote: RemoteFile,
-        previous: Option<LedgerEntry>,
+        previous: Option<Box<LedgerEntry>>,
     },
 }
 
@@ -59,7 +59,10 @@ pub async fn check(
             }));
         }
     }
-    Ok(Check::Fetch { remote, previous })
+    Ok(Check::Fetch {
+        remote,
+        previous: previous.map(Box::new),
+    })
 }
 
 /// Refuses a download that is short, or of a file that changed while it was read

@@ -161,6 +161,7 @@ impl FtpsSource {
                     path: format!("{folder}/{}", file.name()),
                     size: file.size() as u64,
                     modified: Some(DateTime::<Utc>::from(file.modified())),
+                    etag: None,
                 });
                 files += 1;
             }
@@ -251,6 +252,7 @@ impl Source for FtpsSource {
             path: path.to_string(),
             size,
             modified,
+            etag: None,
         }))
     }
 

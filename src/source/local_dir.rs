@@ -44,6 +44,7 @@ fn remote_file(path: String, meta: &std::fs::Metadata) -> RemoteFile {
         path,
         size: meta.len(),
         modified: meta.modified().ok().map(DateTime::<Utc>::from),
+        etag: None,
     }
 }
 

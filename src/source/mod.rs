@@ -1,6 +1,7 @@
 //! Where the drop is read from: a small trait every protocol implements, plus the
 //! error type whose variants say what went wrong and what to check.
 
+pub mod bucket;
 pub mod ftps;
 mod ftps_stream;
 pub mod local_dir;
@@ -20,6 +21,10 @@ pub struct RemoteFile {
     pub path: String,
     pub size: u64,
     pub modified: Option<DateTime<Utc>>,
+    /// The object's version tag, where the source has one (a bucket); `None` for
+    /// FTPS, SFTP and a folder. A file whose tag changes during its download is
+    /// refused as still uploading, as one whose size or time changes is.
+    pub etag: Option<String>,
 }
 
 /// Receives a download chunk by chunk, so no file is ever held in memory whole.
@@ -131,6 +136,14 @@ pub enum SourceError {
     },
     #[error("{endpoint}: {detail}")]
     Ssh { endpoint: String, detail: String },
+    /// A bucket source's request failed (after the store's own retries); `location`
+    /// is the bucket, prefix and key, `advice` what to check.
+    #[error("cannot {action} {location}: {advice}")]
+    Store {
+        action: &'static str,
+        location: String,
+        advice: String,
+    },
 }
 
 impl SourceError {
@@ -157,5 +170,9 @@ pub async fn connect(settings: &SourceSettings) -> Result<Box<dyn Source>, Sourc
         SourceEndpoint::LocalDir(root) => {
             Ok(Box::new(local_dir::LocalDirSource::new(root.clone())))
         }
+        SourceEndpoint::Bucket(bucket) => Ok(Box::new(bucket::BucketSource::open(
+            bucket,
+            settings.timeout,
+        )?)),
     }
 }

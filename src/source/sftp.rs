@@ -248,6 +248,7 @@ fn remote_file(path: String, stat: &FileStat) -> RemoteFile {
         modified: stat
             .mtime
             .and_then(|t| DateTime::from_timestamp(t as i64, 0)),
+        etag: None,
     }
 }
 

@@ -1,5 +1,7 @@
 //! One conformance suite, written once and run against every source: vsftpd (FTPS,
-//! no MLSD), pure-ftpd (FTPS, another LIST format), OpenSSH (SFTP) and a local folder.
+//! no MLSD), pure-ftpd (FTPS, another LIST format), OpenSSH (SFTP), a local folder and
+//! a bucket (moto as S3: the fixture's folder is uploaded under a prefix of the test
+//! bucket before the source is opened).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -7,9 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_lc_rs::digest;
+use cdr_ingest::config::SourceEndpoint;
 use cdr_ingest::config::{Settings, SourceSettings};
 use cdr_ingest::source::{self, ChunkSink, RemoteFile, SourceError};
 use chrono::{DateTime, Utc};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as Key;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -17,7 +22,11 @@ enum Kind {
     PureFtpd,
     Sftp,
     Local,
+    Bucket,
 }
+
+/// Where the bucket source's fixtures go in the test bucket.
+const BUCKET_ROOT: &str = "source-conformance";
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -30,7 +39,20 @@ struct Fixture {
     dir: PathBuf,
     folder: String,
     settings: SourceSettings,
+    kind: Kind,
     _local_root: Option<tempfile::TempDir>,
+}
+
+/// `[source]` lines reaching the test bucket under `root`, with the credentials as
+/// options (the test process has no AWS_* variables).
+fn bucket_source(bucket: &str, root: &str) -> String {
+    format!(
+        "url = \"s3://{bucket}/{root}\"\n[source.options]\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = \"true\"\nvirtual_hosted_style_request = \"false\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"",
+        env("CDR_TEST_S3_ENDPOINT"),
+        env("CDR_TEST_S3_REGION"),
+        env("CDR_TEST_S3_ACCESS_KEY_ID"),
+        env("CDR_TEST_S3_SECRET_ACCESS_KEY")
+    )
 }
 
 fn fixture(kind: Kind, test: &str) -> Fixture {
@@ -70,6 +92,15 @@ fn fixture(kind: Kind, test: &str) -> Fixture {
             String::new(),
             None,
         ),
+        Kind::Bucket => {
+            let temp = tempfile::tempdir().unwrap();
+            (
+                temp.path().display().to_string(),
+                bucket_source(&env("CDR_TEST_S3_BUCKET"), BUCKET_ROOT),
+                String::new(),
+                Some(temp),
+            )
+        }
         Kind::Local => {
             let temp = tempfile::tempdir().unwrap();
             let root = temp.path().display().to_string();
@@ -85,7 +116,7 @@ fn fixture(kind: Kind, test: &str) -> Fixture {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let text =
-        format!("[source]\n{url_and_keys}\ntimeout_secs = 5\n[destination]\nurl = \"memory://\"\n");
+        format!("[source]\ntimeout_secs = 5\n{url_and_keys}\n[destination]\nurl = \"memory://\"\n");
     let settings = Settings::parse(&text, &|name| {
         (name == "CDR_INGEST_SOURCE_PASSWORD").then(|| password.clone())
     })
@@ -95,6 +126,7 @@ fn fixture(kind: Kind, test: &str) -> Fixture {
         dir,
         folder,
         settings,
+        kind,
         _local_root: local,
     }
 }
@@ -115,8 +147,50 @@ impl Fixture {
         format!("{}/{name}", self.folder)
     }
 
+    /// The source, opened on what the fixture's folder holds now (uploaded first, for
+    /// a bucket).
     async fn source(&self) -> Box<dyn source::Source> {
+        if self.kind == Kind::Bucket {
+            crate::s3::upload_tree(&self.dir, &format!("{BUCKET_ROOT}/{}", self.folder)).await;
+        }
         source::connect(&self.settings).await.unwrap()
+    }
+
+    /// Deletes a file from the folder (and the bucket).
+    async fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.join(name)).unwrap();
+        if self.kind == Kind::Bucket {
+            let key = Key::parse(format!("{BUCKET_ROOT}/{}/{name}", self.folder)).unwrap();
+            crate::s3::bucket().delete(&key).await.unwrap();
+        }
+    }
+
+    /// Checks a file's time: the time it was given, within `slack`; in a bucket, where
+    /// an object's time is when it was uploaded, a time within the last minutes.
+    fn check_time(&self, actual: Option<DateTime<Utc>>, given: &str, slack: chrono::Duration) {
+        let actual = actual.expect("a modification time");
+        if self.kind == Kind::Bucket {
+            let age = Utc::now() - actual;
+            assert!(
+                age >= chrono::Duration::seconds(-5) && age < chrono::Duration::minutes(5),
+                "{actual} is not the upload's time"
+            );
+        } else {
+            assert!(
+                (actual - utc(given)).abs() <= slack,
+                "{actual} is not {given}"
+            );
+        }
+    }
+
+    /// The error message must not show the bucket's credentials.
+    fn check_no_secret(&self, message: &str) {
+        if self.kind == Kind::Bucket {
+            assert!(
+                !message.contains(&env("CDR_TEST_S3_SECRET_ACCESS_KEY")),
+                "{message}"
+            );
+        }
     }
 }
 
@@ -176,7 +250,9 @@ async fn lists_files_with_sizes_and_times(kind: Kind) {
     let f = fixture(kind, "list");
     f.put("2024-03-01.csv", b"0123456789", at("2024-03-02T01:00:00Z"));
     f.put("old.csv", b"abc", at("2023-01-15T10:30:00Z"));
+    // Listings do not descend into subfolders.
     std::fs::create_dir_all(f.dir.join("subfolder")).unwrap();
+    f.put("subfolder/inner.csv", b"xyz", at("2024-03-02T01:00:00Z"));
     let mut source = f.source().await;
     let mut listed: Vec<RemoteFile> = Vec::new();
     let count = source
@@ -189,11 +265,18 @@ async fn lists_files_with_sizes_and_times(kind: Kind) {
     assert_eq!(listed[0].size, 10);
     assert_eq!(listed[1].size, 3);
     // A listing's times can be coarse (LIST shows only the day for old files).
-    let old = listed[1].modified.unwrap();
-    assert!(
-        (old - utc("2023-01-15T10:30:00Z")).num_hours().abs() <= 24,
-        "{old}"
+    f.check_time(
+        listed[1].modified,
+        "2023-01-15T10:30:00Z",
+        chrono::Duration::hours(24),
     );
+    if kind == Kind::Bucket {
+        // A bucket's listing is exact: what stat says, version tag included.
+        for file in &listed {
+            assert!(file.etag.is_some(), "{file:?}");
+            assert_eq!(source.stat(&file.path).await.unwrap().as_ref(), Some(file));
+        }
+    }
 }
 
 async fn stat_gives_exact_size_and_time(kind: Kind) {
@@ -202,7 +285,11 @@ async fn stat_gives_exact_size_and_time(kind: Kind) {
     let mut source = f.source().await;
     let file = source.stat(&f.remote("old.csv")).await.unwrap().unwrap();
     assert_eq!(file.size, 6);
-    assert_eq!(file.modified, Some(utc("2023-01-15T10:30:07Z")));
+    f.check_time(
+        file.modified,
+        "2023-01-15T10:30:07Z",
+        chrono::Duration::zero(),
+    );
     assert_eq!(source.stat(&f.remote("nope.csv")).await.unwrap(), None);
 }
 
@@ -251,9 +338,11 @@ async fn missing_and_unreadable_files_give_distinct_errors(kind: Kind) {
         missing.to_string().contains("missing.csv\" is not on"),
         "{missing}"
     );
+    f.check_no_secret(&missing.to_string());
     // The test runs as root, which reads anything on a local disk; the servers run their
-    // sessions as other users, who may not read a root-only file.
-    if kind != Kind::Local {
+    // sessions as other users, who may not read a root-only file. A bucket grants
+    // access per credentials, not by a file's mode.
+    if !matches!(kind, Kind::Local | Kind::Bucket) {
         let denied = source
             .download(&f.remote("secret.csv"), 0, &mut Collect(Vec::new()))
             .await
@@ -295,10 +384,32 @@ async fn an_empty_folder_lists_nothing_and_a_missing_one_is_an_error(kind: Kind)
             .unwrap(),
         0
     );
+    if kind != Kind::Bucket {
+        let missing = source
+            .list(&format!("{}/nope", f.folder), &mut |_| {})
+            .await;
+        assert!(missing.is_err(), "{missing:?}");
+        return;
+    }
+    // A bucket has no folders, only keys: a missing folder is an empty one. What can
+    // be missing is the bucket, and the error says so and what to check.
+    let mut settings = f.settings.clone();
+    let SourceEndpoint::Bucket(bucket) = &mut settings.endpoint else {
+        unreachable!()
+    };
+    bucket.url = url::Url::parse("s3://no-such-source-bucket/drop").unwrap();
+    let mut source = source::connect(&settings).await.unwrap();
     let missing = source
-        .list(&format!("{}/nope", f.folder), &mut |_| {})
-        .await;
-    assert!(missing.is_err(), "{missing:?}");
+        .list("CDRs", &mut |_| {})
+        .await
+        .expect_err("a missing bucket");
+    let message = missing.to_string();
+    assert!(
+        message.contains("s3://no-such-source-bucket/drop/CDRs")
+            && message.contains("does not exist (check source.url)"),
+        "{message}"
+    );
+    f.check_no_secret(&message);
 }
 
 async fn a_200_mb_file_streams_whole(kind: Kind) {
@@ -326,7 +437,7 @@ async fn a_200_mb_file_streams_whole(kind: Kind) {
     let (bytes, hash) = sink.finish();
     assert_eq!(bytes, 200 * 1024 * 1024);
     assert_eq!(hash, expected.finish().as_ref());
-    std::fs::remove_file(f.dir.join("big.mp3")).unwrap();
+    f.remove("big.mp3").await;
 }
 
 async fn a_silent_server_times_out(kind: Kind) {
@@ -340,12 +451,22 @@ async fn a_silent_server_times_out(kind: Kind) {
     let mut settings = fixture(kind, "silent").settings;
     settings.timeout = Duration::from_secs(1);
     match &mut settings.endpoint {
-        cdr_ingest::config::SourceEndpoint::Ftps(ftps) => ftps.port = port,
-        cdr_ingest::config::SourceEndpoint::Sftp(sftp) => sftp.port = port,
-        cdr_ingest::config::SourceEndpoint::LocalDir(_) => unreachable!(),
+        SourceEndpoint::Ftps(ftps) => ftps.port = port,
+        SourceEndpoint::Sftp(sftp) => sftp.port = port,
+        SourceEndpoint::Bucket(bucket) => {
+            bucket
+                .options
+                .insert("endpoint".into(), format!("http://127.0.0.1:{port}"));
+        }
+        SourceEndpoint::LocalDir(_) => unreachable!(),
     }
     let started = std::time::Instant::now();
-    let error = source::connect(&settings).await.err().expect("a timeout");
+    // Opening a bucket sends nothing: its first request is what goes unanswered.
+    let error = match source::connect(&settings).await {
+        Ok(mut source) => source.stat("CDRs/x.csv").await.err(),
+        Err(e) => Some(e),
+    }
+    .expect("a timeout");
     assert!(matches!(error, SourceError::Timeout { .. }), "{error:?}");
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -383,4 +504,5 @@ conformance! {
     pure_ftpd => Kind::PureFtpd,
     sftp => Kind::Sftp,
     local_folder => Kind::Local,
+    bucket => Kind::Bucket,
 }

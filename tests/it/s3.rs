@@ -1,6 +1,7 @@
 //! The pipeline against a real S3 server (moto, started by scripts/test.sh): output
 //! lands under the bucket prefix and reads back typed; leases keep two runs apart;
-//! `validate --connect` tells a missing bucket from a good one.
+//! `validate --connect` tells a missing bucket from a good one; a drop read from a
+//! bucket gives what the same drop read from a folder gives.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::util::{Case, Run, run_range};
+use crate::util::{Case, Run, local_config, run_range, tree};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -56,7 +57,8 @@ fn with_credentials(command: &mut Command) -> &mut Command {
         )
 }
 
-fn bucket() -> Arc<dyn ObjectStore> {
+/// The test bucket, reached directly.
+pub fn bucket() -> Arc<dyn ObjectStore> {
     Arc::new(
         AmazonS3Builder::new()
             .with_bucket_name(env("CDR_TEST_S3_BUCKET"))
@@ -69,6 +71,39 @@ fn bucket() -> Arc<dyn ObjectStore> {
             .build()
             .unwrap(),
     )
+}
+
+/// Uploads every file under `dir` to `prefix/` in the test bucket, after deleting what
+/// an earlier run left there; big files go up in parts, streamed from disk.
+pub async fn upload_tree(dir: &Path, prefix: &str) {
+    let store = bucket();
+    let old: Vec<_> = store
+        .list(Some(&Key::from(prefix)))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .unwrap();
+    for key in old {
+        store.delete(&key).await.unwrap();
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(dir).unwrap().to_str().unwrap();
+            let key = Key::parse(format!("{prefix}/{relative}")).unwrap();
+            let mut file = tokio::fs::File::open(&path).await.unwrap();
+            let mut upload = object_store::buffered::BufWriter::new(store.clone(), key);
+            tokio::io::copy(&mut file, &mut upload).await.unwrap();
+            tokio::io::AsyncWriteExt::shutdown(&mut upload)
+                .await
+                .unwrap();
+        }
+    }
 }
 
 /// Every object under `prefix` with its bytes, sorted, leases left out.
@@ -244,4 +279,134 @@ fn validate_connect_probes_the_bucket_and_names_a_missing_one() {
     let missing = run(&config);
     assert_eq!(missing.code, 1, "{missing:?}");
     assert!(missing.stderr.contains("does not exist"), "{missing:?}");
+}
+
+/// `[source]` reading the test bucket under `prefix` (credentials from the environment).
+fn bucket_source(prefix: &str) -> String {
+    format!(
+        "[source]\nurl = \"s3://{}/{prefix}\"\n[source.options]\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = \"true\"\nvirtual_hosted_style_request = \"false\"\n",
+        env("CDR_TEST_S3_BUCKET"),
+        env("CDR_TEST_S3_ENDPOINT"),
+        env("CDR_TEST_S3_REGION")
+    )
+}
+
+/// `tree`, with the times of the source's files left out of the ledger: a bucket's are
+/// upload times, a folder's the files' own.
+fn without_source_times(files: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("modified");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    files
+        .into_iter()
+        .map(|(key, bytes)| {
+            if !key.starts_with("_state/ledger/") {
+                return (key, bytes);
+            }
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            strip(&mut value);
+            (key, serde_json::to_vec(&value).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_drop_in_a_bucket_ingests_like_the_same_drop_in_a_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let drop = work.path().join("drop");
+    let mut spec = DropSpec::new(29, day(1), day(3));
+    spec.recordings_per_day = Some(6);
+    let manifest = write_drop(&drop, &spec).unwrap();
+    upload_tree(&drop, "bucket-source/drop").await;
+
+    let from_bucket = work.path().join("from-bucket");
+    let config = work.path().join("bucket.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
+            bucket_source("bucket-source/drop"),
+            from_bucket.display()
+        ),
+    )
+    .unwrap();
+    let validate = |config: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
+        command.args([
+            "validate",
+            "--config",
+            config.to_str().unwrap(),
+            "--connect",
+        ]);
+        Run::from(with_credentials(&mut command).output().unwrap())
+    };
+    let checked = validate(&config);
+    assert_eq!(checked.code, 0, "{checked:?}");
+    assert!(checked.stdout.contains("  CDRs/: 3 files"), "{checked:?}");
+    let recordings: usize = manifest.days.iter().map(|d| d.recordings.len()).sum();
+    assert!(
+        checked
+            .stdout
+            .contains(&format!("  recordings/: {recordings} files")),
+        "{checked:?}"
+    );
+
+    let mut command = run_range(&config, "2024-03-01", "2024-03-03");
+    let run = Run::from(with_credentials(&mut command).output().unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let from_folder = work.path().join("from-folder");
+    let local = local_config(&work.path().join("folder.toml"), &drop, &from_folder);
+    let run = Run::from(
+        run_range(&local, "2024-03-01", "2024-03-03")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let expected = without_source_times(tree(&from_folder));
+    let keys: Vec<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+    for prefix in [
+        "cdr/",
+        "queue_call/",
+        "queue_user_call/",
+        "recordings/",
+        "recording_index/",
+    ] {
+        assert!(
+            keys.iter().any(|k| k.starts_with(prefix)),
+            "no {prefix} in {keys:?}"
+        );
+    }
+    let actual = without_source_times(tree(&from_bucket));
+    let names =
+        |files: &[(String, Vec<u8>)]| files.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&actual), names(&expected));
+    for ((key, bytes), (_, wanted)) in actual.iter().zip(&expected) {
+        assert!(bytes == wanted, "{key} differs");
+    }
+
+    // A bucket that is not there is named, with what to check.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("s3://{}/", env("CDR_TEST_S3_BUCKET")),
+        "s3://no-such-drop-bucket/",
+    );
+    std::fs::write(&config, text).unwrap();
+    let missing = validate(&config);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing
+            .stdout
+            .contains("s3://no-such-drop-bucket/bucket-source/drop/CDRs: the bucket or container does not exist (check source.url)"),
+        "{missing:?}"
+    );
+    let secret = env("CDR_TEST_S3_SECRET_ACCESS_KEY");
+    assert!(!missing.stdout.contains(&secret) && !missing.stderr.contains(&secret));
 }
