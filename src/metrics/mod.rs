@@ -1,10 +1,12 @@
 //! Prometheus metrics of the passes: each pass's [`PassReport`] is added into
 //! [`Metrics`] (counters and gauges per feed, and of the passes themselves), which
 //! renders the Prometheus text format (version 0.0.4) for the daemon's `/metrics`, a
-//! Pushgateway or a node-exporter textfile.
+//! Pushgateway or a node-exporter textfile ([`export`]).
 //!
 //! The format is written by hand: it is a few lines of `# HELP`, `# TYPE` and
 //! samples, and a crate would buy little beyond the escaping done here.
+
+pub mod export;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
