@@ -331,3 +331,56 @@ fn a_daemon_that_cannot_listen_says_so_and_exits_2() {
     );
     assert!(!work.path().join("out/_state").exists(), "nothing was done");
 }
+
+/// Every metric family a pass renders, by name.
+fn rendered_names() -> std::collections::BTreeSet<String> {
+    let categories: Vec<_> = cdr_ingest::feeds::FEEDS
+        .iter()
+        .map(|f| f.category)
+        .collect();
+    let mut metrics = cdr_ingest::metrics::Metrics::new(&categories);
+    let now = Utc::now();
+    metrics.record(
+        &cdr_ingest::pipeline::PassReport::default(),
+        cdr_ingest::state::runs::PassOutcome::Ok,
+        now,
+        now,
+    );
+    metrics
+        .render()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+/// The `cdr_ingest_*` names in `text`.
+fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("cdr_ingest_"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_unit_tests_and_use_metrics_that_exist() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let rules = deploy.join("prometheus-rules.yaml");
+    let checked = promtool(&["check", "rules", rules.to_str().unwrap()], None);
+    assert_eq!(checked.code, 0, "{checked:?}");
+    assert!(
+        checked.stdout.contains("SUCCESS: 3 rules found"),
+        "{checked:?}"
+    );
+    let tests = deploy.join("prometheus-rules.test.yaml");
+    let tested = promtool(&["test", "rules", tests.to_str().unwrap()], None);
+    assert_eq!(tested.code, 0, "{tested:?}");
+
+    let rendered = rendered_names();
+    let used = names_in(&std::fs::read_to_string(&rules).unwrap());
+    let unknown: Vec<_> = used.difference(&rendered).collect();
+    assert!(
+        unknown.is_empty(),
+        "the rules use metrics no pass renders: {unknown:?}"
+    );
+}
