@@ -384,3 +384,21 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests_and_use_metrics_that_exist
         "the rules use metrics no pass renders: {unknown:?}"
     );
 }
+
+/// README's Monitoring section lists every metric, and no other.
+#[test]
+fn every_metric_is_in_the_readme() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Monitoring")
+        .expect("README has a Monitoring section");
+    let section = &readme[start..];
+    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    let table: String = section[..end]
+        .lines()
+        .filter(|l| l.starts_with("| `cdr_ingest_"))
+        .map(|l| l.split('|').nth(1).unwrap())
+        .collect();
+    assert_eq!(names_in(&table), rendered_names());
+}
