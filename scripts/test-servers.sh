@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test-servers.sh — start the real servers the cdr-ingest integration
-# tests talk to: vsftpd and pure-ftpd (explicit FTPS), OpenSSH (SFTP only)
-# and moto (an S3 emulator), each on its own free loopback port.
+# tests talk to: vsftpd and pure-ftpd (explicit FTPS), OpenSSH (SFTP only),
+# moto (an S3 emulator) and a Prometheus Pushgateway, each on its own free
+# loopback port.
 #
 # This file is meant to be SOURCED (by scripts/test.sh, or by a developer's
 # shell), not executed:
@@ -10,9 +11,11 @@
 #     trap stop_test_servers EXIT             # caller's job
 #
 # What it does, as root on Debian 12 (CI runs it in a fresh container):
-#   * installs vsftpd, openssh-server/-client, openssl and util-linux if they
-#     are missing (apt-get update only then), with service starts blocked so
-#     no system vsftpd/sshd is started on ports 21/22;
+#   * installs vsftpd, openssh-server/-client, openssl, util-linux,
+#     prometheus-pushgateway and prometheus (for promtool, which checks
+#     deploy/prometheus-rules.yaml) if they are missing (apt-get update only
+#     then), with service starts blocked so no system vsftpd/sshd/Prometheus
+#     is started on ports 21/22/9090;
 #   * unpacks Debian's pure-ftpd package into /var/lib/cdr-ingest-test-pureftpd
 #     instead of installing it (see "Why pure-ftpd is unpacked" below);
 #   * pip-installs moto[server] if python3 cannot import it;
@@ -42,7 +45,7 @@
 #   CDR_TEST_UNTRUSTED_CA_FILE  PEM of an unrelated CA (must be refused)
 #   CDR_TEST_WORK_DIR           the work dir (logs: vsftpd.log, xferlog,
 #                               pure-ftpd.out, pure-ftpd-xfer.log, sshd.log,
-#                               moto.log)
+#                               moto.log, pushgateway.log)
 #
 #   CDR_TEST_PUREFTPD_PORT      pure-ftpd control port: explicit FTPS, TLS
 #                               required for login and data (-Y 3); same
@@ -79,6 +82,11 @@
 #   CDR_TEST_S3_ACCESS_KEY_ID / CDR_TEST_S3_SECRET_ACCESS_KEY
 #                               dummy credentials (moto does not check
 #                               signatures; AWS_* variables are NOT exported)
+#
+#   CDR_TEST_PUSHGATEWAY_URL    http://127.0.0.1:PORT (Debian's
+#                               prometheus-pushgateway, in memory; tests push
+#                               under their own instance label, since they
+#                               share it)
 #
 # Defines stop_test_servers, which the caller runs from its EXIT trap.
 #
@@ -216,7 +224,8 @@ _cdr_ts_install() {
     local pair cmd pkg missing=()
     for pair in vsftpd:vsftpd openssl:openssl useradd:passwd chpasswd:passwd \
                 setsid:util-linux setpriv:util-linux sshd:openssh-server \
-                ssh-keygen:openssh-client "$@"; do
+                ssh-keygen:openssh-client \
+                prometheus-pushgateway:prometheus-pushgateway promtool:prometheus "$@"; do
         cmd=${pair%%:*}
         pkg=${pair#*:}
         # vsftpd and sshd live in /usr/sbin, which may not be in a CI user's PATH.
@@ -751,7 +760,7 @@ _cdr_ts_kill_tree() {
 
 # The servers, by the prefix of their _CDR_TS_<NAME>_PID/_ID variables, in
 # the order they are stopped.
-_CDR_TS_SERVERS=(MOTO SSHD PUREFTPD VSFTPD)
+_CDR_TS_SERVERS=(PUSHGATEWAY MOTO SSHD PUREFTPD VSFTPD)
 
 _cdr_ts_stop_watchdog() {
     local dog=${_CDR_TS_WATCHDOG_PID:-}
@@ -1226,6 +1235,50 @@ _cdr_ts_finish_moto() {
     return 1
 }
 
+# 0 when the Pushgateway on the port says it is ready.
+_cdr_ts_probe_pushgateway() {
+    local port=$1 proto code
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+        printf 'GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$port" >&3 || exit 1
+        IFS=' ' read -r -t 5 proto code _ <&3 || exit 1
+        [[ $proto == HTTP/* && $code == 200 ]]
+    ) 2>/dev/null
+}
+
+# Starts the Pushgateway (metrics kept in memory only) on a free port and
+# waits for it. Sets _CDR_TS_PUSHGATEWAY_PID/_ID/_PORT.
+_cdr_ts_launch_pushgateway() {
+    local work=$1 attempt port rc
+    local out="$work/pushgateway.log"
+    for ((attempt = 1; attempt <= 5; attempt++)); do
+        port=$(_cdr_ts_pick_port) || return 1
+        : >"$out"
+        _cdr_ts_spawn "$out" PUSHGATEWAY prometheus-pushgateway \
+            --web.listen-address="127.0.0.1:$port"
+        rc=0
+        _cdr_ts_await "$_CDR_TS_PUSHGATEWAY_PID" "$port" _cdr_ts_probe_pushgateway || rc=$?
+        if ((rc == 0)); then
+            _CDR_TS_PUSHGATEWAY_PORT=$port
+            _cdr_ts_reserve "$port"
+            return 0
+        fi
+        if ((rc == 2)); then
+            _cdr_ts_log "the Pushgateway was not ready on port $port within 20 s"
+            break
+        fi
+        if _cdr_ts_exited_on_bind PUSHGATEWAY "$out"; then
+            _cdr_ts_log "port $port was taken meanwhile, retrying the Pushgateway ($attempt/5)"
+            continue
+        fi
+        _cdr_ts_log "the Pushgateway exited during startup"
+        break
+    done
+    _cdr_ts_log "the Pushgateway failed to start; --- pushgateway.log ---"
+    tail -n 30 "$out" >&2 2>/dev/null || true
+    return 1
+}
+
 # Kills the servers if the shell that sourced us dies without running its
 # EXIT trap (SIGKILL, OOM): no stray servers after a crash. Restarted after
 # each server start, so it always knows all of them.
@@ -1267,6 +1320,7 @@ _CDR_TS_EXPORTS=(
     CDR_TEST_SFTP_HOST_KEY_SHA256
     CDR_TEST_S3_ENDPOINT CDR_TEST_S3_BUCKET CDR_TEST_S3_REGION
     CDR_TEST_S3_ACCESS_KEY_ID CDR_TEST_S3_SECRET_ACCESS_KEY
+    CDR_TEST_PUSHGATEWAY_URL
 )
 
 _cdr_ts_start() {
@@ -1298,7 +1352,8 @@ _cdr_ts_start() {
         rm -rf "${work:?}/ftproot" "$work/empty" "$work/sftp"
         rm -f "$work"/{vsftpd.out,vsftpd.log,xferlog,env} \
             "$work"/{pure-ftpd.out,pure-ftpd-xfer.log,pure-ftpd.pid,pureftpd.passwd,pureftpd.pdb} \
-            "$work"/{sshd.log,known_hosts,known_hosts.hashed,known_hosts.wrong,moto.log}
+            "$work"/{sshd.log,known_hosts,known_hosts.hashed,known_hosts.wrong,moto.log} \
+            "$work/pushgateway.log"
     else
         work=$(mktemp -d /tmp/cdr-test.XXXXXX) || return 1
     fi
@@ -1342,6 +1397,9 @@ _cdr_ts_start() {
     _cdr_ts_finish_moto "$work" || return 1
     _cdr_ts_start_watchdog
 
+    _cdr_ts_launch_pushgateway "$work" || return 1
+    _cdr_ts_start_watchdog
+
     export CDR_TEST_FTPS_HOST=127.0.0.1 # TLS server name to verify: localhost
     export CDR_TEST_FTPS_PORT=$_CDR_TS_PORT
     export CDR_TEST_FTPS_USER=$_CDR_TS_USER
@@ -1372,6 +1430,8 @@ _cdr_ts_start() {
     export CDR_TEST_S3_ACCESS_KEY_ID=$_CDR_TS_S3_ACCESS_KEY_ID
     export CDR_TEST_S3_SECRET_ACCESS_KEY=$_CDR_TS_S3_SECRET_ACCESS_KEY
 
+    export CDR_TEST_PUSHGATEWAY_URL=http://127.0.0.1:$_CDR_TS_PUSHGATEWAY_PORT
+
     # For a developer shell: set -a; source "$work/env"; set +a
     {
         local v
@@ -1384,7 +1444,8 @@ _cdr_ts_start() {
     _cdr_ts_log "ready on 127.0.0.1: vsftpd (pid $_CDR_TS_VSFTPD_PID) :$_CDR_TS_PORT," \
         "pure-ftpd (pid $_CDR_TS_PUREFTPD_PID) :$_CDR_TS_PUREFTPD_PORT," \
         "sshd/sftp (pid $_CDR_TS_SSHD_PID) :$_CDR_TS_SSHD_PORT," \
-        "moto S3 (pid $_CDR_TS_MOTO_PID) :$_CDR_TS_MOTO_PORT;" \
+        "moto S3 (pid $_CDR_TS_MOTO_PID) :$_CDR_TS_MOTO_PORT," \
+        "Pushgateway (pid $_CDR_TS_PUSHGATEWAY_PID) :$_CDR_TS_PUSHGATEWAY_PORT;" \
         "root $CDR_TEST_FTPS_ROOT, env in $work/env"
 }
 

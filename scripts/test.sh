@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts everything the tests need (vsftpd and pure-ftpd with explicit
-# FTPS, OpenSSH for SFTP, moto for S3, test certificates and keys: see
-# scripts/test-servers.sh), then runs every check: formatting, clippy, unit and
+# FTPS, OpenSSH for SFTP, moto for S3, a Prometheus Pushgateway, promtool from
+# Debian's prometheus package for the alert rules, test certificates and keys: see
+# scripts/test-servers.sh, which installs only what is missing), then runs every check: formatting, clippy, unit and
 # integration tests. CI runs exactly this (see .ci/run). Safe to run again: each run
 # gets fresh servers on free loopback ports, stopped on exit.
 set -euo pipefail

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -12,6 +13,8 @@ use crate::daemon::{self, SystemClock};
 use crate::demo;
 use crate::feeds::{self, FEEDS};
 use crate::generate;
+use crate::http;
+use crate::metrics::{self, Metrics};
 use crate::pass;
 use crate::pipeline::{Context, PassOptions};
 use crate::progress::Progress;
@@ -273,7 +276,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 observer: None,
                 respect_retention_history: scheduled,
             };
-            Ok(pass(&ctx, &days, now, "run", &options).await)
+            let metrics = Mutex::new(new_metrics(&ctx.settings));
+            Ok(pass(&ctx, &days, now, "run", &options, &metrics).await)
         }
         Command::Daemon { config } => {
             let ctx = context(Settings::load(&config.config)?)?;
@@ -284,7 +288,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 observer: None,
                 respect_retention_history: true,
             };
-            let (ctx, options) = (&ctx, &options);
+            let metrics = Arc::new(Mutex::new(new_metrics(&ctx.settings)));
+            let server = match ctx.settings.metrics.listen {
+                Some(address) => Some(
+                    start_server(address, &ctx.settings, Arc::clone(&metrics), &shutdown).await?,
+                ),
+                None => None,
+            };
+            let (ctx, options, shared) = (&ctx, &options, &metrics);
             let ended = daemon::run(
                 &ctx.settings.schedule,
                 &SystemClock,
@@ -297,12 +308,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                         now,
                         "daemon",
                         options,
+                        shared,
                     )
                     .await;
                     code == EXIT_STOPPED
                 },
             )
             .await;
+            if let Some(server) = server {
+                server.stop().await;
+            }
             // Stopping is what a daemon is for (Kubernetes, systemd): only a stop that
             // cut a pass short says so in the exit code.
             Ok(match ended {
@@ -335,7 +350,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 observer: Some(&progress),
                 respect_retention_history: false,
             };
-            let code = pass(&ctx, &days, Utc::now(), "backfill", &options).await;
+            let metrics = Mutex::new(new_metrics(&ctx.settings));
+            let code = pass(&ctx, &days, Utc::now(), "backfill", &options, &metrics).await;
             progress.finish();
             Ok(code)
         }
@@ -576,20 +592,95 @@ fn exit_code(outcome: PassOutcome) -> u8 {
     }
 }
 
-/// One pass over `days`: ingest, print, record. Returns the exit code.
+/// One pass over `days`: ingest, print, record, add to `metrics` and send them where
+/// `[metrics]` says. Returns the exit code.
 async fn pass(
     ctx: &Context,
     days: &[NaiveDate],
     now: DateTime<Utc>,
     mode: &str,
     options: &PassOptions<'_>,
+    metrics: &Mutex<Metrics>,
 ) -> u8 {
     let report = pass::run(ctx, days, now, options).await;
     let outcome = report::print(&report);
-    if let Err(e) = runs::put(&ctx.json, &report::record(&report, mode, now, outcome)).await {
+    let record = report::record(&report, mode, now, outcome);
+    if let Err(e) = runs::put(&ctx.json, &record).await {
         tracing::warn!(error = %e, "could not record the pass for `status`");
     }
+    let snapshot = {
+        let mut metrics = metrics.lock().expect("not poisoned");
+        metrics.record(&report, outcome, now, record.finished);
+        metrics.clone()
+    };
+    metrics::export::after_pass(&ctx.settings.metrics, &snapshot).await;
     exit_code(outcome)
+}
+
+/// The metrics of a process that is about to run passes: nothing yet, but each feed's
+/// last success from the textfile a process before it wrote, if there is one.
+fn new_metrics(settings: &Settings) -> Metrics {
+    let mut metrics = Metrics::new(&settings.ingest.categories);
+    if let Some(previous) = metrics::export::previous(&settings.metrics) {
+        metrics.carry_over(&previous);
+    }
+    metrics
+}
+
+/// The daemon's HTTP server, running.
+struct Server {
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Server {
+    /// Stops it (at once if a shutdown was requested, which it also follows) and waits.
+    async fn stop(self) {
+        let _ = self.done.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics server failed"),
+            Err(e) => tracing::warn!(error = %e, "the metrics server panicked"),
+        }
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `address` until the shutdown or [`Server::stop`].
+/// A listener that cannot be opened is a configuration problem: nothing has been done.
+async fn start_server(
+    address: std::net::SocketAddr,
+    settings: &Settings,
+    metrics: Arc<Mutex<Metrics>>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Server> {
+    let listener = http::bind(address)
+        .await
+        .map_err(|e| UsageError(format!("metrics.listen: cannot listen on {address}: {e}")))?;
+    let bound = listener.local_addr()?;
+    let now = Utc::now();
+    let monitor = Arc::new(http::Monitor {
+        metrics,
+        started: now,
+        healthy_within: daemon::healthy_within(&settings.schedule, now),
+    });
+    tracing::info!(
+        address = %bound,
+        healthy_within_secs = monitor.healthy_within.as_secs(),
+        "serving GET /metrics and GET /healthz"
+    );
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    let shutdown = shutdown.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown.requested() => {}
+            _ = stopped => {}
+        }
+    };
+    let router = http::router(monitor, axum::Router::new());
+    Ok(Server {
+        task: tokio::spawn(http::serve(listener, router, stop)),
+        done,
+    })
 }
 
 async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {

@@ -23,6 +23,37 @@ impl Clock for SystemClock {
     }
 }
 
+/// How old the last successful pass may be while the daemon is healthy (`/healthz`):
+/// the longest wait between two scheduled passes after `now`, plus two hours for the
+/// pass to run (26 h with the default daily schedule).
+pub fn healthy_within(schedule: &ScheduleSettings, now: DateTime<Utc>) -> std::time::Duration {
+    // A year ahead covers monthly and yearly schedules; a schedule that fires often
+    // is cut by count, and the others only count up to where it was cut.
+    const MOST: usize = 10_000;
+    let horizon = now + chrono::Duration::days(400);
+    let mut end = horizon;
+    let mut times = Vec::new();
+    for pass in &schedule.passes {
+        let upcoming: Vec<DateTime<Utc>> = pass
+            .after(&now)
+            .take_while(|t| *t <= horizon)
+            .take(MOST)
+            .collect();
+        if upcoming.len() == MOST {
+            end = end.min(upcoming[MOST - 1]);
+        }
+        times.extend(upcoming);
+    }
+    times.retain(|t| *t <= end);
+    times.sort_unstable();
+    let gap = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(chrono::Duration::days(1));
+    gap.to_std().unwrap_or_default() + std::time::Duration::from_secs(2 * 3600)
+}
+
 /// Why the daemon's loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
@@ -128,6 +159,21 @@ mod tests {
                 at("2024-03-02T01:15:00Z"),
             ]
         );
+    }
+
+    #[test]
+    fn health_allows_the_longest_wait_between_passes_plus_two_hours() {
+        let now = at("2024-03-01T00:00:00Z");
+        let hours = |d: std::time::Duration| d.as_secs() / 3600;
+        let mut schedule = ScheduleSettings::default();
+        assert_eq!(hours(healthy_within(&schedule, now)), 26);
+        schedule.passes = vec![
+            cron::Schedule::from_str("0 0 * * * *").unwrap(),
+            cron::Schedule::from_str("0 15 1 * * *").unwrap(),
+        ];
+        assert_eq!(hours(healthy_within(&schedule, now)), 3, "hourly passes");
+        schedule.passes = vec![cron::Schedule::from_str("0 0 3 * * Mon,Thu").unwrap()];
+        assert_eq!(hours(healthy_within(&schedule, now)), 4 * 24 + 2);
     }
 
     /// Regression: a stop while waiting for the next pass exited 4, so every normal

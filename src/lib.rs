@@ -21,6 +21,8 @@
 //! retention  limits per category, incremental deletion, purge
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
 //! report, status, progress, quarantine_report: what the operator sees
+//! metrics/   counters and gauges from each pass's report, the Prometheus text format,
+//!            the Pushgateway and the node-exporter textfile; http: /metrics, /healthz
 //! verify     checks (and repairs) every partition against the one-row-per-id rule
 //! generate/  a deterministic fake drop for tests, trials and benchmarks, one module per
 //!            feed: the oracle the parsers are tested against, so it never uses formats/
@@ -64,6 +66,8 @@ pub mod demo_server;
 pub mod feeds;
 pub mod formats;
 pub mod generate;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod pass;
 pub mod pipeline;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::feeds::{self, Unit};
-use crate::pipeline::{FileOutcome, PassReport};
+use crate::pipeline::{FileOutcome, IngestError, PassReport};
 use crate::schedule::Due;
 use crate::state::json::FORMAT_VERSION;
 use crate::state::runs::{FileRecord, PassOutcome, RunRecord, UnitState};
@@ -195,38 +195,30 @@ pub fn record(
         .files
         .iter()
         .map(|f| {
-            let (outcome, detail) = match &f.result {
-                Ok(FileOutcome::Ingested(i)) => (
-                    UnitState::Ingested,
-                    Some(format!(
-                        "{} rows, {} quarantined",
-                        i.rows_written, i.rows_rejected
-                    )),
-                ),
-                Ok(FileOutcome::Unchanged { .. } | FileOutcome::SameContent { .. }) => {
-                    (UnitState::Unchanged, None)
-                }
-                Ok(FileOutcome::Busy { holder, .. }) => {
-                    (UnitState::Busy, Some(format!("held by {holder}")))
-                }
-                Ok(FileOutcome::Expired { reason }) => (UnitState::Expired, Some(reason.clone())),
+            let detail = match &f.result {
+                Ok(FileOutcome::Ingested(i)) => Some(format!(
+                    "{} rows, {} quarantined",
+                    i.rows_written, i.rows_rejected
+                )),
+                Ok(FileOutcome::Busy { holder, .. }) => Some(format!("held by {holder}")),
+                Ok(FileOutcome::Expired { reason }) => Some(reason.clone()),
                 Ok(FileOutcome::NotThereYet {
-                    due: Due::NotYet, ..
-                }) => (UnitState::NotDue, None),
-                Ok(FileOutcome::NotThereYet {
-                    due: Due::Late { due },
+                    due: Due::Late { due } | Due::Overdue { due },
                     ..
-                }) => (UnitState::Late, Some(format!("due {due}"))),
-                Ok(FileOutcome::NotThereYet {
-                    due: Due::Overdue { due },
-                    ..
-                }) => (UnitState::Overdue, Some(format!("due {due}"))),
-                Err(e) => (UnitState::Failed, Some(e.to_string())),
+                }) => Some(format!("due {due}")),
+                Ok(
+                    FileOutcome::Unchanged { .. }
+                    | FileOutcome::SameContent { .. }
+                    | FileOutcome::NotThereYet {
+                        due: Due::NotYet, ..
+                    },
+                ) => None,
+                Err(e) => Some(e.to_string()),
             };
             FileRecord {
                 day: f.day,
                 category: f.category.to_string(),
-                outcome,
+                outcome: unit_state(&f.result),
                 detail,
             }
         })
@@ -250,5 +242,21 @@ pub fn record(
         finished: Utc::now(),
         outcome,
         files,
+    }
+}
+
+/// Where a file stands after a pass, as `status` shows it and the metrics count it.
+pub fn unit_state(result: &Result<FileOutcome, IngestError>) -> UnitState {
+    match result {
+        Ok(FileOutcome::Ingested(_)) => UnitState::Ingested,
+        Ok(FileOutcome::Unchanged { .. } | FileOutcome::SameContent { .. }) => UnitState::Unchanged,
+        Ok(FileOutcome::Busy { .. }) => UnitState::Busy,
+        Ok(FileOutcome::Expired { .. }) => UnitState::Expired,
+        Ok(FileOutcome::NotThereYet { due, .. }) => match due {
+            Due::NotYet => UnitState::NotDue,
+            Due::Late { .. } => UnitState::Late,
+            Due::Overdue { .. } => UnitState::Overdue,
+        },
+        Err(_) => UnitState::Failed,
     }
 }

@@ -1,15 +1,16 @@
 //! Configuration: one TOML file (plus environment overrides) turned into validated
 //! [`Settings`] in one pure step, reporting every problem at once.
 //!
-//! One module per section (`source`, `destination`, `ingest`, `schedule`, `retention`)
-//! declares its keys (name, kind, range, default, doc: [`key`]) and reads them into its
-//! settings; this module holds [`Settings`], loading, and the collection of every
-//! problem, with [`reader`] (keys taken out of the table, environment overrides,
-//! unknown keys and variables).
+//! One module per section (`source`, `destination`, `ingest`, `schedule`, `retention`,
+//! `metrics`) declares its keys (name, kind, range, default, doc: [`key`]) and reads
+//! them into its settings; this module holds [`Settings`], loading, and the collection
+//! of every problem, with [`reader`] (keys taken out of the table, environment
+//! overrides, unknown keys and variables).
 
 mod destination;
 mod ingest;
 mod key;
+mod metrics;
 mod reader;
 mod retention;
 mod schedule;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub use destination::DestinationSettings;
 pub use ingest::IngestSettings;
 pub use key::Key;
+pub use metrics::{MetricsSettings, Pushgateway};
 pub use reader::{ConfigIssue, ENV_PREFIX, env_name};
 use reader::{Reader, Section};
 pub use retention::RetentionSettings;
@@ -33,13 +35,14 @@ pub use source::{
 };
 
 /// Every section and its keys: what the reader accepts (the feeds add theirs).
-pub fn sections() -> [(&'static str, Vec<Key>); 5] {
+pub fn sections() -> [(&'static str, Vec<Key>); 6] {
     [
         ("source", source::keys()),
         ("destination", destination::KEYS.to_vec()),
         ("ingest", ingest::keys()),
         ("schedule", schedule::KEYS.to_vec()),
         ("retention", retention::keys()),
+        ("metrics", metrics::KEYS.to_vec()),
     ]
 }
 
@@ -62,6 +65,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub schedule: ScheduleSettings,
     pub retention: RetentionSettings,
+    pub metrics: MetricsSettings,
 }
 
 /// Every problem found in a configuration.
@@ -167,6 +171,7 @@ impl Settings {
         let ingest = read_section(&mut reader, "ingest", ingest::read);
         let schedule = read_section(&mut reader, "schedule", schedule::read);
         let retention = read_section(&mut reader, "retention", retention::read);
+        let metrics = read_section(&mut reader, "metrics", metrics::read);
         let issues = reader.finish(env_names, &OTHER_VARIABLES);
         match (source, destination) {
             (Some(source), Some(destination)) if issues.is_empty() => Ok(Settings {
@@ -175,6 +180,7 @@ impl Settings {
                 ingest,
                 schedule,
                 retention,
+                metrics,
             }),
             _ => Err(issues),
         }

@@ -130,7 +130,7 @@ impl<'a> Reader<'a> {
         for key in unknown {
             self.issue(
                 key,
-                "unknown section or key (known sections: [source], [destination], [ingest], [schedule], [retention])",
+                "unknown section or key (known sections: [source], [destination], [ingest], [schedule], [retention], [metrics])",
             );
         }
         let mut stray: Vec<&String> = env_names
