@@ -217,10 +217,21 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
-/// Starts `tracing`; `RUST_LOG` sets the level (default `info`).
-pub fn init_logging(format: LogFormat) {
+impl Command {
+    /// The log level when `RUST_LOG` is not set: `info`, except for the demo, whose own
+    /// lines on stdout already say how each file went (its warnings still show).
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Demo { .. } => "warn",
+            _ => "info",
+        }
+    }
+}
+
+/// Starts `tracing`; `RUST_LOG` sets the level (default `default_level`).
+pub fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
