@@ -23,6 +23,7 @@ use crate::sink::destination;
 use crate::source;
 use crate::state::runs::{self, PassOutcome};
 use crate::status;
+use crate::status_page;
 use crate::verify;
 
 /// Everything went well.
@@ -101,6 +102,10 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Write the status as one self-contained HTML page to this file instead (a
+        /// calendar of days × feeds coloured by state, the last pass, a legend).
+        #[arg(long, value_name = "FILE", conflicts_with = "json")]
+        html: Option<PathBuf>,
         /// Days back from yesterday (default: schedule.lookback_days), at most 3660.
         #[arg(long, conflicts_with_all = ["from", "to"], value_parser = days_back())]
         days: Option<u32>,
@@ -353,6 +358,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Status {
             config,
             json,
+            html,
             days,
             from,
             to,
@@ -372,7 +378,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Some(range) => range,
                 None => ctx.settings.schedule.last_days(days, now),
             };
-            Ok(match status::show(&ctx, now, &window, json).await? {
+            let standing = match html {
+                Some(file) => write_status_page(&ctx, now, &window, &file).await?,
+                None => status::show(&ctx, now, &window, json).await?,
+            };
+            Ok(match standing {
                 status::Standing::AllWell => EXIT_OK,
                 status::Standing::NeedsAttention => EXIT_FAILED,
             })
@@ -446,6 +456,36 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `status --html FILE`: the page, written beside the file and renamed over it, so a
+/// web server or a browser never sees half a page.
+async fn write_status_page(
+    ctx: &Context,
+    now: DateTime<Utc>,
+    window: &[NaiveDate],
+    file: &std::path::Path,
+) -> anyhow::Result<status::Standing> {
+    let status = status::collect(ctx, now, window).await?;
+    let html = status_page::page(
+        &destination::redact(&ctx.settings.destination.url),
+        now,
+        &status,
+    );
+    // Not a `tempfile` (created 0600): the page is for a web server to read too.
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = file.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, html)
+        .and_then(|()| std::fs::rename(&temporary, file))
+        .with_context(|| format!("cannot write the status page {}", file.display()))?;
+    let bad = status.days.iter().filter(|r| r.state.is_bad()).count();
+    crate::out!(
+        "status page written to {}: {} day(s), {} overdue or failed",
+        file.display(),
+        window.len(),
+        bad
+    );
+    Ok(status.standing())
 }
 
 /// The days named on the command line, or `None` for the look-back window.

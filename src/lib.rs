@@ -18,7 +18,7 @@
 //! state/     ledger, attempts, leases, run record: kept in the destination, _state/
 //! retention  limits per category, incremental deletion, purge
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
-//! report, status, progress, quarantine_report: what the operator sees
+//! report, status (+ status_page, its HTML), progress, quarantine_report: what the operator sees
 //! verify     checks (and repairs) every partition against the one-row-per-id rule
 //! generate/  a deterministic fake drop for tests, trials and benchmarks, one module per
 //!            feed: the oracle the parsers are tested against, so it never uses formats/
@@ -75,4 +75,5 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod status_page;
 pub mod verify;

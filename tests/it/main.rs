@@ -19,5 +19,6 @@ mod retention;
 mod s3;
 mod schedules;
 mod sftp;
+mod status_page;
 mod util;
 mod verify;
