@@ -12,6 +12,7 @@ use crate::daemon::{self, SystemClock};
 use crate::demo;
 use crate::feeds::{self, FEEDS};
 use crate::generate;
+use crate::inventory;
 use crate::pass;
 use crate::pipeline::{Context, PassOptions};
 use crate::progress::Progress;
@@ -110,6 +111,21 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["from", "to"], value_parser = days_back())]
         days: Option<u32>,
         /// First day, YYYY-MM-DD, instead of --days.
+        #[arg(long, requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last day, inclusive; at most 3660 days after --from.
+        #[arg(long, requires = "from")]
+        to: Option<NaiveDate>,
+    },
+    /// What the destination holds, per day, feed and dataset: objects, rows (from the
+    /// Parquet footers), bytes; then the totals. Reads the destination only.
+    Ls {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this feed (its name, as in ingest.categories).
+        #[arg(long)]
+        feed: Option<String>,
+        /// First day, YYYY-MM-DD (default: every day there is).
         #[arg(long, requires = "to")]
         from: Option<NaiveDate>,
         /// Last day, inclusive; at most 3660 days after --from.
@@ -387,6 +403,39 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 status::Standing::NeedsAttention => EXIT_FAILED,
             })
         }
+        Command::Ls {
+            config,
+            feed,
+            from,
+            to,
+        } => {
+            let feeds: Vec<&'static feeds::Feed> = match feed {
+                Some(name) => vec![feeds::by_name(&name).ok_or_else(|| {
+                    UsageError(format!(
+                        "--feed {name:?} is not a feed; the feeds are {}",
+                        feeds::names()
+                    ))
+                })?],
+                None => FEEDS.to_vec(),
+            };
+            let range = match requested_days(None, from, to)? {
+                Some(days) if days.len() > MAX_REPORT_DAYS as usize => {
+                    return Err(UsageError(format!(
+                        "--from {} --to {} is {} days; ls shows at most {MAX_REPORT_DAYS} at once",
+                        days[0],
+                        days[days.len() - 1],
+                        days.len()
+                    ))
+                    .into());
+                }
+                Some(days) => Some((days[0], days[days.len() - 1])),
+                None => None,
+            };
+            let ctx = context(Settings::load_offline(&config.config)?)?;
+            let lines = inventory::inventory(&ctx.store, &feeds, range).await?;
+            print_inventory(&lines, &destination::redact(&ctx.settings.destination.url));
+            Ok(EXIT_OK)
+        }
         Command::Quarantine { config, json, days } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;
             quarantine_report::show(&ctx, Utc::now(), days, json).await?;
@@ -456,6 +505,56 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// What `ls` prints: a line per day, feed and dataset, then the totals.
+fn print_inventory(lines: &[inventory::Line], destination: &str) {
+    let rows = |h: &inventory::Holding| h.rows.map_or("-".to_string(), |r| r.to_string());
+    crate::out!(
+        "{:<10}  {:<10}  {:<16}  {:>10}  {:>7}  {:>10}  {:>13}",
+        "day",
+        "feed",
+        "dataset",
+        "partitions",
+        "objects",
+        "rows",
+        "bytes"
+    );
+    for line in lines {
+        crate::out!(
+            "{:<10}  {:<10}  {:<16}  {:>10}  {:>7}  {:>10}  {:>13}",
+            line.day,
+            line.feed,
+            line.dataset,
+            1,
+            line.holding.objects,
+            rows(&line.holding),
+            line.holding.bytes
+        );
+    }
+    let mut all = inventory::Holding::default();
+    for (feed, dataset, partitions, total) in inventory::totals(lines) {
+        crate::out!(
+            "{:<10}  {:<10}  {:<16}  {:>10}  {:>7}  {:>10}  {:>13}",
+            "total",
+            feed,
+            dataset,
+            partitions,
+            total.objects,
+            rows(&total),
+            total.bytes
+        );
+        inventory::add(&mut all, &total);
+    }
+    let days: std::collections::BTreeSet<NaiveDate> = lines.iter().map(|l| l.day).collect();
+    crate::out!(
+        "{destination}: {} day(s), {} objects, {} rows, {} bytes ({:.1} MB)",
+        days.len(),
+        all.objects,
+        all.rows.unwrap_or(0),
+        all.bytes,
+        all.bytes as f64 / 1e6
+    );
 }
 
 /// `status --html FILE`: the page, written beside the file and renamed over it, so a

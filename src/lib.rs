@@ -20,6 +20,7 @@
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
 //! report, status (+ status_page, its HTML), progress, quarantine_report: what the operator sees
 //! verify     checks (and repairs) every partition against the one-row-per-id rule
+//! inventory  `ls`: what the destination holds per day and dataset (rows from footers)
 //! generate/  a deterministic fake drop for tests, trials and benchmarks, one module per
 //!            feed: the oracle the parsers are tested against, so it never uses formats/
 //! crash      fault-injection points for the crash-safety tests
@@ -62,6 +63,7 @@ pub mod demo_server;
 pub mod feeds;
 pub mod formats;
 pub mod generate;
+pub mod inventory;
 pub mod model;
 pub mod pass;
 pub mod pipeline;

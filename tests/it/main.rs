@@ -9,6 +9,7 @@ mod exactly_once;
 mod faults;
 mod ftps_end_to_end;
 mod local_source;
+mod ls;
 mod operations;
 mod overlap;
 mod parsers_never_panic;
