@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
+use axum::response::IntoResponse;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -14,6 +15,7 @@ use crate::demo;
 use crate::feeds::{self, FEEDS};
 use crate::generate;
 use crate::http;
+use crate::inventory;
 use crate::metrics::{self, Metrics};
 use crate::pass;
 use crate::pipeline::{Context, PassOptions};
@@ -26,6 +28,7 @@ use crate::sink::destination;
 use crate::source;
 use crate::state::runs::{self, PassOutcome};
 use crate::status;
+use crate::status_page;
 use crate::verify;
 
 /// Everything went well.
@@ -104,10 +107,29 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Write the status as one self-contained HTML page to this file instead (a
+        /// calendar of days × feeds coloured by state, the last pass, a legend).
+        #[arg(long, value_name = "FILE", conflicts_with = "json")]
+        html: Option<PathBuf>,
         /// Days back from yesterday (default: schedule.lookback_days), at most 3660.
         #[arg(long, conflicts_with_all = ["from", "to"], value_parser = days_back())]
         days: Option<u32>,
         /// First day, YYYY-MM-DD, instead of --days.
+        #[arg(long, requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last day, inclusive; at most 3660 days after --from.
+        #[arg(long, requires = "from")]
+        to: Option<NaiveDate>,
+    },
+    /// What the destination holds, per day, feed and dataset: objects, rows (from the
+    /// Parquet footers), bytes; then the totals. Reads the destination only.
+    Ls {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this feed (its name, as in ingest.categories).
+        #[arg(long)]
+        feed: Option<String>,
+        /// First day, YYYY-MM-DD (default: every day there is).
         #[arg(long, requires = "to")]
         from: Option<NaiveDate>,
         /// Last day, inclusive; at most 3660 days after --from.
@@ -220,10 +242,21 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
-/// Starts `tracing`; `RUST_LOG` sets the level (default `info`).
-pub fn init_logging(format: LogFormat) {
+impl Command {
+    /// The log level when `RUST_LOG` is not set: `info`, except for the demo, whose own
+    /// lines on stdout already say how each file went (its warnings still show).
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Demo { .. } => "warn",
+            _ => "info",
+        }
+    }
+}
+
+/// Starts `tracing`; `RUST_LOG` sets the level (default `default_level`).
+pub fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -290,9 +323,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             };
             let metrics = Arc::new(Mutex::new(new_metrics(&ctx.settings)));
             let server = match ctx.settings.metrics.listen {
-                Some(address) => Some(
-                    start_server(address, &ctx.settings, Arc::clone(&metrics), &shutdown).await?,
-                ),
+                Some(address) => {
+                    Some(start_server(address, &ctx, Arc::clone(&metrics), &shutdown).await?)
+                }
                 None => None,
             };
             let (ctx, options, shared) = (&ctx, &options, &metrics);
@@ -358,6 +391,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Status {
             config,
             json,
+            html,
             days,
             from,
             to,
@@ -377,10 +411,47 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Some(range) => range,
                 None => ctx.settings.schedule.last_days(days, now),
             };
-            Ok(match status::show(&ctx, now, &window, json).await? {
+            let standing = match html {
+                Some(file) => write_status_page(&ctx, now, &window, &file).await?,
+                None => status::show(&ctx, now, &window, json).await?,
+            };
+            Ok(match standing {
                 status::Standing::AllWell => EXIT_OK,
                 status::Standing::NeedsAttention => EXIT_FAILED,
             })
+        }
+        Command::Ls {
+            config,
+            feed,
+            from,
+            to,
+        } => {
+            let feeds: Vec<&'static feeds::Feed> = match feed {
+                Some(name) => vec![feeds::by_name(&name).ok_or_else(|| {
+                    UsageError(format!(
+                        "--feed {name:?} is not a feed; the feeds are {}",
+                        feeds::names()
+                    ))
+                })?],
+                None => FEEDS.to_vec(),
+            };
+            let range = match requested_days(None, from, to)? {
+                Some(days) if days.len() > MAX_REPORT_DAYS as usize => {
+                    return Err(UsageError(format!(
+                        "--from {} --to {} is {} days; ls shows at most {MAX_REPORT_DAYS} at once",
+                        days[0],
+                        days[days.len() - 1],
+                        days.len()
+                    ))
+                    .into());
+                }
+                Some(days) => Some((days[0], days[days.len() - 1])),
+                None => None,
+            };
+            let ctx = context(Settings::load_offline(&config.config)?)?;
+            let lines = inventory::inventory(&ctx.store, &feeds, range).await?;
+            print_inventory(&lines, &destination::redact(&ctx.settings.destination.url));
+            Ok(EXIT_OK)
         }
         Command::Quarantine { config, json, days } => {
             let ctx = context(Settings::load_offline(&config.config)?)?;
@@ -453,6 +524,86 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// What `ls` prints: a line per day, feed and dataset, then the totals.
+fn print_inventory(lines: &[inventory::Line], destination: &str) {
+    let rows = |h: &inventory::Holding| h.rows.map_or("-".to_string(), |r| r.to_string());
+    crate::out!(
+        "{:<10}  {:<10}  {:<16}  {:>10}  {:>7}  {:>10}  {:>13}",
+        "day",
+        "feed",
+        "dataset",
+        "partitions",
+        "objects",
+        "rows",
+        "bytes"
+    );
+    for line in lines {
+        crate::out!(
+            "{:<10}  {:<10}  {:<16}  {:>10}  {:>7}  {:>10}  {:>13}",
+            line.day,
+            line.feed,
+            line.dataset,
+            1,
+            line.holding.objects,
+            rows(&line.holding),
+            line.holding.bytes
+        );
+    }
+    let mut all = inventory::Holding::default();
+    for (feed, dataset, partitions, total) in inventory::totals(lines) {
+        crate::out!(
+            "{:<10}  {:<10}  {:<16}  {:>10}  {:>7}  {:>10}  {:>13}",
+            "total",
+            feed,
+            dataset,
+            partitions,
+            total.objects,
+            rows(&total),
+            total.bytes
+        );
+        inventory::add(&mut all, &total);
+    }
+    let days: std::collections::BTreeSet<NaiveDate> = lines.iter().map(|l| l.day).collect();
+    crate::out!(
+        "{destination}: {} day(s), {} objects, {} rows, {} bytes ({:.1} MB)",
+        days.len(),
+        all.objects,
+        all.rows.unwrap_or(0),
+        all.bytes,
+        all.bytes as f64 / 1e6
+    );
+}
+
+/// `status --html FILE`: the page, written beside the file and renamed over it, so a
+/// web server or a browser never sees half a page.
+async fn write_status_page(
+    ctx: &Context,
+    now: DateTime<Utc>,
+    window: &[NaiveDate],
+    file: &std::path::Path,
+) -> anyhow::Result<status::Standing> {
+    let status = status::collect(ctx, now, window).await?;
+    let html = status_page::page(
+        &destination::redact(&ctx.settings.destination.url),
+        now,
+        &status,
+    );
+    // Not a `tempfile` (created 0600): the page is for a web server to read too.
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = file.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, html)
+        .and_then(|()| std::fs::rename(&temporary, file))
+        .with_context(|| format!("cannot write the status page {}", file.display()))?;
+    let bad = status.days.iter().filter(|r| r.state.is_bad()).count();
+    crate::out!(
+        "status page written to {}: {} day(s), {} overdue or failed",
+        file.display(),
+        window.len(),
+        bad
+    );
+    Ok(status.standing())
 }
 
 /// The days named on the command line, or `None` for the look-back window.
@@ -645,11 +796,12 @@ impl Server {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `address` until the shutdown or [`Server::stop`].
-/// A listener that cannot be opened is a configuration problem: nothing has been done.
+/// Serves `/metrics`, `/healthz` and the status page at `/` on `address` until the
+/// shutdown or [`Server::stop`]. A listener that cannot be opened is a configuration
+/// problem: nothing has been done.
 async fn start_server(
     address: std::net::SocketAddr,
-    settings: &Settings,
+    ctx: &Context,
     metrics: Arc<Mutex<Metrics>>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Server> {
@@ -658,6 +810,7 @@ async fn start_server(
         .map_err(|e| UsageError(format!("metrics.listen: cannot listen on {address}: {e}")))?;
     let bound = listener.local_addr()?;
     let now = Utc::now();
+    let settings = &ctx.settings;
     let monitor = Arc::new(http::Monitor {
         metrics,
         started: now,
@@ -666,7 +819,7 @@ async fn start_server(
     tracing::info!(
         address = %bound,
         healthy_within_secs = monitor.healthy_within.as_secs(),
-        "serving GET /metrics and GET /healthz"
+        "serving GET /metrics, GET /healthz and the status page at GET /"
     );
     let (done, stopped) = tokio::sync::oneshot::channel();
     let shutdown = shutdown.clone();
@@ -676,7 +829,26 @@ async fn start_server(
             _ = stopped => {}
         }
     };
-    let router = http::router(monitor, axum::Router::new());
+    let page_ctx = Arc::new(Context::new(settings.clone(), Arc::clone(&ctx.store)));
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let ctx = Arc::clone(&page_ctx);
+            async move {
+                let now = Utc::now();
+                let window = ctx.settings.schedule.last_days(None, now);
+                match status_page::render(&ctx, now, &window).await {
+                    Ok(html) => axum::response::Html(html).into_response(),
+                    Err(e) => (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot read the state: {e}\n"),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    );
+    let router = http::router(monitor, page);
     Ok(Server {
         task: tokio::spawn(http::serve(listener, router, stop)),
         done,

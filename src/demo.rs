@@ -16,7 +16,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::config::{DEFAULT_PASSWORD_ENV, Settings};
 use crate::demo_server;
-use crate::generate::{DropSpec, Quirks, write_drop};
+use crate::generate::{DropSpec, EXTRA_COLUMN, Quirks, write_drop};
 use crate::pass;
 use crate::pipeline::{Context, FileOutcome, PassOptions};
 use crate::report;
@@ -39,6 +39,7 @@ pub async fn run(out: &Path) -> anyhow::Result<PassOutcome> {
     let mut spec = DropSpec::new(2024, from, to);
     spec.recordings_per_day = Some(40);
     spec.quirks = Quirks::all();
+    let quirks = spec.quirks.clone();
     let generate = drop.clone();
     tokio::task::spawn_blocking(move || write_drop(&generate, &spec)).await??;
     let server = demo_server::start(drop.clone(), &out.join("certs")).await?;
@@ -86,12 +87,52 @@ pub async fn run(out: &Path) -> anyhow::Result<PassOutcome> {
         started.elapsed().as_secs_f64(),
         data.display()
     );
+    explain_quirks(&quirks, from);
     answers(&data)?;
     crate::out!(
         "demo: more questions in examples/queries/*.sql (DuckDB), run from {}",
         data.display()
     );
     Ok(outcome)
+}
+
+/// What the planted quirks look like in the output above, so that a newcomer does not
+/// take them for errors: one line per quirk that is on.
+fn explain_quirks(quirks: &Quirks, from: NaiveDate) {
+    let mut lines = Vec::new();
+    if quirks.extra_column {
+        lines.push(format!(
+            "\"unknown column ignored\" ({EXTRA_COLUMN}), a warning per CDR file: the provider added a column; files are read by their header, so it is skipped and the known columns are read"
+        ));
+    }
+    if quirks.short_row || quirks.bad_date || quirks.bad_number || quirks.duplicate_conflicting {
+        lines.push("\"quarantined\": each CDR file has a row cut short, an impossible date, a duration like \"12s\" and a call id repeated with other values; those rows are set aside, with the reason, under _quarantine/ and the rest of the file goes in".to_string());
+    }
+    if quirks.repeat_previous_tail > 0 || quirks.duplicate_identical {
+        let before = from.pred_opt().unwrap_or(from);
+        lines.push(format!(
+            "\"duplicates dropped\": each file starts with the previous day's last {} calls and has one row twice; every call is kept once, under its own date (the first file's repeated calls are on {before}, the day before the week)",
+            quirks.repeat_previous_tail
+        ));
+    }
+    if quirks.bad_recording_names {
+        lines.push("\"do not match … not copied\": stray files among the recordings (a .txt, names with too few parts or an impossible date) are listed, never copied".to_string());
+    }
+    if quirks.bom_crlf {
+        lines.push(
+            "the CSVs start with a byte-order mark and end their lines with CRLF: read as they are"
+                .to_string(),
+        );
+    }
+    if lines.is_empty() {
+        return;
+    }
+    crate::out!(
+        "demo: the drop has the provider's known quirks, planted on purpose; the warnings above are expected:"
+    );
+    for line in lines {
+        crate::out!("  - {line}");
+    }
 }
 
 /// Every batch of every Parquet file under `folder`.

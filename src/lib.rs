@@ -20,10 +20,11 @@
 //! state/     ledger, attempts, leases, run record: kept in the destination, _state/
 //! retention  limits per category, incremental deletion, purge
 //! schedule   due times, the look-back window, cron; daemon: the loop; shutdown: signals
-//! report, status, progress, quarantine_report: what the operator sees
+//! report, status (+ status_page, its HTML), progress, quarantine_report: what the operator sees
 //! metrics/   counters and gauges from each pass's report, the Prometheus text format,
 //!            the Pushgateway and the node-exporter textfile; http: /metrics, /healthz
 //! verify     checks (and repairs) every partition against the one-row-per-id rule
+//! inventory  `ls`: what the destination holds per day and dataset (rows from footers)
 //! generate/  a deterministic fake drop for tests, trials and benchmarks, one module per
 //!            feed: the oracle the parsers are tested against, so it never uses formats/
 //! crash      fault-injection points for the crash-safety tests
@@ -67,6 +68,7 @@ pub mod feeds;
 pub mod formats;
 pub mod generate;
 pub mod http;
+pub mod inventory;
 pub mod metrics;
 pub mod model;
 pub mod pass;
@@ -81,5 +83,6 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod status_page;
 pub mod store;
 pub mod verify;

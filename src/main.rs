@@ -7,7 +7,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cdr_ingest::cli::Cli::parse();
-    cdr_ingest::cli::init_logging(cli.log_format);
+    cdr_ingest::cli::init_logging(cli.log_format, cli.command.default_log_level());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

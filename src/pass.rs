@@ -158,8 +158,9 @@ async fn skip_expired(
     })
 }
 
-/// Why `day` of `target` is not to be ingested, if it is not.
-async fn expired(
+/// Why `day` of `target` is not to be ingested, if it is not (`status` shows it as
+/// expired).
+pub(crate) async fn expired(
     ctx: &Context,
     target: Target,
     day: NaiveDate,

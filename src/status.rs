@@ -7,27 +7,43 @@ use serde::Serialize;
 
 use crate::feeds::{self, Unit};
 use crate::model::Category;
+use crate::pass;
 use crate::pipeline::Context;
+use crate::retention::Target;
 use crate::schedule::Due;
 use crate::state::attempts::AttemptRecord;
 use crate::state::json::StateError;
 use crate::state::runs::{self, RunRecord, UnitState};
 
-/// One row of the status.
-#[derive(Debug, Serialize)]
-struct Row {
-    day: NaiveDate,
-    category: String,
-    state: UnitState,
-    rows: Option<u64>,
-    quarantined: Option<u64>,
-    detail: Option<String>,
+/// One row of the status: a category of a day.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub day: NaiveDate,
+    pub category: String,
+    pub state: UnitState,
+    /// Rows written (files copied, for a listed feed), when ingested.
+    pub rows: Option<u64>,
+    pub quarantined: Option<u64>,
+    /// Why it is not ingested, when it is not.
+    pub detail: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Status {
-    last_pass: Option<RunRecord>,
-    days: Vec<Row>,
+/// What `status` shows: the last pass, then the window's days, oldest first, each
+/// day's categories in the configured order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub last_pass: Option<RunRecord>,
+    pub days: Vec<Row>,
+}
+
+impl Status {
+    pub fn standing(&self) -> Standing {
+        if self.days.iter().any(|r| r.state.is_bad()) {
+            Standing::NeedsAttention
+        } else {
+            Standing::AllWell
+        }
+    }
 }
 
 /// Whether anything needs an operator: something overdue or failed.
@@ -35,6 +51,25 @@ struct Status {
 pub enum Standing {
     AllWell,
     NeedsAttention,
+}
+
+/// The status of `window`'s days, from the destination and the clock.
+pub async fn collect(
+    ctx: &Context,
+    now: DateTime<Utc>,
+    window: &[NaiveDate],
+) -> Result<Status, StateError> {
+    let last = runs::get(&ctx.json).await?;
+    let mut rows = Vec::new();
+    for &day in window {
+        for &category in &ctx.settings.ingest.categories {
+            rows.push(row(ctx, day, category, now, last.as_ref()).await?);
+        }
+    }
+    Ok(Status {
+        last_pass: last,
+        days: rows,
+    })
 }
 
 /// Prints the status of `window`'s days; says whether something is overdue or failed,
@@ -45,24 +80,18 @@ pub async fn show(
     window: &[NaiveDate],
     json: bool,
 ) -> Result<Standing, StateError> {
-    let last = runs::get(&ctx.json).await?;
-    let mut rows = Vec::new();
-    for &day in window {
-        for &category in &ctx.settings.ingest.categories {
-            rows.push(row(ctx, day, category, now, last.as_ref()).await?);
-        }
-    }
-    let bad = rows.iter().any(|r| r.state.is_bad());
+    let status = collect(ctx, now, window).await?;
+    let standing = status.standing();
     if json {
         crate::out!(
             "{}",
-            serde_json::to_string_pretty(&Status {
-                last_pass: last,
-                days: rows
-            })
-            .expect("the status serializes")
+            serde_json::to_string_pretty(&status).expect("the status serializes")
         );
     } else {
+        let Status {
+            last_pass: last,
+            days: rows,
+        } = status;
         match &last {
             Some(run) => crate::out!(
                 "last pass: {} from {} to {}, {}",
@@ -94,11 +123,7 @@ pub async fn show(
             );
         }
     }
-    Ok(if bad {
-        Standing::NeedsAttention
-    } else {
-        Standing::AllWell
-    })
+    Ok(standing)
 }
 
 async fn row(
@@ -142,12 +167,20 @@ async fn row(
             row.state = file.outcome;
             row.detail.clone_from(&file.detail);
         }
-        _ => match failed_try(ctx, category, day).await? {
-            Some(reason) => {
+        _ => match (
+            pass::expired(ctx, Target::Data(category), day, now.date_naive(), true).await?,
+            failed_try(ctx, category, day).await?,
+        ) {
+            // What retention removed (or will at the next pass) is not missing.
+            (Some(reason), _) => {
+                row.state = UnitState::Expired;
+                row.detail = Some(reason);
+            }
+            (None, Some(reason)) => {
                 row.state = UnitState::Failed;
                 row.detail = Some(reason);
             }
-            None => {
+            (None, None) => {
                 row.state = match ctx.settings.schedule.missing(day, now) {
                     Due::NotYet => UnitState::NotDue,
                     Due::Late { .. } => UnitState::Late,

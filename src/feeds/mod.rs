@@ -106,6 +106,8 @@ pub trait OwnedFiles: Sync {
     fn root(&self) -> &'static str;
     /// Whether `key` has the shape of one of them (purge leaves anything else alone).
     fn owns(&self, key: &str) -> bool;
+    /// The call date of the one at `key`, if it is one (`ls` counts them per day).
+    fn day_of(&self, key: &str) -> Option<NaiveDate>;
 }
 
 impl Feed {

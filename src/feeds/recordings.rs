@@ -216,6 +216,10 @@ impl OwnedFiles for Recordings {
     fn owns(&self, key: &str) -> bool {
         layout::is_recording_object(key)
     }
+
+    fn day_of(&self, key: &str) -> Option<NaiveDate> {
+        layout::recording_date(key)
+    }
 }
 
 /// Names that do not match the pattern, shown in full up to this many per day.

@@ -296,6 +296,27 @@ fn previous_tail(spec: &DropSpec, date: NaiveDate, n: usize) -> VecDeque<Vec<u8>
     tail
 }
 
+/// Counts into `m` the calls of `m.date` that the next day's file repeats at its top
+/// (`repeat_previous_tail`): for the day before a drop, whose own file is not in it.
+pub(crate) fn count_repeated_tail(spec: &DropSpec, m: &mut DayManifest) {
+    let n = spec.quirks.repeat_previous_tail;
+    let mut tail = VecDeque::with_capacity(n);
+    let mut body = CdrBody::new(spec, m.date);
+    let mut line = Vec::new();
+    while let Some(kind) = body.next_line(&mut line) {
+        // The last rows are always plain own rows (nothing is planted there).
+        if let Line::Own(call) = kind {
+            if tail.len() == n {
+                tail.pop_front();
+            }
+            tail.push_back(*call);
+        }
+    }
+    for call in &tail {
+        count_call(m, call);
+    }
+}
+
 /// Writes the day's CDR file (every day has one: no switch in the spec turns it off).
 pub(crate) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
     m.cdr_path = cdr_path(m.date);
@@ -369,7 +390,9 @@ fn count_call(m: &mut DayManifest, call: &Call) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::testing::{TempDir, check_cdr_file, csv_lines, date, spec_all_quirks};
+    use crate::generate::testing::{
+        TempDir, check_cdr_file, csv_lines, date, spec_all_quirks, split_csv,
+    };
     use crate::generate::{Quirks, cdr_path, write_day, write_drop};
     use std::collections::HashSet;
     use std::fs;
@@ -450,5 +473,41 @@ mod tests {
         )
         .1;
         assert_eq!(d1[..3], d0[d0.len() - 3..]);
+    }
+
+    /// Regression: the manifest did not count the calls of the day before the drop
+    /// that its first file repeats, so checks of a `--quirks` drop found 3 calls too many.
+    #[test]
+    fn the_manifest_counts_the_calls_repeated_from_before_the_drop() {
+        let spec = spec_all_quirks();
+        let dir = TempDir::new("before");
+        let drop = write_drop(&dir.0, &spec).unwrap();
+        let before = drop.before_range.as_ref().unwrap();
+        assert_eq!(before.date, date("2024-02-29"));
+        assert_eq!(before.calls, 3);
+        assert_eq!(before.calls_per_hour.iter().sum::<usize>(), 3);
+        assert_eq!(
+            before.calls_inbound + before.calls_outbound + before.calls_internal,
+            3
+        );
+        assert!(before.cdr_path.is_empty() && before.recordings.is_empty());
+        // The calls at the top of the first file, hour by hour.
+        let (header, lines) = csv_lines(&fs::read(dir.0.join(cdr_path(spec.from))).unwrap(), true);
+        let column = split_csv(&header)
+            .iter()
+            .position(|c| c == "calldate")
+            .unwrap();
+        let mut hours = [0usize; 24];
+        for line in &lines[..3] {
+            let calldate = &split_csv(line)[column];
+            assert!(calldate.starts_with("2024-02-29 "), "{calldate}");
+            hours[calldate[11..13].parse::<usize>().unwrap()] += 1;
+        }
+        assert_eq!(before.calls_per_hour, hours);
+        let plain = DropSpec {
+            quirks: Quirks::default(),
+            ..spec
+        };
+        assert_eq!(write_drop(&dir.0, &plain).unwrap().before_range, None);
     }
 }

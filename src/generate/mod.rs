@@ -179,6 +179,11 @@ impl Quirks {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DropManifest {
     pub days: Vec<DayManifest>,
+    /// The calls of the day before `from` that the first day's file repeats
+    /// (`repeat_previous_tail`): a correct ingest files them under that date. Only the
+    /// call counts and totals are set (that day's files are not in the drop); `None`
+    /// without that quirk.
+    pub before_range: Option<DayManifest>,
 }
 
 impl DropManifest {
@@ -310,7 +315,15 @@ pub fn write_drop(root: &Path, spec: &DropSpec) -> io::Result<DropManifest> {
         days.push(write_day(root, spec, date)?);
         date = date.succ_opt().expect("validated date range");
     }
-    Ok(DropManifest { days })
+    let before_range = (spec.quirks.repeat_previous_tail > 0).then(|| {
+        let mut m = DayManifest {
+            date: spec.from.pred_opt().expect("validated date range"),
+            ..DayManifest::default()
+        };
+        cdr::count_repeated_tail(spec, &mut m);
+        m
+    });
+    Ok(DropManifest { days, before_range })
 }
 
 /// Writes one day's files (need not lie within `spec.from..=spec.to`); the result is

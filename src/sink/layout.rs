@@ -38,6 +38,17 @@ pub fn parse_data_object(key: &str) -> Option<(&str, NaiveDate, NaiveDate)> {
     Some((dataset, date.parse().ok()?, source.parse().ok()?))
 }
 
+/// The call date of an object under one dataset's partitions
+/// (`<dataset>/date=YYYY-MM-DD/…`), if `key` is one.
+pub fn partition_date(dataset: &str, key: &str) -> Option<NaiveDate> {
+    let rest = key.strip_prefix(dataset)?.strip_prefix("/date=")?;
+    let (date, name) = rest.split_once('/')?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    date.parse().ok()
+}
+
 /// Where a source file's whole rows for another day's partition are kept, so that the
 /// partition can be recomputed when that day's own file arrives or changes.
 pub fn spill_object(dataset: &str, call_date: NaiveDate, source_day: NaiveDate) -> Path {
@@ -98,15 +109,24 @@ pub fn recordings_folder(call_date: NaiveDate) -> String {
 
 /// Whether `key` has the shape of a recording's copy: `recordings/YYYY/MM/DD/<name>.mp3`.
 pub fn is_recording_object(key: &str) -> bool {
+    recording_date(key).is_some()
+}
+
+/// The call date of a recording's copy (`recordings/YYYY/MM/DD/<name>.mp3`), if `key`
+/// is one.
+pub fn recording_date(key: &str) -> Option<NaiveDate> {
     let parts: Vec<&str> = key.split('/').collect();
-    parts.len() == 5
-        && parts[0] == RECORDINGS
-        && NaiveDate::parse_from_str(
-            &format!("{}-{}-{}", parts[1], parts[2], parts[3]),
-            "%Y-%m-%d",
-        )
-        .is_ok()
-        && parts[4].to_ascii_lowercase().ends_with(".mp3")
+    if parts.len() != 5
+        || parts[0] != RECORDINGS
+        || !parts[4].to_ascii_lowercase().ends_with(".mp3")
+    {
+        return None;
+    }
+    NaiveDate::parse_from_str(
+        &format!("{}-{}-{}", parts[1], parts[2], parts[3]),
+        "%Y-%m-%d",
+    )
+    .ok()
 }
 
 /// The dataset of the recordings' index.
@@ -202,6 +222,24 @@ mod tests {
             "recordings/2024/03/01/a.mp3"
         );
         assert!(is_recording_object("recordings/2024/03/01/a.mp3"));
+        assert_eq!(recording_date("recordings/2024/03/01/a.mp3"), Some(d));
+        assert_eq!(
+            partition_date("cdr", data_object("cdr", prev, d).as_ref()),
+            Some(prev)
+        );
+        assert_eq!(
+            partition_date(RECORDING_INDEX, recording_index_object(d).as_ref()),
+            Some(d)
+        );
+        assert_eq!(
+            partition_date("cdr", "cdr_x/date=2024-03-01/a.parquet"),
+            None
+        );
+        assert_eq!(
+            partition_date("cdr", "cdr/date=2024-03-01/x/a.parquet"),
+            None
+        );
+        assert_eq!(partition_date("cdr", spill.as_ref()), None);
         assert!(!is_recording_object("recordings/keep-me.txt"));
     }
 }

@@ -29,6 +29,22 @@ fn the_demo_ingests_a_week_answers_and_is_safe_to_rerun() {
         "{first:?}"
     );
     assert!(out.join("data/cdr").is_dir() && out.join("data/recordings").is_dir());
+    // Regression: the planted quirks looked like errors, amid one line per recording.
+    assert!(
+        first
+            .stdout
+            .contains("quirks, planted on purpose; the warnings above are expected")
+            && first.stdout.contains("x_custom")
+            && first.stdout.contains("quarantined\": each CDR file")
+            && first
+                .stdout
+                .contains("duplicates dropped\": each file starts")
+            && first.stdout.contains("not copied\": stray files"),
+        "{first:?}"
+    );
+    let lines = first.stdout.lines().count() + first.stderr.lines().count();
+    assert!(lines < 50, "{lines} lines: {first:?}");
+    assert!(!first.stderr.contains("recording copied"), "{first:?}");
     let again = demo();
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("nothing new to ingest"), "{again:?}");

@@ -169,7 +169,7 @@ fn a_daemon_serves_its_metrics_and_health_after_a_pass() {
             }
         }
     };
-    let serving = wait_for("serving GET /metrics and GET /healthz");
+    let serving = wait_for("serving GET /metrics, GET /healthz and the status page at GET /");
     let address = serving["address"].as_str().unwrap().to_string();
     assert_eq!(serving["healthy_within_secs"], 26 * 3600, "{serving}");
     // Before the first pass has ended too: a catch-up at start is not a failure.
@@ -197,6 +197,11 @@ fn a_daemon_serves_its_metrics_and_health_after_a_pass() {
     let linted = promtool(&["check", "metrics"], Some(&text));
     assert_eq!(linted.code, 0, "promtool check metrics: {linted:?}");
     assert_eq!(get(&address, "/nothing").0, 404);
+    // The status page, the same as `status --html` writes.
+    let (status, page) = get(&address, "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains("ingested"), "{page}");
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -5,8 +5,9 @@ use std::process::Command;
 
 use crate::util::{Run, local_config, run_range};
 
-#[test]
-fn every_example_query_runs_and_the_known_answers_match() {
+/// Generates a week (with the provider's quirks or without), ingests it and runs
+/// `scripts/check_queries.py OUT MANIFEST` as the README says.
+fn check_week(quirks: bool) -> Run {
     let work = tempfile::tempdir().unwrap();
     let (drop, out, manifest) = (
         work.path().join("drop"),
@@ -32,6 +33,7 @@ fn every_example_query_runs_and_the_known_answers_match() {
             "--manifest",
             manifest.to_str().unwrap(),
         ])
+        .args(quirks.then_some("--quirks"))
         .output()
         .unwrap();
     assert!(generate.status.success());
@@ -42,7 +44,7 @@ fn every_example_query_runs_and_the_known_answers_match() {
             .unwrap(),
     );
     assert_eq!(run.code, 0, "{run:?}");
-    let check = Run::from(
+    Run::from(
         Command::new("python3")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -55,7 +57,28 @@ fn every_example_query_runs_and_the_known_answers_match() {
             ])
             .output()
             .unwrap(),
-    );
+    )
+}
+
+#[test]
+fn every_example_query_runs_and_the_known_answers_match() {
+    let check = check_week(false);
     assert_eq!(check.code, 0, "{check:?}");
     assert!(check.stdout.contains(" 0 failed"), "{check:?}");
+}
+
+/// Regression: on a `--quirks` drop the check found 3 calls more than the manifest
+/// (`MISMATCH calls_per_day: total calls: got 3482, want 3479`): the first file
+/// repeats calls of the day before the range, which the manifest did not count.
+#[test]
+fn the_known_answers_match_on_a_drop_with_the_providers_quirks() {
+    let check = check_week(true);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(check.stdout.contains(" 0 failed"), "{check:?}");
+    assert!(
+        check
+            .stdout
+            .contains("ok       calls_per_day 2024-02-29 calls: 3"),
+        "{check:?}"
+    );
 }
