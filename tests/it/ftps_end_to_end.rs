@@ -429,7 +429,7 @@ fn a_server_that_never_answers_times_out_with_a_clear_error() {
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace(&format!(":{}\"", case.server.port), &format!(":{port}\""))
-        .replace("timeout_secs = 10", "timeout_secs = 1");
+        .replace("timeout_secs = 10", "timeout_secs = 1\nretry_max_secs = 0");
     std::fs::write(&config, text).unwrap();
     let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 1, "{run:?}");

@@ -16,6 +16,7 @@ mod overlap;
 mod parsers_never_panic;
 mod queries;
 mod queue_calls;
+mod reconnect;
 mod recordings;
 mod retention;
 mod s3;
