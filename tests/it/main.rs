@@ -8,6 +8,7 @@ mod demo;
 mod exactly_once;
 mod faults;
 mod ftps_end_to_end;
+mod ftps_proxy;
 mod local_source;
 mod ls;
 mod metrics;
