@@ -158,7 +158,7 @@ impl<'s> Connection<'s> {
         }
         self.open = None;
         let Some(wait) = backoff.next_delay() else {
-            tracing::error!(during, subject, tries = backoff.tries(), error = %error, "giving up: source.retry_max_secs have passed since the first failure");
+            tracing::warn!(during, subject, tries = backoff.tries(), error = %error, "giving up: source.retry_max_secs have passed since the first failure");
             return Err(error);
         };
         tracing::warn!(during, subject, try_number = backoff.tries() - 1, retry_in_ms = super::millis(wait), error = %error, "source operation failed; connecting again to retry");

@@ -284,6 +284,10 @@ fn a_wrong_password_is_refused_clearly_and_never_shown() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("refused the login of user"), "{run:?}");
     assert!(
+        !run.stderr.contains("connecting again"),
+        "530 is not retried: {run:?}"
+    );
+    assert!(
         run.stderr
             .contains(&format!("localhost:{}", case.server.port)),
         "{run:?}"
@@ -334,6 +338,10 @@ fn a_certificate_from_an_untrusted_ca_is_refused() {
         "{run:?}"
     );
     assert!(run.stderr.contains("source.ca_file"), "{run:?}");
+    assert!(
+        !run.stderr.contains("connecting again"),
+        "not retried: {run:?}"
+    );
     assert!(!case.out().join("_state/ledger").exists());
 }
 

@@ -144,6 +144,10 @@ fn an_unknown_host_key_is_refused_with_its_fingerprint_and_how_to_trust_it() {
         )),
         "{run:?}"
     );
+    assert!(
+        !run.stderr.contains("connecting again"),
+        "not retried: {run:?}"
+    );
 }
 
 #[test]
@@ -155,6 +159,10 @@ fn a_changed_host_key_is_refused() {
     );
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("has CHANGED"), "{run:?}");
+    assert!(
+        !run.stderr.contains("connecting again"),
+        "not retried: {run:?}"
+    );
     assert!(
         run.stderr.contains(&env("CDR_TEST_SFTP_HOST_KEY_SHA256")),
         "{run:?}"
