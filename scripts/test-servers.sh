@@ -43,7 +43,8 @@
 #                               "500 OOPS" that clients report as a TLS error)
 #   CDR_TEST_CA_FILE            PEM of the CA that signed the server cert
 #   CDR_TEST_UNTRUSTED_CA_FILE  PEM of an unrelated CA (must be refused)
-#   CDR_TEST_WORK_DIR           the work dir (logs: vsftpd.log, xferlog,
+#   CDR_TEST_WORK_DIR           the work dir (vsftpd.pid and sftp/sshd.pid;
+#                               logs: vsftpd.log, xferlog,
 #                               pure-ftpd.out, pure-ftpd-xfer.log, sshd.log,
 #                               moto.log, pushgateway.log)
 #
@@ -884,6 +885,8 @@ _cdr_ts_launch() {
         pid=$!
         _CDR_TS_VSFTPD_PID=$pid
         _CDR_TS_VSFTPD_ID=$(_cdr_ts_ident "$pid") || _CDR_TS_VSFTPD_ID=
+        # For tests that kill one of its session processes (found by parent PID).
+        echo "$pid" >"$work/vsftpd.pid"
 
         deadline=$((SECONDS + 20))
         while ((SECONDS < deadline)); do
@@ -1350,7 +1353,7 @@ _cdr_ts_start() {
             return 1
         fi
         rm -rf "${work:?}/ftproot" "$work/empty" "$work/sftp"
-        rm -f "$work"/{vsftpd.out,vsftpd.log,xferlog,env} \
+        rm -f "$work"/{vsftpd.out,vsftpd.log,vsftpd.pid,xferlog,env} \
             "$work"/{pure-ftpd.out,pure-ftpd-xfer.log,pure-ftpd.pid,pureftpd.passwd,pureftpd.pdb} \
             "$work"/{sshd.log,known_hosts,known_hosts.hashed,known_hosts.wrong,moto.log} \
             "$work/pushgateway.log"

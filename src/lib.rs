@@ -27,7 +27,8 @@
 //! inventory  `ls`: what the destination holds per day and dataset (rows from footers)
 //! generate/  a deterministic fake drop for tests, trials and benchmarks, one module per
 //!            feed: the oracle the parsers are tested against, so it never uses formats/
-//! crash      fault-injection points for the crash-safety tests
+//! backoff    the waits between retries, for the store and the source alike
+//! crash      fault-injection points for the crash-safety and reconnect tests
 //! cli        the subcommands; main.rs maps their outcome to an exit code
 //! ```
 //!
@@ -58,6 +59,7 @@ macro_rules! out {
     }};
 }
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod crash;

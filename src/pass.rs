@@ -22,8 +22,9 @@ use crate::state::lease::Lease;
 
 /// Runs one pass over `days`: each day's files (several days at once if asked), then
 /// the recordings of all of them. A connection is opened on first need and again after
-/// a failure that broke it; if it cannot be opened the pass stops there, as everything
-/// after would fail the same way. `now` decides what is due and which recordings are
+/// a failure that broke it (`pipeline::connection`); if it cannot be opened within
+/// `source.retry_max_secs` the pass stops there, as everything after would fail the
+/// same way. `now` decides what is due and which recordings are
 /// old enough to be complete. After a shutdown request no new unit is started.
 pub async fn run(
     ctx: &Context,
@@ -216,7 +217,7 @@ async fn run_day(
                 continue;
             }
         };
-        if let Err(e) = connection.source().await {
+        if let Err(e) = connection.open().await {
             tracing::error!(error = %e, "cannot open the source");
             ctx.leases.release(&lease).await;
             return Err(e);
@@ -225,9 +226,6 @@ async fn run_day(
         let result = daily.ingest_day(ctx, connection, day, now).await;
         ctx.leases.release(&lease).await;
         log_result(day, &result, started.elapsed());
-        if let Err(IngestError::Source(e)) = &result {
-            connection.check(e);
-        }
         files.push(FileReport {
             day,
             category,

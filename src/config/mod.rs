@@ -47,13 +47,14 @@ pub fn sections() -> [(&'static str, Vec<Key>); 6] {
 }
 
 /// `CDR_INGEST_*` variables that override no key and are still not mistakes: the
-/// password's default name, the global options (cli.rs), the fault-injection switch
+/// password's default name, the global options (cli.rs), the fault-injection switches
 /// (crash.rs) and the binary the benchmark scripts run (scripts/bench-retention.sh).
-const OTHER_VARIABLES: [&str; 5] = [
+const OTHER_VARIABLES: [&str; 6] = [
     DEFAULT_PASSWORD_ENV,
     "CDR_INGEST_CONFIG",
     "CDR_INGEST_LOG_FORMAT",
     "CDR_INGEST_CRASH_AT",
+    "CDR_INGEST_PAUSE_AT",
     "CDR_INGEST_BIN",
 ];
 

@@ -75,6 +75,14 @@ const TIMEOUT_SECS: Integer = Integer {
     max: 3600,
     default: 30,
 };
+/// How long a source operation (opening the connection, a stat, a listing, a
+/// download) is retried after its first failure, when the failure may pass.
+const RETRY_MAX_SECS: Integer = Integer {
+    name: "retry_max_secs",
+    min: 0,
+    max: 86_400,
+    default: 300,
+};
 
 /// The remote folder a feed reads, relative to the login folder or absolute (leading
 /// `/`): each feed declares its key and default (`feeds::Feed::folder`).
@@ -104,6 +112,7 @@ const OWN_KEYS: &[Key] = &[
     Key::Text(KNOWN_HOSTS),
     Key::Flag(INSECURE_ACCEPT_ANY_HOST_KEY),
     Key::Integer(TIMEOUT_SECS),
+    Key::Integer(RETRY_MAX_SECS),
     Key::Table(OPTIONS),
 ];
 
@@ -180,6 +189,8 @@ pub struct SourceSettings {
     pub endpoint: SourceEndpoint,
     /// Limit for connecting and for each command or read.
     pub timeout: Duration,
+    /// How long an operation that failed for a reason that may pass is retried.
+    pub retry_max: Duration,
     pub folders: RemoteFolders,
 }
 
@@ -226,6 +237,7 @@ pub(super) fn read(
     let known_hosts = KNOWN_HOSTS.read_set(s);
     let accept_any_host_key = INSECURE_ACCEPT_ANY_HOST_KEY.read(s);
     let timeout = TIMEOUT_SECS.read(s);
+    let retry_max = RETRY_MAX_SECS.read(s);
     let options = OPTIONS.read(s);
     let folders = RemoteFolders(
         FEEDS
@@ -358,6 +370,7 @@ pub(super) fn read(
     Some(SourceSettings {
         endpoint,
         timeout: Duration::from_secs(timeout as u64),
+        retry_max: Duration::from_secs(retry_max as u64),
         folders,
     })
 }

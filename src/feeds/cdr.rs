@@ -15,7 +15,7 @@ use crate::pipeline::{Context, FileOutcome, IngestError};
 use async_trait::async_trait;
 
 use super::{DailyFeed, Dataset, Feed, Unit};
-use crate::source::RemoteFile;
+use crate::source::{RemoteFile, SourceError};
 use crate::state::attempts::AttemptRecord;
 use crate::state::json::StateError;
 use crate::state::ledger::LedgerEntry;
@@ -125,8 +125,12 @@ async fn fetch(
         .await
         .map_err(|e| IngestError::Internal(e.to_string()))?;
     let parse_done = Instant::now();
-    downloaded?;
-    let parsed = parsed.map_err(|e| e.with_path(path))?;
+    let parsed = match (downloaded, parsed) {
+        // A parser that stopped early fails the download too: its own error says why.
+        (Err(SourceError::Sink { .. }), Err(e)) => return Err(e.with_path(path)),
+        (Err(e), _) => return Err(e.into()),
+        (Ok(_), parsed) => parsed.map_err(|e| e.with_path(path))?,
+    };
     file::confirm_complete(connection, remote, bytes).await?;
     file::commit(
         ctx,

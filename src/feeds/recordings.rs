@@ -70,8 +70,6 @@ impl ListedFeed for Recordings {
         let started = Instant::now();
         let mut candidates: BTreeMap<NaiveDate, Vec<(String, RemoteFile)>> = BTreeMap::new();
         report.listed = connection
-            .source()
-            .await?
             .list(&folder, &mut |file| {
                 let name = file.path.rsplit('/').next().unwrap_or_default().to_string();
                 let parsed = match recording_name::parse(&name) {

@@ -45,7 +45,7 @@ pub async fn check(
     path: &str,
     now: DateTime<Utc>,
 ) -> Result<Check, IngestError> {
-    let Some(remote) = connection.source().await?.stat(path).await? else {
+    let Some(remote) = connection.stat(path).await? else {
         return Ok(Check::Done(FileOutcome::NotThereYet {
             path: path.to_string(),
             due: ctx.settings.schedule.missing(day, now),
@@ -82,7 +82,7 @@ pub async fn confirm_complete(
             remote.size
         )));
     }
-    match connection.source().await?.stat(&remote.path).await? {
+    match connection.stat(&remote.path).await? {
         Some(now) if now == *remote => Ok(()),
         _ => Err(still_uploading(
             "its size or time changed during the download".into(),

@@ -1,5 +1,5 @@
 //! Retries of store operations that failed for a reason that may pass (HTTP 5xx,
-//! SlowDown, a connection reset), with exponential backoff. `object_store` already
+//! SlowDown, a connection reset), with the backoff of `crate::backoff`. `object_store` already
 //! retries inside its HTTP client; this covers what is left when that gives up, and
 //! stores without their own retries. Errors that will not pass (not found, access
 //! denied, a failed precondition) are returned at once.
@@ -7,10 +7,17 @@
 use std::future::Future;
 use std::time::Duration;
 
-/// Tries in all, the first included.
-const TRIES: u32 = 4;
-/// Wait before the second try; each later wait is four times longer.
-const FIRST_DELAY: Duration = Duration::from_millis(200);
+use crate::backoff::{self, Policy};
+
+/// Four tries in all; the wait before the second is about 200 ms, each later one four
+/// times longer.
+const POLICY: Policy = Policy {
+    first_delay: Duration::from_millis(200),
+    factor: 4,
+    max_delay: Duration::from_secs(10),
+    max_tries: Some(4),
+    within: None,
+};
 
 /// Whether an error from the store may pass if tried again.
 pub fn is_transient(error: &object_store::Error) -> bool {
@@ -34,25 +41,13 @@ pub fn is_transient_io(error: &std::io::Error) -> bool {
     }
 }
 
-/// Runs `operation` until it succeeds, fails for good, or has had [`TRIES`] tries.
+/// Runs `operation` until it succeeds, fails for good, or has had four tries.
 pub async fn with_backoff<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     what: &str,
     transient: impl Fn(&E) -> bool,
-    mut operation: impl FnMut() -> F,
+    operation: impl FnMut() -> F,
 ) -> Result<T, E> {
-    let mut delay = FIRST_DELAY;
-    let mut tries = 1;
-    loop {
-        match operation().await {
-            Err(e) if tries < TRIES && transient(&e) => {
-                tracing::warn!(operation = what, try_number = tries, error = %e, retry_in_ms = delay.as_millis() as u64, "store operation failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 4;
-                tries += 1;
-            }
-            result => return result,
-        }
-    }
+    backoff::retry(POLICY, what, transient, operation).await
 }
 
 #[cfg(test)]
@@ -85,7 +80,7 @@ mod tests {
         })
         .await;
         assert!(result.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), TRIES);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
 
         calls.store(0, Ordering::SeqCst);
         let result: Result<(), _> = with_backoff("get", is_transient, || async {

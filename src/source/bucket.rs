@@ -209,9 +209,10 @@ impl Source for BucketSource {
                 pending.extend_from_slice(&chunk);
             }
             if !pending.is_empty() && (end || pending.len() >= WRITE_CHUNK) {
-                sink.write(&pending)
-                    .await
-                    .map_err(|e| broke_off(format!("could not take the data: {e}")))?;
+                sink.write(&pending).await.map_err(|e| SourceError::Sink {
+                    path: path.to_string(),
+                    detail: e.to_string(),
+                })?;
                 copied += pending.len() as u64;
                 pending.clear();
             }

@@ -81,11 +81,14 @@ impl FtpsSource {
             )
             .await?
             .map_err(|e| match e {
-                FtpError::SecureError(detail) => SourceError::Tls {
+                FtpError::SecureError(detail) if refuses_certificate(&detail) => SourceError::Tls {
                     endpoint: endpoint.clone(),
                     name: settings.host.clone(),
                     detail,
                 },
+                secure @ FtpError::SecureError(_) => {
+                    bounded.interrupted("negotiating TLS (AUTH TLS)", &secure)
+                }
                 other => connect_error(format!(
                     "the server did not accept AUTH TLS: {}",
                     describe(&other)
@@ -93,16 +96,22 @@ impl FtpsSource {
             })?;
         // EPSV names only a port, so a server behind NAT cannot send us to a private address.
         ftp.set_mode(Mode::ExtendedPassive);
+        crate::crash::pause("login", &endpoint);
         bounded
             .run(
                 "logging in",
                 ftp.login(settings.user.as_str(), settings.password.expose()),
             )
             .await?
-            .map_err(|e| SourceError::LoginRefused {
-                endpoint: endpoint.clone(),
-                user: settings.user.clone(),
-                detail: describe(&e),
+            .map_err(|e| match &e {
+                FtpError::UnexpectedResponse(reply) if !is_transient_reply(reply.status) => {
+                    SourceError::LoginRefused {
+                        endpoint: endpoint.clone(),
+                        user: settings.user.clone(),
+                        detail: describe(&e),
+                    }
+                }
+                _ => bounded.interrupted("logging in", &e),
             })?;
         bounded
             .run("setting binary mode", ftp.transfer_type(FileType::Binary))
@@ -196,12 +205,26 @@ impl Server {
             })
     }
 
+    /// The session broke while `during`: closed, reset, a plain-text reply inside TLS
+    /// (vsftpd's `500 OOPS` seen as "corrupt message of type InvalidContentType"), a
+    /// failed handshake of a data connection, or a reply saying to try later.
+    fn interrupted(&self, during: &str, error: &FtpError) -> SourceError {
+        SourceError::Interrupted {
+            endpoint: self.endpoint.clone(),
+            during: during.to_string(),
+            detail: describe(error),
+        }
+    }
+
+    /// A broken session, or a refusal of `action` on `path` that will not pass.
     fn refused(&self, action: &'static str, path: &str, error: &FtpError) -> SourceError {
         match error {
-            FtpError::ConnectionError(e) => SourceError::Connect {
-                endpoint: self.endpoint.clone(),
-                detail: e.to_string(),
-            },
+            FtpError::ConnectionError(_) | FtpError::SecureError(_) => {
+                self.interrupted(&format!("{action} {path:?}"), error)
+            }
+            FtpError::UnexpectedResponse(reply) if is_transient_reply(reply.status) => {
+                self.interrupted(&format!("{action} {path:?}"), error)
+            }
             other => SourceError::Refused {
                 endpoint: self.endpoint.clone(),
                 action,
@@ -210,6 +233,18 @@ impl Server {
             },
         }
     }
+}
+
+/// FTP's transient negative replies (4xx: 421 closing, 425 no data connection, 426
+/// transfer aborted, 450 file busy, ...): the same command may succeed later.
+fn is_transient_reply(status: Status) -> bool {
+    (400..500).contains(&status.code())
+}
+
+/// Whether a TLS failure is the server's certificate being refused, which no retry
+/// changes (rustls: `invalid peer certificate: …`), rather than a broken handshake.
+fn refuses_certificate(detail: &str) -> bool {
+    detail.contains("invalid peer certificate")
 }
 
 /// The server's reply text, without the protocol noise.
@@ -339,7 +374,10 @@ impl Source for FtpsSource {
             }
             sink.write(&buffer[..n])
                 .await
-                .map_err(|e| broke_off(format!("could not take the data: {e}")))?;
+                .map_err(|e| SourceError::Sink {
+                    path: path.to_string(),
+                    detail: e.to_string(),
+                })?;
             copied += n as u64;
         }
         server
@@ -347,5 +385,29 @@ impl Source for FtpsSource {
             .await?
             .map_err(|e| broke_off(describe(&e)))?;
         Ok(copied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is retried and what fails at once hangs on these two tests of the text
+    /// rustls and suppaftp give: pinned here against their versions.
+    #[test]
+    fn a_refused_certificate_is_told_from_a_broken_handshake() {
+        let as_suppaftp_reports = |e: rustls::Error| {
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+            format!("{}", FtpError::SecureError(io.to_string()))
+        };
+        let untrusted = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(refuses_certificate(&as_suppaftp_reports(untrusted)));
+        let plain_text_reply =
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert!(!refuses_certificate(&as_suppaftp_reports(plain_text_reply)));
+        assert!(is_transient_reply(Status::CannotOpenDataConnection));
+        assert!(is_transient_reply(Status::NotAvailable));
+        assert!(!is_transient_reply(Status::NotLoggedIn));
+        assert!(!is_transient_reply(Status::FileUnavailable));
     }
 }

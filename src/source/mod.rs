@@ -112,6 +112,18 @@ pub enum SourceError {
         path: String,
         detail: String,
     },
+    /// The session broke (the server closed or reset it, answered a reconnect with a
+    /// plain-text reply inside TLS, or said to try later: FTP 421, 425, 426, 450).
+    #[error("the session with {endpoint} broke off while {during}: {detail}")]
+    Interrupted {
+        endpoint: String,
+        during: String,
+        detail: String,
+    },
+    /// The download's receiver failed (the parser stopped, the upload failed): the
+    /// source is not at fault, and its own error is reported where it happened.
+    #[error("could not take the data of {path:?}: {detail}")]
+    Sink { path: String, detail: String },
     #[error("cannot set up TLS: {0}")]
     TlsSetup(String),
     #[error(
@@ -147,13 +159,17 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Whether the connection is unusable afterwards and must be opened again.
-    pub fn breaks_connection(&self) -> bool {
+    /// Whether the error may pass if the operation is tried again over a new
+    /// connection: the connection is unusable afterwards. Everything else (a refused
+    /// login, an untrusted certificate or host key, a missing or unreadable file) fails
+    /// at once with its own message. The one place that decides what is retried.
+    pub fn is_transient(&self) -> bool {
         matches!(
             self,
             SourceError::Connect { .. }
                 | SourceError::Timeout { .. }
                 | SourceError::Transfer { .. }
+                | SourceError::Interrupted { .. }
         )
     }
 }

@@ -106,6 +106,7 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
     if !settings.insecure_accept_any_host_key {
         verify_host_key(&session, settings, &endpoint)?;
     }
+    crate::crash::pause("login", &endpoint);
     let login = match &settings.auth {
         SftpAuth::Password(password) => {
             session.userauth_password(&settings.user, password.expose())
@@ -117,10 +118,22 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
             passphrase.as_ref().map(|p| p.expose()),
         ),
     };
-    login.map_err(|e| SourceError::LoginRefused {
-        endpoint: endpoint.clone(),
-        user: settings.user.clone(),
-        detail: e.message().to_string(),
+    login.map_err(|e| {
+        // libssh2 reports a public-key reply that never came (the connection broke) as
+        // "Waiting for … USERAUTH response" under an authentication code.
+        if is_transient(e.code()) || e.message().starts_with("Waiting for") {
+            SourceError::Interrupted {
+                endpoint: endpoint.clone(),
+                during: "logging in".into(),
+                detail: e.message().to_string(),
+            }
+        } else {
+            SourceError::LoginRefused {
+                endpoint: endpoint.clone(),
+                user: settings.user.clone(),
+                detail: e.message().to_string(),
+            }
+        }
     })?;
     let sftp = session.sftp().map_err(ssh_error)?;
     Ok(SftpSource {
@@ -206,6 +219,18 @@ fn base64_unpadded(bytes: &[u8]) -> String {
     out
 }
 
+/// libssh2's errors of a connection that broke (closed, reset, unanswered): banner
+/// receive/send (-2, -3), socket send (-7), disconnect (-13), channel closed or at EOF
+/// (-26, -27), socket timeout (-30), socket receive (-43), bad socket (-45); and the
+/// SFTP statuses "no connection" and "connection lost" (6, 7).
+fn is_transient(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Session(-2 | -3 | -7 | -13 | -26 | -27 | -30 | -43 | -45)
+            | ErrorCode::SFTP(6 | 7)
+    )
+}
+
 /// Names the error by what the operator can do about it.
 fn classify(endpoint: &str, during: &str, error: ssh2::Error) -> SourceError {
     match error.code() {
@@ -214,6 +239,11 @@ fn classify(endpoint: &str, during: &str, error: ssh2::Error) -> SourceError {
             endpoint: endpoint.to_string(),
             during: during.to_string(),
             seconds: 0,
+        },
+        code if is_transient(code) => SourceError::Interrupted {
+            endpoint: endpoint.to_string(),
+            during: during.to_string(),
+            detail: error.message().to_string(),
         },
         _ => SourceError::Ssh {
             endpoint: endpoint.to_string(),
@@ -342,13 +372,10 @@ impl Source for SftpSource {
             let mut rx = rx;
             let mut copied = 0u64;
             while let Some(chunk) = rx.recv().await {
-                sink.write(&chunk)
-                    .await
-                    .map_err(|e| SourceError::Transfer {
-                        endpoint: self.endpoint.to_string(),
-                        path: path.to_string(),
-                        detail: format!("could not take the data: {e}"),
-                    })?;
+                sink.write(&chunk).await.map_err(|e| SourceError::Sink {
+                    path: path.to_string(),
+                    detail: e.to_string(),
+                })?;
                 copied += chunk.len() as u64;
             }
             Ok(copied)

@@ -284,6 +284,10 @@ fn a_wrong_password_is_refused_clearly_and_never_shown() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("refused the login of user"), "{run:?}");
     assert!(
+        !run.stderr.contains("connecting again"),
+        "530 is not retried: {run:?}"
+    );
+    assert!(
         run.stderr
             .contains(&format!("localhost:{}", case.server.port)),
         "{run:?}"
@@ -334,6 +338,10 @@ fn a_certificate_from_an_untrusted_ca_is_refused() {
         "{run:?}"
     );
     assert!(run.stderr.contains("source.ca_file"), "{run:?}");
+    assert!(
+        !run.stderr.contains("connecting again"),
+        "not retried: {run:?}"
+    );
     assert!(!case.out().join("_state/ledger").exists());
 }
 
@@ -399,6 +407,28 @@ fn a_range_goes_on_past_a_bad_file_and_exits_non_zero() {
     );
 }
 
+/// Regression: when the parser refused a large file's header and stopped reading, the
+/// download failed with "could not take the data", which was taken for a broken
+/// connection: retried, then reported instead of the header's problem.
+#[test]
+fn a_large_file_the_parser_refuses_is_reported_for_its_header_and_not_retried() {
+    let case = Case::new("refused-header");
+    let mut content = b"id,calldate\n".to_vec();
+    for i in 0..200_000 {
+        content.extend_from_slice(format!("{i},2024-03-01 00:00:00\n").as_bytes());
+    }
+    case.put_cdr("2024-03-01", &content, at(DROP_TIME));
+    let config = case.config("");
+    let run = case.run_days(&config, "2024-03-01", "2024-03-01");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("CDRs/2024-03-01.csv: the header row lacks the required columns"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("connecting again"), "{run:?}");
+}
+
 #[test]
 fn validate_connect_logs_in_and_lists_the_folders() {
     let case = Case::new("validate");
@@ -429,7 +459,7 @@ fn a_server_that_never_answers_times_out_with_a_clear_error() {
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace(&format!(":{}\"", case.server.port), &format!(":{port}\""))
-        .replace("timeout_secs = 10", "timeout_secs = 1");
+        .replace("timeout_secs = 10", "timeout_secs = 1\nretry_max_secs = 0");
     std::fs::write(&config, text).unwrap();
     let run = case.run_days(&config, "2024-03-01", "2024-03-01");
     assert_eq!(run.code, 1, "{run:?}");

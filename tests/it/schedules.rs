@@ -19,7 +19,7 @@ use cdr_ingest::crash::POINTS;
 use cdr_ingest::generate::{DropSpec, Quirks, cdr_path, queue_zip_path, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, local_config_of, tree};
+use crate::util::{Run, dataset, difference, local_config_of};
 
 const DAYS: u32 = 6;
 
@@ -413,50 +413,6 @@ fn run_all(config: &Path) -> Run {
         start_after_ms: 0,
     };
     Run::from(start(config, &clean).wait_with_output().unwrap())
-}
-
-/// What a reader and the next run see: data, quarantine and state, without what
-/// changes with each run by design (run records, leases), without the staging files
-/// of uploads a crash cut short (`<key>#<n>`, which no reader or run looks at), and
-/// without the ledger's counts and output lists, which describe the moment a file was
-/// committed.
-fn dataset(out: &Path) -> Vec<(String, Vec<u8>)> {
-    tree(out)
-        .into_iter()
-        .filter(|(key, _)| {
-            !key.rsplit_once('#')
-                .is_some_and(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map(|(key, bytes)| {
-            if !key.starts_with("_state/ledger/") {
-                return (key, bytes);
-            }
-            let mut entry: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            let fields = entry.as_object_mut().unwrap();
-            for moment in ["rows_written", "duplicates_dropped", "outputs"] {
-                fields.remove(moment);
-            }
-            (key, serde_json::to_vec_pretty(&entry).unwrap())
-        })
-        .collect()
-}
-
-/// Why two datasets differ, in a few lines.
-fn difference(got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)]) -> String {
-    let mut text = String::new();
-    for (key, bytes) in got {
-        match want.iter().find(|(k, _)| k == key) {
-            None => writeln!(text, "  extra object {key}").unwrap(),
-            Some((_, w)) if w != bytes => writeln!(text, "  other bytes in {key}").unwrap(),
-            Some(_) => {}
-        }
-    }
-    for (key, _) in want {
-        if !got.iter().any(|(k, _)| k == key) {
-            writeln!(text, "  missing object {key}").unwrap();
-        }
-    }
-    text
 }
 
 /// Runs one seed's schedule; `Err` says how it ended differently from the reference.

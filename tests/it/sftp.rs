@@ -144,6 +144,10 @@ fn an_unknown_host_key_is_refused_with_its_fingerprint_and_how_to_trust_it() {
         )),
         "{run:?}"
     );
+    assert!(
+        !run.stderr.contains("connecting again"),
+        "not retried: {run:?}"
+    );
 }
 
 #[test]
@@ -155,6 +159,10 @@ fn a_changed_host_key_is_refused() {
     );
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("has CHANGED"), "{run:?}");
+    assert!(
+        !run.stderr.contains("connecting again"),
+        "not retried: {run:?}"
+    );
     assert!(
         run.stderr.contains(&env("CDR_TEST_SFTP_HOST_KEY_SHA256")),
         "{run:?}"
@@ -201,7 +209,7 @@ fn a_connection_cut_mid_download_is_resumed_where_it_broke_off() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stderr
-            .contains("download broke off; connecting again to resume"),
+            .contains("source operation failed; connecting again to retry"),
         "{run:?}"
     );
     let ledger = json(&case.out().join("_state/ledger/cdr/2024-03-01.json"));
@@ -226,12 +234,21 @@ fn a_download_that_keeps_breaking_fails_that_file_and_the_run_goes_on() {
     .unwrap();
     let proxy = cutting_proxy(port(), 256 * 1024, usize::MAX);
     let known_hosts = known_hosts_for(&case, proxy);
-    let run = case.run(
-        &case.config(proxy, &key_login(known_hosts.to_str().unwrap())),
-        2,
-    );
+    // Each connection takes the download further: a second of retries is not enough.
+    let config = case.config(proxy, &key_login(known_hosts.to_str().unwrap()));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "timeout_secs = 10\n",
+            "timeout_secs = 10\nretry_max_secs = 1\n",
+        ),
+    )
+    .unwrap();
+    let run = case.run(&config, 2);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("FAILED 2024-03-02"), "{run:?}");
+    assert!(run.stderr.contains("giving up"), "{run:?}");
     assert!(
         case.out()
             .join("_state/ledger/cdr/2024-03-01.json")

@@ -232,6 +232,51 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// What a reader and the next run see: data, quarantine and state, without what
+/// changes with each run by design (run records, leases), without the staging files
+/// of uploads a crash cut short (`<key>#<n>`, which no reader or run looks at), and
+/// without the ledger's counts and output lists, which describe the moment a file was
+/// committed.
+pub fn dataset(out: &Path) -> Vec<(String, Vec<u8>)> {
+    tree(out)
+        .into_iter()
+        .filter(|(key, _)| {
+            !key.rsplit_once('#')
+                .is_some_and(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|(key, bytes)| {
+            if !key.starts_with("_state/ledger/") {
+                return (key, bytes);
+            }
+            let mut entry: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let fields = entry.as_object_mut().unwrap();
+            for moment in ["rows_written", "duplicates_dropped", "outputs"] {
+                fields.remove(moment);
+            }
+            (key, serde_json::to_vec_pretty(&entry).unwrap())
+        })
+        .collect()
+}
+
+/// Why two datasets differ, in a few lines.
+pub fn difference(got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (key, bytes) in got {
+        match want.iter().find(|(k, _)| k == key) {
+            None => writeln!(text, "  extra object {key}").unwrap(),
+            Some((_, w)) if w != bytes => writeln!(text, "  other bytes in {key}").unwrap(),
+            Some(_) => {}
+        }
+    }
+    for (key, _) in want {
+        if !got.iter().any(|(k, _)| k == key) {
+            writeln!(text, "  missing object {key}").unwrap();
+        }
+    }
+    text
+}
+
 /// A JSON file (a ledger entry, say), parsed.
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(
