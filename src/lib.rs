@@ -78,6 +78,7 @@ pub mod quarantine_report;
 pub mod report;
 pub mod retention;
 pub mod schedule;
+pub mod serve;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
