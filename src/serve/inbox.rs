@@ -196,6 +196,9 @@ mod tests {
         );
         assert_ne!(record("a_20", "b"), record("a ", "b"));
         assert_ne!(record("a__b", "c"), record("a", "b__c"));
-        assert_eq!(record("a/../b", "x"), "_state/push/inbox/a_2F.._2Fb__x.json");
+        assert_eq!(
+            record("a/../b", "x"),
+            "_state/push/inbox/a_2F.._2Fb__x.json"
+        );
     }
 }
