@@ -31,7 +31,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -57,6 +57,10 @@ pub enum CompactError {
     Damaged { key: String, detail: String },
     #[error("cannot take the compaction lease: {0}")]
     Lease(String),
+    #[error(
+        "{key} was written by another compaction first (its lease had expired); this flush stops and the next one goes on from there"
+    )]
+    Overtaken { key: String },
 }
 
 /// What one flush did.
@@ -391,16 +395,25 @@ async fn put_parquet(
         detail: e.to_string(),
     })?;
     let payload = PutPayload::from(bytes);
-    retry::with_backoff("put", retry::is_transient, || {
-        store.put(key, payload.clone())
+    // Create-only: a generation is written once. Should a compaction outlive its lease,
+    // the one that comes second stops here, before it deletes anything.
+    let put = retry::with_backoff("put", retry::is_transient, || {
+        store.put_opts(key, payload.clone(), PutMode::Create.into())
     })
-    .await
-    .map_err(|source| CompactError::Store {
-        action: "write",
-        key: key.to_string(),
-        source,
-    })?;
-    Ok(())
+    .await;
+    match put {
+        Ok(_) => Ok(()),
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => Err(CompactError::Overtaken {
+            key: key.to_string(),
+        }),
+        Err(source) => Err(CompactError::Store {
+            action: "write",
+            key: key.to_string(),
+            source,
+        }),
+    }
 }
 
 fn utc_micros() -> DataType {

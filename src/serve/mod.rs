@@ -170,10 +170,13 @@ pub async fn flush_once(app: &App, leases: &Leases) -> Result<compact::Flushed, 
 
 /// Compacts every `flush` until `shutdown`, then once more.
 pub async fn compact_loop(app: Arc<App>, shutdown: Shutdown) {
+    // A replica killed while compacting holds the lease until it expires (on another
+    // machine; on this one it is taken over at once): a short one keeps records from
+    // waiting long, and a flush takes far less.
     let leases = Leases::new(
         Arc::clone(&app.store),
         crate::state::lease::holder_name(),
-        app.settings.ingest.lease,
+        app.settings.ingest.lease.min(COMPACTION_LEASE),
     );
     let every = app.settings.serve.flush;
     loop {
@@ -225,6 +228,9 @@ pub fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(difference) == 0
 }
+
+/// The longest a compaction's lease lasts (`ingest.lease_secs` if shorter).
+const COMPACTION_LEASE: Duration = Duration::from_secs(600);
 
 /// How long `/healthz` waits for the destination.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
