@@ -156,20 +156,33 @@ enum Read {
     Failed,
 }
 
+/// A body found too large while it streams is still read (and dropped) up to this many
+/// times the limit, so that the sender, still sending, gets the 413 rather than a
+/// broken connection; beyond that the connection is closed.
+const DRAINED_LIMITS: usize = 8;
+
 /// The body, up to the size limit.
 async fn read_body(body: Body, limit: usize) -> Read {
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
+    let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else {
             return Read::Failed;
         };
-        if bytes.len() + chunk.len() > limit {
+        seen += chunk.len();
+        if seen > limit.saturating_mul(DRAINED_LIMITS) {
             return Read::TooLarge;
         }
-        bytes.extend_from_slice(&chunk);
+        if seen <= limit {
+            bytes.extend_from_slice(&chunk);
+        }
     }
-    Read::Body(bytes)
+    if seen > limit {
+        Read::TooLarge
+    } else {
+        Read::Body(bytes)
+    }
 }
 
 async fn receive(app: &App, headers: &HeaderMap, body: Body) -> Response {
