@@ -901,8 +901,13 @@ async fn serve(settings: Settings) -> anyhow::Result<u8> {
         destination = %destination::redact(&settings.destination.url),
         "serving POST /push/TOKEN, GET /healthz and GET /metrics"
     );
+    let fetcher = match &settings.serve.fetch_recordings {
+        Some(fetch) => Some(recording_fetcher(fetch)?),
+        None => None,
+    };
     let app = Arc::new(crate::serve::App {
         store,
+        fetcher,
         token_digest: crate::serve::digest(token.expose().as_bytes()),
         metrics: Mutex::new(Default::default()),
         settings,
@@ -925,6 +930,34 @@ async fn serve(settings: Settings) -> anyhow::Result<u8> {
     .await?;
     compaction.await?;
     Ok(EXIT_OK)
+}
+
+/// The HTTPS client that downloads the recordings of pushed records.
+fn recording_fetcher(
+    fetch: &crate::config::RecordingFetch,
+) -> anyhow::Result<crate::serve::recordings::Fetcher> {
+    let mut client = reqwest::Client::builder()
+        .timeout(fetch.timeout)
+        .https_only(true);
+    if let Some(file) = &fetch.ca_file {
+        let pem = std::fs::read(file).map_err(|e| {
+            UsageError(format!(
+                "serve.recording_ca_file: cannot read {}: {e}",
+                file.display()
+            ))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            UsageError(format!(
+                "serve.recording_ca_file: {} is not PEM: {e}",
+                file.display()
+            ))
+        })?;
+        client = client.tls_certs_merge(certs);
+    }
+    Ok(crate::serve::recordings::Fetcher {
+        client: client.build()?,
+        max_bytes: fetch.max_bytes,
+    })
 }
 
 /// `generate --push-to`: replays each day's push records against a running `serve`.

@@ -30,7 +30,7 @@ use reader::{Reader, Section};
 pub use retention::RetentionSettings;
 pub use schedule::ScheduleSettings;
 pub use secret::Secret;
-pub use serve::ServeSettings;
+pub use serve::{RecordingFetch, ServeSettings};
 pub use source::{
     BucketSettings, DEFAULT_PASSWORD_ENV, FtpsSettings, RemoteFolders, SftpAuth, SftpSettings,
     SourceEndpoint, SourceSettings,

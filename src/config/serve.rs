@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::key::{Integer, Key, Text};
+use super::key::{Flag, Integer, Key, Text};
 use super::reader::Section;
 use super::secret::Secret;
 
@@ -68,6 +68,32 @@ const FLUSH_SECS: Integer = Integer {
     default: 60,
 };
 
+/// Download each record's `record` URL (HTTPS) into `recordings/` with a row in
+/// `push_recording_index`; failures are tried again at every flush.
+const FETCH_RECORDINGS: Flag = Flag {
+    name: "fetch_recordings",
+    default: false,
+};
+/// A recording larger than this is not downloaded (and reported).
+const RECORDING_MAX_BYTES: Integer = Integer {
+    name: "recording_max_bytes",
+    min: 1024,
+    max: 1 << 40,
+    default: 512 << 20,
+};
+/// Time limit of one recording's download.
+const RECORDING_TIMEOUT_SECS: Integer = Integer {
+    name: "recording_timeout_secs",
+    min: 1,
+    max: 3600,
+    default: 300,
+};
+/// A PEM CA certificate trusted for the recordings' URLs besides the system roots.
+const RECORDING_CA_FILE: Text = Text {
+    name: "recording_ca_file",
+    default: None,
+};
+
 /// Every key of `[serve]`, in the order they are read.
 pub const KEYS: &[Key] = &[
     Key::Text(LISTEN),
@@ -79,6 +105,10 @@ pub const KEYS: &[Key] = &[
     Key::Integer(BODY_TIMEOUT_SECS),
     Key::Integer(MAX_CONNECTIONS),
     Key::Integer(FLUSH_SECS),
+    Key::Flag(FETCH_RECORDINGS),
+    Key::Integer(RECORDING_MAX_BYTES),
+    Key::Integer(RECORDING_TIMEOUT_SECS),
+    Key::Text(RECORDING_CA_FILE),
 ];
 
 /// How `serve` runs.
@@ -96,6 +126,16 @@ pub struct ServeSettings {
     pub body_timeout: Duration,
     pub max_connections: usize,
     pub flush: Duration,
+    /// Download the recordings, with these limits.
+    pub fetch_recordings: Option<RecordingFetch>,
+}
+
+/// How the recordings are downloaded.
+#[derive(Debug, Clone)]
+pub struct RecordingFetch {
+    pub max_bytes: u64,
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
 }
 
 pub(super) fn read(s: &mut Section<'_>, env: &dyn Fn(&str) -> Option<String>) -> ServeSettings {
@@ -128,15 +168,30 @@ pub(super) fn read(s: &mut Section<'_>, env: &dyn Fn(&str) -> Option<String>) ->
     s.names_variable(&token_env);
     let token = env(&token_env).filter(|t| !t.is_empty()).map(Secret::new);
     let seconds = |key: Integer, s: &mut Section<'_>| Duration::from_secs(key.read(s) as u64);
+    let max_body_bytes = MAX_BODY_BYTES.read(s) as usize;
+    let header_timeout = seconds(HEADER_TIMEOUT_SECS, s);
+    let body_timeout = seconds(BODY_TIMEOUT_SECS, s);
+    let max_connections = MAX_CONNECTIONS.read(s) as usize;
+    let flush = seconds(FLUSH_SECS, s);
+    let fetch = FETCH_RECORDINGS.read(s);
+    let recording = RecordingFetch {
+        max_bytes: RECORDING_MAX_BYTES.read(s) as u64,
+        timeout: seconds(RECORDING_TIMEOUT_SECS, s),
+        ca_file: RECORDING_CA_FILE
+            .read_set(s)
+            .filter(|t| !t.is_empty())
+            .map(PathBuf::from),
+    };
     ServeSettings {
         listen,
         tls,
         token_env,
         token,
-        max_body_bytes: MAX_BODY_BYTES.read(s) as usize,
-        header_timeout: seconds(HEADER_TIMEOUT_SECS, s),
-        body_timeout: seconds(BODY_TIMEOUT_SECS, s),
-        max_connections: MAX_CONNECTIONS.read(s) as usize,
-        flush: seconds(FLUSH_SECS, s),
+        max_body_bytes,
+        header_timeout,
+        body_timeout,
+        max_connections,
+        flush,
+        fetch_recordings: fetch.then_some(recording),
     }
 }

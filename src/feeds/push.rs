@@ -16,7 +16,7 @@ use crate::state::json::StateError;
 /// This feed's name.
 pub const CATEGORY: Category = Category::new("push_cdr");
 
-static DATASETS: [Dataset; 2] = [
+static DATASETS: [Dataset; 3] = [
     Dataset {
         name: serve::DATASET,
         table: None,
@@ -24,6 +24,11 @@ static DATASETS: [Dataset; 2] = [
     },
     Dataset {
         name: serve::IVR_DATASET,
+        table: None,
+        quarantine: false,
+    },
+    Dataset {
+        name: serve::recordings::INDEX_DATASET,
         table: None,
         quarantine: false,
     },

@@ -24,6 +24,9 @@ pub struct ServeMetrics {
     flush_failures: u64,
     last_flush: Option<DateTime<Utc>>,
     backlog: Backlog,
+    recordings_copied: u64,
+    recording_failures: u64,
+    recordings_pending: u64,
 }
 
 impl ServeMetrics {
@@ -40,6 +43,11 @@ impl ServeMetrics {
         self.duplicates_compacted += flushed.duplicates;
         self.expired += flushed.expired;
         self.last_flush = Some(at);
+        if let Some(recordings) = &flushed.recordings {
+            self.recordings_copied += recordings.copied;
+            self.recording_failures += recordings.failed;
+            self.recordings_pending = recordings.pending;
+        }
     }
 
     pub fn flush_failed(&mut self) {
@@ -145,6 +153,23 @@ impl ServeMetrics {
                 vec![(Vec::new(), Value::Float(self.backlog.lag_seconds))],
             ),
         ];
+        families.extend([
+            counter(
+                "cdr_ingest_push_recordings_copied_total",
+                "Recordings downloaded from the records' URLs into recordings/ (serve.fetch_recordings).",
+                one(self.recordings_copied),
+            ),
+            counter(
+                "cdr_ingest_push_recording_fetch_failures_total",
+                "Downloads of a recording that failed (each is tried again at the next flush).",
+                one(self.recording_failures),
+            ),
+            gauge(
+                "cdr_ingest_push_recordings_pending",
+                "Recordings not downloaded yet after the last flush (they failed there).",
+                one(self.recordings_pending),
+            ),
+        ]);
         if let Some(at) = self.last_flush {
             families.push(gauge(
                 "cdr_ingest_push_last_flush_timestamp_seconds",

@@ -39,6 +39,7 @@ use parquet::file::properties::WriterProperties;
 use thiserror::Error;
 
 use super::inbox::{self, Accepted};
+use super::recordings::Fetcher;
 use super::{DATASET, IVR_DATASET};
 use crate::formats::push_record::PushRecord;
 use crate::sink::{layout, retry};
@@ -78,6 +79,8 @@ pub struct Flushed {
     pub left: u64,
     /// When the newest record this flush took was received.
     pub last_received: Option<DateTime<Utc>>,
+    /// The recordings' downloads, when `serve.fetch_recordings` is on.
+    pub recordings: Option<super::recordings::Fetched>,
 }
 
 /// The most records one flush takes: bounds its memory.
@@ -97,6 +100,7 @@ pub async fn flush(
     leases: &Leases,
     now: DateTime<Utc>,
     oldest_kept: Option<NaiveDate>,
+    fetcher: Option<&Fetcher>,
 ) -> Result<Flushed, CompactError> {
     let key = match leases
         .acquire_key(lease_key(), now)
@@ -111,7 +115,7 @@ pub async fn flush(
             });
         }
     };
-    let flushed = flush_held(store, oldest_kept).await;
+    let flushed = flush_held(store, oldest_kept, fetcher).await;
     leases.release(&key).await;
     flushed
 }
@@ -119,6 +123,7 @@ pub async fn flush(
 async fn flush_held(
     store: &Arc<dyn ObjectStore>,
     oldest_kept: Option<NaiveDate>,
+    fetcher: Option<&Fetcher>,
 ) -> Result<Flushed, CompactError> {
     let listed = inbox::list(store)
         .await
@@ -172,18 +177,26 @@ async fn flush_held(
             remove_all(store, records.iter().map(|(key, _)| key)).await?;
             continue;
         }
-        let (written, duplicates) = compact_day(store, day, &records).await?;
+        let (written, duplicates) = compact_day(store, day, &records, fetcher.is_some()).await?;
         if written > 0 {
             flushed.written.insert(day, written);
         }
         flushed.duplicates += duplicates;
+    }
+    if let Some(fetcher) = fetcher {
+        flushed.recordings = Some(super::recordings::fetch_pending(store, fetcher).await?);
     }
     Ok(flushed)
 }
 
 /// The UTC date of a record's call.
 pub fn call_date(record: &PushRecord) -> NaiveDate {
-    DateTime::from_timestamp(record.time, 0)
+    call_date_of(record.time)
+}
+
+/// The UTC date of epoch seconds.
+pub fn call_date_of(time: i64) -> NaiveDate {
+    DateTime::from_timestamp(time, 0)
         .unwrap_or_default()
         .date_naive()
 }
@@ -206,7 +219,7 @@ pub fn day_object(dataset: &str, day: NaiveDate, generation: u64) -> Path {
 }
 
 /// The generations of a dataset's files of `day`.
-async fn generations(
+pub(super) async fn generations(
     store: &Arc<dyn ObjectStore>,
     dataset: &str,
     day: NaiveDate,
@@ -243,6 +256,7 @@ async fn compact_day(
     store: &Arc<dyn ObjectStore>,
     day: NaiveDate,
     records: &[(Path, Accepted)],
+    fetch: bool,
 ) -> Result<(u64, u64), CompactError> {
     let calls = generations(store, DATASET, day).await?;
     let layers = generations(store, IVR_DATASET, day).await?;
@@ -302,12 +316,16 @@ async fn compact_day(
         }
         tracing::info!(%day, records = fresh.len(), generation = next, "pushed records compacted");
     }
+    if fetch {
+        // Before the inbox objects go: a record's job must outlive it.
+        super::recordings::add_jobs(store, records.iter().map(|(_, a)| &a.record)).await?;
+    }
     crate::crash::point("push-before-inbox-removed");
     remove_all(store, records.iter().map(|(key, _)| key)).await?;
     Ok((fresh.len() as u64, duplicates))
 }
 
-async fn remove_all<'a>(
+pub(super) async fn remove_all<'a>(
     store: &Arc<dyn ObjectStore>,
     keys: impl Iterator<Item = &'a Path>,
 ) -> Result<(), CompactError> {
@@ -348,7 +366,7 @@ fn keys(batches: &[RecordBatch]) -> HashSet<(String, String)> {
     keys
 }
 
-async fn read_batches(
+pub(super) async fn read_batches(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
 ) -> Result<Vec<RecordBatch>, CompactError> {
@@ -372,7 +390,7 @@ async fn read_batches(
         .map_err(|e| damaged(e.to_string()))
 }
 
-async fn put_parquet(
+pub(super) async fn put_parquet(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
     schema: &SchemaRef,

@@ -48,7 +48,12 @@ pub enum Stored {
 /// has its own name, and every name is a valid object key in every store.
 pub fn object(record: &PushRecord) -> Path {
     let (id, kind) = record.key();
-    Path::from(format!("{INBOX}/{}__{}.json", escape(id), escape(kind)))
+    Path::from(format!("{INBOX}/{}", object_name(id, kind)))
+}
+
+/// `<ivruniqueid>__<type>.json`, escaped as [`object`] says.
+pub fn object_name(id: &str, kind: &str) -> String {
+    format!("{}__{}.json", escape(id), escape(kind))
 }
 
 fn escape(text: &str) -> String {
@@ -132,7 +137,15 @@ pub async fn quarantine(
 
 /// Every record in the inbox, oldest first by the store's time.
 pub async fn list(store: &Arc<dyn ObjectStore>) -> Result<Vec<ObjectMeta>, object_store::Error> {
-    let prefix = Path::from(INBOX);
+    list_under(store, INBOX).await
+}
+
+/// Every object under `folder`, oldest first by the store's time.
+pub async fn list_under(
+    store: &Arc<dyn ObjectStore>,
+    folder: &str,
+) -> Result<Vec<ObjectMeta>, object_store::Error> {
+    let prefix = Path::from(folder);
     let mut listed: Vec<ObjectMeta> = retry::with_backoff("list", retry::is_transient, || {
         store.list(Some(&prefix)).try_collect::<Vec<_>>()
     })

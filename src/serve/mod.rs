@@ -7,6 +7,7 @@
 //!             read the body within its limits, parse it, store it, reply in its format
 //! inbox.rs    each accepted record as one create-only object under _state/push/inbox/
 //! compact.rs  the inbox into push_cdr/ and push_cdr_ivr/ by call date, under a lease
+//! recordings.rs  with serve.fetch_recordings: each record's recording into recordings/
 //! ```
 //!
 //! One process serves the endpoint and, every `serve.flush_secs`, compacts; any number
@@ -18,6 +19,7 @@
 pub mod compact;
 pub mod inbox;
 pub mod receive;
+pub mod recordings;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -128,6 +130,8 @@ pub struct App {
     pub metrics: Mutex<ServeMetrics>,
     /// The SHA-256 of the token, compared in constant time.
     pub token_digest: [u8; 32],
+    /// Downloads the recordings, with `serve.fetch_recordings`.
+    pub fetcher: Option<recordings::Fetcher>,
 }
 
 /// The pushed feed of the registry, whose retention limit applies.
@@ -147,7 +151,7 @@ pub async fn flush_once(app: &App, leases: &Leases) -> Result<compact::Flushed, 
             .keep(Target::Data(f.category))
             .oldest_kept(now.date_naive())
     });
-    let flushed = compact::flush(&app.store, leases, now, oldest_kept).await;
+    let flushed = compact::flush(&app.store, leases, now, oldest_kept, app.fetcher.as_ref()).await;
     let backlog = backlog(&app.store, Utc::now()).await;
     {
         let mut metrics = app.metrics.lock().expect("not poisoned");

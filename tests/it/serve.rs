@@ -903,3 +903,183 @@ fn the_generators_push_client_replays_days_into_serve() {
     let bad = files_under(&dest.join("_quarantine/push_cdr")).len();
     assert!(bad >= 2, "the malformed bodies are kept: {bad}");
 }
+
+/// A CA and a `localhost` certificate signed by it: (ca, cert, key) PEM files.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "serve test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::ExplicitNoCa;
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, cert.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    files
+}
+
+/// `serve` over HTTPS, with `serve.fetch_recordings`: a recording is copied with its
+/// index row; one whose server fails at first is copied at a later flush; one that is
+/// not https:// stays pending and is counted as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_recordings_are_fetched_and_failures_tried_again() {
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dest");
+    let (ca, cert, key) = certificates(dir.path());
+    // The provider's recording server, over HTTPS with the same CA.
+    let failures = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = std::sync::Arc::clone(&failures);
+    let routes = axum::Router::new()
+        .route("/rec/a.mp3", get(|| async { b"ID3 recording a".to_vec() }))
+        .route(
+            "/rec/flaky.mp3",
+            get(move || {
+                let seen = std::sync::Arc::clone(&seen);
+                async move {
+                    // The first four requests fail: one flush's three tries, and one more.
+                    if seen.fetch_add(1, Ordering::SeqCst) < 4 {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Vec::new())
+                    } else {
+                        (axum::http::StatusCode::OK, b"ID3 recording b".to_vec())
+                    }
+                }
+            }),
+        );
+    let listener = cdr_ingest::http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = cdr_ingest::http::tls_config(&cert, &key).unwrap();
+    tokio::spawn(cdr_ingest::http::serve_with(
+        listener,
+        routes,
+        cdr_ingest::http::Limits::default(),
+        Some(tls),
+        std::future::pending(),
+    ));
+    let file = config(
+        dir.path(),
+        &dest,
+        &format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nfetch_recordings = true\nrecording_ca_file = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            ca.display()
+        ),
+    );
+    let server = Server::start(&file, None);
+    let base = server.base.replace("http://127.0.0.1", "https://localhost");
+    let client = reqwest::Client::builder()
+        .tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(&std::fs::read(&ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let time = 1_709_287_200;
+    for (id, url) in [
+        ("r.1", format!("https://localhost:{port}/rec/a.mp3")),
+        ("r.2", format!("https://localhost:{port}/rec/flaky.mp3")),
+        ("r.3", format!("http://localhost:{port}/rec/a.mp3")),
+    ] {
+        let mut r = record(id, "Incoming Call", time);
+        r.insert("record".into(), Value::String(url));
+        let (status, _, answer) = post(
+            &client,
+            &format!("{base}/push/{TOKEN}"),
+            "application/json",
+            Body::Json.encode(&r),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    // Plain HTTP is not served on the TLS port.
+    assert!(
+        post(
+            &reqwest::Client::new(),
+            &url(&server),
+            "application/json",
+            "{}".into()
+        )
+        .await
+        .is_none()
+    );
+    wait_for_compaction(&dest);
+    let copies = dest.join("recordings/2024/03/01");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while files_under(&copies).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "not fetched: {:?}",
+            files_under(&dest)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let copied = files_under(&copies);
+    assert_eq!(
+        std::fs::read(copies.join("r.1__Incoming_20Call.mp3")).unwrap(),
+        b"ID3 recording a"
+    );
+    assert_eq!(
+        std::fs::read(copies.join("r.2__Incoming_20Call.mp3")).unwrap(),
+        b"ID3 recording b",
+        "{copied:?}"
+    );
+    assert!(failures.load(Ordering::SeqCst) >= 5);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored_keys(&dest, "push_recording_index").len() < 2 {
+        assert!(Instant::now() < deadline, "no index rows");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let index = stored_keys(&dest, "push_recording_index");
+    assert_eq!(
+        index.keys().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        ["r.1", "r.2"]
+    );
+    let jobs = files_under(&dest.join("_state/push/fetch"));
+    assert_eq!(jobs.len(), 1, "the http:// one stays: {jobs:?}");
+    let job = std::fs::read_to_string(&jobs[0]).unwrap();
+    assert!(job.contains("is not an https:// URL"), "{job}");
+    // The flush that copied the last one adds it to the metrics as it ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("cdr_ingest_push_recordings_copied_total 2")
+            || Instant::now() > deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        metrics.contains("cdr_ingest_push_recordings_copied_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("cdr_ingest_push_recording_fetch_failures_total 0\n"),
+        "{metrics}"
+    );
+}
