@@ -119,6 +119,9 @@ WORKDIR /var/lib/cdr-ingest
 # (30 s), so stop with a longer timeout than Docker's 10 s (`docker stop -t 45`).
 # Without dates `run` does one pass over the look-back window; give another command
 # for anything else, e.g. `… cdr-ingest daemon --config /etc/cdr-ingest/config.toml`,
-# `… backfill --config … --from 2024-01-01 --to 2024-03-31` or `… status --config …`.
+# `… backfill --config … --from 2024-01-01 --to 2024-03-31` or `… status --config …`;
+# for pushed records `… serve --config …` (listens on 8080, GET /healthz for probes;
+# deploy/serve.yaml).
+EXPOSE 8080
 ENTRYPOINT ["cdr-ingest"]
 CMD ["run", "--config", "/etc/cdr-ingest/config.toml"]

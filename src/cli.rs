@@ -84,6 +84,13 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Receive call records pushed over HTTP (POST /push/TOKEN) on serve.listen, store
+    /// each before acknowledging it, and compact them into push_cdr/ every
+    /// serve.flush_secs, until SIGTERM/SIGINT.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Ingest a range of days (years if need be), several at once, with progress;
     /// stopped and started again, it goes on where it stopped.
     Backfill {
@@ -223,6 +230,11 @@ pub enum Command {
         /// as JSON to this file, for checking answers computed from the output.
         #[arg(long)]
         manifest: Option<PathBuf>,
+        /// Then post the drop's push records to a running `serve` at this base URL
+        /// (e.g. http://127.0.0.1:8080), with resends and malformed bodies, the token
+        /// taken from $CDR_PUSH_TOKEN.
+        #[arg(long, value_name = "URL")]
+        push_to: Option<String>,
     },
 }
 
@@ -312,6 +324,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let metrics = Mutex::new(new_metrics(&ctx.settings));
             Ok(pass(&ctx, &days, now, "run", &options, &metrics).await)
         }
+        Command::Serve { config } => serve(Settings::load_offline(&config.config)?).await,
         Command::Daemon { config } => {
             let ctx = context(Settings::load(&config.config)?)?;
             let shutdown = Shutdown::on_signals(ctx.settings.ingest.shutdown_grace);
@@ -494,6 +507,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             recording_bytes,
             quirks,
             manifest: manifest_file,
+            push_to,
         } => {
             let mut spec = generate::DropSpec::new(seed, from, to);
             spec.cdr_rows_per_day = rows_per_day;
@@ -521,7 +535,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 manifest.days.len(),
                 out.display()
             );
-            Ok(EXIT_OK)
+            match push_to {
+                Some(base) => push_drop(&out, &manifest, &base).await,
+                None => Ok(EXIT_OK),
+            }
         }
     }
 }
@@ -853,6 +870,129 @@ async fn start_server(
         task: tokio::spawn(http::serve(listener, router, stop)),
         done,
     })
+}
+
+/// `serve`: the push endpoint and the compaction, until a shutdown.
+async fn serve(settings: Settings) -> anyhow::Result<u8> {
+    let Some(token) = settings.serve.token.clone() else {
+        bail!(UsageError(format!(
+            "serve needs the token senders must give: set the environment variable {} (serve.token_env)",
+            settings.serve.token_env
+        )));
+    };
+    let store = destination::open(&settings.destination.url, &settings.destination.options)?;
+    let tls = match &settings.serve.tls {
+        Some((cert, key)) => Some(http::tls_config(cert, key).map_err(UsageError)?),
+        None => None,
+    };
+    let address = settings.serve.listen;
+    let listener = http::bind(address)
+        .await
+        .map_err(|e| UsageError(format!("serve.listen: cannot listen on {address}: {e}")))?;
+    let shutdown = Shutdown::on_signals(settings.ingest.shutdown_grace);
+    let limits = http::Limits {
+        connections: settings.serve.max_connections,
+        header_timeout: settings.serve.header_timeout,
+        grace: settings.ingest.shutdown_grace,
+    };
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = tls.is_some(),
+        destination = %destination::redact(&settings.destination.url),
+        "serving POST /push/TOKEN, GET /healthz and GET /metrics"
+    );
+    let fetcher = match &settings.serve.fetch_recordings {
+        Some(fetch) => Some(recording_fetcher(fetch)?),
+        None => None,
+    };
+    let app = Arc::new(crate::serve::App {
+        store,
+        fetcher,
+        token_digest: crate::serve::digest(token.expose().as_bytes()),
+        metrics: Mutex::new(Default::default()),
+        settings,
+    });
+    let compaction = tokio::spawn(crate::serve::compact_loop(
+        Arc::clone(&app),
+        shutdown.clone(),
+    ));
+    let stop = {
+        let shutdown = shutdown.clone();
+        async move { shutdown.requested().await }
+    };
+    http::serve_with(
+        listener,
+        crate::serve::receive::router(app),
+        limits,
+        tls,
+        stop,
+    )
+    .await?;
+    compaction.await?;
+    Ok(EXIT_OK)
+}
+
+/// The HTTPS client that downloads the recordings of pushed records.
+fn recording_fetcher(
+    fetch: &crate::config::RecordingFetch,
+) -> anyhow::Result<crate::serve::recordings::Fetcher> {
+    let mut client = reqwest::Client::builder()
+        .timeout(fetch.timeout)
+        .https_only(true);
+    if let Some(file) = &fetch.ca_file {
+        let pem = std::fs::read(file).map_err(|e| {
+            UsageError(format!(
+                "serve.recording_ca_file: cannot read {}: {e}",
+                file.display()
+            ))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            UsageError(format!(
+                "serve.recording_ca_file: {} is not PEM: {e}",
+                file.display()
+            ))
+        })?;
+        client = client.tls_certs_merge(certs);
+    }
+    Ok(crate::serve::recordings::Fetcher {
+        client: client.build()?,
+        max_bytes: fetch.max_bytes,
+    })
+}
+
+/// `generate --push-to`: replays each day's push records against a running `serve`.
+async fn push_drop(
+    out: &std::path::Path,
+    manifest: &generate::DropManifest,
+    base: &str,
+) -> anyhow::Result<u8> {
+    let token = std::env::var("CDR_PUSH_TOKEN").map_err(|_| {
+        UsageError("--push-to needs the token in the environment variable CDR_PUSH_TOKEN".into())
+    })?;
+    let mut options = generate::push_client::Replay::new(base, &token);
+    options.insecure =
+        base.starts_with("https://127.0.0.1") || base.starts_with("https://localhost");
+    let mut given_up = 0;
+    for day in &manifest.days {
+        let Some(path) = &day.push_path else { continue };
+        let text = std::fs::read_to_string(out.join(path))?;
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let replayed = generate::push_client::replay(&lines, &options)
+            .await
+            .map_err(UsageError)?;
+        crate::out!(
+            "{}: {} records acknowledged, {} given up, {} resent, {} malformed bodies ({} refused with err 1), {} requests",
+            day.date,
+            replayed.acknowledged.len(),
+            replayed.given_up.len(),
+            replayed.resends,
+            replayed.bad_sent,
+            replayed.bad_refused,
+            replayed.requests
+        );
+        given_up += replayed.given_up.len();
+    }
+    Ok(if given_up == 0 { EXIT_OK } else { EXIT_FAILED })
 }
 
 async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {

@@ -9,7 +9,7 @@
 //!            and a bucket
 //! formats/   pure parsers: bytes in, typed values or reasons to quarantine out
 //! model/     exact value types (UTC microseconds, fixed-point money), a feed's name
-//! feeds/     one module per thing a provider delivers (cdr, queue, recordings) and
+//! feeds/     one module per thing a provider delivers (cdr, queue, recordings, push) and
 //!            FEEDS, the registry every other part iterates
 //! pass       one pass: each daily feed's day, then each listed feed, then retention
 //! pipeline/  the steps a feed's file goes through: check the ledger → transfer →
@@ -23,6 +23,8 @@
 //! report, status (+ status_page, its HTML), progress, quarantine_report: what the operator sees
 //! metrics/   counters and gauges from each pass's report, the Prometheus text format,
 //!            the Pushgateway and the node-exporter textfile; http: /metrics, /healthz
+//! serve/     `cdr-ingest serve`: pushed records over HTTP, stored create-only before
+//!            they are acknowledged, compacted into Parquet by date under a lease
 //! verify     checks (and repairs) every partition against the one-row-per-id rule
 //! inventory  `ls`: what the destination holds per day and dataset (rows from footers)
 //! generate/  a deterministic fake drop for tests, trials and benchmarks, one module per
@@ -80,6 +82,7 @@ pub mod quarantine_report;
 pub mod report;
 pub mod retention;
 pub mod schedule;
+pub mod serve;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -132,7 +132,7 @@ pub fn print(report: &PassReport) -> PassOutcome {
                 };
                 let pattern = match feeds::feed(*category).unit {
                     Unit::Listed(listed) => listed.pattern(),
-                    Unit::Daily(_) => "",
+                    Unit::Daily(_) | Unit::Pushed(_) => "",
                 };
                 crate::out!(
                     "{whose} do not match {pattern} and were not copied: {}{more}",

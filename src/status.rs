@@ -34,6 +34,9 @@ pub struct Row {
 pub struct Status {
     pub last_pass: Option<RunRecord>,
     pub days: Vec<Row>,
+    /// Per pushed feed: what was received last and what is not yet compacted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pushed: Vec<String>,
 }
 
 impl Status {
@@ -66,9 +69,16 @@ pub async fn collect(
             rows.push(row(ctx, day, category, now, last.as_ref()).await?);
         }
     }
+    let mut pushed = Vec::new();
+    for &category in &ctx.settings.ingest.categories {
+        if let Unit::Pushed(feed) = feeds::feed(category).unit {
+            pushed.push(format!("{category}: {}", feed.summary(ctx, now).await?));
+        }
+    }
     Ok(Status {
         last_pass: last,
         days: rows,
+        pushed,
     })
 }
 
@@ -91,6 +101,7 @@ pub async fn show(
         let Status {
             last_pass: last,
             days: rows,
+            pushed,
         } = status;
         match &last {
             Some(run) => crate::out!(
@@ -122,6 +133,9 @@ pub async fn show(
                 r.detail.as_deref().unwrap_or("")
             );
         }
+        for line in &pushed {
+            crate::out!("{line}");
+        }
     }
     Ok(standing)
 }
@@ -143,6 +157,23 @@ async fn row(
     };
     let ingested = match feeds::feed(category).unit {
         Unit::Listed(listed) => listed.copied(ctx, day).await?.map(|files| (files, 0)),
+        // Pushed records have no due time: a day without any is not late.
+        Unit::Pushed(pushed) => {
+            match pushed.records(ctx, day).await? {
+                Some(records) => {
+                    row.state = UnitState::Ingested;
+                    row.rows = Some(records);
+                }
+                None => {
+                    row.detail = Some(
+                        pass::expired(ctx, Target::Data(category), day, now.date_naive(), true)
+                            .await?
+                            .unwrap_or_else(|| "no records received".into()),
+                    );
+                }
+            }
+            return Ok(row);
+        }
         Unit::Daily(_) => ctx
             .ledger
             .get(category, day)

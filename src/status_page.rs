@@ -426,6 +426,7 @@ mod tests {
             "file:///data",
             now(),
             &Status {
+                pushed: Vec::new(),
                 last_pass: None,
                 days,
             },
@@ -456,6 +457,7 @@ mod tests {
             "s3://bucket/cdr",
             now(),
             &Status {
+                pushed: Vec::new(),
                 last_pass: None,
                 days,
             },
@@ -509,6 +511,7 @@ mod tests {
             "file:///data/<dest>",
             now(),
             &Status {
+                pushed: Vec::new(),
                 last_pass: Some(last),
                 days,
             },

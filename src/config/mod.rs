@@ -2,7 +2,7 @@
 //! [`Settings`] in one pure step, reporting every problem at once.
 //!
 //! One module per section (`source`, `destination`, `ingest`, `schedule`, `retention`,
-//! `metrics`) declares its keys (name, kind, range, default, doc: [`key`]) and reads
+//! `metrics`, `serve`) declares its keys (name, kind, range, default, doc: [`key`]) and reads
 //! them into its settings; this module holds [`Settings`], loading, and the collection
 //! of every problem, with [`reader`] (keys taken out of the table, environment
 //! overrides, unknown keys and variables).
@@ -15,6 +15,7 @@ mod reader;
 mod retention;
 mod schedule;
 mod secret;
+mod serve;
 mod source;
 
 use std::fmt;
@@ -29,13 +30,14 @@ use reader::{Reader, Section};
 pub use retention::RetentionSettings;
 pub use schedule::ScheduleSettings;
 pub use secret::Secret;
+pub use serve::{RecordingFetch, ServeSettings};
 pub use source::{
     BucketSettings, DEFAULT_PASSWORD_ENV, FtpsSettings, RemoteFolders, SftpAuth, SftpSettings,
     SourceEndpoint, SourceSettings,
 };
 
 /// Every section and its keys: what the reader accepts (the feeds add theirs).
-pub fn sections() -> [(&'static str, Vec<Key>); 6] {
+pub fn sections() -> [(&'static str, Vec<Key>); 7] {
     [
         ("source", source::keys()),
         ("destination", destination::KEYS.to_vec()),
@@ -43,6 +45,7 @@ pub fn sections() -> [(&'static str, Vec<Key>); 6] {
         ("schedule", schedule::KEYS.to_vec()),
         ("retention", retention::keys()),
         ("metrics", metrics::KEYS.to_vec()),
+        ("serve", serve::KEYS.to_vec()),
     ]
 }
 
@@ -67,6 +70,7 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     pub retention: RetentionSettings,
     pub metrics: MetricsSettings,
+    pub serve: ServeSettings,
 }
 
 /// Every problem found in a configuration.
@@ -173,6 +177,7 @@ impl Settings {
         let schedule = read_section(&mut reader, "schedule", schedule::read);
         let retention = read_section(&mut reader, "retention", retention::read);
         let metrics = read_section(&mut reader, "metrics", metrics::read);
+        let serve = read_section(&mut reader, "serve", |s| serve::read(s, env));
         let issues = reader.finish(env_names, &OTHER_VARIABLES);
         match (source, destination) {
             (Some(source), Some(destination)) if issues.is_empty() => Ok(Settings {
@@ -182,6 +187,7 @@ impl Settings {
                 schedule,
                 retention,
                 metrics,
+                serve,
             }),
             _ => Err(issues),
         }

@@ -8,13 +8,14 @@
 //! quarantine), and how its unit of work is ingested ([`Unit`]): a file per day whose
 //! path comes from the day (streamed while parsed, or spooled first: the feed's own
 //! code decides), or a folder listed once for all the days of a pass and copied file
-//! by file. The ingestion itself is the feed's code, built from the steps in
+//! by file, or records the provider pushes (`serve`) that no pass polls. The ingestion itself is the feed's code, built from the steps in
 //! `pipeline` (check against the ledger, transfer, confirm, commit).
 //!
 //! Adding a feed: one module here, one line in [`FEEDS`], its generator in
 //! `generate/`, its tests, its README section.
 
 pub mod cdr;
+pub mod push;
 pub mod queue;
 pub mod recordings;
 
@@ -29,7 +30,7 @@ use crate::pipeline::{Context, CopyReport, FileOutcome, IngestError, Observer};
 use crate::state::json::StateError;
 
 /// Every feed, in the order a day's files are ingested.
-pub static FEEDS: [&Feed; 3] = [&cdr::FEED, &queue::FEED, &recordings::FEED];
+pub static FEEDS: [&Feed; 4] = [&cdr::FEED, &queue::FEED, &recordings::FEED, &push::FEED];
 
 /// What a feed is: everything the rest of the program needs to know about it.
 pub struct Feed {
@@ -65,6 +66,8 @@ pub enum Unit {
     Daily(&'static dyn DailyFeed),
     /// A folder listed once for all the days of a pass, its files copied one by one.
     Listed(&'static dyn ListedFeed),
+    /// Records the provider sends (`serve`): no pass polls it; it only reports.
+    Pushed(&'static dyn PushedFeed),
 }
 
 #[async_trait]
@@ -98,6 +101,15 @@ pub trait ListedFeed: Sync {
     async fn copied(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError>;
 }
 
+#[async_trait]
+pub trait PushedFeed: Sync {
+    /// How many records of `day` are stored, if any are.
+    async fn records(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError>;
+
+    /// One line on what is received and not yet stored in its datasets, for `status`.
+    async fn summary(&self, ctx: &Context, now: DateTime<Utc>) -> Result<String, StateError>;
+}
+
 /// Objects a feed owns outside its datasets' partitions, for retention and purge.
 pub trait OwnedFiles: Sync {
     /// The folder of one call date's objects.
@@ -115,7 +127,7 @@ impl Feed {
     pub fn daily(&self) -> Option<&'static dyn DailyFeed> {
         match self.unit {
             Unit::Daily(daily) => Some(daily),
-            Unit::Listed(_) => None,
+            Unit::Listed(_) | Unit::Pushed(_) => None,
         }
     }
 

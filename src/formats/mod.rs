@@ -6,6 +6,7 @@ mod crlf;
 pub mod csv_rows;
 pub mod fields;
 pub mod json_rows;
+pub mod push_record;
 pub mod queue_csv;
 pub mod queue_zip;
 pub mod recording_name;

@@ -7,6 +7,7 @@
 //! samples, and a crate would buy little beyond the escaping done here.
 
 pub mod export;
+pub mod serve;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

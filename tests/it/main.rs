@@ -22,6 +22,7 @@ mod recordings;
 mod retention;
 mod s3;
 mod schedules;
+mod serve;
 mod sftp;
 mod status_page;
 mod util;
