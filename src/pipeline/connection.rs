@@ -33,7 +33,15 @@ impl<'s> Connection<'s> {
         Ok(self.open.as_deref_mut().expect("just opened"))
     }
 
+    /// Says goodbye on the open connection, if there is one (the next use opens another).
+    pub async fn close(&mut self) {
+        if let Some(open) = self.open.take() {
+            open.close().await;
+        }
+    }
+
     /// Forgets a connection that `error` left unusable, so the next use opens another.
+    /// It is dropped, not closed: a broken connection would only wait out the timeout.
     pub fn check(&mut self, error: &SourceError) {
         if error.breaks_connection() {
             self.open = None;

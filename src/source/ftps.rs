@@ -348,4 +348,19 @@ impl Source for FtpsSource {
             .map_err(|e| broke_off(describe(&e)))?;
         Ok(copied)
     }
+
+    /// `QUIT`, answered by 221; dropping the stream then sends the TLS close_notify.
+    async fn close(mut self: Box<Self>) {
+        match self
+            .server
+            .run("saying goodbye (QUIT)", self.ftp.quit())
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(endpoint = %self.server.endpoint, error = %describe(&e), "QUIT was not answered with 221");
+            }
+            Err(e) => tracing::debug!(error = %e, "QUIT was not answered"),
+        }
+    }
 }

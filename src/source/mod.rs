@@ -56,6 +56,12 @@ pub trait Source: Send {
         offset: u64,
         sink: &mut dyn ChunkSink,
     ) -> Result<u64, SourceError>;
+    /// Ends the session the way the protocol says goodbye (FTP `QUIT` and a TLS
+    /// close_notify, an SSH disconnect), so the provider's server logs a clean end
+    /// rather than a reset. Best effort, bounded by the timeout: the work is done
+    /// either way. Dropping a source without this still closes it, less politely
+    /// (`Drop` cannot wait for the server).
+    async fn close(self: Box<Self>) {}
 }
 
 /// What went wrong talking to the source; each message names the server and what to check.

@@ -31,10 +31,22 @@ const ERROR_FILE: i32 = -16;
 
 /// A logged-in SFTP session.
 pub struct SftpSource {
-    /// Kept for the life of the channel: dropping it closes the connection.
-    _session: Session,
+    /// Dropped first: closes the SFTP channel.
     sftp: Arc<Sftp>,
+    /// Dropped last: says goodbye and closes the connection.
+    _session: Disconnecting,
     endpoint: Arc<str>,
+}
+
+/// The SSH session, which sends an SSH disconnect when dropped: without one, OpenSSH
+/// logs the end of every session as `Connection reset by peer` or a broken pipe.
+struct Disconnecting(Session);
+
+impl Drop for Disconnecting {
+    fn drop(&mut self) {
+        // One small packet, bounded by the session's timeout; nothing is waited for.
+        let _ = self.0.disconnect(None, "cdr-ingest is done", None);
+    }
 }
 
 impl SftpSource {
@@ -99,12 +111,14 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
     // 2,000 files of 256 KiB took 38 s instead of 3.4 s).
     tcp.set_nodelay(true)
         .map_err(|e| connect_error(e.to_string()))?;
-    let mut session = Session::new().map_err(ssh_error)?;
+    // Wrapped at once, so a refused login or host key also ends with a disconnect.
+    let mut owned = Disconnecting(Session::new().map_err(ssh_error)?);
+    let session = &mut owned.0;
     session.set_tcp_stream(tcp);
     session.set_timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32);
     session.handshake().map_err(ssh_error)?;
     if !settings.insecure_accept_any_host_key {
-        verify_host_key(&session, settings, &endpoint)?;
+        verify_host_key(session, settings, &endpoint)?;
     }
     let login = match &settings.auth {
         SftpAuth::Password(password) => {
@@ -124,8 +138,8 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
     })?;
     let sftp = session.sftp().map_err(ssh_error)?;
     Ok(SftpSource {
-        _session: session,
         sftp: Arc::new(sftp),
+        _session: owned,
         endpoint: endpoint.into(),
     })
 }
@@ -356,6 +370,12 @@ impl Source for SftpSource {
         let (read, written) = tokio::join!(reader, writer);
         read?;
         written
+    }
+
+    /// Closes the channel and disconnects (what dropping does) on a blocking thread,
+    /// as libssh2 waits for the channel's close to be sent.
+    async fn close(self: Box<Self>) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
     }
 }
 
