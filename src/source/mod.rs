@@ -6,6 +6,7 @@ pub mod ftps;
 mod ftps_stream;
 pub mod local_dir;
 pub mod sftp;
+mod ssh_offer;
 mod tls;
 
 use async_trait::async_trait;

@@ -18,7 +18,7 @@ use ssh2::{
 };
 use tokio::sync::mpsc;
 
-use super::{ChunkSink, RemoteFile, Source, SourceError};
+use super::{ChunkSink, RemoteFile, Source, SourceError, ssh_offer};
 use crate::config::{SftpAuth, SftpSettings};
 
 /// Bytes read at a time: libssh2 is slow with small reads.
@@ -116,32 +116,102 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
     let session = &mut owned.0;
     session.set_tcp_stream(tcp);
     session.set_timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32);
-    session.handshake().map_err(ssh_error)?;
+    session
+        .handshake()
+        .map_err(|e| handshake_error(&endpoint, address, timeout, e))?;
     if !settings.insecure_accept_any_host_key {
         verify_host_key(session, settings, &endpoint)?;
     }
-    let login = match &settings.auth {
-        SftpAuth::Password(password) => {
-            session.userauth_password(&settings.user, password.expose())
-        }
-        SftpAuth::Key { file, passphrase } => session.userauth_pubkey_file(
-            &settings.user,
-            None,
-            file,
-            passphrase.as_ref().map(|p| p.expose()),
+    // Asked first (it is a login attempt with no method), so a refusal can say which
+    // methods the server takes; empty if it accepts the user without any.
+    let offered = session
+        .auth_methods(&settings.user)
+        .map(str::to_string)
+        .unwrap_or_default();
+    let (login, method) = match &settings.auth {
+        SftpAuth::Password(password) => (
+            session.userauth_password(&settings.user, password.expose()),
+            "password",
+        ),
+        SftpAuth::Key { file, passphrase } => (
+            session.userauth_pubkey_file(
+                &settings.user,
+                None,
+                file,
+                passphrase.as_ref().map(|p| p.expose()),
+            ),
+            "publickey",
         ),
     };
-    login.map_err(|e| SourceError::LoginRefused {
-        endpoint: endpoint.clone(),
-        user: settings.user.clone(),
-        detail: e.message().to_string(),
-    })?;
-    let sftp = session.sftp().map_err(ssh_error)?;
+    login
+        .or_else(|e| {
+            if session.authenticated() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| SourceError::LoginRefused {
+            endpoint: endpoint.clone(),
+            user: settings.user.clone(),
+            detail: login_refusal(e.message(), method, &offered),
+        })?;
+    let sftp = session.sftp().map_err(|e| subsystem_error(&endpoint, e))?;
     Ok(SftpSource {
         sftp: Arc::new(sftp),
         _session: owned,
         endpoint: endpoint.into(),
     })
+}
+
+/// A failed handshake; when the two sides found no algorithm in common, which ones
+/// each side has.
+fn handshake_error(
+    endpoint: &str,
+    address: std::net::SocketAddr,
+    timeout: Duration,
+    error: ssh2::Error,
+) -> SourceError {
+    // LIBSSH2_ERROR_KEX_FAILURE: "Unable to exchange encryption keys".
+    if error.code() == ErrorCode::Session(-5) {
+        let missing = ssh_offer::fetch(address, timeout)
+            .map(|offer| ssh_offer::mismatches(&offer))
+            .unwrap_or_default();
+        if !missing.is_empty() {
+            return SourceError::Ssh {
+                endpoint: endpoint.to_string(),
+                detail: format!(
+                    "the key exchange failed: {}; ask the provider to enable one this client supports",
+                    missing.join("; ")
+                ),
+            };
+        }
+    }
+    classify(endpoint, "connecting", error)
+}
+
+/// Why a login was refused, with the methods the server offers when ours is not one.
+fn login_refusal(message: &str, method: &str, offered: &str) -> String {
+    if offered.is_empty() || offered.split(',').any(|m| m == method) {
+        return message.to_string();
+    }
+    let instead = if method == "password" {
+        "set source.key_file to a private key the provider has installed for this user"
+    } else {
+        "ask the provider to accept this key, or use a password"
+    };
+    format!("{message}: the server offers only {offered} logins, not {method}; {instead}")
+}
+
+/// The SFTP channel or subsystem could not start although the login worked.
+fn subsystem_error(endpoint: &str, error: ssh2::Error) -> SourceError {
+    SourceError::Ssh {
+        endpoint: endpoint.to_string(),
+        detail: format!(
+            "the login worked but the SFTP subsystem could not start ({}); ask the provider to check the server's log and its SFTP setup: the `Subsystem sftp` line of sshd_config, and with a ChrootDirectory that the folder and every parent are owned by root and writable by no one else",
+            error.message()
+        ),
+    }
 }
 
 fn verify_host_key(

@@ -23,6 +23,7 @@ mod retention;
 mod s3;
 mod schedules;
 mod sftp;
+mod ssh_errors;
 mod status_page;
 mod util;
 mod verify;

@@ -55,7 +55,7 @@ impl OwnSshd {
                 .map(str::to_string)
                 .collect();
             config.push(format!("ListenAddress 127.0.0.1:{port}"));
-            config.push(format!("PidFile {}", dir.path().join("sshd.pid").display()));
+            config.push("PidFile none".into());
             config.extend(replace.lines().map(str::to_string));
             let config_file = dir.path().join("sshd_config");
             std::fs::write(&config_file, config.join("\n") + "\n").unwrap();
