@@ -75,6 +75,14 @@ const TIMEOUT_SECS: Integer = Integer {
     max: 3600,
     default: 30,
 };
+/// Most entries one folder listing may have: a listing that goes on past it is
+/// refused, so a broken server cannot list without end.
+const MAX_LISTING_ENTRIES: Integer = Integer {
+    name: "max_listing_entries",
+    min: 1,
+    max: 1_000_000_000,
+    default: 1_000_000,
+};
 
 /// The remote folder a feed reads, relative to the login folder or absolute (leading
 /// `/`): each feed declares its key and default (`feeds::Feed::folder`).
@@ -104,6 +112,7 @@ const OWN_KEYS: &[Key] = &[
     Key::Text(KNOWN_HOSTS),
     Key::Flag(INSECURE_ACCEPT_ANY_HOST_KEY),
     Key::Integer(TIMEOUT_SECS),
+    Key::Integer(MAX_LISTING_ENTRIES),
     Key::Table(OPTIONS),
 ];
 
@@ -180,6 +189,8 @@ pub struct SourceSettings {
     pub endpoint: SourceEndpoint,
     /// Limit for connecting and for each command or read.
     pub timeout: Duration,
+    /// Most entries one folder listing may have.
+    pub max_listing_entries: u64,
     pub folders: RemoteFolders,
 }
 
@@ -226,6 +237,7 @@ pub(super) fn read(
     let known_hosts = KNOWN_HOSTS.read_set(s);
     let accept_any_host_key = INSECURE_ACCEPT_ANY_HOST_KEY.read(s);
     let timeout = TIMEOUT_SECS.read(s);
+    let max_listing_entries = MAX_LISTING_ENTRIES.read(s);
     let options = OPTIONS.read(s);
     let folders = RemoteFolders(
         FEEDS
@@ -358,6 +370,7 @@ pub(super) fn read(
     Some(SourceSettings {
         endpoint,
         timeout: Duration::from_secs(timeout as u64),
+        max_listing_entries: max_listing_entries as u64,
         folders,
     })
 }

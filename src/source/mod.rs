@@ -2,6 +2,7 @@
 //! error type whose variants say what went wrong and what to check.
 
 pub mod bucket;
+mod ftp_listing;
 pub mod ftps;
 mod ftps_stream;
 pub mod local_dir;
@@ -143,6 +144,12 @@ pub enum SourceError {
     },
     #[error("{endpoint}: {detail}")]
     Ssh { endpoint: String, detail: String },
+    /// The server sent something its protocol does not allow (garbage, an endless line,
+    /// an endless listing): retrying will not help.
+    #[error(
+        "{endpoint} does not behave like a working server: {detail}; ask the provider to check it"
+    )]
+    Protocol { endpoint: String, detail: String },
     /// A bucket source's request failed (after the store's own retries); `location`
     /// is the bucket, prefix and key, `advice` what to check.
     #[error("cannot {action} {location}: {advice}")]
@@ -161,6 +168,7 @@ impl SourceError {
             SourceError::Connect { .. }
                 | SourceError::Timeout { .. }
                 | SourceError::Transfer { .. }
+                | SourceError::Protocol { .. }
         )
     }
 }
@@ -169,10 +177,10 @@ impl SourceError {
 pub async fn connect(settings: &SourceSettings) -> Result<Box<dyn Source>, SourceError> {
     match &settings.endpoint {
         SourceEndpoint::Ftps(ftps) => Ok(Box::new(
-            ftps::FtpsSource::connect(ftps, settings.timeout).await?,
+            ftps::FtpsSource::connect(ftps, settings.timeout, settings.max_listing_entries).await?,
         )),
         SourceEndpoint::Sftp(sftp) => Ok(Box::new(
-            sftp::SftpSource::connect(sftp, settings.timeout).await?,
+            sftp::SftpSource::connect(sftp, settings.timeout, settings.max_listing_entries).await?,
         )),
         SourceEndpoint::LocalDir(root) => {
             Ok(Box::new(local_dir::LocalDirSource::new(root.clone())))

@@ -36,6 +36,8 @@ pub struct SftpSource {
     /// Dropped last: says goodbye and closes the connection.
     _session: Disconnecting,
     endpoint: Arc<str>,
+    /// Most entries one listing may have.
+    max_listing_entries: u64,
 }
 
 /// The SSH session, which sends an SSH disconnect when dropped: without one, OpenSSH
@@ -54,6 +56,7 @@ impl SftpSource {
     pub async fn connect(
         settings: &SftpSettings,
         timeout: Duration,
+        max_listing_entries: u64,
     ) -> Result<SftpSource, SourceError> {
         if settings.insecure_accept_any_host_key {
             tracing::warn!(
@@ -62,12 +65,14 @@ impl SftpSource {
             );
         }
         let settings = settings.clone();
-        tokio::task::spawn_blocking(move || connect_blocking(&settings, timeout))
-            .await
-            .map_err(|e| SourceError::Ssh {
-                endpoint: "sftp".into(),
-                detail: e.to_string(),
-            })?
+        tokio::task::spawn_blocking(move || {
+            connect_blocking(&settings, timeout, max_listing_entries)
+        })
+        .await
+        .map_err(|e| SourceError::Ssh {
+            endpoint: "sftp".into(),
+            detail: e.to_string(),
+        })?
     }
 
     /// Runs a blocking SFTP call on a blocking thread.
@@ -86,7 +91,11 @@ impl SftpSource {
     }
 }
 
-fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSource, SourceError> {
+fn connect_blocking(
+    settings: &SftpSettings,
+    timeout: Duration,
+    max_listing_entries: u64,
+) -> Result<SftpSource, SourceError> {
     let endpoint = format!("{}:{}", settings.host, settings.port);
     let connect_error = |detail: String| SourceError::Connect {
         endpoint: endpoint.clone(),
@@ -161,6 +170,7 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
         sftp: Arc::new(sftp),
         _session: owned,
         endpoint: endpoint.into(),
+        max_listing_entries,
     })
 }
 
@@ -357,24 +367,41 @@ impl Source for SftpSource {
         // Entries cross from the blocking reader in small batches, never the whole folder.
         let (tx, rx) = mpsc::channel::<RemoteFile>(256);
         let (folder_name, endpoint) = (folder.to_string(), Arc::clone(&self.endpoint));
+        let max_entries = self.max_listing_entries;
         let reader = self.call(move |sftp| {
             let mut dir = sftp
                 .opendir(Path::new(&folder_name))
                 .map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
-            loop {
+            for entries in 1.. {
+                if entries > max_entries {
+                    return Err(SourceError::Protocol {
+                        endpoint: endpoint.to_string(),
+                        detail: format!(
+                            "its listing of {folder_name:?} goes on past {max_entries} entries (a listing without end?); if the folder really holds more, raise source.max_listing_entries"
+                        ),
+                    });
+                }
                 match dir.readdir() {
-                    Ok((name, stat)) if stat.is_file() => {
-                        let file =
-                            remote_file(format!("{folder_name}/{}", name.to_string_lossy()), &stat);
-                        if tx.blocking_send(file).is_err() {
+                    Ok((name, stat)) => {
+                        let path = format!("{folder_name}/{}", name.to_string_lossy());
+                        // A listing shows a link itself: what it leads to is asked for.
+                        let stat = if stat.file_type().is_symlink() {
+                            match sftp.stat(Path::new(&path)) {
+                                Ok(target) => target,
+                                Err(_) => continue, // a broken link
+                            }
+                        } else {
+                            stat
+                        };
+                        if stat.is_file() && tx.blocking_send(remote_file(path, &stat)).is_err() {
                             return Ok(());
                         }
                     }
-                    Ok(_) => {}
                     Err(e) if e.code() == ErrorCode::Session(ERROR_FILE) => return Ok(()),
                     Err(e) => return Err(sftp_error(&endpoint, "list", &folder_name, e)),
                 }
             }
+            Ok(())
         });
         let consumer = async {
             let mut rx = rx;

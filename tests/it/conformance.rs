@@ -374,6 +374,33 @@ async fn names_with_spaces_and_non_ascii_work(kind: Kind) {
     assert_eq!(body.0, b"ID3 zo\xc3\xab");
 }
 
+async fn a_link_to_a_file_lists_as_that_file(kind: Kind) {
+    // A folder and a bucket have no links of their own (a folder follows them itself).
+    if matches!(kind, Kind::Local | Kind::Bucket) {
+        return;
+    }
+    let f = fixture(kind, "links");
+    f.put("2024-03-01.csv", b"0123456789", at("2024-03-02T01:00:00Z"));
+    std::os::unix::fs::symlink("2024-03-01.csv", f.dir.join("today.csv")).unwrap();
+    std::os::unix::fs::symlink("gone.csv", f.dir.join("broken.csv")).unwrap();
+    std::fs::create_dir_all(f.dir.join("sub")).unwrap();
+    std::os::unix::fs::symlink("sub", f.dir.join("folder-link")).unwrap();
+    let mut source = f.source().await;
+    let mut listed = Vec::new();
+    source
+        .list(&f.folder, &mut |file| listed.push((file.path, file.size)))
+        .await
+        .unwrap();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            (f.remote("2024-03-01.csv"), 10),
+            (f.remote("today.csv"), 10)
+        ]
+    );
+}
+
 async fn an_empty_folder_lists_nothing_and_a_missing_one_is_an_error(kind: Kind) {
     let f = fixture(kind, "empty");
     let mut source = f.source().await;
@@ -489,6 +516,8 @@ macro_rules! conformance {
             async fn missing_and_unreadable_files_give_distinct_errors() { super::missing_and_unreadable_files_give_distinct_errors($kind).await }
             #[tokio::test]
             async fn names_with_spaces_and_non_ascii_work() { super::names_with_spaces_and_non_ascii_work($kind).await }
+            #[tokio::test]
+            async fn a_link_to_a_file_lists_as_that_file() { super::a_link_to_a_file_lists_as_that_file($kind).await }
             #[tokio::test]
             async fn an_empty_folder_lists_nothing_and_a_missing_one_is_an_error() { super::an_empty_folder_lists_nothing_and_a_missing_one_is_an_error($kind).await }
             #[tokio::test]
