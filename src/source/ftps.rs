@@ -75,13 +75,21 @@ impl FtpsSource {
             )
             .await?
             .map_err(|e| connect_error(e.to_string()))?;
+        // The greeting's start, looked at without taking it, to say what a server that
+        // is not an FTP server sent instead.
+        let mut start = [0u8; 80];
+        let seen = bounded
+            .run("waiting for the FTP greeting", tcp.peek(&mut start))
+            .await?
+            .map_err(|e| connect_error(e.to_string()))?;
+        let greeting = &start[..seen];
         let plain = bounded
             .run(
                 "waiting for the FTP greeting",
                 FtpsStream::connect_with_stream(tcp),
             )
             .await?
-            .map_err(|e| connect_error(describe(&e)))?;
+            .map_err(|e| bad_greeting(&endpoint, greeting, e))?;
         let mut ftp = bounded
             .run(
                 "negotiating TLS (AUTH TLS)",
@@ -295,6 +303,33 @@ impl Server {
                 detail: describe(other),
             },
         }
+    }
+}
+
+/// Why the greeting was not taken: a connection error, or what the server sent.
+fn bad_greeting(endpoint: &str, start: &[u8], error: FtpError) -> SourceError {
+    let too_large = matches!(&error, FtpError::ConnectionError(e)
+        if e.get_ref().is_some_and(|inner| inner.is::<suppaftp::ReplyTooLarge>()));
+    let looks_like_ftp = start.len() >= 3 && start[..3].iter().all(u8::is_ascii_digit);
+    let detail = if too_large {
+        format!(
+            "its greeting goes on past 256 KiB without ending (a line without end?), starting {:?}",
+            excerpt(start)
+        )
+    } else if !start.is_empty() && !looks_like_ftp {
+        format!(
+            "it answered with {:?}, which is not an FTP greeting (\"220 …\"); check that source.url's port is the FTP server's",
+            excerpt(start)
+        )
+    } else {
+        return SourceError::Connect {
+            endpoint: endpoint.to_string(),
+            detail: describe(&error),
+        };
+    };
+    SourceError::Protocol {
+        endpoint: endpoint.to_string(),
+        detail,
     }
 }
 

@@ -9,6 +9,7 @@ mod exactly_once;
 mod faults;
 mod ftps_end_to_end;
 mod goodbyes;
+mod hostile_servers;
 mod local_source;
 mod ls;
 mod metrics;
