@@ -41,13 +41,16 @@ pub struct SftpSource {
 }
 
 /// The SSH session, which sends an SSH disconnect when dropped: without one, OpenSSH
-/// logs the end of every session as `Connection reset by peer` or a broken pipe.
+/// logs the end of every session as `Connection closed by …` (ProFTPD's mod_sftp as
+/// `Connection reset by peer` or `Broken pipe`).
 struct Disconnecting(Session);
 
 impl Drop for Disconnecting {
     fn drop(&mut self) {
         // One small packet, bounded by the session's timeout; nothing is waited for.
-        let _ = self.0.disconnect(None, "cdr-ingest is done", None);
+        if let Err(e) = self.0.disconnect(None, "cdr-ingest is done", None) {
+            tracing::debug!(error = %e, "the SSH disconnect was not sent");
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! One conformance suite, written once and run against every source: vsftpd (FTPS,
-//! no MLSD), pure-ftpd (FTPS, another LIST format), OpenSSH (SFTP), a local folder and
+//! no MLSD), pure-ftpd (FTPS, MLSD), ProFTPD (FTPS with TLS session reuse required,
+//! MLSD; and its mod_sftp), OpenSSH (SFTP), a local folder and
 //! a bucket (moto as S3: the fixture's folder is uploaded under a prefix of the test
 //! bucket before the source is opened).
 
@@ -20,7 +21,9 @@ use object_store::path::Path as Key;
 enum Kind {
     Vsftpd,
     PureFtpd,
+    Proftpd,
     Sftp,
+    ProftpdSftp,
     Local,
     Bucket,
 }
@@ -78,6 +81,30 @@ fn fixture(kind: Kind, test: &str) -> Fixture {
                 env("CDR_TEST_CA_FILE")
             ),
             env("CDR_TEST_PUREFTPD_PASSWORD"),
+            None,
+        ),
+        Kind::Proftpd => (
+            env("CDR_TEST_PROFTPD_ROOT"),
+            format!(
+                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"",
+                env("CDR_TEST_PROFTPD_USER"),
+                env("CDR_TEST_PROFTPD_PORT"),
+                env("CDR_TEST_CA_FILE")
+            ),
+            env("CDR_TEST_PROFTPD_PASSWORD"),
+            None,
+        ),
+        // Chrooted into the served folder: relative paths start there.
+        Kind::ProftpdSftp => (
+            env("CDR_TEST_PROFTPD_ROOT"),
+            format!(
+                "url = \"sftp://{}@127.0.0.1:{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"",
+                env("CDR_TEST_PROFTPD_USER"),
+                env("CDR_TEST_PROFTPD_SFTP_PORT"),
+                env("CDR_TEST_SFTP_KEY"),
+                env("CDR_TEST_PROFTPD_SFTP_KNOWN_HOSTS")
+            ),
+            String::new(),
             None,
         ),
         Kind::Sftp => (
@@ -531,7 +558,9 @@ macro_rules! conformance {
 conformance! {
     vsftpd => Kind::Vsftpd,
     pure_ftpd => Kind::PureFtpd,
+    proftpd => Kind::Proftpd,
     sftp => Kind::Sftp,
+    proftpd_sftp => Kind::ProftpdSftp,
     local_folder => Kind::Local,
     bucket => Kind::Bucket,
 }

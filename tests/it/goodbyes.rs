@@ -1,7 +1,8 @@
 //! Every session ends the way its protocol says goodbye, so the provider's server logs
 //! no error for it: FTP `QUIT` → 221 and TLS close_notify on the control and data
-//! connections (vsftpd), an SSH disconnect (OpenSSH). Checked in the servers' own logs,
-//! after a run that opens several connections (the day's files, a pool for recordings).
+//! connections (vsftpd, ProFTPD, which logs an `SSL_shutdown` error for a session
+//! without), an SSH disconnect (OpenSSH). Checked in the servers' own logs, after a run
+//! that opens several connections (the day's files, a pool for recordings).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -162,5 +163,102 @@ fn sftp_sessions_end_with_a_disconnect() {
             .filter(|l| is_error(l) || l.starts_with("Connection closed by"))
             .collect();
         assert!(errors.is_empty(), "session {port}: {errors:#?}");
+    }
+}
+
+/// A run of one day against ProFTPD over `source` (the `[source]` lines before the
+/// folders); returns the PIDs of its sessions (from the commands log) once each has
+/// ended, with their lines of `log` (mod_tls's or mod_sftp's).
+fn proftpd_sessions(case: &str, source: &str, log: &str) -> BTreeMap<String, Vec<String>> {
+    let root = Path::new(&env("CDR_TEST_PROFTPD_ROOT")).join(case);
+    let _ = std::fs::remove_dir_all(&root);
+    drop_into(&root);
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\n{source}\ncdrs = \"{case}/CDRs\"\nqueue_calls = \"{case}/QueueCalls\"\nrecordings = \"{case}/recordings\"\ntimeout_secs = 10\n[destination]\nurl = \"file://{}\"\n[ingest]\ntransfers = 3\n",
+            work.path().join("out").display(),
+        ),
+    )
+    .unwrap();
+    let run = Run::from(
+        run_range(&config, "2024-03-01", "2024-03-01")
+            .env(
+                "CDR_INGEST_SOURCE_PASSWORD",
+                env("CDR_TEST_PROFTPD_PASSWORD"),
+            )
+            .env("CDR_INGEST_LOG_FORMAT", "text")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let work_dir = Path::new(&env("CDR_TEST_WORK_DIR")).to_path_buf();
+    let read = |name: &str| std::fs::read_to_string(work_dir.join(name)).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // A session's PID: the first word of a commands log line (FTP), or in brackets
+    // in mod_tls's and mod_sftp's logs ("mod_sftp/1.1.1[PID]: …").
+    let pid_of = |line: &str| -> Option<String> {
+        match line.split_once("]: ") {
+            Some((head, _)) => head.rsplit('[').next().map(str::to_string),
+            None => line.split(' ').next().map(str::to_string),
+        }
+    };
+    loop {
+        let lines: Vec<String> = read("proftpd-commands.log")
+            .lines()
+            .chain(read(log).lines())
+            .map(str::to_string)
+            .collect();
+        let pids: std::collections::BTreeSet<String> = lines
+            .iter()
+            .filter(|l| l.contains(&format!("{case}/")))
+            .filter_map(|l| pid_of(l))
+            .collect();
+        // ProFTPD logs "FTP session closed." / "SSH2 session closed." when one ends.
+        let system = read("proftpd.out") + &read("proftpd.log");
+        let ended = |pid: &String| {
+            system
+                .lines()
+                .any(|l| l.contains(&format!("[{pid}]")) && l.contains("session closed"))
+        };
+        if pids.iter().all(ended) || Instant::now() > deadline {
+            return pids
+                .iter()
+                .map(|pid| {
+                    let own = lines
+                        .iter()
+                        .filter(|l| pid_of(l).as_ref() == Some(pid))
+                        .cloned()
+                        .collect();
+                    (pid.clone(), own)
+                })
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn proftpd_ftps_sessions_end_without_an_ssl_shutdown_error() {
+    let source = format!(
+        "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"",
+        env("CDR_TEST_PROFTPD_USER"),
+        env("CDR_TEST_PROFTPD_PORT"),
+        env("CDR_TEST_CA_FILE")
+    );
+    let sessions = proftpd_sessions("goodbye-proftpd-ftps", &source, "proftpd-tls.log");
+    assert!(sessions.len() >= 2, "{sessions:#?}");
+    for (pid, lines) in &sessions {
+        let errors: Vec<_> = lines
+            .iter()
+            .filter(|l| is_error(l) || l.contains("SSL_shutdown") || l.contains("unexpected eof"))
+            .collect();
+        assert!(errors.is_empty(), "session {pid}: {errors:#?}");
+        assert!(
+            lines.iter().any(|l| l.trim_end() == format!("{pid} QUIT")),
+            "session {pid} sent no QUIT: {lines:#?}"
+        );
     }
 }
