@@ -106,33 +106,43 @@ fn ftps_sessions_end_with_quit_and_close_notify() {
     }
 }
 
-#[test]
-fn sftp_sessions_end_with_a_disconnect() {
-    let server = OwnSshd::start("");
-    let root = Path::new(&env("CDR_TEST_SFTP_ROOT")).join("goodbye-sftp");
-    let _ = std::fs::remove_dir_all(&root);
-    drop_into(&root);
+/// Puts a day into `root`/`case` and runs it with three transfers over `source` (the
+/// `[source]` lines before the folders, logging in as `password` if one is needed).
+fn run_one_day(root: &str, case: &str, source: &str, password: &str) {
+    let dir = Path::new(root).join(case);
+    let _ = std::fs::remove_dir_all(&dir);
+    drop_into(&dir);
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[source]\nurl = \"sftp://{user}@127.0.0.1:{port}\"\nkey_file = \"{key}\"\nknown_hosts = \"{known}\"\ncdrs = \"goodbye-sftp/CDRs\"\nqueue_calls = \"goodbye-sftp/QueueCalls\"\nrecordings = \"goodbye-sftp/recordings\"\ntimeout_secs = 10\n[destination]\nurl = \"file://{out}\"\n[ingest]\ntransfers = 3\n",
-            user = env("CDR_TEST_SFTP_USER"),
-            port = server.port,
-            key = env("CDR_TEST_SFTP_KEY"),
-            known = server.known_hosts.display(),
-            out = work.path().join("out").display(),
+            "[source]\n{source}\ncdrs = \"{case}/CDRs\"\nqueue_calls = \"{case}/QueueCalls\"\nrecordings = \"{case}/recordings\"\ntimeout_secs = 10\n[destination]\nurl = \"file://{}\"\n[ingest]\ntransfers = 3\n",
+            work.path().join("out").display(),
         ),
     )
     .unwrap();
     let run = Run::from(
         run_range(&config, "2024-03-01", "2024-03-01")
+            .env("CDR_INGEST_SOURCE_PASSWORD", password)
             .env("CDR_INGEST_LOG_FORMAT", "text")
             .output()
             .unwrap(),
     );
     assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn sftp_sessions_end_with_a_disconnect() {
+    let server = OwnSshd::start("");
+    let source = format!(
+        "url = \"sftp://{}@127.0.0.1:{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"",
+        env("CDR_TEST_SFTP_USER"),
+        server.port,
+        env("CDR_TEST_SFTP_KEY"),
+        server.known_hosts.display()
+    );
+    run_one_day(&env("CDR_TEST_SFTP_ROOT"), "goodbye-sftp", &source, "");
 
     // OpenSSH names each session by the client's port.
     let log = server.log();
@@ -170,30 +180,12 @@ fn sftp_sessions_end_with_a_disconnect() {
 /// folders); returns the PIDs of its sessions (from the commands log) once each has
 /// ended, with their lines of `log` (mod_tls's or mod_sftp's).
 fn proftpd_sessions(case: &str, source: &str, log: &str) -> BTreeMap<String, Vec<String>> {
-    let root = Path::new(&env("CDR_TEST_PROFTPD_ROOT")).join(case);
-    let _ = std::fs::remove_dir_all(&root);
-    drop_into(&root);
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\n{source}\ncdrs = \"{case}/CDRs\"\nqueue_calls = \"{case}/QueueCalls\"\nrecordings = \"{case}/recordings\"\ntimeout_secs = 10\n[destination]\nurl = \"file://{}\"\n[ingest]\ntransfers = 3\n",
-            work.path().join("out").display(),
-        ),
-    )
-    .unwrap();
-    let run = Run::from(
-        run_range(&config, "2024-03-01", "2024-03-01")
-            .env(
-                "CDR_INGEST_SOURCE_PASSWORD",
-                env("CDR_TEST_PROFTPD_PASSWORD"),
-            )
-            .env("CDR_INGEST_LOG_FORMAT", "text")
-            .output()
-            .unwrap(),
+    run_one_day(
+        &env("CDR_TEST_PROFTPD_ROOT"),
+        case,
+        source,
+        &env("CDR_TEST_PROFTPD_PASSWORD"),
     );
-    assert_eq!(run.code, 0, "{run:?}");
     let work_dir = Path::new(&env("CDR_TEST_WORK_DIR")).to_path_buf();
     let read = |name: &str| std::fs::read_to_string(work_dir.join(name)).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(10);
