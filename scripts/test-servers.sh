@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test-servers.sh — start the real servers the cdr-ingest integration
-# tests talk to: vsftpd and pure-ftpd (explicit FTPS), OpenSSH (SFTP only),
+# tests talk to: vsftpd, pure-ftpd and ProFTPD (explicit FTPS; ProFTPD also
+# SFTP through mod_sftp), OpenSSH (SFTP only),
 # moto (an S3 emulator) and a Prometheus Pushgateway, each on its own free
 # loopback port.
 #
@@ -56,6 +57,24 @@
 #   CDR_TEST_PUREFTPD_ROOT      "/" of its FTP session: the SAME folder as
 #                               CDR_TEST_FTPS_ROOT (put a file once, read it
 #                               from both servers; their LIST formats differ)
+#
+#   CDR_TEST_PROFTPD_PORT       ProFTPD (Debian's proftpd-core + proftpd-mod-crypto,
+#                               unpacked like pure-ftpd) control port: explicit
+#                               FTPS, "TLSRequired on", data connections must
+#                               reuse the control connection's TLS session (mod_tls's
+#                               default); MLSD; same certificate as vsftpd
+#   CDR_TEST_PROFTPD_USER       login name (a mod_auth_file virtual user working as
+#                               cdrftp's uid), for FTPS and SFTP
+#   CDR_TEST_PROFTPD_PASSWORD   its password (new each run)
+#   CDR_TEST_PROFTPD_ROOT       "/" of its sessions (chrooted): the SAME folder as
+#                               CDR_TEST_FTPS_ROOT
+#   CDR_TEST_PROFTPD_SFTP_PORT  ProFTPD's mod_sftp port: password, or the key
+#                               CDR_TEST_SFTP_KEY; relative paths start at "/" =
+#                               CDR_TEST_PROFTPD_ROOT
+#   CDR_TEST_PROFTPD_SFTP_KNOWN_HOSTS  known_hosts with mod_sftp's RSA host key
+#                               (logs: proftpd.log, proftpd-tls.log,
+#                               proftpd-sftp.log, proftpd-xfer.log, and
+#                               proftpd-commands.log: "PID COMMAND ARGS")
 #
 #   CDR_TEST_SFTP_PORT          sshd port (SFTP only; no shell, no forwarding)
 #   CDR_TEST_SFTP_USER          login name (system account cdrsftp)
@@ -175,6 +194,9 @@ _CDR_TS_SFTP_PAM_SERVICE=cdr-ingest-test-sftp
 
 _CDR_TS_PUREFTPD_USER=cdrpure
 _CDR_TS_PUREFTPD_DIR=/var/lib/cdr-ingest-test-pureftpd
+
+_CDR_TS_PROFTPD_USER=cdrpro
+_CDR_TS_PROFTPD_DIR=/var/lib/cdr-ingest-test-proftpd
 
 _CDR_TS_S3_BUCKET=cdr-test
 _CDR_TS_S3_REGION=us-east-1
@@ -320,6 +342,73 @@ _cdr_ts_install_pureftpd() {
     if ! _cdr_ts_pureftpd_usable; then
         _cdr_ts_log "the unpacked pure-ftpd in $dir/root does not run:"
         ldd "$(_cdr_ts_pureftpd_bin)" >&2 || true
+        return 1
+    fi
+}
+
+_cdr_ts_proftpd_bin() { echo "$_CDR_TS_PROFTPD_DIR/root/usr/sbin/proftpd"; }
+
+# 0 when the unpacked proftpd and its mod_tls/mod_sftp find their libraries.
+_cdr_ts_proftpd_usable() {
+    local root=$_CDR_TS_PROFTPD_DIR/root out
+    [[ -x $root/usr/sbin/proftpd && -e $root/usr/lib/proftpd/mod_tls.so &&
+       -e $root/usr/lib/proftpd/mod_sftp.so ]] || return 1
+    out=$(ldd "$root/usr/sbin/proftpd" "$root/usr/lib/proftpd/mod_tls.so" \
+        "$root/usr/lib/proftpd/mod_sftp.so" 2>&1) || return 1
+    [[ $out != *"not found"* ]]
+}
+
+# Fetches Debian's proftpd-core and proftpd-mod-crypto (mod_tls, mod_sftp)
+# and unpacks them into $_CDR_TS_PROFTPD_DIR/root, as pure-ftpd: installing
+# them would remove vsftpd (both provide ftp-server). Then installs the
+# libraries they depend on.
+_cdr_ts_install_proftpd() {
+    local dir=$_CDR_TS_PROFTPD_DIR tmp deb libs=()
+    _cdr_ts_proftpd_usable && return 0
+    if [[ $EUID -ne 0 ]]; then
+        _cdr_ts_log "proftpd is not unpacked in $dir and not root"
+        return 1
+    fi
+    if [[ ! -x $dir/root/usr/sbin/proftpd || ! -e $dir/root/usr/lib/proftpd/mod_sftp.so ]]; then
+        _cdr_ts_log "fetching Debian's proftpd-core and proftpd-mod-crypto, unpacking them into $dir"
+        mkdir -p "$dir" && chmod 755 "$dir" || return 1
+        tmp=$(mktemp -d "$dir/tmp.XXXXXX") || return 1
+        chown _apt "$tmp" 2>/dev/null || true
+        if ! (cd "$tmp" && apt-get download -qq proftpd-core proftpd-mod-crypto) >&2 2>&1; then
+            if ! _cdr_ts_apt_update ||
+               ! (cd "$tmp" && apt-get download -qq proftpd-core proftpd-mod-crypto) >&2 2>&1; then
+                _cdr_ts_log "apt-get download proftpd-core proftpd-mod-crypto failed"
+                rm -rf "$tmp"
+                return 1
+            fi
+        fi
+        : >"$tmp/Depends"
+        for deb in "$tmp"/proftpd-core_*.deb "$tmp"/proftpd-mod-crypto_*.deb; do
+            if [[ ! -e $deb ]] || ! dpkg-deb -x "$deb" "$tmp/root" ||
+               ! { dpkg-deb -f "$deb" Depends && echo ,; } >>"$tmp/Depends"; then
+                _cdr_ts_log "could not unpack $deb"
+                rm -rf "$tmp"
+                return 1
+            fi
+        done
+        mv "$tmp/Depends" "$tmp/root/DEBIAN-Depends" || return 1
+        if [[ -e $dir/root && ! -e $dir/root/usr/lib/proftpd/mod_sftp.so ]]; then
+            rm -rf "$dir/root"
+        fi
+        mv -T "$tmp/root" "$dir/root" 2>/dev/null || true
+        rm -rf "$tmp"
+    fi
+    if ! _cdr_ts_proftpd_usable; then
+        mapfile -t libs < <(tr ',' '\n' <"$dir/root/DEBIAN-Depends" |
+            sed -e 's/|.*//' -e 's/(.*//' -e 's/[[:space:]]//g' | grep '^lib' | sort -u)
+        if ((${#libs[@]})); then
+            _cdr_ts_log "installing proftpd's libraries: ${libs[*]}"
+            _cdr_ts_apt_update && _cdr_ts_apt_install "${libs[@]}" || return 1
+        fi
+    fi
+    if ! _cdr_ts_proftpd_usable; then
+        _cdr_ts_log "the unpacked proftpd in $dir/root does not run:"
+        ldd "$(_cdr_ts_proftpd_bin)" >&2 || true
         return 1
     fi
 }
@@ -761,7 +850,7 @@ _cdr_ts_kill_tree() {
 
 # The servers, by the prefix of their _CDR_TS_<NAME>_PID/_ID variables, in
 # the order they are stopped.
-_CDR_TS_SERVERS=(PUSHGATEWAY MOTO SSHD PUREFTPD VSFTPD)
+_CDR_TS_SERVERS=(PUSHGATEWAY MOTO PROFTPD SSHD PUREFTPD VSFTPD)
 
 _cdr_ts_stop_watchdog() {
     local dog=${_CDR_TS_WATCHDOG_PID:-}
@@ -1026,6 +1115,161 @@ _cdr_ts_launch_pureftpd() {
     _cdr_ts_log "pure-ftpd failed to start; --- its output ---"
     cat "$out" >&2 2>/dev/null || true
     return 1
+}
+
+# ProFTPD's users (mod_auth_file): one virtual user mapped to the cdrftp
+# account's uid/gid, home = the served folder (DefaultRoot ~ chroots
+# there), a SHA-512 crypt password made for this run; an RSA host key in
+# PEM form and the client key in RFC 4716 form for mod_sftp, which reads
+# only those. Sets _CDR_TS_PROFTPD_PASSWORD.
+_cdr_ts_setup_proftpd_files() {
+    local work=$1 dir="$1/proftpd" uid gid hash
+    uid=$(id -u "$_CDR_TS_USER") && gid=$(id -g "$_CDR_TS_USER") || return 1
+    _CDR_TS_PROFTPD_PASSWORD=$(openssl rand -hex 16) || return 1
+    hash=$(printf '%s\n' "$_CDR_TS_PROFTPD_PASSWORD" | openssl passwd -6 -stdin) ||
+        return 1
+    rm -rf "$dir" && mkdir -m 700 "$dir" || return 1
+    (
+        umask 077
+        printf '%s:%s:%s:%s::%s:/usr/sbin/nologin\n' "$_CDR_TS_PROFTPD_USER" "$hash" \
+            "$uid" "$gid" "$work/ftproot" >"$dir/ftpd.passwd" &&
+        printf '%s:x:%s:\n' "$_CDR_TS_PROFTPD_USER" "$gid" >"$dir/ftpd.group" &&
+        ssh-keygen -q -t rsa -b 2048 -m PEM -N '' -C "cdr-ingest test proftpd host" \
+            -f "$dir/ssh_host_rsa_key" &&
+        ssh-keygen -e -f "$work/sftp_client_ed25519.pub" >"$dir/authorized_keys"
+    ) >&2 || {
+        _cdr_ts_log "could not write ProFTPD's users and keys"
+        return 1
+    }
+}
+
+# $1 work dir, $2 FTPS port, $3/$4 passive range, $5 SFTP port.
+_cdr_ts_write_proftpd_config() {
+    local work=$1 port=$2 pmin=$3 pmax=$4 sftp_port=$5 dir="$1/proftpd"
+    cat >"$dir/proftpd.conf" <<EOF
+# Generated by scripts/test-servers.sh — loopback ProFTPD for tests: explicit
+# FTPS (mod_tls, TLS required, data connections must reuse the control
+# connection's TLS session: mod_tls's default) on $port, and SFTP (mod_sftp)
+# on $sftp_port. Started as root in the foreground (-n); sessions run as
+# $_CDR_TS_USER's uid, chrooted into the served folder.
+ServerName "cdr-ingest test ProFTPD"
+ServerType standalone
+Port $port
+DefaultAddress 127.0.0.1
+SocketBindTight on
+UseIPv6 off
+User nobody
+Group nogroup
+PidFile $dir/proftpd.pid
+ScoreboardFile $dir/proftpd.scoreboard
+DelayTable none
+WtmpLog off
+UseReverseDNS off
+TimesGMT on
+MaxInstances 100
+PassivePorts $pmin $pmax
+SystemLog $work/proftpd.log
+TransferLog $work/proftpd-xfer.log
+# Every command (FTP and SFTP) with its session's PID, so a test finds its
+# sessions in the other logs (they name sessions by PID).
+LogFormat cdrcmd "%P %m %J"
+ExtendedLog $work/proftpd-commands.log ALL cdrcmd
+ModulePath $_CDR_TS_PROFTPD_DIR/root/usr/lib/proftpd
+LoadModule mod_tls.c
+LoadModule mod_sftp.c
+
+AuthOrder mod_auth_file.c
+AuthUserFile $dir/ftpd.passwd
+AuthGroupFile $dir/ftpd.group
+RequireValidShell off
+DefaultRoot ~
+<Limit WRITE>
+  DenyAll
+</Limit>
+
+TLSEngine on
+TLSLog $work/proftpd-tls.log
+TLSProtocol TLSv1.2 TLSv1.3
+TLSRSACertificateFile $work/server.pem
+TLSRSACertificateKeyFile $work/server.key
+TLSRequired on
+TLSVerifyClient off
+
+<VirtualHost 127.0.0.1>
+  Port $sftp_port
+  TLSEngine off
+  SFTPEngine on
+  SFTPLog $work/proftpd-sftp.log
+  SFTPHostKey $dir/ssh_host_rsa_key
+  SFTPAuthMethods publickey password
+  SFTPAuthorizedUserKeys file:$dir/authorized_keys
+  AuthOrder mod_auth_file.c
+  AuthUserFile $dir/ftpd.passwd
+  AuthGroupFile $dir/ftpd.group
+  RequireValidShell off
+  DefaultRoot ~
+  TimesGMT on
+  <Limit WRITE>
+    DenyAll
+  </Limit>
+</VirtualHost>
+EOF
+}
+
+# 0 when both of ProFTPD's ports answer; $1 is "FTPS_PORT SFTP_PORT"
+# (_cdr_ts_await passes one argument).
+_cdr_ts_probe_proftpd() {
+    local ftps=${1% *} sftp=${1#* }
+    _cdr_ts_probe "$ftps" && _cdr_ts_probe_ssh "$sftp"
+}
+
+# Starts ProFTPD (FTPS and SFTP) as root on free ports. It rewrites its
+# process title ("proftpd: (accepting connections)"), so it is known by its
+# PID only. Sets _CDR_TS_PROFTPD_PID/_ID/_PORT/_SFTP_PORT.
+_cdr_ts_launch_proftpd() {
+    local work=$1 attempt ports port pmin pmax sftp_port rc
+    local out="$work/proftpd.out"
+    for ((attempt = 1; attempt <= 5; attempt++)); do
+        ports=$(_cdr_ts_pick_ports 40) || return 1
+        read -r port pmin pmax <<<"$ports"
+        _cdr_ts_reserve "$port"
+        _cdr_ts_reserve "$pmin" "$pmax"
+        sftp_port=$(_cdr_ts_pick_port) || return 1
+        _cdr_ts_reserve "$sftp_port"
+        _cdr_ts_write_proftpd_config "$work" "$port" "$pmin" "$pmax" "$sftp_port" || return 1
+        : >"$out"
+        _cdr_ts_spawn "$out" PROFTPD "$(_cdr_ts_proftpd_bin)" -n -c "$work/proftpd/proftpd.conf"
+        rc=0
+        # shellcheck disable=SC2153 # set by _cdr_ts_spawn
+        _cdr_ts_await "$_CDR_TS_PROFTPD_PID" "$port $sftp_port" _cdr_ts_probe_proftpd || rc=$?
+        if ((rc == 0)); then
+            _CDR_TS_PROFTPD_PORT=$port
+            _CDR_TS_PROFTPD_SFTP_PORT=$sftp_port
+            return 0
+        fi
+        if ((rc == 2)); then
+            _cdr_ts_log "ProFTPD did not answer on ports $port and $sftp_port within 20 s"
+            break
+        fi
+        if _cdr_ts_exited_on_bind PROFTPD "$out"; then
+            _cdr_ts_log "a port was taken meanwhile, retrying ProFTPD ($attempt/5)"
+            continue
+        fi
+        _cdr_ts_log "ProFTPD exited during startup"
+        break
+    done
+    _cdr_ts_log "ProFTPD failed to start; config: $work/proftpd/proftpd.conf; --- its output ---"
+    cat "$out" >&2 2>/dev/null || true
+    return 1
+}
+
+# known_hosts for ProFTPD's SFTP port (its RSA host key).
+_cdr_ts_write_proftpd_known_hosts() {
+    local work=$1 port=$2 key
+    read -r key <"$work/proftpd/ssh_host_rsa_key.pub" || return 1
+    key=$(cut -d' ' -f1,2 <<<"$key")
+    printf '[127.0.0.1]:%s %s\n[localhost]:%s %s\n' "$port" "$key" "$port" "$key" \
+        >"$work/known_hosts.proftpd" && chmod 644 "$work/known_hosts.proftpd"
 }
 
 # Host key, client key, authorized_keys for the SFTP server. $work/sftp
@@ -1317,6 +1561,8 @@ _CDR_TS_EXPORTS=(
     CDR_TEST_UNTRUSTED_CA_FILE CDR_TEST_WORK_DIR
     CDR_TEST_PUREFTPD_PORT CDR_TEST_PUREFTPD_USER CDR_TEST_PUREFTPD_PASSWORD
     CDR_TEST_PUREFTPD_ROOT
+    CDR_TEST_PROFTPD_PORT CDR_TEST_PROFTPD_USER CDR_TEST_PROFTPD_PASSWORD
+    CDR_TEST_PROFTPD_ROOT CDR_TEST_PROFTPD_SFTP_PORT CDR_TEST_PROFTPD_SFTP_KNOWN_HOSTS
     CDR_TEST_SFTP_PORT CDR_TEST_SFTP_USER CDR_TEST_SFTP_PASSWORD
     CDR_TEST_SFTP_KEY CDR_TEST_SFTP_ROOT CDR_TEST_SFTP_KNOWN_HOSTS
     CDR_TEST_SFTP_KNOWN_HOSTS_HASHED CDR_TEST_SFTP_KNOWN_HOSTS_WRONG
@@ -1342,6 +1588,7 @@ _cdr_ts_start() {
 
     _cdr_ts_install || return 1
     _cdr_ts_install_pureftpd || return 1
+    _cdr_ts_install_proftpd || return 1
     _cdr_ts_install_moto || return 1
 
     if [[ -n ${CDR_TEST_DIR:-} ]]; then
@@ -1352,11 +1599,12 @@ _cdr_ts_start() {
             _cdr_ts_log "CDR_TEST_DIR=$work is not empty and not ours; refusing"
             return 1
         fi
-        rm -rf "${work:?}/ftproot" "$work/empty" "$work/sftp"
+        rm -rf "${work:?}/ftproot" "$work/empty" "$work/sftp" "$work/proftpd"
         rm -f "$work"/{vsftpd.out,vsftpd.log,vsftpd.pid,xferlog,env} \
             "$work"/{pure-ftpd.out,pure-ftpd-xfer.log,pure-ftpd.pid,pureftpd.passwd,pureftpd.pdb} \
             "$work"/{sshd.log,known_hosts,known_hosts.hashed,known_hosts.wrong,moto.log} \
-            "$work/pushgateway.log"
+            "$work/pushgateway.log" \
+            "$work"/{proftpd.out,proftpd.log,proftpd-xfer.log,proftpd-tls.log,proftpd-sftp.log,proftpd-commands.log,known_hosts.proftpd}
     else
         work=$(mktemp -d /tmp/cdr-test.XXXXXX) || return 1
     fi
@@ -1397,6 +1645,11 @@ _cdr_ts_start() {
     _cdr_ts_start_watchdog
     _cdr_ts_write_known_hosts "$work" "$_CDR_TS_SSHD_PORT" || return 1
 
+    _cdr_ts_setup_proftpd_files "$work" || return 1
+    _cdr_ts_launch_proftpd "$work" || return 1
+    _cdr_ts_start_watchdog
+    _cdr_ts_write_proftpd_known_hosts "$work" "$_CDR_TS_PROFTPD_SFTP_PORT" || return 1
+
     _cdr_ts_finish_moto "$work" || return 1
     _cdr_ts_start_watchdog
 
@@ -1416,6 +1669,13 @@ _cdr_ts_start() {
     export CDR_TEST_PUREFTPD_USER=$_CDR_TS_PUREFTPD_USER
     export CDR_TEST_PUREFTPD_PASSWORD=$_CDR_TS_PUREFTPD_PASSWORD
     export CDR_TEST_PUREFTPD_ROOT=$work/ftproot
+
+    export CDR_TEST_PROFTPD_PORT=$_CDR_TS_PROFTPD_PORT
+    export CDR_TEST_PROFTPD_USER=$_CDR_TS_PROFTPD_USER
+    export CDR_TEST_PROFTPD_PASSWORD=$_CDR_TS_PROFTPD_PASSWORD
+    export CDR_TEST_PROFTPD_ROOT=$work/ftproot
+    export CDR_TEST_PROFTPD_SFTP_PORT=$_CDR_TS_PROFTPD_SFTP_PORT
+    export CDR_TEST_PROFTPD_SFTP_KNOWN_HOSTS=$work/known_hosts.proftpd
 
     export CDR_TEST_SFTP_PORT=$_CDR_TS_SSHD_PORT
     export CDR_TEST_SFTP_USER=$_CDR_TS_SFTP_USER
@@ -1447,6 +1707,7 @@ _cdr_ts_start() {
     _cdr_ts_log "ready on 127.0.0.1: vsftpd (pid $_CDR_TS_VSFTPD_PID) :$_CDR_TS_PORT," \
         "pure-ftpd (pid $_CDR_TS_PUREFTPD_PID) :$_CDR_TS_PUREFTPD_PORT," \
         "sshd/sftp (pid $_CDR_TS_SSHD_PID) :$_CDR_TS_SSHD_PORT," \
+        "ProFTPD (pid $_CDR_TS_PROFTPD_PID) :$_CDR_TS_PROFTPD_PORT ftps, :$_CDR_TS_PROFTPD_SFTP_PORT sftp," \
         "moto S3 (pid $_CDR_TS_MOTO_PID) :$_CDR_TS_MOTO_PORT," \
         "Pushgateway (pid $_CDR_TS_PUSHGATEWAY_PID) :$_CDR_TS_PUSHGATEWAY_PORT;" \
         "root $CDR_TEST_FTPS_ROOT, env in $work/env"

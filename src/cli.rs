@@ -1016,6 +1016,7 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
             }
         }
     }
+    source.close().await;
     let store = destination::open(&settings.destination.url, &settings.destination.options)?;
     destination::probe(&store, &settings.destination.url).await?;
     crate::out!(

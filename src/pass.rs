@@ -40,10 +40,10 @@ pub async fn run(
             if options.shutdown.is_requested()
                 || report.lock().expect("not poisoned").source_error.is_some()
             {
-                return;
+                break;
             }
             let Some(day) = queue.lock().expect("not poisoned").pop_front() else {
-                return;
+                break;
             };
             match options
                 .shutdown
@@ -70,6 +70,7 @@ pub async fn run(
                 None => report.lock().expect("not poisoned").not_tried.push(day),
             }
         }
+        connection.close().await;
     };
     futures::future::join_all(
         (0..options.parallel_days.clamp(1, days.len().max(1))).map(|_| worker()),
@@ -102,6 +103,7 @@ pub async fn run(
             Some(()) => {}
             None => report.stopped = true,
         }
+        connection.close().await;
     }
     report.stopped |= options.shutdown.is_requested();
     if !report.stopped {

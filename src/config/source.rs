@@ -83,6 +83,14 @@ const RETRY_MAX_SECS: Integer = Integer {
     max: 86_400,
     default: 300,
 };
+/// Most entries one folder listing may have: a listing that goes on past it is
+/// refused, so a broken server cannot list without end.
+const MAX_LISTING_ENTRIES: Integer = Integer {
+    name: "max_listing_entries",
+    min: 1,
+    max: 1_000_000_000,
+    default: 1_000_000,
+};
 
 /// The remote folder a feed reads, relative to the login folder or absolute (leading
 /// `/`): each feed declares its key and default (`feeds::Feed::folder`).
@@ -113,6 +121,7 @@ const OWN_KEYS: &[Key] = &[
     Key::Flag(INSECURE_ACCEPT_ANY_HOST_KEY),
     Key::Integer(TIMEOUT_SECS),
     Key::Integer(RETRY_MAX_SECS),
+    Key::Integer(MAX_LISTING_ENTRIES),
     Key::Table(OPTIONS),
 ];
 
@@ -191,6 +200,8 @@ pub struct SourceSettings {
     pub timeout: Duration,
     /// How long an operation that failed for a reason that may pass is retried.
     pub retry_max: Duration,
+    /// Most entries one folder listing may have.
+    pub max_listing_entries: u64,
     pub folders: RemoteFolders,
 }
 
@@ -238,6 +249,7 @@ pub(super) fn read(
     let accept_any_host_key = INSECURE_ACCEPT_ANY_HOST_KEY.read(s);
     let timeout = TIMEOUT_SECS.read(s);
     let retry_max = RETRY_MAX_SECS.read(s);
+    let max_listing_entries = MAX_LISTING_ENTRIES.read(s);
     let options = OPTIONS.read(s);
     let folders = RemoteFolders(
         FEEDS
@@ -371,6 +383,7 @@ pub(super) fn read(
         endpoint,
         timeout: Duration::from_secs(timeout as u64),
         retry_max: Duration::from_secs(retry_max as u64),
+        max_listing_entries: max_listing_entries as u64,
         folders,
     })
 }

@@ -174,6 +174,9 @@ impl ListedFeed for Recordings {
             }
             report.index_ms += millis(index_started.elapsed());
         }
+        for connection in &mut pool {
+            connection.close().await;
+        }
         tracing::info!(
             listed = report.listed,
             copied = report.copied,

@@ -48,6 +48,13 @@ impl<'s> Connection<'s> {
         Ok(self.open.as_deref_mut().expect("just opened"))
     }
 
+    /// Says goodbye on the open connection, if there is one (the next use opens another).
+    pub async fn close(&mut self) {
+        if let Some(open) = self.open.take() {
+            open.close().await;
+        }
+    }
+
     /// Opens the connection if it is not open, retrying as every operation does.
     pub async fn open(&mut self) -> Result<(), SourceError> {
         let mut backoff = self.backoff();
@@ -154,8 +161,13 @@ impl<'s> Connection<'s> {
         error: SourceError,
     ) -> Result<(), SourceError> {
         if !error.is_transient() {
+            if matches!(error, SourceError::Protocol { .. }) {
+                // The server broke the protocol: what it sends next cannot be trusted.
+                self.open = None;
+            }
             return Err(error);
         }
+        // Dropped, not closed: a broken connection would only wait out the timeout.
         self.open = None;
         let Some(wait) = backoff.next_delay() else {
             tracing::warn!(during, subject, tries = backoff.tries(), error = %error, "giving up: source.retry_max_secs have passed since the first failure");

@@ -9,19 +9,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use suppaftp::tokio::ImplAsyncFtpStream;
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, Status};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 
+use super::ftp_listing::{self, Entry};
 use super::ftps_stream::{FlushingConnector, FlushingStream};
 use super::{ChunkSink, RemoteFile, Source, SourceError, tls};
 use crate::config::FtpsSettings;
 
 /// Bytes read from the data connection at a time.
 const READ_CHUNK: usize = 256 * 1024;
+/// Longest listing line taken: a name is at most 255 bytes on every common file
+/// system, so a longer line is a server sending garbage or a line without end.
+const MAX_LISTING_LINE: usize = 16 * 1024;
 
 type FtpsStream = ImplAsyncFtpStream<FlushingStream<tokio_rustls::client::TlsStream<TcpStream>>>;
 
@@ -31,6 +34,10 @@ pub struct FtpsSource {
     server: Server,
     /// The login folder, which every relative path is resolved against.
     home: String,
+    /// Whether the server answers `MLSD` (exact times, in UTC); `None` until tried.
+    mlsd: Option<bool>,
+    /// Most lines one listing may have.
+    max_listing_entries: u64,
 }
 
 impl FtpsSource {
@@ -38,6 +45,7 @@ impl FtpsSource {
     pub async fn connect(
         settings: &FtpsSettings,
         timeout: Duration,
+        max_listing_entries: u64,
     ) -> Result<FtpsSource, SourceError> {
         if settings.insecure_skip_tls_verify {
             tracing::warn!(
@@ -67,13 +75,21 @@ impl FtpsSource {
             )
             .await?
             .map_err(|e| connect_error(e.to_string()))?;
+        // The greeting's start, looked at without taking it, to say what a server that
+        // is not an FTP server sent instead.
+        let mut start = [0u8; 80];
+        let seen = bounded
+            .run("waiting for the FTP greeting", tcp.peek(&mut start))
+            .await?
+            .map_err(|e| connect_error(e.to_string()))?;
+        let greeting = &start[..seen];
         let plain = bounded
             .run(
                 "waiting for the FTP greeting",
                 FtpsStream::connect_with_stream(tcp),
             )
             .await?
-            .map_err(|e| connect_error(describe(&e)))?;
+            .map_err(|e| bad_greeting(&endpoint, greeting, e))?;
         let mut ftp = bounded
             .run(
                 "negotiating TLS (AUTH TLS)",
@@ -125,62 +141,140 @@ impl FtpsSource {
             ftp,
             server: bounded,
             home,
+            mlsd: None,
+            max_listing_entries,
         })
     }
 }
 
 impl FtpsSource {
-    /// Streams `LIST` of the current folder line by line into `each`.
+    /// Streams the listing of the current folder into `each`: `MLSD` where the server
+    /// has it, else `LIST`. Returns how many files there were and the paths of the
+    /// symbolic links, which a listing does not say the target of.
     async fn list_here(
         &mut self,
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
-    ) -> Result<u64, SourceError> {
-        let server = &self.server;
-        let (_, stream) = server
+    ) -> Result<(u64, Vec<String>), SourceError> {
+        let mlsd = self.mlsd != Some(false);
+        let command = if mlsd { "MLSD" } else { "LIST" };
+        let opened = self
+            .server
             .run(
-                "listing a folder (LIST)",
+                "listing a folder",
                 self.ftp
-                    .custom_data_command("LIST", &[Status::AboutToSend, Status::AlreadyOpen]),
+                    .custom_data_command(command, &[Status::AboutToSend, Status::AlreadyOpen]),
             )
-            .await?
-            .map_err(|e| server.refused("LIST", folder, &e))?;
+            .await?;
+        let stream = match opened {
+            Ok((_, stream)) => stream,
+            // 500/502: not understood or not implemented (vsftpd has no MLSD).
+            Err(FtpError::UnexpectedResponse(r))
+                if mlsd && matches!(r.status, Status::BadCommand | Status::NotImplemented) =>
+            {
+                self.mlsd = Some(false);
+                return Box::pin(self.list_here(folder, each)).await;
+            }
+            Err(e) => return Err(self.server.refused(command, folder, &e)),
+        };
+        self.mlsd = Some(mlsd);
+        let server = &self.server;
         let broke_off = |detail: String| SourceError::Transfer {
             endpoint: server.endpoint.clone(),
             path: folder.to_string(),
             detail,
         };
+        let garbage = |detail: String| SourceError::Protocol {
+            endpoint: server.endpoint.clone(),
+            detail: format!("its listing ({command}) of {folder:?} {detail}"),
+        };
         let mut lines = BufReader::new(stream);
-        let mut line = String::new();
-        let mut files = 0;
+        let mut line = Vec::new();
+        let (mut count, mut files, mut unknown) = (0u64, 0u64, 0u64);
+        let mut first_unknown = None;
+        let mut links = Vec::new();
         loop {
             line.clear();
             let n = server
-                .run("listing a folder", lines.read_line(&mut line))
+                .run(
+                    "listing a folder",
+                    (&mut lines)
+                        .take(MAX_LISTING_LINE as u64 + 1)
+                        .read_until(b'\n', &mut line),
+                )
                 .await?
                 .map_err(|e| broke_off(e.to_string()))?;
             if n == 0 {
                 break;
             }
-            let Ok(file) = suppaftp::list::ListParser::parse_posix(line.trim_end()) else {
-                continue; // "total 12" and the like
+            if line.len() > MAX_LISTING_LINE {
+                return Err(garbage(format!(
+                    "has a line longer than {} KiB (a line without end?), starting {:?}",
+                    MAX_LISTING_LINE / 1024,
+                    excerpt(&line)
+                )));
+            }
+            count += 1;
+            if count > self.max_listing_entries {
+                return Err(garbage(format!(
+                    "goes on past {} entries (a listing without end?); if the folder really holds more, raise source.max_listing_entries",
+                    self.max_listing_entries
+                )));
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\r', '\n']);
+            if text.is_empty() {
+                continue;
+            }
+            let entry = if mlsd {
+                ftp_listing::parse_mlsd(text)
+            } else {
+                ftp_listing::parse_list(text)
             };
-            if file.is_file() {
-                each(RemoteFile {
-                    path: format!("{folder}/{}", file.name()),
-                    size: file.size() as u64,
-                    modified: Some(DateTime::<Utc>::from(file.modified())),
-                    etag: None,
-                });
-                files += 1;
+            match entry {
+                Entry::File {
+                    name,
+                    size,
+                    modified,
+                } => {
+                    each(RemoteFile {
+                        path: format!("{folder}/{name}"),
+                        size,
+                        modified,
+                        etag: None,
+                    });
+                    files += 1;
+                }
+                Entry::Link { name } => links.push(format!("{folder}/{name}")),
+                Entry::Other => {}
+                Entry::Unknown => {
+                    unknown += 1;
+                    first_unknown.get_or_insert_with(|| excerpt(text.as_bytes()));
+                }
             }
         }
         server
             .run("finishing a listing", lines.into_inner().finish())
             .await?
             .map_err(|e| broke_off(describe(&e)))?;
-        Ok(files)
+        if let Some(example) = first_unknown {
+            if unknown == count {
+                return Err(garbage(format!(
+                    "has no line in a format this client reads (Unix ls, DOS/IIS, MLSD): {unknown} lines such as {example:?}"
+                )));
+            }
+            tracing::warn!(endpoint = %server.endpoint, folder, lines = unknown, example = %example, "listing lines in no known format were skipped");
+        }
+        Ok((files, links))
     }
+}
+
+/// The start of what a server sent, for a message: at most 80 characters, printable.
+fn excerpt(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 /// The server's name for messages, and the time limit for each call to it.
@@ -247,6 +341,33 @@ fn refuses_certificate(detail: &str) -> bool {
     detail.contains("invalid peer certificate")
 }
 
+/// Why the greeting was not taken: a connection error, or what the server sent.
+fn bad_greeting(endpoint: &str, start: &[u8], error: FtpError) -> SourceError {
+    let too_large = matches!(&error, FtpError::ConnectionError(e)
+        if e.get_ref().is_some_and(|inner| inner.is::<suppaftp::ReplyTooLarge>()));
+    let looks_like_ftp = start.len() >= 3 && start[..3].iter().all(u8::is_ascii_digit);
+    let detail = if too_large {
+        format!(
+            "its greeting goes on past 256 KiB without ending (a line without end?), starting {:?}",
+            excerpt(start)
+        )
+    } else if !start.is_empty() && !looks_like_ftp {
+        format!(
+            "it answered with {:?}, which is not an FTP greeting (\"220 …\"); check that source.url's port is the FTP server's",
+            excerpt(start)
+        )
+    } else {
+        return SourceError::Connect {
+            endpoint: endpoint.to_string(),
+            detail: describe(&error),
+        };
+    };
+    SourceError::Protocol {
+        endpoint: endpoint.to_string(),
+        detail,
+    }
+}
+
 /// The server's reply text, without the protocol noise.
 fn describe(error: &FtpError) -> String {
     match error {
@@ -310,7 +431,15 @@ impl Source for FtpsSource {
             )
             .await?
             .map_err(|e| self.server.refused("CWD", &self.home, &e))?;
-        listed
+        let (mut files, links) = listed?;
+        // From the login folder, as the links' paths are: SIZE and MDTM follow a link.
+        for link in links {
+            if let Some(file) = self.stat(&link).await? {
+                each(file);
+                files += 1;
+            }
+        }
+        Ok(files)
     }
 
     async fn download(
@@ -385,6 +514,21 @@ impl Source for FtpsSource {
             .await?
             .map_err(|e| broke_off(describe(&e)))?;
         Ok(copied)
+    }
+
+    /// `QUIT`, answered by 221; dropping the stream then sends the TLS close_notify.
+    async fn close(mut self: Box<Self>) {
+        match self
+            .server
+            .run("saying goodbye (QUIT)", self.ftp.quit())
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(endpoint = %self.server.endpoint, error = %describe(&e), "QUIT was not answered with 221");
+            }
+            Err(e) => tracing::debug!(error = %e, "QUIT was not answered"),
+        }
     }
 }
 

@@ -8,6 +8,11 @@
 //! download in several thousand, over 4–8 connections, stalled until the timeout with
 //! the server idle after its last reply. Flushing before every read means that
 //! waiting for a reply always implies the command went out.
+//!
+//! A stream that is dropped also says goodbye: suppaftp drops the control connection
+//! (after `QUIT`, or when the connection is given up) and an unfinished data connection
+//! without a TLS close_notify, and servers log the bare TCP close as an error (ProFTPD:
+//! `SSL_shutdown error … unexpected eof`).
 
 use std::fmt;
 use std::io;
@@ -46,11 +51,53 @@ impl AsyncTlsConnector for FlushingConnector {
     }
 }
 
-/// A stream that flushes what was written before it reads.
+/// A stream that flushes what was written before it reads, and sends a TLS
+/// close_notify when dropped.
 #[derive(Debug)]
-pub struct FlushingStream<S>(S);
+pub struct FlushingStream<S: CloseNotify>(S);
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FlushingStream<S> {
+/// A stream that can send its goodbye without waiting.
+pub trait CloseNotify {
+    /// Queues a TLS close_notify and writes it if the socket takes it now.
+    fn close_notify_now(&mut self);
+}
+
+impl CloseNotify for TlsStream<TcpStream> {
+    fn close_notify_now(&mut self) {
+        let (tcp, tls) = self.get_mut();
+        // Sends nothing if it was sent already (a finished data connection's shutdown).
+        tls.send_close_notify();
+        // A few dozen bytes into an idle socket's buffer: this only fails on a socket
+        // that is full or broken, where a goodbye would not arrive anyway.
+        while tls.wants_write() {
+            match tls.write_tls(&mut WriteNow(tcp)) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Writes to a socket only what it takes without waiting.
+struct WriteNow<'a>(&'a TcpStream);
+
+impl io::Write for WriteNow<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: CloseNotify> Drop for FlushingStream<S> {
+    fn drop(&mut self) {
+        self.0.close_notify_now();
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + CloseNotify> AsyncRead for FlushingStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -66,7 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FlushingStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for FlushingStream<S> {
+impl<S: AsyncWrite + Unpin + CloseNotify> AsyncWrite for FlushingStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -87,8 +134,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FlushingStream<S> {
 impl TokioTlsStream for FlushingStream<TlsStream<TcpStream>> {
     type InnerStream = TlsStream<TcpStream>;
 
+    /// Only `CCC` (back to plain text on the control connection) needs this, and it is
+    /// never sent: the stream says goodbye when dropped, so it cannot give its socket up.
     fn tcp_stream(self) -> FtpResult<TcpStream> {
-        Ok(self.0.into_inner().0)
+        Err(FtpError::SecureError(
+            "the control connection stays encrypted (no CCC)".into(),
+        ))
     }
 
     fn get_ref(&self) -> &TcpStream {
@@ -103,7 +154,11 @@ impl TokioTlsStream for FlushingStream<TlsStream<TcpStream>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter, DuplexStream};
+
+    impl CloseNotify for BufWriter<DuplexStream> {
+        fn close_notify_now(&mut self) {}
+    }
 
     /// A command written without a flush into a buffered stream (as suppaftp does)
     /// reaches the server once we wait for the reply; without the flush the reply

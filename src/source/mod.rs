@@ -2,10 +2,12 @@
 //! error type whose variants say what went wrong and what to check.
 
 pub mod bucket;
+mod ftp_listing;
 pub mod ftps;
 mod ftps_stream;
 pub mod local_dir;
 pub mod sftp;
+mod ssh_offer;
 mod tls;
 
 use async_trait::async_trait;
@@ -56,6 +58,12 @@ pub trait Source: Send {
         offset: u64,
         sink: &mut dyn ChunkSink,
     ) -> Result<u64, SourceError>;
+    /// Ends the session the way the protocol says goodbye (FTP `QUIT` and a TLS
+    /// close_notify, an SSH disconnect), so the provider's server logs a clean end
+    /// rather than a reset. Best effort, bounded by the timeout: the work is done
+    /// either way. Dropping a source without this still closes it, less politely
+    /// (`Drop` cannot wait for the server).
+    async fn close(self: Box<Self>) {}
 }
 
 /// What went wrong talking to the source; each message names the server and what to check.
@@ -148,6 +156,12 @@ pub enum SourceError {
     },
     #[error("{endpoint}: {detail}")]
     Ssh { endpoint: String, detail: String },
+    /// The server sent something its protocol does not allow (garbage, an endless line,
+    /// an endless listing): retrying will not help.
+    #[error(
+        "{endpoint} does not behave like a working server: {detail}; ask the provider to check it"
+    )]
+    Protocol { endpoint: String, detail: String },
     /// A bucket source's request failed (after the store's own retries); `location`
     /// is the bucket, prefix and key, `advice` what to check.
     #[error("cannot {action} {location}: {advice}")]
@@ -178,10 +192,10 @@ impl SourceError {
 pub async fn connect(settings: &SourceSettings) -> Result<Box<dyn Source>, SourceError> {
     match &settings.endpoint {
         SourceEndpoint::Ftps(ftps) => Ok(Box::new(
-            ftps::FtpsSource::connect(ftps, settings.timeout).await?,
+            ftps::FtpsSource::connect(ftps, settings.timeout, settings.max_listing_entries).await?,
         )),
         SourceEndpoint::Sftp(sftp) => Ok(Box::new(
-            sftp::SftpSource::connect(sftp, settings.timeout).await?,
+            sftp::SftpSource::connect(sftp, settings.timeout, settings.max_listing_entries).await?,
         )),
         SourceEndpoint::LocalDir(root) => {
             Ok(Box::new(local_dir::LocalDirSource::new(root.clone())))

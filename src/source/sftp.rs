@@ -18,7 +18,7 @@ use ssh2::{
 };
 use tokio::sync::mpsc;
 
-use super::{ChunkSink, RemoteFile, Source, SourceError};
+use super::{ChunkSink, RemoteFile, Source, SourceError, ssh_offer};
 use crate::config::{SftpAuth, SftpSettings};
 
 /// Bytes read at a time: libssh2 is slow with small reads.
@@ -31,10 +31,27 @@ const ERROR_FILE: i32 = -16;
 
 /// A logged-in SFTP session.
 pub struct SftpSource {
-    /// Kept for the life of the channel: dropping it closes the connection.
-    _session: Session,
+    /// Dropped first: closes the SFTP channel.
     sftp: Arc<Sftp>,
+    /// Dropped last: says goodbye and closes the connection.
+    _session: Disconnecting,
     endpoint: Arc<str>,
+    /// Most entries one listing may have.
+    max_listing_entries: u64,
+}
+
+/// The SSH session, which sends an SSH disconnect when dropped: without one, OpenSSH
+/// logs the end of every session as `Connection closed by …` (ProFTPD's mod_sftp as
+/// `Connection reset by peer` or `Broken pipe`).
+struct Disconnecting(Session);
+
+impl Drop for Disconnecting {
+    fn drop(&mut self) {
+        // One small packet, bounded by the session's timeout; nothing is waited for.
+        if let Err(e) = self.0.disconnect(None, "cdr-ingest is done", None) {
+            tracing::debug!(error = %e, "the SSH disconnect was not sent");
+        }
+    }
 }
 
 impl SftpSource {
@@ -42,6 +59,7 @@ impl SftpSource {
     pub async fn connect(
         settings: &SftpSettings,
         timeout: Duration,
+        max_listing_entries: u64,
     ) -> Result<SftpSource, SourceError> {
         if settings.insecure_accept_any_host_key {
             tracing::warn!(
@@ -50,12 +68,14 @@ impl SftpSource {
             );
         }
         let settings = settings.clone();
-        tokio::task::spawn_blocking(move || connect_blocking(&settings, timeout))
-            .await
-            .map_err(|e| SourceError::Ssh {
-                endpoint: "sftp".into(),
-                detail: e.to_string(),
-            })?
+        tokio::task::spawn_blocking(move || {
+            connect_blocking(&settings, timeout, max_listing_entries)
+        })
+        .await
+        .map_err(|e| SourceError::Ssh {
+            endpoint: "sftp".into(),
+            detail: e.to_string(),
+        })?
     }
 
     /// Runs a blocking SFTP call on a blocking thread.
@@ -74,7 +94,11 @@ impl SftpSource {
     }
 }
 
-fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSource, SourceError> {
+fn connect_blocking(
+    settings: &SftpSettings,
+    timeout: Duration,
+    max_listing_entries: u64,
+) -> Result<SftpSource, SourceError> {
     let endpoint = format!("{}:{}", settings.host, settings.port);
     let connect_error = |detail: String| SourceError::Connect {
         endpoint: endpoint.clone(),
@@ -99,48 +123,125 @@ fn connect_blocking(settings: &SftpSettings, timeout: Duration) -> Result<SftpSo
     // 2,000 files of 256 KiB took 38 s instead of 3.4 s).
     tcp.set_nodelay(true)
         .map_err(|e| connect_error(e.to_string()))?;
-    let mut session = Session::new().map_err(ssh_error)?;
+    // Wrapped at once, so a refused login or host key also ends with a disconnect.
+    let mut owned = Disconnecting(Session::new().map_err(ssh_error)?);
+    let session = &mut owned.0;
     session.set_tcp_stream(tcp);
     session.set_timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32);
-    session.handshake().map_err(ssh_error)?;
+    session
+        .handshake()
+        .map_err(|e| handshake_error(&endpoint, address, timeout, e))?;
     if !settings.insecure_accept_any_host_key {
-        verify_host_key(&session, settings, &endpoint)?;
+        verify_host_key(session, settings, &endpoint)?;
     }
     crate::crash::pause("login", &endpoint);
-    let login = match &settings.auth {
-        SftpAuth::Password(password) => {
-            session.userauth_password(&settings.user, password.expose())
-        }
-        SftpAuth::Key { file, passphrase } => session.userauth_pubkey_file(
-            &settings.user,
-            None,
-            file,
-            passphrase.as_ref().map(|p| p.expose()),
+    // Asked first (it is a login attempt with no method), so a refusal can say which
+    // methods the server takes; empty if it accepts the user without any.
+    let offered = session
+        .auth_methods(&settings.user)
+        .map(str::to_string)
+        .unwrap_or_default();
+    let (login, method) = match &settings.auth {
+        SftpAuth::Password(password) => (
+            session.userauth_password(&settings.user, password.expose()),
+            "password",
+        ),
+        SftpAuth::Key { file, passphrase } => (
+            session.userauth_pubkey_file(
+                &settings.user,
+                None,
+                file,
+                passphrase.as_ref().map(|p| p.expose()),
+            ),
+            "publickey",
         ),
     };
-    login.map_err(|e| {
-        // libssh2 reports a public-key reply that never came (the connection broke) as
-        // "Waiting for … USERAUTH response" under an authentication code.
-        if is_transient(e.code()) || e.message().starts_with("Waiting for") {
-            SourceError::Interrupted {
-                endpoint: endpoint.clone(),
-                during: "logging in".into(),
-                detail: e.message().to_string(),
+    login
+        .or_else(|e| {
+            if session.authenticated() {
+                Ok(())
+            } else {
+                Err(e)
             }
-        } else {
-            SourceError::LoginRefused {
-                endpoint: endpoint.clone(),
-                user: settings.user.clone(),
-                detail: e.message().to_string(),
+        })
+        .map_err(|e| {
+            // libssh2 reports a public-key reply that never came (the connection broke)
+            // as "Waiting for … USERAUTH response" under an authentication code.
+            if is_transient(e.code()) || e.message().starts_with("Waiting for") {
+                SourceError::Interrupted {
+                    endpoint: endpoint.clone(),
+                    during: "logging in".into(),
+                    detail: e.message().to_string(),
+                }
+            } else {
+                SourceError::LoginRefused {
+                    endpoint: endpoint.clone(),
+                    user: settings.user.clone(),
+                    detail: login_refusal(e.message(), method, &offered),
+                }
             }
-        }
-    })?;
-    let sftp = session.sftp().map_err(ssh_error)?;
+        })?;
+    let sftp = session.sftp().map_err(|e| subsystem_error(&endpoint, e))?;
     Ok(SftpSource {
-        _session: session,
         sftp: Arc::new(sftp),
+        _session: owned,
         endpoint: endpoint.into(),
+        max_listing_entries,
     })
+}
+
+/// A failed handshake; when the two sides found no algorithm in common, which ones
+/// each side has.
+fn handshake_error(
+    endpoint: &str,
+    address: std::net::SocketAddr,
+    timeout: Duration,
+    error: ssh2::Error,
+) -> SourceError {
+    // LIBSSH2_ERROR_KEX_FAILURE: "Unable to exchange encryption keys".
+    if error.code() == ErrorCode::Session(-5) {
+        let missing = ssh_offer::fetch(address, timeout)
+            .map(|offer| ssh_offer::mismatches(&offer))
+            .unwrap_or_default();
+        if !missing.is_empty() {
+            return SourceError::Ssh {
+                endpoint: endpoint.to_string(),
+                detail: format!(
+                    "the key exchange failed: {}; ask the provider to enable one this client supports",
+                    missing.join("; ")
+                ),
+            };
+        }
+    }
+    classify(endpoint, "connecting", error)
+}
+
+/// Why a login was refused, with the methods the server offers when ours is not one.
+fn login_refusal(message: &str, method: &str, offered: &str) -> String {
+    if offered.is_empty() || offered.split(',').any(|m| m == method) {
+        return message.to_string();
+    }
+    let instead = if method == "password" {
+        "set source.key_file to a private key the provider has installed for this user"
+    } else {
+        "ask the provider to accept this key, or use a password"
+    };
+    format!("{message}: the server offers only {offered} logins, not {method}; {instead}")
+}
+
+/// The SFTP channel or subsystem could not start although the login worked.
+fn subsystem_error(endpoint: &str, error: ssh2::Error) -> SourceError {
+    if is_transient(error.code()) {
+        // The connection broke, not the subsystem: retried like any other break.
+        return classify(endpoint, "starting the SFTP subsystem", error);
+    }
+    SourceError::Ssh {
+        endpoint: endpoint.to_string(),
+        detail: format!(
+            "the login worked but the SFTP subsystem could not start ({}); ask the provider to check the server's log and its SFTP setup: the `Subsystem sftp` line of sshd_config, and with a ChrootDirectory that the folder and every parent are owned by root and writable by no one else",
+            error.message()
+        ),
+    }
 }
 
 fn verify_host_key(
@@ -303,24 +404,41 @@ impl Source for SftpSource {
         // Entries cross from the blocking reader in small batches, never the whole folder.
         let (tx, rx) = mpsc::channel::<RemoteFile>(256);
         let (folder_name, endpoint) = (folder.to_string(), Arc::clone(&self.endpoint));
+        let max_entries = self.max_listing_entries;
         let reader = self.call(move |sftp| {
             let mut dir = sftp
                 .opendir(Path::new(&folder_name))
                 .map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
-            loop {
+            for entries in 1.. {
+                if entries > max_entries {
+                    return Err(SourceError::Protocol {
+                        endpoint: endpoint.to_string(),
+                        detail: format!(
+                            "its listing of {folder_name:?} goes on past {max_entries} entries (a listing without end?); if the folder really holds more, raise source.max_listing_entries"
+                        ),
+                    });
+                }
                 match dir.readdir() {
-                    Ok((name, stat)) if stat.is_file() => {
-                        let file =
-                            remote_file(format!("{folder_name}/{}", name.to_string_lossy()), &stat);
-                        if tx.blocking_send(file).is_err() {
+                    Ok((name, stat)) => {
+                        let path = format!("{folder_name}/{}", name.to_string_lossy());
+                        // A listing shows a link itself: what it leads to is asked for.
+                        let stat = if stat.file_type().is_symlink() {
+                            match sftp.stat(Path::new(&path)) {
+                                Ok(target) => target,
+                                Err(_) => continue, // a broken link
+                            }
+                        } else {
+                            stat
+                        };
+                        if stat.is_file() && tx.blocking_send(remote_file(path, &stat)).is_err() {
                             return Ok(());
                         }
                     }
-                    Ok(_) => {}
                     Err(e) if e.code() == ErrorCode::Session(ERROR_FILE) => return Ok(()),
                     Err(e) => return Err(sftp_error(&endpoint, "list", &folder_name, e)),
                 }
             }
+            Ok(())
         });
         let consumer = async {
             let mut rx = rx;
@@ -383,6 +501,12 @@ impl Source for SftpSource {
         let (read, written) = tokio::join!(reader, writer);
         read?;
         written
+    }
+
+    /// Closes the channel and disconnects (what dropping does) on a blocking thread,
+    /// as libssh2 waits for the channel's close to be sent.
+    async fn close(self: Box<Self>) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
     }
 }
 

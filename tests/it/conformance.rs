@@ -1,5 +1,6 @@
 //! One conformance suite, written once and run against every source: vsftpd (FTPS,
-//! no MLSD), pure-ftpd (FTPS, another LIST format), OpenSSH (SFTP), a local folder and
+//! no MLSD), pure-ftpd (FTPS, MLSD), ProFTPD (FTPS with TLS session reuse required,
+//! MLSD; and its mod_sftp), OpenSSH (SFTP), a local folder and
 //! a bucket (moto as S3: the fixture's folder is uploaded under a prefix of the test
 //! bucket before the source is opened).
 
@@ -20,7 +21,9 @@ use object_store::path::Path as Key;
 enum Kind {
     Vsftpd,
     PureFtpd,
+    Proftpd,
     Sftp,
+    ProftpdSftp,
     Local,
     Bucket,
 }
@@ -78,6 +81,30 @@ fn fixture(kind: Kind, test: &str) -> Fixture {
                 env("CDR_TEST_CA_FILE")
             ),
             env("CDR_TEST_PUREFTPD_PASSWORD"),
+            None,
+        ),
+        Kind::Proftpd => (
+            env("CDR_TEST_PROFTPD_ROOT"),
+            format!(
+                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"",
+                env("CDR_TEST_PROFTPD_USER"),
+                env("CDR_TEST_PROFTPD_PORT"),
+                env("CDR_TEST_CA_FILE")
+            ),
+            env("CDR_TEST_PROFTPD_PASSWORD"),
+            None,
+        ),
+        // Chrooted into the served folder: relative paths start there.
+        Kind::ProftpdSftp => (
+            env("CDR_TEST_PROFTPD_ROOT"),
+            format!(
+                "url = \"sftp://{}@127.0.0.1:{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"",
+                env("CDR_TEST_PROFTPD_USER"),
+                env("CDR_TEST_PROFTPD_SFTP_PORT"),
+                env("CDR_TEST_SFTP_KEY"),
+                env("CDR_TEST_PROFTPD_SFTP_KNOWN_HOSTS")
+            ),
+            String::new(),
             None,
         ),
         Kind::Sftp => (
@@ -374,6 +401,33 @@ async fn names_with_spaces_and_non_ascii_work(kind: Kind) {
     assert_eq!(body.0, b"ID3 zo\xc3\xab");
 }
 
+async fn a_link_to_a_file_lists_as_that_file(kind: Kind) {
+    // A folder and a bucket have no links of their own (a folder follows them itself).
+    if matches!(kind, Kind::Local | Kind::Bucket) {
+        return;
+    }
+    let f = fixture(kind, "links");
+    f.put("2024-03-01.csv", b"0123456789", at("2024-03-02T01:00:00Z"));
+    std::os::unix::fs::symlink("2024-03-01.csv", f.dir.join("today.csv")).unwrap();
+    std::os::unix::fs::symlink("gone.csv", f.dir.join("broken.csv")).unwrap();
+    std::fs::create_dir_all(f.dir.join("sub")).unwrap();
+    std::os::unix::fs::symlink("sub", f.dir.join("folder-link")).unwrap();
+    let mut source = f.source().await;
+    let mut listed = Vec::new();
+    source
+        .list(&f.folder, &mut |file| listed.push((file.path, file.size)))
+        .await
+        .unwrap();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            (f.remote("2024-03-01.csv"), 10),
+            (f.remote("today.csv"), 10)
+        ]
+    );
+}
+
 async fn an_empty_folder_lists_nothing_and_a_missing_one_is_an_error(kind: Kind) {
     let f = fixture(kind, "empty");
     let mut source = f.source().await;
@@ -490,6 +544,8 @@ macro_rules! conformance {
             #[tokio::test]
             async fn names_with_spaces_and_non_ascii_work() { super::names_with_spaces_and_non_ascii_work($kind).await }
             #[tokio::test]
+            async fn a_link_to_a_file_lists_as_that_file() { super::a_link_to_a_file_lists_as_that_file($kind).await }
+            #[tokio::test]
             async fn an_empty_folder_lists_nothing_and_a_missing_one_is_an_error() { super::an_empty_folder_lists_nothing_and_a_missing_one_is_an_error($kind).await }
             #[tokio::test]
             async fn a_200_mb_file_streams_whole() { super::a_200_mb_file_streams_whole($kind).await }
@@ -502,7 +558,9 @@ macro_rules! conformance {
 conformance! {
     vsftpd => Kind::Vsftpd,
     pure_ftpd => Kind::PureFtpd,
+    proftpd => Kind::Proftpd,
     sftp => Kind::Sftp,
+    proftpd_sftp => Kind::ProftpdSftp,
     local_folder => Kind::Local,
     bucket => Kind::Bucket,
 }
