@@ -10,11 +10,17 @@ use crate::feeds::{self, FEEDS, Unit};
 use crate::formats::queue_zip::ZipLimits;
 use crate::model::Category;
 
-/// The feeds to ingest, each named once (default: every feed): a missing daily file
+/// The feeds to ingest, each named once (default: every feed but those found by what
+/// changed in their folder, which are taken only when named): a missing daily file
 /// of a listed feed is reported.
 fn categories_key() -> List {
-    static EVERY_FEED: LazyLock<Vec<&'static str>> =
-        LazyLock::new(|| FEEDS.iter().map(|f| f.category.as_str()).collect());
+    static EVERY_FEED: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        FEEDS
+            .iter()
+            .filter(|f| !matches!(f.unit, Unit::Changed(_)))
+            .map(|f| f.category.as_str())
+            .collect()
+    });
     List {
         name: "categories",
         default: &EVERY_FEED,
@@ -240,7 +246,11 @@ mod tests {
     #[test]
     fn defaults_are_every_category_and_the_formats_zip_caps() {
         let settings = settings_of("[destination]\nurl = \"file:///x\"\n");
-        let every: Vec<Category> = FEEDS.iter().map(|f| f.category).collect();
+        let every: Vec<Category> = FEEDS
+            .iter()
+            .filter(|f| !matches!(f.unit, Unit::Changed(_)))
+            .map(|f| f.category)
+            .collect();
         assert_eq!(settings.ingest.categories, every);
         assert_eq!(settings.ingest.zip_limits, ZipLimits::default());
         assert_eq!(settings.ingest.max_tries, 5);

@@ -17,6 +17,7 @@
 pub mod cdr;
 pub mod queue;
 pub mod recordings;
+pub mod sessions;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -30,7 +31,7 @@ use crate::source::RemoteFile;
 use crate::state::json::StateError;
 
 /// Every feed, in the order a day's files are ingested.
-pub static FEEDS: [&Feed; 3] = [&cdr::FEED, &queue::FEED, &recordings::FEED];
+pub static FEEDS: [&Feed; 4] = [&cdr::FEED, &queue::FEED, &recordings::FEED, &sessions::FEED];
 
 /// What a feed is: everything the rest of the program needs to know about it.
 pub struct Feed {

@@ -65,11 +65,12 @@ use crate::state::json::{FORMAT_VERSION, JsonStore, StateError};
 /// Shards of a group's index.
 const SHARDS: u64 = 256;
 
-/// A main table and its children, which follow it (`tables[0]` is the main table).
+/// A main table and its children, which follow it (`tables[0]` is the main table),
+/// each with the column that holds the key (Text or Int64).
 pub struct Group {
     /// Names the group's state (`_state/newest/<name>/`): the main dataset's name.
     pub name: &'static str,
-    pub tables: &'static [&'static Table],
+    pub tables: &'static [(&'static Table, &'static str)],
 }
 
 /// How one version of a key ranks: the higher wins.
@@ -133,7 +134,7 @@ impl Plan {
         let mut partitions: Vec<Partition> = group
             .tables
             .iter()
-            .flat_map(|&table| dates.iter().map(move |&date| Partition { table, date }))
+            .flat_map(|&(table, _)| dates.iter().map(move |&date| Partition { table, date }))
             .collect();
         partitions.sort();
         partitions
@@ -336,19 +337,25 @@ pub async fn apply(
     head.pending = group
         .tables
         .iter()
-        .flat_map(|table| {
+        .flat_map(|(table, _)| {
             plan.dates
                 .iter()
                 .map(|&date| batch_object(table.dataset, date, plan.batch).to_string())
         })
         .collect();
     json.put(&head_object(group), &head).await?;
-    for (position, (table, parts)) in group.tables.iter().zip(parts).enumerate() {
+    for (position, (&(table, key_column), parts)) in group.tables.iter().zip(parts).enumerate() {
         for part in parts {
             let key = batch_object(table.dataset, part.date, plan.batch);
-            let Some((file, rows)) =
-                winning_rows(table, part.file, &plan.winners, position == 0, &mut written)
-                    .map_err(damaged(&key))?
+            let Some((file, rows)) = winning_rows(
+                table,
+                key_column,
+                part.file,
+                &plan.winners,
+                position == 0,
+                &mut written,
+            )
+            .map_err(damaged(&key))?
             else {
                 continue;
             };
@@ -377,12 +384,12 @@ async fn finish(
 ) -> Result<(), NewestError> {
     for removal in &journal.removals {
         let keys: HashSet<&str> = removal.keys.iter().map(String::as_str).collect();
-        for table in group.tables {
+        for &(table, key_column) in group.tables {
             let key = batch_object(table.dataset, removal.date, removal.batch);
             let Some(file) = partition::fetch(store, &key).await? else {
                 continue;
             };
-            match without_keys(table, file, &keys).map_err(damaged(&key))? {
+            match without_keys(table, key_column, file, &keys).map_err(damaged(&key))? {
                 Kept::All => {}
                 Kept::Some(file) => partition::upload(store, &key, &file).await?,
                 Kept::None => partition::delete(store, &key).await?,
@@ -461,12 +468,12 @@ fn keys_of(column: &ArrayRef) -> Result<Vec<Option<String>>, ParquetError> {
 /// each winning file's rows are added to `written`.
 fn winning_rows<R: ChunkReader + 'static>(
     table: &'static Table,
+    id: &str,
     input: R,
     winners: &HashMap<String, String>,
     count: bool,
     written: &mut HashMap<String, u64>,
 ) -> Result<Option<(File, u64)>, ParquetError> {
-    let id = table.columns[table.id_column].name;
     let mut kept = Vec::new();
     let mut rows = 0;
     for batch in ParquetRecordBatchReaderBuilder::try_new(input)?.build()? {
@@ -482,7 +489,9 @@ fn winning_rows<R: ChunkReader + 'static>(
                     _ => false,
                 };
                 if wins && count {
-                    *written.entry(file.unwrap_or_default().to_string()).or_default() += 1;
+                    *written
+                        .entry(file.unwrap_or_default().to_string())
+                        .or_default() += 1;
                 }
                 Some(wins)
             })
@@ -509,10 +518,10 @@ enum Kept {
 /// The object without the rows of `keys`.
 fn without_keys<R: ChunkReader + 'static>(
     table: &'static Table,
+    id: &str,
     input: R,
     keys: &HashSet<&str>,
 ) -> Result<Kept, ParquetError> {
-    let id = table.columns[table.id_column].name;
     let (mut kept, mut dropped) = (Vec::new(), 0);
     for batch in ParquetRecordBatchReaderBuilder::try_new(input)?.build()? {
         let batch = batch.map_err(|e| ParquetError::General(e.to_string()))?;
