@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
+use object_store::ObjectStoreExt;
 
 use crate::util::{Run, read_parquet, tree};
 
@@ -245,4 +246,305 @@ fn the_newest_version_of_each_session_wins_across_passes() {
         .unwrap();
     let text = String::from_utf8_lossy(&quarantine.stdout);
     assert!(text.contains("broken.json"), "{text}");
+}
+
+/// SplitMix64: a seed gives the same schedule on any machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One version of a session as a file.
+#[derive(Debug, Clone)]
+struct Written {
+    id: i64,
+    path: String,
+    text: String,
+    /// Minutes after the start of March 2024.
+    modified: u64,
+    /// The rank of the version: (updated_at minutes or none, modified, path).
+    rank: (Option<u64>, u64, String),
+    date: String,
+    participants: usize,
+}
+
+/// The versions a seed writes, in the order they reach the folder.
+fn versions(rng: &mut Rng) -> Vec<Written> {
+    let mut all = Vec::new();
+    let sessions = 3 + rng.below(5) as i64;
+    for id in 1..=sessions {
+        let day = 1 + rng.below(3);
+        // Late in the day, with an offset: the UTC date is the next one for some.
+        let created = format!("2024-03-{day:02}T22:30:00-02:00");
+        let date = format!("date=2024-03-{:02}", day + 1);
+        let first_path = format!("sessions/{}/{id}.json", rng.below(3));
+        for version in 0..1 + rng.below(3) {
+            // Ties on updated_at (or none at all) are broken by the file's time.
+            let updated = match rng.below(5) {
+                0 => None,
+                1 => Some(100),
+                _ => Some(100 + version * 10),
+            };
+            let modified = 1_000 + rng.below(10_000);
+            let path = if rng.below(2) == 0 {
+                first_path.clone()
+            } else {
+                format!("sessions/v/{}/{id}-{version}.json", rng.below(4))
+            };
+            let participants = rng.below(4) as usize;
+            let updated_text = updated.map(|m| format!("2024-03-{day:02}T23:{:02}:00Z", m % 60));
+            let updated_rank = updated.map(|m| m % 60);
+            all.push(Written {
+                id,
+                text: document(id, &created, updated_text.as_deref(), participants),
+                modified,
+                rank: (updated_rank, modified, path.clone()),
+                path,
+                date: date.clone(),
+                participants,
+            });
+        }
+    }
+    // Random order of arrival.
+    for i in (1..all.len()).rev() {
+        all.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    all
+}
+
+/// The newest version of each session among `written`.
+fn newest(written: &[Written]) -> BTreeMap<i64, Written> {
+    let mut best: BTreeMap<i64, Written> = BTreeMap::new();
+    for w in written {
+        match best.get(&w.id) {
+            Some(b) if b.rank >= w.rank => {}
+            _ => {
+                best.insert(w.id, w.clone());
+            }
+        }
+    }
+    best
+}
+
+const CRASH_POINTS: [&str; 4] = [
+    "downloaded",
+    "data-written",
+    "before-ledger",
+    "ledger-written",
+];
+
+fn explore(seed: u64) {
+    let mut rng = Rng(seed);
+    let work = tempfile::tempdir().unwrap();
+    let drop = work.path().join("drop");
+    let config = local(work.path(), "out");
+    let all = versions(&mut rng);
+    let mut schedule = Vec::new();
+    let mut seen = Vec::new();
+    let mut arrived = 0;
+    while arrived < all.len() {
+        let count = 1 + rng.below(all.len() as u64 - arrived as u64) as usize;
+        // A version overwritten in place before a pass looks is never seen.
+        let mut visible: BTreeMap<&str, &Written> = BTreeMap::new();
+        for w in &all[arrived..arrived + count] {
+            put(&drop, &w.path, &w.text, minute(w.modified));
+            visible.insert(&w.path, w);
+        }
+        seen.extend(visible.into_values().cloned());
+        arrived += count;
+        let crash = (rng.below(3) > 0).then(|| {
+            format!(
+                "{}:{}",
+                CRASH_POINTS[rng.below(4) as usize],
+                1 + rng.below(3)
+            )
+        });
+        schedule.push((count, crash.clone()));
+        if let Some(point) = &crash {
+            let killed = run(&config, Some(point));
+            assert!(
+                killed.code == 0 || killed.stderr.contains("aborting at"),
+                "seed {seed} {schedule:?}: {killed:?}"
+            );
+        }
+        let again = run(&config, None);
+        assert_eq!(again.code, 0, "seed {seed} {schedule:?}: {again:?}");
+    }
+    let want = newest(&seen);
+    let expected: Sessions = want
+        .values()
+        .map(|w| (w.id, (w.date.clone(), w.path.clone(), w.participants)))
+        .collect();
+    let got = sessions(&work.path().join("out"));
+    assert_eq!(got, expected, "seed {seed}: schedule {schedule:?}");
+
+    // A clean run over only the newest versions gives the same rows.
+    let clean_drop = work.path().join("clean-drop");
+    for w in want.values() {
+        put(&clean_drop, &w.path, &w.text, minute(w.modified));
+    }
+    let clean = config_at(work.path(), &clean_drop, "clean");
+    assert_eq!(run(&clean, None).code, 0);
+    assert_eq!(
+        sessions(&work.path().join("clean")),
+        expected,
+        "seed {seed}"
+    );
+}
+
+fn config_at(work: &Path, drop: &Path, name: &str) -> PathBuf {
+    config(
+        &work.join(format!("{name}.toml")),
+        &format!("url = \"file://{}\"", drop.display()),
+        &work.join(name),
+    )
+}
+
+#[test]
+fn versions_in_any_order_with_crashes_end_as_a_clean_run_of_the_newest() {
+    let seeds: Vec<u64> = match std::env::var("CDR_TEST_SESSION_SEED") {
+        Ok(seed) => vec![seed.parse().unwrap()],
+        Err(_) => {
+            let n = std::env::var("CDR_TEST_SESSION_SEEDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(3);
+            (1..=n).collect()
+        }
+    };
+    for seed in seeds {
+        eprintln!("seed {seed}");
+        explore(seed);
+    }
+}
+
+/// Where the session files are served from.
+enum Served {
+    Sftp,
+    Bucket,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test.sh, which starts the test servers"))
+}
+
+/// Two passes over SFTP or a moto bucket: the rewrite replaces, the old version is
+/// stale, and unchanged files are not read again.
+async fn newest_wins_from(served: Served) {
+    let work = tempfile::tempdir().unwrap();
+    let name = format!("sessions-{}", std::process::id());
+    let (root, source) = match served {
+        Served::Sftp => (
+            PathBuf::from(var("CDR_TEST_SFTP_ROOT")).join(&name),
+            format!(
+                "url = \"sftp://{}@127.0.0.1:{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"\nsessions = \"{name}/sessions\"",
+                var("CDR_TEST_SFTP_USER"),
+                var("CDR_TEST_SFTP_PORT"),
+                var("CDR_TEST_SFTP_KEY"),
+                var("CDR_TEST_SFTP_KNOWN_HOSTS")
+            ),
+        ),
+        Served::Bucket => (
+            work.path().join("drop"),
+            format!(
+                "url = \"s3://{}/{name}\"\n[source.options]\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = \"true\"\nvirtual_hosted_style_request = \"false\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"",
+                var("CDR_TEST_S3_BUCKET"),
+                var("CDR_TEST_S3_ENDPOINT"),
+                var("CDR_TEST_S3_REGION"),
+                var("CDR_TEST_S3_ACCESS_KEY_ID"),
+                var("CDR_TEST_S3_SECRET_ACCESS_KEY")
+            ),
+        ),
+    };
+    let _ = std::fs::remove_dir_all(&root);
+    // Into the bucket: the files named, each uploaded once (as a platform writes them).
+    let sync = |paths: &'static [&'static str]| {
+        let (root, name) = (root.clone(), name.clone());
+        let bucket = matches!(served, Served::Bucket);
+        async move {
+            if !bucket {
+                return;
+            }
+            let store = crate::s3::bucket();
+            for path in paths {
+                let bytes = std::fs::read(root.join(path)).unwrap();
+                let key = object_store::path::Path::parse(format!("{name}/{path}")).unwrap();
+                store.put(&key, bytes.into()).await.unwrap();
+            }
+        }
+    };
+    let out = work.path().join("out");
+    let config = config(&work.path().join("c.toml"), &source, &out);
+    // A bucket's times are upload times: take files at once.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}sessions_min_age_secs = 0\n")).unwrap();
+
+    put(
+        &root,
+        "sessions/a/1.json",
+        &document(1, "2024-03-01T10:00:00Z", Some("2024-03-01T10:20:00Z"), 2),
+        minute(30),
+    );
+    put(
+        &root,
+        "sessions/a/b/2.json",
+        &document(2, "2024-03-02T10:00:00Z", Some("2024-03-02T10:20:00Z"), 1),
+        minute(30),
+    );
+    sync(&["sessions/a/1.json", "sessions/a/b/2.json"]).await;
+    let first = tokio::task::block_in_place(|| run(&config, None));
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(sessions(&out).len(), 2);
+
+    put(
+        &root,
+        "sessions/c/1.json",
+        &document(1, "2024-03-01T10:00:00Z", Some("2024-03-03T10:20:00Z"), 1),
+        minute(90),
+    );
+    put(
+        &root,
+        "sessions/c/2.json",
+        &document(2, "2024-03-02T10:00:00Z", Some("2024-03-02T10:00:00Z"), 3),
+        minute(90),
+    );
+    sync(&["sessions/c/1.json", "sessions/c/2.json"]).await;
+    let second = tokio::task::block_in_place(|| run(&config, None));
+    assert!(
+        second
+            .stdout
+            .contains("sessions: 2 new or changed file(s) taken")
+            && second
+                .stdout
+                .contains("1 stale version(s) ignored, 2 unchanged"),
+        "{second:?}"
+    );
+    let got = sessions(&out);
+    let file = match served {
+        Served::Sftp => format!("{name}/sessions/c/1.json"),
+        Served::Bucket => "sessions/c/1.json".to_string(),
+    };
+    assert_eq!(got[&1], ("date=2024-03-01".into(), file, 1));
+    assert_eq!(got[&2].2, 1, "the stale version changed nothing");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_newest_version_wins_from_sftp() {
+    newest_wins_from(Served::Sftp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_newest_version_wins_from_a_bucket() {
+    newest_wins_from(Served::Bucket).await;
 }
