@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{ConfigErrors, Settings};
 use crate::daemon::{self, SystemClock};
 use crate::demo;
-use crate::feeds::{self, FEEDS};
+use crate::feeds::{self, FEEDS, Unit};
 use crate::generate;
 use crate::http;
 use crate::inventory;
@@ -867,8 +867,17 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
     crate::out!("connected to {}", settings.source.endpoint());
     let folders = &settings.source.folders;
     let mut missing = Vec::new();
-    for folder in FEEDS.iter().map(|feed| folders.of(feed.category)) {
-        match source.list(folder, &mut |_| {}).await {
+    // The folders of the feeds ingested; one found by what changed at any depth.
+    for feed in FEEDS
+        .iter()
+        .filter(|feed| settings.ingest.categories.contains(&feed.category))
+    {
+        let folder = folders.of(feed.category);
+        let listed = match feed.unit {
+            Unit::Changed(_) => source.list_tree(folder, &mut |_| {}).await,
+            _ => source.list(folder, &mut |_| {}).await,
+        };
+        match listed {
             Ok(files) => crate::out!("  {folder}/: {files} files"),
             Err(e) => {
                 crate::out!("  {folder}/: {e}");

@@ -192,7 +192,12 @@ pub fn batch_object(dataset: &str, date: NaiveDate, batch: u64) -> Path {
 
 /// The folder of a group's state (purge empties it).
 pub fn state_root(group: &Group) -> String {
-    format!("_state/newest/{}", group.name)
+    state_root_of(group.name)
+}
+
+/// The folder of the state of the group named `name`.
+pub fn state_root_of(name: &str) -> String {
+    format!("_state/newest/{name}")
 }
 
 fn head_object(group: &Group) -> Path {

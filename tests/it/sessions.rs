@@ -246,6 +246,44 @@ fn the_newest_version_of_each_session_wins_across_passes() {
         .unwrap();
     let text = String::from_utf8_lossy(&quarantine.stdout);
     assert!(text.contains("broken.json"), "{text}");
+
+    let cli = |args: &[&str]| {
+        let mut all = vec![args[0], "--config", config.to_str().unwrap()];
+        all.extend(&args[1..]);
+        Run::from(
+            Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+                .args(all)
+                .output()
+                .unwrap(),
+        )
+    };
+    let validated = cli(&["validate", "--connect"]);
+    assert!(
+        validated.stdout.contains("sessions/: 6 files"),
+        "the folder is listed at any depth: {validated:?}"
+    );
+    let status = cli(&["status", "--from", "2024-03-01", "--to", "2024-03-02"]);
+    assert!(status.stdout.contains("sessions"), "{status:?}");
+
+    // A purge takes the data and the state: the next pass takes every file again.
+    let purged = cli(&["purge", "--category", "sessions", "--confirm", "YES"]);
+    assert_eq!(purged.code, 0, "{purged:?}");
+    let left: Vec<String> = tree(&out)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            k.starts_with("session")
+                || k.starts_with("_state/seen")
+                || k.starts_with("_state/newest")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let again = run(&config, None);
+    assert!(
+        again.stdout.contains("5 new or changed file(s) taken"),
+        "{again:?}"
+    );
+    assert_eq!(sessions(&out), got);
 }
 
 /// SplitMix64: a seed gives the same schedule on any machine.
