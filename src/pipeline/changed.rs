@@ -147,6 +147,17 @@ pub async fn ingest(
         batch.push(entry);
     }
     report.copy_ms = millis(started.elapsed());
+    tracing::info!(
+        %category,
+        listed = report.listed,
+        taken = report.copied,
+        bytes = report.bytes,
+        unchanged = report.already,
+        stale = report.stale,
+        list_ms = report.list_ms,
+        ingest_ms = report.copy_ms,
+        "changed files taken"
+    );
     Ok(report)
 }
 

@@ -586,3 +586,37 @@ async fn the_newest_version_wins_from_sftp() {
 async fn the_newest_version_wins_from_a_bucket() {
     newest_wins_from(Served::Bucket).await;
 }
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_every_pass_until_it_changes() {
+    let work = tempfile::tempdir().unwrap();
+    let drop = work.path().join("drop");
+    let small = document(1, "2024-03-01T10:00:00Z", None, 0);
+    let big = document(2, "2024-03-01T10:00:00Z", None, 40);
+    put(&drop, "sessions/1.json", &small, minute(1));
+    put(&drop, "sessions/2.json", &big, minute(1));
+    let config = local(work.path(), "out");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}sessions_max_bytes = 1000\n")).unwrap();
+    for _ in 0..2 {
+        let refused = run(&config, None);
+        assert_eq!(refused.code, 1, "{refused:?}");
+        assert!(
+            refused.stderr.contains(&format!(
+                "sessions/2.json is {} bytes, over ingest.sessions_max_bytes (1000)",
+                big.len()
+            )),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(sessions(&work.path().join("out")).len(), 1);
+    put(
+        &drop,
+        "sessions/2.json",
+        &document(2, "2024-03-01T10:00:00Z", None, 1),
+        minute(2),
+    );
+    let taken = run(&config, None);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    assert_eq!(sessions(&work.path().join("out")).len(), 2);
+}
