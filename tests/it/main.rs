@@ -21,6 +21,7 @@ mod retention;
 mod s3;
 mod schedules;
 mod session_files;
+mod sessions;
 mod sftp;
 mod status_page;
 mod util;
