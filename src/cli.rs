@@ -215,8 +215,12 @@ pub enum Command {
         /// Size of every recording in bytes (default: random, 4 to 64 KiB).
         #[arg(long)]
         recording_bytes: Option<u64>,
+        /// Contact-center sessions created per day (their session metadata files).
+        #[arg(long, default_value_t = 40)]
+        sessions_per_day: usize,
         /// Add the provider's quirks: BOM + CRLF, repeated rows from the day before,
-        /// bad and duplicate rows, an extra column, stray files among the recordings.
+        /// bad and duplicate rows, an extra column, stray files among the recordings,
+        /// broken session files.
         #[arg(long)]
         quirks: bool,
         /// Also write what the drop holds (counts per day, per hour, per destination…)
@@ -492,12 +496,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             rows_per_day,
             recordings_per_day,
             recording_bytes,
+            sessions_per_day,
             quirks,
             manifest: manifest_file,
         } => {
             let mut spec = generate::DropSpec::new(seed, from, to);
             spec.cdr_rows_per_day = rows_per_day;
             spec.recordings_per_day = recordings_per_day;
+            spec.sessions_per_day = sessions_per_day;
             if let Some(bytes) = recording_bytes {
                 spec.recording_bytes = bytes..=bytes;
             }

@@ -57,7 +57,7 @@ pub static FEED: Feed = Feed {
     datasets: &DATASETS,
     unit: Unit::Changed(&Sessions),
     files: None,
-    generate: write_day,
+    generate: crate::generate::sessions::write,
 };
 
 /// The sessions and the rows that follow each: a session's participants and
@@ -254,30 +254,6 @@ impl ChunkSink for Bytes {
     fn written(&self) -> u64 {
         self.0.len() as u64
     }
-}
-
-/// A day's sessions for `generate`: one document per session, in a dated subfolder.
-/// (Stands in until `generate::sessions` writes realistic drops.)
-fn write_day(
-    root: &std::path::Path,
-    spec: &crate::generate::DropSpec,
-    m: &mut crate::generate::DayManifest,
-) -> std::io::Result<()> {
-    let folder = root
-        .join(FEED.folder.1)
-        .join(m.date.format("%Y/%m/%d").to_string());
-    std::fs::create_dir_all(&folder)?;
-    let first = (m.date - NaiveDate::default()).num_days() * 100;
-    for n in 0..3 {
-        let id = first + n;
-        let at = format!("{}T10:0{n}:00+00:00", m.date);
-        let document = format!(
-            r#"{{"id": {id}, "lang": "en", "status": "finished", "created_at": "{at}", "updated_at": "{at}", "seed": {}}}"#,
-            spec.seed
-        );
-        std::fs::write(folder.join(format!("{id}.json")), document)?;
-    }
-    Ok(())
 }
 
 fn spool(e: std::io::Error) -> IngestError {

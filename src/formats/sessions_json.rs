@@ -471,6 +471,14 @@ impl SessionDocument {
     fn session_record(&self) -> Fields<'_> {
         let mut fields = Fields::new(self.line, self.text.as_str().into());
         fields.lookup("", &self.root, SESSION_KEYS);
+        // The id as a number's digits: `"007"`, `"7"` and `7` are one session.
+        if let Some(id) = fields.fields.iter_mut().find(|f| f.column == "id") {
+            if let Ok(number) = id.text.trim().parse::<u64>() {
+                if id.text.trim().bytes().all(|b| b.is_ascii_digit()) {
+                    id.text = Cow::Owned(number.to_string());
+                }
+            }
+        }
         fields.status(&self.root);
         fields.handle_duration(&self.root);
         fields.push("document", self.text.as_str().into(), String::new());
@@ -581,8 +589,10 @@ impl<'a> Fields<'a> {
                 .push((column, format!("{prefix}{}", pointers[0])));
             let found = pointers.iter().find_map(|pointer| {
                 let value = object.pointer(pointer)?;
-                // `/menu_path` is the path's name only when it is not an object.
-                if value.is_object() && pointers.len() > 1 {
+                // `/menu_path` stands for `/menu_path/name` only when it is not an
+                // object (an object without a name has none).
+                let inside = format!("{pointer}/");
+                if value.is_object() && pointers.iter().any(|p| p.starts_with(&inside)) {
                     return None;
                 }
                 text(value).map(|text| (text, format!("{prefix}{pointer}")))
@@ -830,6 +840,51 @@ mod tests {
                 created_at: TimestampMicros(1_709_287_200_000_000),
                 updated_at: Some(TimestampMicros(1_709_288_400_000_000)),
             }
+        );
+    }
+
+    #[test]
+    fn an_id_is_its_number_however_it_is_spelt() {
+        for spelt in ["7", "\"7\"", "\" 007\""] {
+            let text = SESSION.replace("\"id\": 7,", &format!("\"id\": {spelt},"));
+            let document = SessionDocument::parse("a.json", text.as_bytes()).unwrap();
+            assert_eq!(document.version().id, 7);
+            let mut ids = Vec::new();
+            document
+                .write_rows::<()>(|_, row| {
+                    ids.push(row.id.to_string());
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(ids, ["7", "7/0", "7/1"], "{spelt}");
+        }
+    }
+
+    #[test]
+    fn a_nested_value_in_a_text_column_is_kept_as_json_text() {
+        let text = SESSION.replace(
+            "\"subStatus\": \"connected_with_agent\"",
+            "\"subStatus\": {\"a\": [1]}",
+        );
+        let (written, _) = rows(&text).unwrap();
+        assert_eq!(
+            value(&SESSIONS, &written[0].1, "sub_status"),
+            "Text(\"{\\\"a\\\":[1]}\")"
+        );
+        let text = SESSION.replace(
+            "\"menu_path\": {\"id\": 6205, \"name\": \"Sales / EN\", ",
+            "\"menu_path\": {",
+        );
+        let (written, _) = rows(&text).unwrap();
+        assert_eq!(value(&SESSIONS, &written[0].1, "menu_path"), "Null");
+        let text = SESSION.replace(
+            "\"menu_path\": {\"id\": 6205, \"name\": \"Sales / EN\", \"materialized_path\": \"2420/4563/6205\"}",
+            "\"menu_path\": \"Sales\"",
+        );
+        let (written, _) = rows(&text).unwrap();
+        assert_eq!(
+            value(&SESSIONS, &written[0].1, "menu_path"),
+            "Text(\"Sales\")"
         );
     }
 

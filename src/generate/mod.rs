@@ -88,6 +88,7 @@ pub(crate) mod cdr;
 pub(crate) mod queue;
 pub(crate) mod recordings;
 mod rng;
+pub mod sessions;
 #[cfg(test)]
 mod testing;
 mod text;
@@ -122,11 +123,13 @@ pub struct DropSpec {
     pub recording_bytes: RangeInclusive<u64>,
     /// Write `QueueCalls/…zip`.
     pub queue: bool,
+    /// Sessions created per day, for the session metadata feed (`sessions.rs`).
+    pub sessions_per_day: usize,
     pub quirks: Quirks,
 }
 
 impl DropSpec {
-    /// 500 calls a day, queue reports on, one recording per recorded call of 4..=64 KiB,
+    /// 500 calls and 40 sessions a day, queue reports on, one recording per recorded call of 4..=64 KiB,
     /// no quirks.
     pub fn new(seed: u64, from: NaiveDate, to: NaiveDate) -> Self {
         Self {
@@ -137,6 +140,7 @@ impl DropSpec {
             recordings_per_day: None,
             recording_bytes: 4 * 1024..=64 * 1024,
             queue: true,
+            sessions_per_day: 40,
             quirks: Quirks::default(),
         }
     }
@@ -155,6 +159,8 @@ pub struct Quirks {
     pub empty_charge: bool,
     pub bad_recording_names: bool,
     pub extra_column: bool,
+    /// Broken session files (`sessions.rs`).
+    pub broken_sessions: bool,
 }
 
 impl Quirks {
@@ -171,6 +177,7 @@ impl Quirks {
             empty_charge: true,
             bad_recording_names: true,
             extra_column: true,
+            broken_sessions: true,
         }
     }
 }
@@ -244,6 +251,8 @@ pub struct DayManifest {
     pub recording_bytes: u64,
     /// `recordings/…` files that do not follow the naming pattern.
     pub bad_recording_names: Vec<String>,
+    /// The session files of the sessions created on the day (`sessions.rs`).
+    pub sessions: sessions::SessionsDay,
 }
 
 /// Outbound PSTN calls to one `destination`.

@@ -20,6 +20,7 @@ mod recordings;
 mod retention;
 mod s3;
 mod schedules;
+mod session_files;
 mod sessions;
 mod sftp;
 mod status_page;
