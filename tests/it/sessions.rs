@@ -620,3 +620,55 @@ fn a_file_over_the_size_limit_is_refused_every_pass_until_it_changes() {
     assert_eq!(taken.code, 0, "{taken:?}");
     assert_eq!(sessions(&work.path().join("out")).len(), 2);
 }
+
+/// Killed at each crash point (first, second and fifth time it is reached) and run
+/// again, a pass over a generated session drop leaves byte for byte what an
+/// uninterrupted pass leaves: the datasets, the quarantine and the state.
+#[test]
+fn killed_at_any_point_and_run_again_a_pass_ends_as_if_never_interrupted() {
+    use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
+    let work = tempfile::tempdir().unwrap();
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2024, 3, d).unwrap();
+    let mut spec = DropSpec::new(18, day(1), day(3));
+    spec.cdr_rows_per_day = 5;
+    spec.sessions_per_day = 12;
+    spec.quirks = Quirks::all();
+    write_drop(&work.path().join("drop"), &spec).unwrap();
+    let finished = |out: &Path| {
+        tree(out)
+            .into_iter()
+            .filter(|(key, _)| !key.starts_with("_state/runs") && !key.starts_with("_state/leases"))
+            .collect::<Vec<_>>()
+    };
+    let reference = local(work.path(), "reference");
+    assert_eq!(run(&reference, None).code, 0);
+    let reference = finished(&work.path().join("reference"));
+    assert!(
+        reference
+            .iter()
+            .any(|(k, _)| k.starts_with("session_participants/"))
+    );
+    let mut crashed = 0;
+    for point in CRASH_POINTS {
+        for nth in [1, 2, 5] {
+            let name = format!("{point}-{nth}");
+            let config = local(work.path(), &name);
+            let first = run(&config, Some(&format!("{point}:{nth}")));
+            crashed += usize::from(first.stderr.contains("aborting at"));
+            let again = run(&config, None);
+            assert_eq!(again.code, 0, "{name}: {again:?}");
+            let result = finished(&work.path().join(&name));
+            let keys =
+                |d: &[(String, Vec<u8>)]| d.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+            assert_eq!(keys(&result), keys(&reference), "{name}");
+            assert!(
+                result == reference,
+                "{name}: other bytes than an uninterrupted pass"
+            );
+        }
+    }
+    assert!(
+        crashed >= 8,
+        "only {crashed} runs reached their crash point"
+    );
+}
