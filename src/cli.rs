@@ -873,11 +873,11 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
     crate::out!("connected to {}", settings.source.endpoint());
     let folders = &settings.source.folders;
     let mut missing = Vec::new();
-    // The folders of the feeds ingested; one found by what changed at any depth.
-    for feed in FEEDS
-        .iter()
-        .filter(|feed| settings.ingest.categories.contains(&feed.category))
-    {
+    // Every feed's folder; one found by what changed (at any depth) only when ingested.
+    for feed in FEEDS.iter().filter(|feed| {
+        !matches!(feed.unit, Unit::Changed(_))
+            || settings.ingest.categories.contains(&feed.category)
+    }) {
         let folder = folders.of(feed.category);
         let listed = match feed.unit {
             Unit::Changed(_) => source.list_tree(folder, &mut |_| {}).await,

@@ -16,7 +16,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use object_store::ObjectStoreExt;
 
-use crate::util::{Run, read_parquet, tree};
+use crate::util::{Rng, Run, read_parquet, tree};
 
 /// A session document: `participants` participants and one transfer per `transfers`.
 fn document(id: i64, created: &str, updated: Option<&str>, participants: usize) -> String {
@@ -257,6 +257,8 @@ fn the_newest_version_of_each_session_wins_across_passes() {
                 .unwrap(),
         )
     };
+    // The other feeds' folders are not in this drop: validate says so, and lists
+    // the sessions at any depth.
     let validated = cli(&["validate", "--connect"]);
     assert!(
         validated.stdout.contains("sessions/: 6 files"),
@@ -284,22 +286,6 @@ fn the_newest_version_of_each_session_wins_across_passes() {
         "{again:?}"
     );
     assert_eq!(sessions(&out), got);
-}
-
-/// SplitMix64: a seed gives the same schedule on any machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// One version of a session as a file.
