@@ -10,7 +10,8 @@
 # the listing. Figures are wall time and peak RSS of the whole command (GNU time).
 #
 # Environment: BENCH_DIR (default /tmp/cdr-bench-sessions), BENCH_FILES (100000),
-# BENCH_REWRITTEN (1000). The s3 section starts the test servers (moto) itself.
+# BENCH_REWRITTEN (1000), BENCH_BIN (a binary to measure instead of building the
+# release one). The s3 section starts the test servers (moto) itself.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,10 +22,14 @@ rewritten=${BENCH_REWRITTEN:-1000}
 sections=("$@")
 ((${#sections[@]})) || sections=(local s3)
 
-cargo build --release --quiet
 mkdir -p "$work"
 bin="$work/cdr-ingest"
-cp target/release/cdr-ingest "$bin"
+if [[ -n ${BENCH_BIN:-} ]]; then
+    cp "$BENCH_BIN" "$bin"
+else
+    cargo build --release --quiet
+    cp target/release/cdr-ingest "$bin"
+fi
 
 # The drop: one folder of $files documents (about 700 bytes each: every common field,
 # two participants, one transfer), modified an hour ago; then $rewritten of them again.
