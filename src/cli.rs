@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{ConfigErrors, Settings};
 use crate::daemon::{self, SystemClock};
 use crate::demo;
-use crate::feeds::{self, FEEDS};
+use crate::feeds::{self, FEEDS, Unit};
 use crate::generate;
 use crate::http;
 use crate::inventory;
@@ -222,8 +222,12 @@ pub enum Command {
         /// Size of every recording in bytes (default: random, 4 to 64 KiB).
         #[arg(long)]
         recording_bytes: Option<u64>,
+        /// Contact-center sessions created per day (their session metadata files).
+        #[arg(long, default_value_t = 40)]
+        sessions_per_day: usize,
         /// Add the provider's quirks: BOM + CRLF, repeated rows from the day before,
-        /// bad and duplicate rows, an extra column, stray files among the recordings.
+        /// bad and duplicate rows, an extra column, stray files among the recordings,
+        /// broken session files.
         #[arg(long)]
         quirks: bool,
         /// Also write what the drop holds (counts per day, per hour, per destination…)
@@ -505,6 +509,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             rows_per_day,
             recordings_per_day,
             recording_bytes,
+            sessions_per_day,
             quirks,
             manifest: manifest_file,
             push_to,
@@ -512,6 +517,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let mut spec = generate::DropSpec::new(seed, from, to);
             spec.cdr_rows_per_day = rows_per_day;
             spec.recordings_per_day = recordings_per_day;
+            spec.sessions_per_day = sessions_per_day;
             if let Some(bytes) = recording_bytes {
                 spec.recording_bytes = bytes..=bytes;
             }
@@ -1007,8 +1013,17 @@ async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
     crate::out!("connected to {}", settings.source.endpoint());
     let folders = &settings.source.folders;
     let mut missing = Vec::new();
-    for folder in FEEDS.iter().map(|feed| folders.of(feed.category)) {
-        match source.list(folder, &mut |_| {}).await {
+    // Every feed's folder; one found by what changed (at any depth) only when ingested.
+    for feed in FEEDS.iter().filter(|feed| {
+        !matches!(feed.unit, Unit::Changed(_))
+            || settings.ingest.categories.contains(&feed.category)
+    }) {
+        let folder = folders.of(feed.category);
+        let listed = match feed.unit {
+            Unit::Changed(_) => source.list_tree(folder, &mut |_| {}).await,
+            _ => source.list(folder, &mut |_| {}).await,
+        };
+        match listed {
             Ok(files) => crate::out!("  {folder}/: {files} files"),
             Err(e) => {
                 crate::out!("  {folder}/: {e}");

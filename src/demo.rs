@@ -50,10 +50,16 @@ pub async fn run(out: &Path) -> anyhow::Result<PassOutcome> {
     );
 
     let config = format!(
-        "[source]\nurl = \"ftps://demo@localhost:{}\"\nca_file = \"{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nrecordings_min_age_secs = 0\n",
+        "[source]\nurl = \"ftps://demo@localhost:{}\"\nca_file = \"{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [{}]\nrecordings_min_age_secs = 0\n",
         server.port,
         server.ca_file.display(),
-        data.display()
+        data.display(),
+        // Every feed, those taken only when named (the session files) too.
+        crate::feeds::FEEDS
+            .iter()
+            .map(|f| format!("\"{}\"", f.category))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     // The embedded server takes any login; a password is still sent, as to the provider.
     let password = |name: &str| (name == DEFAULT_PASSWORD_ENV).then(|| "demo".to_string());
@@ -78,7 +84,7 @@ pub async fn run(out: &Path) -> anyhow::Result<PassOutcome> {
         .filter(|f| matches!(f.result, Ok(FileOutcome::Ingested(_))))
         .count();
     crate::out!(
-        "demo: {} in {:.1} s; the output is in {} (Parquet under cdr/, queue_call/, queue_user_call/, recording_index/; recordings/; _quarantine/)",
+        "demo: {} in {:.1} s; the output is in {} (Parquet under cdr/, queue_call/, queue_user_call/, recording_index/, sessions/, session_participants/, session_transfers/; recordings/; _quarantine/)",
         if fresh == 0 {
             "nothing new to ingest (run before)"
         } else {
@@ -117,6 +123,9 @@ fn explain_quirks(quirks: &Quirks, from: NaiveDate) {
     }
     if quirks.bad_recording_names {
         lines.push("\"do not match … not copied\": stray files among the recordings (a .txt, names with too few parts or an impossible date) are listed, never copied".to_string());
+    }
+    if quirks.broken_sessions {
+        lines.push("session files: a document cut in half, one without \"id\" and one whose \"created_at\" is a number are quarantined whole, with the JSON pointer at fault; a participant whose \"connected_at\" is \"yesterday\" is set aside alone; a session's older version arriving after its rewrite is \"stale\" and changes nothing".to_string());
     }
     if quirks.bom_crlf {
         lines.push(
@@ -220,6 +229,45 @@ fn answers(data: &Path) -> anyhow::Result<()> {
     crate::out!(
         "answers: agents who took the most queue calls: {}",
         top.join(", ")
+    );
+    session_answers(data)
+}
+
+/// Sessions per status, from the contact-center session files: one row per session,
+/// its newest version.
+fn session_answers(data: &Path) -> anyhow::Result<()> {
+    let mut per_status: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in batches(&data.join("sessions"))? {
+        let statuses = batch
+            .column_by_name("status")
+            .expect("status")
+            .as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            let status = if statuses.is_valid(row) {
+                statuses.value(row)
+            } else {
+                "(no name)"
+            };
+            *per_status.entry(status.to_string()).or_default() += 1;
+        }
+    }
+    let sessions: u64 = per_status.values().sum();
+    let mut counts: Vec<(String, u64)> = per_status.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let shown: Vec<String> = counts
+        .iter()
+        .take(5)
+        .map(|(status, n)| format!("{status} {n}"))
+        .collect();
+    let rest: u64 = counts.iter().skip(5).map(|(_, n)| n).sum();
+    crate::out!(
+        "answers: {sessions} contact-center sessions by status: {}{}",
+        shown.join(", "),
+        if rest > 0 {
+            format!(", {rest} in {} other statuses", counts.len() - 5)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -133,12 +133,30 @@ impl Target {
             roots.push(Path::from(layout::ledger_root(category)));
             roots.push(Path::from(layout::attempts_root(category)));
             roots.push(state_key(self));
+            roots.extend(feed_state_roots(category).into_iter().map(Path::from));
             if let Some(files) = feeds::feed(category).files {
                 roots.push(Path::from(files.root()));
             }
         }
         roots
     }
+}
+
+/// The state a changed-files feed keeps besides its ledger: the files it took
+/// (`state::seen`) and its datasets' newest-wins index (`sink::newest`), which a purge
+/// removes with the data so that the files are taken again.
+fn feed_state_roots(category: Category) -> Vec<String> {
+    let feed = feeds::feed(category);
+    if !matches!(feed.unit, feeds::Unit::Changed(_)) {
+        return Vec::new();
+    }
+    let mut roots = vec![crate::state::seen::root(category)];
+    roots.extend(
+        feed.datasets
+            .iter()
+            .map(|d| crate::sink::newest::state_root_of(d.name)),
+    );
+    roots
 }
 
 /// How far retention has deleted a target, so the next pass starts there.
@@ -306,6 +324,11 @@ fn owned(target: Target, key: &Path) -> bool {
             };
             in_folder(layout::ledger_root(category))
                 || in_folder(layout::attempts_root(category))
+                || feed_state_roots(category).into_iter().any(|root| {
+                    key.strip_prefix(&root)
+                        .and_then(|r| r.strip_prefix('/'))
+                        .is_some_and(|r| r.ends_with(".json"))
+                })
                 || key == state_key(target).as_ref()
                 || feeds::feed(category)
                     .files

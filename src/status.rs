@@ -174,6 +174,7 @@ async fn row(
             }
             return Ok(row);
         }
+        Unit::Changed(changed) => changed.rows_of_day(ctx, day).await?.map(|rows| (rows, 0)),
         Unit::Daily(_) => ctx
             .ledger
             .get(category, day)

@@ -11,4 +11,5 @@ pub mod queue_csv;
 pub mod queue_zip;
 pub mod recording_name;
 pub mod rows;
+pub mod sessions_json;
 pub mod table;

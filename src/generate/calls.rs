@@ -14,7 +14,7 @@ use super::{DAY_SECONDS, day_number, day_start};
 
 pub(super) struct User {
     pub(super) sip: &'static str,
-    name: &'static str,
+    pub(super) name: &'static str,
 }
 
 const fn user(sip: &'static str, name: &'static str) -> User {

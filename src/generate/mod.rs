@@ -93,6 +93,7 @@ pub mod push_client;
 pub(crate) mod queue;
 pub(crate) mod recordings;
 mod rng;
+pub mod sessions;
 #[cfg(test)]
 mod testing;
 mod text;
@@ -127,11 +128,13 @@ pub struct DropSpec {
     pub recording_bytes: RangeInclusive<u64>,
     /// Write `QueueCalls/…zip`.
     pub queue: bool,
+    /// Sessions created per day, for the session metadata feed (`sessions.rs`).
+    pub sessions_per_day: usize,
     pub quirks: Quirks,
 }
 
 impl DropSpec {
-    /// 500 calls a day, queue reports on, one recording per recorded call of 4..=64 KiB,
+    /// 500 calls and 40 sessions a day, queue reports on, one recording per recorded call of 4..=64 KiB,
     /// no quirks.
     pub fn new(seed: u64, from: NaiveDate, to: NaiveDate) -> Self {
         Self {
@@ -142,6 +145,7 @@ impl DropSpec {
             recordings_per_day: None,
             recording_bytes: 4 * 1024..=64 * 1024,
             queue: true,
+            sessions_per_day: 40,
             quirks: Quirks::default(),
         }
     }
@@ -160,6 +164,8 @@ pub struct Quirks {
     pub empty_charge: bool,
     pub bad_recording_names: bool,
     pub extra_column: bool,
+    /// Broken session files (`sessions.rs`).
+    pub broken_sessions: bool,
 }
 
 impl Quirks {
@@ -176,6 +182,7 @@ impl Quirks {
             empty_charge: true,
             bad_recording_names: true,
             extra_column: true,
+            broken_sessions: true,
         }
     }
 }
@@ -255,6 +262,8 @@ pub struct DayManifest {
     pub push_records: usize,
     /// IVR layers in its records.
     pub push_ivr_layers: usize,
+    /// The session files of the sessions created on the day (`sessions.rs`).
+    pub sessions: sessions::SessionsDay,
 }
 
 /// Outbound PSTN calls to one `destination`.

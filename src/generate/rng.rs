@@ -10,6 +10,7 @@ const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 pub(super) const STREAM_CALLS: u64 = 1;
 pub(super) const STREAM_CUSTOMER: u64 = 2;
 pub(super) const STREAM_RECORDING: u64 = 3;
+pub(super) const STREAM_SESSIONS: u64 = 4;
 
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

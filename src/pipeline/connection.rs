@@ -84,12 +84,32 @@ impl<'s> Connection<'s> {
     }
 
     /// Calls `each` with every file in `folder` as the listing arrives (see
-    /// [`Source::list`]). A listing that broke off is read again from the start, and
-    /// the files `each` was already given are skipped (by a 128-bit hash of the path,
-    /// so memory stays at 16 bytes a file).
+    /// [`Source::list`]).
     pub async fn list(
         &mut self,
         folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        self.listing(folder, false, each).await
+    }
+
+    /// Calls `each` with every file under `folder` at any depth as the listing arrives
+    /// (see [`Source::list_tree`]).
+    pub async fn list_tree(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        self.listing(folder, true, each).await
+    }
+
+    /// A listing, retried as every operation is: one that broke off is read again from
+    /// the start, and the files `each` was already given are skipped (by a 128-bit hash
+    /// of the path, so memory stays at 16 bytes a file).
+    async fn listing(
+        &mut self,
+        folder: &str,
+        tree: bool,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
         let mut given: HashSet<u128> = HashSet::new();
@@ -104,7 +124,11 @@ impl<'s> Connection<'s> {
             let result = async {
                 let source = self.source().await?;
                 crate::crash::pause("list", folder);
-                source.list(folder, &mut pass_on).await
+                if tree {
+                    source.list_tree(folder, &mut pass_on).await
+                } else {
+                    source.list(folder, &mut pass_on).await
+                }
             }
             .await;
             match result {

@@ -17,7 +17,9 @@ pub enum Entry {
     /// A symbolic link: a LIST line shows only the link, so what it points to (a file or
     /// a folder, its size and time) has to be asked for.
     Link { name: String },
-    /// A folder, `.`/`..`, or anything else that is not a file.
+    /// A folder (not `.` or `..`), for a listing that goes down the tree.
+    Folder { name: String },
+    /// `.`/`..`, or anything else that is neither a file nor a folder.
     Other,
     /// Not in a format this client knows.
     Unknown,
@@ -59,6 +61,7 @@ pub fn parse_mlsd(line: &str) -> Entry {
         Some(os) if os.starts_with("os.unix=slink") || os.starts_with("os.unix=symlink") => {
             Entry::Link { name }
         }
+        Some("dir") => Entry::Folder { name },
         Some(_) => Entry::Other,
         None => Entry::Unknown,
     }
@@ -90,6 +93,8 @@ pub fn parse_list(line: &str) -> Entry {
                 size: file.size() as u64,
                 modified: Some(DateTime::<Utc>::from(file.modified())),
             }
+        } else if file.is_directory() && name != "." && name != ".." {
+            Entry::Folder { name }
         } else {
             Entry::Other
         };
@@ -118,7 +123,12 @@ fn parse_dos(line: &str) -> Entry {
         return Entry::Unknown;
     }
     if size.eq_ignore_ascii_case("<DIR>") {
-        return Entry::Other;
+        return match name {
+            "." | ".." => Entry::Other,
+            _ => Entry::Folder {
+                name: name.to_string(),
+            },
+        };
     }
     match size.replace([',', '.'], "").parse::<u64>() {
         Ok(size) => Entry::File {
@@ -165,7 +175,10 @@ mod tests {
                 "03-01-24  01:00AM       123456 2024-03-01.csv",
                 file("2024-03-01.csv", 123456, "2024-03-01T01:00:00Z"),
             ),
-            ("10-19-20  03:19PM       <DIR>          pub", Entry::Other),
+            (
+                "10-19-20  03:19PM       <DIR>          pub",
+                Entry::Folder { name: "pub".into() },
+            ),
             (
                 "04-08-14  03:09PM                  403 readme with spaces.txt",
                 file("readme with spaces.txt", 403, "2014-04-08T15:09:00Z"),
@@ -174,7 +187,9 @@ mod tests {
             // with spaces, commas and "&".
             (
                 "10-09-20  09:36PM       <DIR>          aspnet_client",
-                Entry::Other,
+                Entry::Folder {
+                    name: "aspnet_client".into(),
+                },
             ),
             (
                 "10-16-20  05:21PM                15518 Old schedules.html",
@@ -216,7 +231,9 @@ mod tests {
             ),
             (
                 "drwxr-xr-x    2 1001     1001         4096 Mar 02  2024 subfolder",
-                Entry::Other,
+                Entry::Folder {
+                    name: "subfolder".into(),
+                },
             ),
             (
                 "lrwxrwxrwx    1 0        0              19 Mar 02  2024 today.csv -> CDRs/2024-03-01.csv",
@@ -253,7 +270,9 @@ mod tests {
             ),
             (
                 "type=dir;modify=20240302010000;perm=flcdmpe; recordings",
-                Entry::Other,
+                Entry::Folder {
+                    name: "recordings".into(),
+                },
             ),
             (
                 "type=OS.unix=slink:/srv/ftp/CDRs/2024-03-01.csv;modify=20240302010000;UNIX.mode=0777; today.csv",

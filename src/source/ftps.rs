@@ -148,13 +148,48 @@ impl FtpsSource {
 }
 
 impl FtpsSource {
+    /// The files directly in `folder` (links to files as those files); its subfolders
+    /// go to `subfolders` if given.
+    async fn list_folder(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+        subfolders: Option<&mut Vec<String>>,
+    ) -> Result<u64, SourceError> {
+        // Some servers (vsftpd) answer LIST of a missing folder with an empty listing;
+        // changing into it first tells "missing" from "empty".
+        self.server
+            .run("opening a folder (CWD)", self.ftp.cwd(folder))
+            .await?
+            .map_err(|e| self.server.refused("CWD", folder, &e))?;
+        let listed = self.list_here(folder, each, subfolders).await;
+        self.server
+            .run(
+                "returning to the login folder (CWD)",
+                self.ftp.cwd(&self.home),
+            )
+            .await?
+            .map_err(|e| self.server.refused("CWD", &self.home, &e))?;
+        let (mut files, links) = listed?;
+        // From the login folder, as the links' paths are: SIZE and MDTM follow a link.
+        for link in links {
+            if let Some(file) = self.stat(&link).await? {
+                each(file);
+                files += 1;
+            }
+        }
+        Ok(files)
+    }
+
     /// Streams the listing of the current folder into `each`: `MLSD` where the server
-    /// has it, else `LIST`. Returns how many files there were and the paths of the
-    /// symbolic links, which a listing does not say the target of.
+    /// has it, else `LIST`; its subfolders go to `subfolders` if given. Returns how
+    /// many files there were and the paths of the symbolic links, which a listing does
+    /// not say the target of.
     async fn list_here(
         &mut self,
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
+        mut subfolders: Option<&mut Vec<String>>,
     ) -> Result<(u64, Vec<String>), SourceError> {
         let mlsd = self.mlsd != Some(false);
         let command = if mlsd { "MLSD" } else { "LIST" };
@@ -173,7 +208,7 @@ impl FtpsSource {
                 if mlsd && matches!(r.status, Status::BadCommand | Status::NotImplemented) =>
             {
                 self.mlsd = Some(false);
-                return Box::pin(self.list_here(folder, each)).await;
+                return Box::pin(self.list_here(folder, each, subfolders)).await;
             }
             Err(e) => return Err(self.server.refused(command, folder, &e)),
         };
@@ -246,6 +281,11 @@ impl FtpsSource {
                     files += 1;
                 }
                 Entry::Link { name } => links.push(format!("{folder}/{name}")),
+                Entry::Folder { name } => {
+                    if let Some(subfolders) = subfolders.as_deref_mut() {
+                        subfolders.push(format!("{folder}/{name}"));
+                    }
+                }
                 Entry::Other => {}
                 Entry::Unknown => {
                     unknown += 1;
@@ -417,27 +457,18 @@ impl Source for FtpsSource {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
-        // Some servers (vsftpd) answer LIST of a missing folder with an empty listing;
-        // changing into it first tells "missing" from "empty".
-        self.server
-            .run("opening a folder (CWD)", self.ftp.cwd(folder))
-            .await?
-            .map_err(|e| self.server.refused("CWD", folder, &e))?;
-        let listed = self.list_here(folder, each).await;
-        self.server
-            .run(
-                "returning to the login folder (CWD)",
-                self.ftp.cwd(&self.home),
-            )
-            .await?
-            .map_err(|e| self.server.refused("CWD", &self.home, &e))?;
-        let (mut files, links) = listed?;
-        // From the login folder, as the links' paths are: SIZE and MDTM follow a link.
-        for link in links {
-            if let Some(file) = self.stat(&link).await? {
-                each(file);
-                files += 1;
-            }
+        self.list_folder(folder, each, None).await
+    }
+
+    async fn list_tree(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        let mut to_visit = vec![folder.trim_end_matches('/').to_string()];
+        let mut files = 0;
+        while let Some(next) = to_visit.pop() {
+            files += self.list_folder(&next, each, Some(&mut to_visit)).await?;
         }
         Ok(files)
     }

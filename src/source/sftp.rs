@@ -383,6 +383,76 @@ fn remote_file(path: String, stat: &FileStat) -> RemoteFile {
     }
 }
 
+impl SftpSource {
+    /// The files in `folder`, and with `descend` those of its subfolders at any depth.
+    async fn list_walk(
+        &mut self,
+        folder: &str,
+        descend: bool,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        // Entries cross from the blocking reader in small batches, never the whole folder.
+        let (tx, rx) = mpsc::channel::<RemoteFile>(256);
+        let (folder_name, endpoint) = (folder.to_string(), Arc::clone(&self.endpoint));
+        let max_entries = self.max_listing_entries;
+        let reader = self.call(move |sftp| {
+            let mut to_visit = vec![folder_name.trim_end_matches('/').to_string()];
+            while let Some(folder_name) = to_visit.pop() {
+                let mut dir = sftp
+                    .opendir(Path::new(&folder_name))
+                    .map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
+                for entries in 1.. {
+                    if entries > max_entries {
+                        return Err(SourceError::Protocol {
+                            endpoint: endpoint.to_string(),
+                            detail: format!(
+                                "its listing of {folder_name:?} goes on past {max_entries} entries (a listing without end?); if the folder really holds more, raise source.max_listing_entries"
+                            ),
+                        });
+                    }
+                    match dir.readdir() {
+                        Ok((name, stat)) => {
+                            let name = name.to_string_lossy();
+                            let path = format!("{folder_name}/{name}");
+                            // A listing shows a link itself: what it leads to is asked
+                            // for (links to folders are not followed down).
+                            let stat = if stat.file_type().is_symlink() {
+                                match sftp.stat(Path::new(&path)) {
+                                    Ok(target) if target.is_file() => target,
+                                    _ => continue, // a broken link, or one to a folder
+                                }
+                            } else {
+                                stat
+                            };
+                            if stat.is_file() {
+                                if tx.blocking_send(remote_file(path, &stat)).is_err() {
+                                    return Ok(());
+                                }
+                            } else if descend && stat.is_dir() && name != "." && name != ".." {
+                                to_visit.push(path);
+                            }
+                        }
+                        Err(e) if e.code() == ErrorCode::Session(ERROR_FILE) => break,
+                        Err(e) => return Err(sftp_error(&endpoint, "list", &folder_name, e)),
+                    }
+                }
+            }
+            Ok(())
+        });
+        let consumer = async {
+            let mut rx = rx;
+            let mut files = 0;
+            while let Some(file) = rx.recv().await {
+                each(file);
+                files += 1;
+            }
+            files
+        };
+        let (read, files) = tokio::join!(reader, consumer);
+        read.map(|()| files)
+    }
+}
+
 #[async_trait]
 impl Source for SftpSource {
     async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError> {
@@ -401,56 +471,15 @@ impl Source for SftpSource {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
-        // Entries cross from the blocking reader in small batches, never the whole folder.
-        let (tx, rx) = mpsc::channel::<RemoteFile>(256);
-        let (folder_name, endpoint) = (folder.to_string(), Arc::clone(&self.endpoint));
-        let max_entries = self.max_listing_entries;
-        let reader = self.call(move |sftp| {
-            let mut dir = sftp
-                .opendir(Path::new(&folder_name))
-                .map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
-            for entries in 1.. {
-                if entries > max_entries {
-                    return Err(SourceError::Protocol {
-                        endpoint: endpoint.to_string(),
-                        detail: format!(
-                            "its listing of {folder_name:?} goes on past {max_entries} entries (a listing without end?); if the folder really holds more, raise source.max_listing_entries"
-                        ),
-                    });
-                }
-                match dir.readdir() {
-                    Ok((name, stat)) => {
-                        let path = format!("{folder_name}/{}", name.to_string_lossy());
-                        // A listing shows a link itself: what it leads to is asked for.
-                        let stat = if stat.file_type().is_symlink() {
-                            match sftp.stat(Path::new(&path)) {
-                                Ok(target) => target,
-                                Err(_) => continue, // a broken link
-                            }
-                        } else {
-                            stat
-                        };
-                        if stat.is_file() && tx.blocking_send(remote_file(path, &stat)).is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Err(e) if e.code() == ErrorCode::Session(ERROR_FILE) => return Ok(()),
-                    Err(e) => return Err(sftp_error(&endpoint, "list", &folder_name, e)),
-                }
-            }
-            Ok(())
-        });
-        let consumer = async {
-            let mut rx = rx;
-            let mut files = 0;
-            while let Some(file) = rx.recv().await {
-                each(file);
-                files += 1;
-            }
-            files
-        };
-        let (read, files) = tokio::join!(reader, consumer);
-        read.map(|()| files)
+        self.list_walk(folder, false, each).await
+    }
+
+    async fn list_tree(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        self.list_walk(folder, true, each).await
     }
 
     async fn download(

@@ -28,7 +28,14 @@ fn the_demo_ingests_a_week_answers_and_is_safe_to_rerun() {
             && first.stdout.contains("took the most queue calls: user"),
         "{first:?}"
     );
+    assert!(
+        first
+            .stdout
+            .contains("answers: 280 contact-center sessions by status: finished "),
+        "{first:?}"
+    );
     assert!(out.join("data/cdr").is_dir() && out.join("data/recordings").is_dir());
+    assert!(out.join("data/sessions").is_dir() && out.join("data/session_participants").is_dir());
     // Regression: the planted quirks looked like errors, amid one line per recording.
     assert!(
         first

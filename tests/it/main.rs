@@ -26,6 +26,8 @@ mod retention;
 mod s3;
 mod schedules;
 mod serve;
+mod session_files;
+mod sessions;
 mod sftp;
 mod ssh_errors;
 mod status_page;

@@ -10,6 +10,7 @@ use cdr_ingest::formats::json_rows::JsonRows;
 use cdr_ingest::formats::queue_csv::{QUEUE_CALL, QUEUE_USER_CALL};
 use cdr_ingest::formats::queue_zip::{QueueZip, ZipLimits};
 use cdr_ingest::formats::recording_name;
+use cdr_ingest::formats::sessions_json::SessionDocument;
 use cdr_ingest::formats::table::{self, Table};
 use proptest::prelude::*;
 
@@ -210,4 +211,197 @@ proptest! {
         prop_assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{:?}", lines);
         prop_assert!(lines.iter().all(|line| (1..=last).contains(line)), "{:?}", lines);
     }
+}
+
+/// Reads `bytes` as a session file to the end: `None` if it is refused whole, else the
+/// rows written and the items set aside.
+fn read_session(bytes: &[u8]) -> Option<(usize, usize)> {
+    let document = SessionDocument::parse("sessions/x.json", bytes).ok()?;
+    let mut rows = 0;
+    let set_aside = document
+        .write_rows::<()>(|_, _| {
+            rows += 1;
+            Ok(())
+        })
+        .unwrap();
+    Some((rows, set_aside.len()))
+}
+
+/// A JSON value for a session key: the right type, a wrong one, a number as a string,
+/// null, unicode, something nested.
+fn session_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::json;
+    prop_oneof![
+        Just(json!(null)),
+        (0u64..1u64 << 40).prop_map(|n| json!(n)),
+        (0u64..100_000).prop_map(|n| json!(n.to_string())),
+        (-1000i64..0).prop_map(|n| json!(n)),
+        Just(json!(1.5)),
+        Just(json!(true)),
+        Just(json!("2024-03-01T10:00:00.000Z")),
+        Just(json!("2024-03-01T11:00:00+01:00")),
+        Just(json!("yesterday")),
+        "[\\PC]{0,12}".prop_map(|s| json!(s)),
+        Just(
+            json!({"name": "Zoë", "id": 3, "materialized_path": "1/2/3", "deep": {"a": [1, [2, {}]]}})
+        ),
+        Just(json!([1, "two", {"three": null}])),
+    ]
+}
+
+/// A session document to mutate: the keys the tables read and unknown ones, in any
+/// order, each with any of [`session_value`]; lists of items of any shape.
+fn session_like() -> impl Strategy<Value = (serde_json::Value, bool)> {
+    let key = prop_oneof![
+        prop::sample::select(vec![
+            "lang",
+            "call_type",
+            "chat_type",
+            "status",
+            "subStatus",
+            "queued_at",
+            "ends_at",
+            "ended_at",
+            "updated_at",
+            "wait_duration",
+            "call_duration",
+            "hold_duration",
+            "menu_path",
+            "selected_menu",
+            "agent_info",
+            "rating",
+            "feedback",
+            "queue_priority_level",
+            "handle_durations",
+            "x_future_key",
+        ])
+        .prop_map(str::to_string),
+        "[a-zA-Z_]{1,10}",
+    ];
+    let item = prop::collection::vec(
+        (
+            prop::sample::select(vec![
+                "id",
+                "type",
+                "status",
+                "user_id",
+                "connected_at",
+                "ended_at",
+                "call_duration",
+                "from_agent",
+                "to_menu_path",
+                "other",
+            ]),
+            session_value(),
+        ),
+        0..8,
+    )
+    .prop_map(|fields| {
+        serde_json::Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    });
+    let list = prop_oneof![
+        prop::collection::vec(prop_oneof![item, session_value()], 0..6)
+            .prop_map(serde_json::Value::Array),
+        session_value(),
+    ];
+    (
+        prop::collection::vec((key, session_value()), 0..16),
+        list.clone(),
+        list,
+        prop_oneof![
+            Just(None),
+            session_value().prop_map(Some),
+            (0u64..1u64 << 50).prop_map(|n| Some(serde_json::json!(n)))
+        ],
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(fields, participants, transfers, id, pretty, bom)| {
+            let mut object = serde_json::Map::new();
+            if let Some(id) = id {
+                object.insert("id".into(), id);
+            }
+            object.insert(
+                "created_at".into(),
+                serde_json::json!("2024-03-01T10:00:00Z"),
+            );
+            for (key, value) in fields {
+                object.insert(key, value);
+            }
+            object.insert("participants".into(), participants);
+            object.insert("transfers".into(), transfers);
+            (serde_json::json!({"doc": object, "pretty": pretty}), bom)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_bytes_as_a_session_file(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        read_session(&bytes);
+    }
+
+    #[test]
+    fn mutated_session_files((shape, bom) in session_like(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6)) {
+        let document = &shape["doc"];
+        let text = if shape["pretty"].as_bool().unwrap() {
+            serde_json::to_string_pretty(document).unwrap()
+        } else {
+            serde_json::to_string(document).unwrap()
+        };
+        let mut bytes = if bom { [b"\xef\xbb\xbf".as_slice(), text.as_bytes()].concat() } else { text.into_bytes() };
+        // Unchanged: refused whole only for a reason a pointer names, and every list
+        // item is a row or set aside.
+        if let Some((rows, set_aside)) = read_session(&bytes) {
+            let items = |list: &str| document[list].as_array().map_or(0, Vec::len);
+            let lists_not_lists = ["participants", "transfers"]
+                .iter()
+                .filter(|l| !document[**l].is_null() && !document[**l].is_array())
+                .count();
+            prop_assert_eq!(rows + set_aside, 1 + items("participants") + items("transfers") + lists_not_lists);
+        } else {
+            let refused = SessionDocument::parse("x.json", &bytes).unwrap_err();
+            prop_assert!(refused.pointer.starts_with('/'), "{:?}", refused);
+        }
+        for (at, value) in flips {
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] = value;
+            }
+        }
+        read_session(&bytes);
+    }
+}
+
+/// Shapes a property test rarely reaches: deep nesting, a big document, every key
+/// spelt as a string.
+#[test]
+fn session_files_of_unusual_shapes() {
+    let deep = format!(
+        "{{\"id\": 1, \"created_at\": \"2024-03-01T10:00:00Z\", \"x\": {}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let refused = SessionDocument::parse("deep.json", deep.as_bytes()).unwrap_err();
+    assert!(
+        refused.reason.contains("recursion limit"),
+        "{}",
+        refused.reason
+    );
+
+    let participants: Vec<String> = (0..20_000)
+        .map(|n| format!("{{\"id\": {n}, \"type\": \"agent\", \"user_id\": \"{n}\", \"connected_at\": \"2024-03-01T10:00:00Z\"}}"))
+        .collect();
+    let big = format!(
+        "{{\"id\": \"42\", \"created_at\": \"2024-03-01T10:00:00+02:00\", \"wait_duration\": \"5\", \"status\": \"8\", \"participants\": [{}], \"note\": \"{}\"}}",
+        participants.join(","),
+        "ł".repeat(1 << 20)
+    );
+    assert_eq!(read_session(big.as_bytes()), Some((20_001, 0)));
 }

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Benchmark (not a test) of the `sessions` feed (issue 18): 100,000 session files in one
+# folder, read from a local folder and from a moto S3 bucket, into a local destination.
+#
+#   scripts/bench-sessions.sh [local] [s3]      default: both
+#
+# For each source: the first pass (every file new) and, after 1,000 of the files are
+# rewritten with a newer updated_at, a second pass, which must read only those 1,000:
+# its report line gives the files taken and the bytes read, and the JSON log the time of
+# the listing. Figures are wall time and peak RSS of the whole command (GNU time).
+#
+# Environment: BENCH_DIR (default /tmp/cdr-bench-sessions), BENCH_FILES (100000),
+# BENCH_REWRITTEN (1000), BENCH_BIN (a binary to measure instead of building the
+# release one). The s3 section starts the test servers (moto) itself.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+work=${BENCH_DIR:-/tmp/cdr-bench-sessions}
+files=${BENCH_FILES:-100000}
+rewritten=${BENCH_REWRITTEN:-1000}
+sections=("$@")
+((${#sections[@]})) || sections=(local s3)
+
+mkdir -p "$work"
+bin="$work/cdr-ingest"
+if [[ -n ${BENCH_BIN:-} ]]; then
+    cp "$BENCH_BIN" "$bin"
+else
+    cargo build --release --quiet
+    cp target/release/cdr-ingest "$bin"
+fi
+
+# The drop: one folder of $files documents (about 700 bytes each: every common field,
+# two participants, one transfer), modified an hour ago; then $rewritten of them again.
+write_sessions() { # FOLDER FIRST COUNT VERSION
+    python3 - "$@" <<'EOF'
+import json, os, sys, time
+folder, first, count, version = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+os.makedirs(folder, exist_ok=True)
+stamp = time.time() - 3600 + version
+for n in range(first, first + count):
+    day = 1 + n % 28
+    doc = {
+        "id": 1_000_000 + n, "lang": "en", "call_type": "Voice Inbound (App)",
+        "session_type_v2": "Voice Inbound (IVR using Mobile)",
+        "status": "finished", "subStatus": "connected_with_agent",
+        "created_at": f"2024-03-{day:02d}T10:00:00Z",
+        "queued_at": f"2024-03-{day:02d}T10:00:05Z",
+        "ends_at": f"2024-03-{day:02d}T10:05:00Z",
+        "updated_at": f"2024-03-{day:02d}T10:{20 + version:02d}:00Z",
+        "wait_duration": 5, "call_duration": 295,
+        "menu_path": {"id": 6205, "name": "Sales", "materialized_path": "2420/4563/6205"},
+        "agent_info": {"id": 12, "name": "Agent 12"},
+        "participants": [
+            {"id": 1, "type": "end_user", "status": "finished"},
+            {"id": 2, "type": "agent", "status": "finished", "user_id": 12},
+        ],
+        "transfers": [{"id": 1, "status": "finished"}],
+        "version": version,
+    }
+    path = os.path.join(folder, f"{1_000_000 + n}.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    os.utime(path, (stamp, stamp))
+EOF
+}
+
+measure() { # LABEL CONFIG
+    local label=$1 config=$2 log="$work/$1.log"
+    /usr/bin/time -f '%e %M' -o "$work/time" "$bin" run --config "$config" >"$log.out" 2>"$log"
+    read -r secs kib <"$work/time"
+    local line list_ms
+    line=$(grep '^sessions:' "$log.out")
+    list_ms=$(grep -o '"list_ms":[0-9]*' "$log" | head -1 || true)
+    printf '%-28s %8s s  %6d MiB  %s %s\n' "$label" "$secs" $((kib / 1024)) "$line" "$list_ms"
+}
+
+config() { # NAME SOURCE-LINES
+    local out="$work/$1-out"
+    rm -rf "$out"
+    printf '[source]\n%s\n[destination]\nurl = "file://%s"\n[ingest]\ncategories = ["sessions"]\nsessions_min_age_secs = 0\n' \
+        "$2" "$out" >"$work/$1.toml"
+    echo "$work/$1.toml"
+}
+
+for section in "${sections[@]}"; do
+    case $section in
+    local)
+        drop="$work/local-drop"
+        rm -rf "$drop"
+        write_sessions "$drop/sessions" 0 "$files" 0
+        cfg=$(config local "url = \"file://$drop\"")
+        echo "local folder, $files files of $(du -sh "$drop" | cut -f1):"
+        measure local-first "$cfg"
+        write_sessions "$drop/sessions" 0 "$rewritten" 1
+        measure local-rewritten "$cfg"
+        measure local-nothing-new "$cfg"
+        ;;
+    s3)
+        # shellcheck source=/dev/null
+        source scripts/test-servers.sh
+        trap stop_test_servers EXIT
+        drop="$work/s3-drop"
+        rm -rf "$drop"
+        write_sessions "$drop/sessions" 0 "$files" 0
+        upload() { # FOLDER FIRST COUNT
+            python3 - "$@" <<'EOF'
+import os, sys, boto3
+from concurrent.futures import ThreadPoolExecutor
+folder, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s3 = boto3.client("s3", endpoint_url=os.environ["CDR_TEST_S3_ENDPOINT"],
+                  region_name=os.environ["CDR_TEST_S3_REGION"],
+                  aws_access_key_id=os.environ["CDR_TEST_S3_ACCESS_KEY_ID"],
+                  aws_secret_access_key=os.environ["CDR_TEST_S3_SECRET_ACCESS_KEY"])
+bucket = os.environ["CDR_TEST_S3_BUCKET"]
+def put(n):
+    name = f"{1_000_000 + n}.json"
+    with open(os.path.join(folder, name), "rb") as f:
+        s3.put_object(Bucket=bucket, Key=f"bench/sessions/{name}", Body=f.read())
+with ThreadPoolExecutor(8) as pool:
+    list(pool.map(put, range(first, first + count)))
+EOF
+        }
+        upload "$drop/sessions" 0 "$files"
+        cfg=$(config s3 "url = \"s3://$CDR_TEST_S3_BUCKET/bench\"
+[source.options]
+endpoint = \"$CDR_TEST_S3_ENDPOINT\"
+region = \"$CDR_TEST_S3_REGION\"
+allow_http = \"true\"
+virtual_hosted_style_request = \"false\"
+access_key_id = \"$CDR_TEST_S3_ACCESS_KEY_ID\"
+secret_access_key = \"$CDR_TEST_S3_SECRET_ACCESS_KEY\"")
+        echo "moto bucket, $files objects:"
+        measure s3-first "$cfg"
+        write_sessions "$drop/sessions" 0 "$rewritten" 1
+        upload "$drop/sessions" 0 "$rewritten"
+        measure s3-rewritten "$cfg"
+        measure s3-nothing-new "$cfg"
+        ;;
+    *)
+        echo "unknown section: $section" >&2
+        exit 2
+        ;;
+    esac
+done
