@@ -5,7 +5,8 @@
 //! [`CALL_HISTORY`] maps both languages' header texts to one snake_case name per
 //! column. A call is identified by its [`KEY`] columns (time, type, from, to,
 //! operator, campaign), written as the derived `call_key` column: the same call in
-//! two exports, in either language, has the same key. A CSV's delimiter is `,` or `;`
+//! two exports, in either language, as CSV or as a sheet that stored its numbers as
+//! numbers, has the same key. A CSV's delimiter is `,` or `;`
 //! (whichever its header row has more of); a workbook is read by
 //! [`super::sheet_rows`].
 
@@ -93,13 +94,13 @@ pub static CALL_HISTORY: Table = Table {
         ),
         col(
             "from",
-            Kind::Text,
+            Kind::Phone,
             true,
             &["Звонок с", "Call from", "From", "Caller"],
         ),
         col(
             "to",
-            Kind::Text,
+            Kind::Phone,
             true,
             &["Звонок к", "Call to", "To", "Callee"],
         ),
@@ -274,7 +275,7 @@ mod tests {
             Tz::UTC,
         );
         assert!(rejected.is_empty(), "{rejected:?}");
-        let key = "call_key=Text(\"2024-03-01T10:45:07Z|outbound|+74950000000|+79990000001|Иванова Анна|Весна\")";
+        let key = "call_key=Text(\"2024-03-01T10:45:07Z|outbound|74950000000|79990000001|Иванова Анна|Весна\")";
         assert_eq!(ru[0][0], key);
         assert_eq!(en[0][0], key);
         let ru = ru[0].join(" ");

@@ -115,7 +115,7 @@ impl<R: Read + Seek> Workbook<R> {
                 let reader = w
                     .worksheet_cells_reader(sheet)
                     .map_err(|e| broken(e.to_string()))?;
-                Cells::new(Stream::Xlsx(Box::new(reader), None), merges)
+                Cells::new(Stream::Xlsx(Some(Box::new(reader)), None), merges)
             }
             Workbook::Xls(w) => {
                 let merges = w
@@ -163,8 +163,12 @@ impl<R: Read + Seek> RowSource for SheetRows<'_, R> {
 
 /// Where a sheet's cells come from.
 enum Stream<'w, R: Read + Seek> {
-    /// XLSX, streamed, with the first cell of the next row once it was read.
-    Xlsx(Box<XlsxCellReader<'w, R>>, Option<(u32, u32, String)>),
+    /// XLSX, streamed, with the first cell of the next row once it was read, or
+    /// `None` once the sheet's end was read (the reader must not be asked again).
+    Xlsx(
+        Option<Box<XlsxCellReader<'w, R>>>,
+        Option<(u32, u32, String)>,
+    ),
     /// XLS, read whole, and the next row's offset in it.
     Range(Range<Data>, usize),
 }
@@ -193,13 +197,17 @@ impl<'w, R: Read + Seek> Cells<'w, R> {
         row.clear();
         let broken = |e: String| FileError::Workbook(e);
         match &mut self.stream {
-            Stream::Xlsx(reader, pending) => {
+            Stream::Xlsx(open, pending) => {
                 let mut index = None;
                 if let Some((r, c, text)) = pending.take() {
                     index = Some(r);
                     row.set(c, &text);
                 }
-                while let Some(cell) = reader.next_cell().map_err(|e| broken(e.to_string()))? {
+                while let Some(reader) = open {
+                    let Some(cell) = reader.next_cell().map_err(|e| broken(e.to_string()))? else {
+                        *open = None;
+                        break;
+                    };
                     let (r, c) = cell.get_position();
                     let text = data_ref_text(cell.get_value());
                     match index {

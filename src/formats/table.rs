@@ -39,6 +39,10 @@ use crate::model::TimestampMicros;
 pub enum Kind {
     /// Kept as text: ids and phone numbers keep their `+` and leading zeros.
     Text,
+    /// A phone number, kept as text; in a [`Kind::Key`] only its digits count when it
+    /// is written with digits, `+`, blanks, `-`, `(`, `)` and `.` alone, since a
+    /// spreadsheet that stores it as a number drops its `+`.
+    Phone,
     /// UTC timestamp in microseconds.
     Timestamp,
     /// A whole non-negative number (seconds, counts).
@@ -374,7 +378,7 @@ fn type_row<'r>(
             Value::Null
         } else {
             let typed = match column.kind {
-                Kind::Text => Ok(Value::Text(text)),
+                Kind::Text | Kind::Phone => Ok(Value::Text(text)),
                 Kind::Timestamp => parse_timestamp(text).map(|t| Value::Micros(t.0)),
                 Kind::Whole => parse_seconds(text).map(Value::Whole),
                 Kind::Decimal => parse_decimal(text).map(|d| Value::Decimal(d.0)),
@@ -444,7 +448,7 @@ fn derive<'r>(
                     if n > 0 {
                         key.push('|');
                     }
-                    push_key_part(key, values[part]);
+                    push_key_part(key, values[part], table.columns[part].kind);
                 }
                 key_column = Some(index);
             }
@@ -475,8 +479,9 @@ fn derive<'r>(
 }
 
 /// One value of a [`Kind::Key`]: a label's code (its text when it has none), a time as
-/// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, text trimmed; `\` and `|` escaped with `\`.
-fn push_key_part(key: &mut String, value: Value<'_>) {
+/// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, a phone number's digits, text trimmed; `\` and `|`
+/// escaped with `\`.
+fn push_key_part(key: &mut String, value: Value<'_>, kind: Kind) {
     use std::fmt::Write as _;
     let text = match value {
         Value::Null => return,
@@ -496,6 +501,11 @@ fn push_key_part(key: &mut String, value: Value<'_>) {
             return;
         }
     };
+    let dialled = |c: char| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.');
+    if kind == Kind::Phone && text.chars().all(dialled) {
+        key.extend(text.chars().filter(char::is_ascii_digit));
+        return;
+    }
     for c in text.chars() {
         if matches!(c, '|' | '\\') {
             key.push('\\');

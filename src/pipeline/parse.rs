@@ -1,13 +1,15 @@
-//! Parsing one CSV into per-date Parquet files and a quarantine, deduplicating by id.
-//! Runs on a blocking thread; everything it produces is still in temporary files.
+//! Parsing one file (a CSV, or any row source) into per-date Parquet files and a
+//! quarantine, deduplicating by id. Runs on a blocking thread; everything it produces
+//! is still in temporary files.
 
 use std::fs::File;
 use std::io::Read;
 
 use super::IngestError;
 use super::dedup::{IdSet, Seen};
-use crate::formats::csv_rows::reencode;
-use crate::formats::table::{self, FileError, Header, Table};
+use crate::formats::csv_rows::CsvRows;
+use crate::formats::rows::{Record, RowSource};
+use crate::formats::table::{self, FileError, Header, Table, Typing};
 use crate::sink::partitioned::{Part, PartitionedWriter};
 use crate::sink::quarantine::{QuarantineEntry, QuarantineWriter};
 
@@ -53,6 +55,23 @@ pub fn parse(
     source_file: &str,
     size: u64,
 ) -> Result<Parsed, ParseError> {
+    parse_rows(
+        table,
+        CsvRows::new(input),
+        Typing::default(),
+        source_file,
+        size,
+    )
+}
+
+/// [`parse`] for any row source, typed with `typing`.
+pub fn parse_rows(
+    table: &'static Table,
+    source: impl RowSource,
+    typing: Typing,
+    source_file: &str,
+    size: u64,
+) -> Result<Parsed, ParseError> {
     let mut writer = PartitionedWriter::new(table);
     let mut quarantine = QuarantineWriter::new();
     let mut ids = IdSet::with_capacity((size / BYTES_PER_ROW_ESTIMATE) as usize);
@@ -72,7 +91,7 @@ pub fn parse(
             })
             .map_err(|e| e.to_string())
     };
-    let result = table::read(table, input, on_header, |row, raw| match row {
+    let result = table::read_rows_with(table, source, typing, on_header, |row, record| match row {
         Err(rejected) => set_aside(&mut quarantine, rejected.line, rejected.raw, rejected.reason),
         Ok(row) => match ids.check(row.id, row.fingerprint) {
             Seen::First => writer
@@ -85,7 +104,7 @@ pub fn parse(
             Seen::Conflicting => set_aside(
                 &mut quarantine,
                 row.line,
-                reencode(raw),
+                record.raw(),
                 format!(
                     "id {:?} appeared earlier in the file with different values; the first row was kept",
                     row.id

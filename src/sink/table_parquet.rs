@@ -27,9 +27,12 @@ pub fn schema(table: &'static Table) -> SchemaRef {
             for (index, column) in table.columns.iter().enumerate() {
                 let nullable = !table.is_key(index);
                 let data_type = match column.kind {
-                    Kind::Text | Kind::Code(_) | Kind::Label(_) | Kind::Key(_) | Kind::Extra => {
-                        DataType::Utf8
-                    }
+                    Kind::Text
+                    | Kind::Phone
+                    | Kind::Code(_)
+                    | Kind::Label(_)
+                    | Kind::Key(_)
+                    | Kind::Extra => DataType::Utf8,
                     Kind::Timestamp | Kind::LocalTimestamp => {
                         DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
                     }
@@ -83,7 +86,9 @@ impl TableBatch {
             .columns
             .iter()
             .map(|c| match c.kind {
-                Kind::Text | Kind::Key(_) | Kind::Extra => Builder::Text(StringBuilder::new()),
+                Kind::Text | Kind::Phone | Kind::Key(_) | Kind::Extra => {
+                    Builder::Text(StringBuilder::new())
+                }
                 Kind::Timestamp | Kind::LocalTimestamp => {
                     Builder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone(UTC))
                 }
