@@ -16,6 +16,14 @@
 //! sees it: about one call in five has its notes and tags edited since (the rule that a
 //! newer export's values win needs such rows).
 //!
+//! # A day of a drop ([`write`])
+//!
+//! `call_history/YYYY-MM/YYYY-MM-DD.xlsx` (Russian) on even days since 1970, `.csv`
+//! (English) on odd ones, covering D−1 18:00 to D+1 00:00 UTC (so the last six hours
+//! of the day before are in two exports, edited in the later one), one call every
+//! `86_400 / cdr_rows_per_day` seconds, times in UTC, the quirks when any of the
+//! drop's quirks is on; mtime D+1 02:00:00 UTC.
+//!
 //! # What a file holds
 //!
 //! Header texts in [`HEADER_RU`] or [`HEADER_EN`] order; the type and the result in the
@@ -47,6 +55,7 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use super::rng::Rng;
+use super::{DAY_SECONDS, DayManifest, DropSpec, Quirks, day_number, day_start, system_time};
 
 /// The stream tag of call-history calls.
 const STREAM_CALL_HISTORY: u64 = 11;
@@ -159,6 +168,46 @@ pub struct ExportSpec {
     /// Calls before this time are written with their later edits (see the module doc).
     pub revised_before: i64,
     pub quirks: bool,
+}
+
+/// Writes the day's export (see the module doc) and records it in `m`.
+pub fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
+    let start = day_start(m.date);
+    let xlsx = day_number(m.date) % 2 == 0;
+    let export = ExportSpec {
+        seed: spec.seed,
+        from: start - 6 * 3600,
+        to: start + DAY_SECONDS,
+        spacing: (DAY_SECONDS / spec.cdr_rows_per_day.max(1) as i64).max(1),
+        russian: xlsx,
+        xlsx,
+        utc_offset_minutes: 0,
+        revised_before: start,
+        quirks: spec.quirks != Quirks::default(),
+    };
+    let rel = format!(
+        "call_history/{}/{}.{}",
+        m.date.format("%Y-%m"),
+        m.date,
+        if xlsx { "xlsx" } else { "csv" }
+    );
+    let path = root.join(&rel);
+    std::fs::create_dir_all(path.parent().expect("a folder"))?;
+    let written = write_export(&path, &export)?;
+    std::fs::File::options()
+        .write(true)
+        .open(&path)?
+        .set_modified(system_time(start + DAY_SECONDS + 2 * 3600))?;
+    let day = calls(&ExportSpec {
+        from: start,
+        ..export
+    });
+    m.call_history_path = Some(rel);
+    m.call_history_rows = written.calls.len() + written.bad_rows;
+    m.call_history_bad_rows = written.bad_rows;
+    m.call_history_calls = day.len();
+    m.call_history_answered = day.iter().filter(|c| c.result == "answered").count();
+    Ok(())
 }
 
 /// A call as an export holds it, and what a correct ingest makes of it.
@@ -713,4 +762,71 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::testing::{TempDir, date, mtime};
+
+    #[test]
+    fn a_day_alternates_language_and_format_and_overlaps_the_day_before() {
+        let dir = TempDir::new("call-history-day");
+        let mut spec = DropSpec::new(5, date("2024-03-01"), date("2024-03-02"));
+        spec.cdr_rows_per_day = 96;
+        let mut days = Vec::new();
+        for day in ["2024-03-01", "2024-03-02"] {
+            let mut m = DayManifest {
+                date: date(day),
+                ..DayManifest::default()
+            };
+            write(&dir.0, &spec, &mut m).unwrap();
+            days.push(m);
+        }
+        // 2024-03-01 is day 19,783 since 1970: odd, an English CSV.
+        assert_eq!(
+            days[0].call_history_path.as_deref(),
+            Some("call_history/2024-03/2024-03-01.csv")
+        );
+        assert_eq!(
+            days[1].call_history_path.as_deref(),
+            Some("call_history/2024-03/2024-03-02.xlsx")
+        );
+        for m in &days {
+            assert_eq!(m.call_history_calls, 96);
+            // A day and the six hours before it.
+            assert_eq!(m.call_history_rows, 96 + 24);
+            assert_eq!(m.call_history_bad_rows, 0);
+            let path = dir.0.join(m.call_history_path.as_ref().unwrap());
+            assert_eq!(
+                mtime(&path),
+                system_time(day_start(m.date) + DAY_SECONDS + 7200)
+            );
+        }
+        let csv =
+            std::fs::read_to_string(dir.0.join("call_history/2024-03/2024-03-01.csv")).unwrap();
+        assert!(csv.starts_with(&HEADER_EN.join(",")), "{}", &csv[..200]);
+    }
+
+    #[test]
+    fn a_later_export_edits_some_calls_of_the_overlap() {
+        let spec = |revised_before| ExportSpec {
+            seed: 1,
+            from: 0,
+            to: 86_400,
+            spacing: 300,
+            russian: false,
+            xlsx: false,
+            utc_offset_minutes: 0,
+            revised_before,
+            quirks: false,
+        };
+        let (first, later) = (calls(&spec(0)), calls(&spec(86_400)));
+        assert_eq!(first.len(), later.len());
+        let edited = first.iter().zip(&later).filter(|(a, b)| a != b).count();
+        assert!((40..=80).contains(&edited), "{edited} of 288 edited: about one in five");
+        for (a, b) in first.iter().zip(&later) {
+            assert_eq!((a.time, &a.from, a.result), (b.time, &b.from, b.result));
+        }
+    }
 }

@@ -43,6 +43,8 @@
 //!     YYYY-MM-DD-queue_user_call.csv
 //! recordings/YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3
 //!                                              mtime = the call's end (calldate + duration)
+//! call_history/YYYY-MM/YYYY-MM-DD.xlsx|csv     one export per day (when its feed is
+//!                                              registered), mtime D+1 02:00:00 UTC
 //! ```
 //!
 //! What each file holds is in the `//!` of the module that writes it.
@@ -246,6 +248,16 @@ pub struct DayManifest {
     pub recording_bytes: u64,
     /// `recordings/…` files that do not follow the naming pattern.
     pub bad_recording_names: Vec<String>,
+    /// `call_history/YYYY-MM/YYYY-MM-DD.xlsx` or `.csv`, if written.
+    pub call_history_path: Option<String>,
+    /// Data rows of that export, its bad row included.
+    pub call_history_rows: usize,
+    /// Rows of it to quarantine.
+    pub call_history_bad_rows: usize,
+    /// The day's calls in the call history (by UTC time), each once across exports.
+    pub call_history_calls: usize,
+    /// Of those, the answered ones.
+    pub call_history_answered: usize,
 }
 
 /// Outbound PSTN calls to one `destination`.
