@@ -156,6 +156,23 @@ async fn footers(
     Ok(by_day)
 }
 
+/// The rows of one dataset's partition, from its objects' footers; `None` when it has
+/// no object (for `status`).
+pub async fn partition_rows(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+    day: NaiveDate,
+) -> Result<Option<u64>, InventoryError> {
+    let objects: Vec<ObjectMeta> = store
+        .list(Some(&layout::data_folder(dataset, day)))
+        .try_collect()
+        .await?;
+    Ok(footers(store, objects, |_| Some(day))
+        .await?
+        .remove(&day)
+        .and_then(|holding| holding.rows))
+}
+
 /// The row count in a Parquet object's footer, from a read of its tail (a second one
 /// when the footer is bigger than the first guess).
 async fn rows_of(store: &Arc<dyn ObjectStore>, meta: &ObjectMeta) -> Result<u64, InventoryError> {

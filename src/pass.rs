@@ -102,6 +102,20 @@ pub async fn run(
             None => report.stopped = true,
         }
     }
+    for feed in changed_feeds(ctx) {
+        if report.source_error.is_some() || options.shutdown.is_requested() {
+            break;
+        }
+        let mut connection = Connection::new(&ctx.settings.source);
+        match options
+            .shutdown
+            .finish_or_abandon(run_changed(ctx, feed, &mut connection, now, &mut report))
+            .await
+        {
+            Some(()) => {}
+            None => report.stopped = true,
+        }
+    }
     report.stopped |= options.shutdown.is_requested();
     if !report.stopped {
         report.retention = enforce_retention(ctx, now.date_naive()).await;
@@ -245,6 +259,49 @@ fn listed_feeds(ctx: &Context) -> impl Iterator<Item = &'static Feed> + '_ {
         .iter()
         .map(|&category| feeds::feed(category))
         .filter(|feed| matches!(feed.unit, Unit::Listed(_)))
+}
+
+/// The changed-files feeds asked for, in the order of the registry.
+fn changed_feeds(ctx: &Context) -> impl Iterator<Item = &'static Feed> + '_ {
+    ctx.settings
+        .ingest
+        .categories
+        .iter()
+        .map(|&category| feeds::feed(category))
+        .filter(|feed| matches!(feed.unit, Unit::Changed(_)))
+}
+
+/// What changed in a changed-files feed's folder, under the folder's lease. Its
+/// files are not of a pass's days: every pass takes what is new.
+async fn run_changed(
+    ctx: &Context,
+    feed: &'static Feed,
+    connection: &mut Connection<'_>,
+    now: DateTime<Utc>,
+    report: &mut PassReport,
+) {
+    let Unit::Changed(changed) = feed.unit else {
+        return;
+    };
+    let category = feed.category;
+    let lease = match ctx
+        .leases
+        .acquire_key(crate::sink::layout::folder_lease(category), now)
+        .await
+    {
+        Ok(Lease::Held(key)) => key,
+        Ok(Lease::Busy { holder, expires_at }) => {
+            tracing::info!(%category, %holder, until = %expires_at, "another worker is taking this folder; skipped");
+            return;
+        }
+        Err(e) => {
+            report.listed.push((category, Err(IngestError::State(e))));
+            return;
+        }
+    };
+    let taken = crate::pipeline::changed::ingest(ctx, feed, changed, connection, now).await;
+    ctx.leases.release(&lease).await;
+    report.listed.push((category, taken));
 }
 
 /// A listed feed's files of `days`, under a lease per day.

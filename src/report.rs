@@ -108,14 +108,26 @@ pub fn print(report: &PassReport) -> PassOutcome {
         {
             failed += r.failures.len();
             bytes += r.bytes;
-            crate::out!(
-                "{category}: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
-                r.copied,
-                r.bytes,
-                r.already,
-                r.pending,
-                r.listed
-            );
+            if matches!(feeds::feed(*category).unit, Unit::Changed(_)) {
+                crate::out!(
+                    "{category}: {} new or changed file(s) taken ({} bytes), {} stale version(s) ignored, {} unchanged, {} left for the next run (modified too recently), {} files in the folder",
+                    r.copied,
+                    r.bytes,
+                    r.stale,
+                    r.already,
+                    r.pending,
+                    r.listed
+                );
+            } else {
+                crate::out!(
+                    "{category}: {} copied ({} bytes), {} already copied, {} left for the next run (still being written), {} files in the folder",
+                    r.copied,
+                    r.bytes,
+                    r.already,
+                    r.pending,
+                    r.listed
+                );
+            }
             for (day, unmatched) in &r.unmatched {
                 let more = unmatched.count - unmatched.examples.len() as u64;
                 let more = if more > 0 {
@@ -132,6 +144,7 @@ pub fn print(report: &PassReport) -> PassOutcome {
                 };
                 let pattern = match feeds::feed(*category).unit {
                     Unit::Listed(listed) => listed.pattern(),
+                    Unit::Changed(changed) => changed.pattern(),
                     Unit::Daily(_) => "",
                 };
                 crate::out!(

@@ -143,6 +143,7 @@ async fn row(
     };
     let ingested = match feeds::feed(category).unit {
         Unit::Listed(listed) => listed.copied(ctx, day).await?.map(|files| (files, 0)),
+        Unit::Changed(changed) => changed.rows_of_day(ctx, day).await?.map(|rows| (rows, 0)),
         Unit::Daily(_) => ctx
             .ledger
             .get(category, day)

@@ -6,15 +6,21 @@ use std::time::Duration;
 
 use super::key::{Integer, Key, List};
 use super::reader::Section;
-use crate::feeds::{self, FEEDS};
+use crate::feeds::{self, FEEDS, Unit};
 use crate::formats::queue_zip::ZipLimits;
 use crate::model::Category;
 
-/// The feeds to ingest, each named once (default: every feed): a missing daily file
+/// The feeds to ingest, each named once (default: every feed but those found by what
+/// changed in their folder, which are taken only when named): a missing daily file
 /// of a listed feed is reported.
 fn categories_key() -> List {
-    static EVERY_FEED: LazyLock<Vec<&'static str>> =
-        LazyLock::new(|| FEEDS.iter().map(|f| f.category.as_str()).collect());
+    static EVERY_FEED: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        FEEDS
+            .iter()
+            .filter(|f| !matches!(f.unit, Unit::Changed(_)))
+            .map(|f| f.category.as_str())
+            .collect()
+    });
     List {
         name: "categories",
         default: &EVERY_FEED,
@@ -82,11 +88,54 @@ const MAX_TRIES: Integer = Integer {
     default: 5,
 };
 
-/// Every key of `[ingest]`, in the order they are read.
+/// Every key of `[ingest]`, in the order they are read: its own, then each
+/// changed-files feed's limits.
 pub fn keys() -> Vec<Key> {
     let mut keys = vec![Key::List(categories_key())];
     keys.extend_from_slice(OWN_KEYS);
+    for (_, (min_age, max_bytes)) in changed_keys() {
+        keys.extend([Key::Integer(min_age), Key::Integer(max_bytes)]);
+    }
     keys
+}
+
+/// The limits' keys of each feed whose files are found by what changed
+/// (`feeds::ChangedFeed::limits`).
+fn changed_keys() -> impl Iterator<Item = (Category, (Integer, Integer))> {
+    FEEDS.iter().filter_map(|feed| match feed.unit {
+        Unit::Changed(changed) => {
+            let limits = changed.limits();
+            Some((
+                feed.category,
+                (
+                    Integer {
+                        name: limits.min_age_key,
+                        min: 0,
+                        max: 7 * 86_400,
+                        default: limits.min_age_secs,
+                    },
+                    Integer {
+                        name: limits.max_bytes_key,
+                        min: 1,
+                        max: 1 << 40,
+                        default: limits.max_bytes,
+                    },
+                ),
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// The limits of one changed-files feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangedSettings {
+    /// A file modified more recently than this may still be being written: left for later.
+    pub min_age: Duration,
+    /// A bigger file is refused.
+    pub max_bytes: u64,
+    /// The key of `max_bytes`, for messages.
+    pub max_bytes_key: &'static str,
 }
 
 const OWN_KEYS: &[Key] = &[
@@ -119,6 +168,19 @@ pub struct IngestSettings {
     /// After SIGTERM/SIGINT, how long files in flight may take to finish before they
     /// are abandoned.
     pub shutdown_grace: Duration,
+    /// The limits of each changed-files feed.
+    pub changed: Vec<(Category, ChangedSettings)>,
+}
+
+impl IngestSettings {
+    /// The limits of `category`'s feed, which must be a changed-files feed.
+    pub fn changed(&self, category: Category) -> ChangedSettings {
+        self.changed
+            .iter()
+            .find(|(c, _)| *c == category)
+            .map(|(_, limits)| *limits)
+            .expect("every changed-files feed has its limits read")
+    }
 }
 
 pub(super) fn read(s: &mut Section<'_>) -> IngestSettings {
@@ -136,6 +198,18 @@ pub(super) fn read(s: &mut Section<'_>) -> IngestSettings {
         transfers: TRANSFERS.read(s) as usize,
         lease: secs(LEASE_SECS.read(s)),
         shutdown_grace: secs(SHUTDOWN_GRACE_SECS.read(s)),
+        changed: changed_keys()
+            .map(|(category, (min_age, max_bytes))| {
+                (
+                    category,
+                    ChangedSettings {
+                        min_age: secs(min_age.read(s)),
+                        max_bytes: max_bytes.read(s) as u64,
+                        max_bytes_key: max_bytes.name,
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
@@ -172,7 +246,11 @@ mod tests {
     #[test]
     fn defaults_are_every_category_and_the_formats_zip_caps() {
         let settings = settings_of("[destination]\nurl = \"file:///x\"\n");
-        let every: Vec<Category> = FEEDS.iter().map(|f| f.category).collect();
+        let every: Vec<Category> = FEEDS
+            .iter()
+            .filter(|f| !matches!(f.unit, Unit::Changed(_)))
+            .map(|f| f.category)
+            .collect();
         assert_eq!(settings.ingest.categories, every);
         assert_eq!(settings.ingest.zip_limits, ZipLimits::default());
         assert_eq!(settings.ingest.max_tries, 5);

@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use destination::DestinationSettings;
-pub use ingest::IngestSettings;
+pub use ingest::{ChangedSettings, IngestSettings};
 pub use key::Key;
 pub use metrics::{MetricsSettings, Pushgateway};
 pub use reader::{ConfigIssue, ENV_PREFIX, env_name};

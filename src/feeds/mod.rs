@@ -17,6 +17,7 @@
 pub mod cdr;
 pub mod queue;
 pub mod recordings;
+pub mod sessions;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -26,10 +27,11 @@ use crate::generate::WriteFeed;
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
 use crate::pipeline::{Context, CopyReport, FileOutcome, IngestError, Observer};
+use crate::source::RemoteFile;
 use crate::state::json::StateError;
 
 /// Every feed, in the order a day's files are ingested.
-pub static FEEDS: [&Feed; 3] = [&cdr::FEED, &queue::FEED, &recordings::FEED];
+pub static FEEDS: [&Feed; 4] = [&cdr::FEED, &queue::FEED, &recordings::FEED, &sessions::FEED];
 
 /// What a feed is: everything the rest of the program needs to know about it.
 pub struct Feed {
@@ -65,6 +67,11 @@ pub enum Unit {
     Daily(&'static dyn DailyFeed),
     /// A folder listed once for all the days of a pass, its files copied one by one.
     Listed(&'static dyn ListedFeed),
+    /// A folder searched at any depth once a pass for the files that are new or
+    /// changed since the last pass, whatever their names say (`pipeline::changed`
+    /// finds them, with the state in `state::seen`); the feed ingests them a batch at
+    /// a time.
+    Changed(&'static dyn ChangedFeed),
 }
 
 #[async_trait]
@@ -98,6 +105,63 @@ pub trait ListedFeed: Sync {
     async fn copied(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError>;
 }
 
+/// A feed whose files are found by what changed in its folder (`pipeline::changed`).
+///
+/// The engine lists the folder tree, keeps the files [`ChangedFeed::wants`] that are
+/// new or changed (size, modification time, version tag) and old enough, refuses
+/// those over the size limit, and hands the rest to [`ChangedFeed::ingest`] in
+/// batches; a file is recorded as taken only after its batch is in. So a batch can
+/// come again after a crash: ingesting files already in must change nothing.
+#[async_trait]
+pub trait ChangedFeed: Sync {
+    /// What its files' names look like, for messages (`*.json`).
+    fn pattern(&self) -> &'static str;
+
+    /// Whether the file at `path` (as listed, under the folder) is one of the feed's.
+    fn wants(&self, path: &str) -> bool;
+
+    /// Its `[ingest]` keys: how old a file must be, and how big it may be.
+    fn limits(&self) -> ChangedLimits;
+
+    /// Ingests a batch of new or changed files, downloading each over `connection`.
+    /// Returns one result per file, in the order given; an `Err` for the whole batch
+    /// (the destination failed) fails every file of it.
+    async fn ingest(
+        &self,
+        ctx: &Context,
+        connection: &mut Connection<'_>,
+        files: &[RemoteFile],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Taken, IngestError>>, IngestError>;
+
+    /// Rows in the feed's first dataset for one date (for `status`), `None` if none.
+    async fn rows_of_day(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError>;
+}
+
+/// The `[ingest]` keys of a changed-files feed's limits, and their defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangedLimits {
+    /// A file modified less than this many seconds ago may still be being written: it
+    /// is left for the next pass (`<category>_min_age_secs`).
+    pub min_age_key: &'static str,
+    pub min_age_secs: i64,
+    /// A bigger file is refused with an error, every pass until it changes
+    /// (`<category>_max_bytes`).
+    pub max_bytes_key: &'static str,
+    pub max_bytes: i64,
+}
+
+/// What one file of a batch gave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Rows written (or replacing rows of an older version).
+    pub rows: u64,
+    /// Rows or documents set aside in quarantine.
+    pub rejected: u64,
+    /// Records older than the version already in: nothing written for them.
+    pub stale: u64,
+}
+
 /// Objects a feed owns outside its datasets' partitions, for retention and purge.
 pub trait OwnedFiles: Sync {
     /// The folder of one call date's objects.
@@ -115,7 +179,7 @@ impl Feed {
     pub fn daily(&self) -> Option<&'static dyn DailyFeed> {
         match self.unit {
             Unit::Daily(daily) => Some(daily),
-            Unit::Listed(_) => None,
+            Unit::Listed(_) | Unit::Changed(_) => None,
         }
     }
 

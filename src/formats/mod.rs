@@ -11,5 +11,6 @@ pub mod queue_csv;
 pub mod queue_zip;
 pub mod recording_name;
 pub mod rows;
+pub mod sessions_json;
 pub mod sheet_rows;
 pub mod table;

@@ -353,15 +353,15 @@ impl Binding {
     }
 }
 
-/// Types one record, whose columns are at `positions`, into `values`, or says why it
-/// cannot be.
+/// Types one record, whose columns are at `positions`, into `values`, or says which
+/// column cannot be typed and why.
 fn type_row<'r>(
     table: &Table,
     typing: Typing,
     positions: &[Option<usize>],
     record: &'r impl Record,
     values: &mut Vec<Value<'r>>,
-) -> Result<(), String> {
+) -> Result<(), (usize, String)> {
     values.clear();
     for (index, (column, position)) in table.columns.iter().zip(positions).enumerate() {
         let text = position.and_then(|p| record.get(p)).unwrap_or_default();
@@ -373,7 +373,7 @@ fn type_row<'r>(
             // cannot be deduplicated or filed. Any other empty field is NULL (a
             // withheld caller number, say).
             if table.is_key(index) {
-                return Err(format!("{} is empty", column.name));
+                return Err((index, format!("{} is empty", column.name)));
             }
             Value::Null
         } else {
@@ -400,7 +400,7 @@ fn type_row<'r>(
                 }
                 Kind::Key(_) | Kind::Extra => unreachable!("derived columns are not read"),
             };
-            typed.map_err(|e| format!("{}: {e}", column.name))?
+            typed.map_err(|e| (index, format!("{}: {e}", column.name)))?
         };
         values.push(value);
     }
@@ -574,37 +574,19 @@ pub fn read_rows_with<S: RowSource, E>(
     while let Some(record) = source.next_record()? {
         // `values` borrows from `record`; it is emptied before the next one is read.
         let mut typed = recycle(std::mem::take(&mut values));
-        let typed_row = binding
-            .bind(table, record)
-            .map_err(|e| e.to_string())
-            .and_then(|positions| type_row(table, typing, positions, record, &mut typed));
-        if typed_row.is_ok() && has_derived {
-            let unknown = match &binding {
-                Binding::Header(h) => Some((&h.unknown_positions[..], &h.unknown[..])),
-                Binding::Named(_) => None,
-            };
-            derive(table, unknown, record, &mut typed, &mut derived);
-        }
-        let row = match typed_row {
-            Ok(()) => Ok(Row {
-                id: match typed[table.id_column] {
-                    Value::Text(id) => id.trim(),
-                    _ => "",
-                },
-                date: match typed[table.date_column] {
-                    Value::Micros(t) => TimestampMicros(t),
-                    _ => TimestampMicros(0),
-                },
-                values: &typed,
-                line: record.line(),
-                fingerprint: record.fingerprint(),
-            }),
-            Err(reason) => Err(Rejected {
-                line: record.line(),
-                raw: record.raw(),
-                reason,
-            }),
-        };
+        let row = type_bound(
+            table,
+            &mut binding,
+            typing,
+            record,
+            &mut typed,
+            has_derived.then_some(&mut derived),
+        )
+        .map_err(|refusal| Rejected {
+            line: record.line(),
+            raw: record.raw(),
+            reason: refusal.reason,
+        });
         let outcome = on_row(row, record);
         values = recycle(typed);
         if let Err(e) = outcome {
@@ -612,6 +594,78 @@ pub fn read_rows_with<S: RowSource, E>(
         }
     }
     Ok(Ok(()))
+}
+
+/// Why one record could not be typed: the column at fault (`None` when the record
+/// could not be split into fields at all) and the reason, worded as [`read_rows`]
+/// words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub column: Option<usize>,
+    pub reason: String,
+}
+
+/// Types one record of a source whose records name their own fields, exactly as
+/// [`read_rows`] types each of its records, for a caller that finds its records
+/// itself (a nested document: `sessions_json.rs`). `values` is the buffer the row's
+/// values are kept in.
+pub fn type_record<'v, 'r>(
+    table: &'static Table,
+    record: &'r impl Record,
+    values: &'v mut Vec<Value<'r>>,
+) -> Result<Row<'v, 'r>, Refusal> {
+    let mut binding = Binding::Named(vec![None; table.columns.len()]);
+    type_bound(table, &mut binding, Typing::default(), record, values, None)
+}
+
+/// Binds `record` to the table's columns and types it into `values`.
+fn type_bound<'v, 'r>(
+    table: &'static Table,
+    binding: &mut Binding,
+    typing: Typing,
+    record: &'r impl Record,
+    values: &'v mut Vec<Value<'r>>,
+    derived: Option<&'r mut Derived>,
+) -> Result<Row<'v, 'r>, Refusal> {
+    let positions = binding.bind(table, record).map_err(|e| Refusal {
+        column: match &e {
+            Unreadable::MissingColumns(names) => {
+                names.first().and_then(|name| table.column_named(name))
+            }
+            _ => None,
+        },
+        reason: e.to_string(),
+    })?;
+    type_row(table, typing, positions, record, values).map_err(|(column, reason)| Refusal {
+        column: Some(column),
+        reason,
+    })?;
+    let id_position = positions[table.id_column];
+    if let Some(derived) = derived {
+        let unknown = match &*binding {
+            Binding::Header(h) => Some((&h.unknown_positions[..], &h.unknown[..])),
+            Binding::Named(_) => None,
+        };
+        derive(table, unknown, record, values, derived);
+    }
+    let id = match values[table.id_column] {
+        Value::Text(id) => id.trim(),
+        // A numeric id is identified by its text as sent.
+        Value::Whole(_) => id_position
+            .and_then(|p| record.get(p))
+            .map_or("", str::trim),
+        _ => "",
+    };
+    Ok(Row {
+        id,
+        date: match values[table.date_column] {
+            Value::Micros(t) => TimestampMicros(t),
+            _ => TimestampMicros(0),
+        },
+        values,
+        line: record.line(),
+        fingerprint: record.fingerprint(),
+    })
 }
 
 /// Empties a vector of borrowed values and hands its allocation to a new lifetime, so

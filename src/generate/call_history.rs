@@ -824,7 +824,10 @@ mod tests {
         let (first, later) = (calls(&spec(0)), calls(&spec(86_400)));
         assert_eq!(first.len(), later.len());
         let edited = first.iter().zip(&later).filter(|(a, b)| a != b).count();
-        assert!((40..=80).contains(&edited), "{edited} of 288 edited: about one in five");
+        assert!(
+            (40..=80).contains(&edited),
+            "{edited} of 288 edited: about one in five"
+        );
         for (a, b) in first.iter().zip(&later) {
             assert_eq!((a.time, &a.from, a.result), (b.time, &b.from, b.result));
         }

@@ -2,6 +2,7 @@
 //! connection that reconnects, parse, deduplicate, commit into partitions under their
 //! leases), the context a pass works in, and what a file and a pass end as.
 
+pub mod changed;
 pub(crate) mod connection;
 mod dedup;
 pub(crate) mod file;
@@ -143,6 +144,15 @@ pub enum IngestError {
         tries: u32,
         last_error: String,
     },
+    #[error(
+        "{path} is {size} bytes, over ingest.{key} ({limit}); it is not read. If the file is genuine raise the limit; it is tried again on every run until it changes"
+    )]
+    TooBig {
+        path: String,
+        size: u64,
+        key: &'static str,
+        limit: u64,
+    },
     #[error("{path} is still being uploaded ({detail}); it is tried again on the next run")]
     StillUploading { path: String, detail: String },
     #[error("cannot write {key} to the destination: {detail}")]
@@ -192,6 +202,8 @@ pub struct CopyReport {
     pub already: u64,
     /// Modified too recently, or grew while copied: left for the next run.
     pub pending: u64,
+    /// Records older than the version already in (a changed-files feed): nothing written.
+    pub stale: u64,
     /// Names that do not match the pattern, by the day their name starts with, for
     /// the pass's days only (the folder holds every day's); `None`: names that tell
     /// no day, listed on every pass.

@@ -8,6 +8,8 @@
 //! _state/ledger/<category>/<day>.json             what was ingested from each source file
 //! _state/spill/cdr/date=YYYY-MM-DD/<source day>.parquet   a file's whole rows for another day (sink::partition)
 //! _state/leases/<category>/<day>.json             a worker's claim on a unit of work
+//! _state/leases/<category>/folder.json            … on a changed-files feed's folder
+//! _state/seen/<category>/<shard>.json             the files a changed-files feed took (state::seen)
 //! _state/leases/partitions/<dataset>/<date>.json  a worker's claim on a partition while it writes it
 //! ```
 //! Keys are derived from the data only (never the clock), so reruns are deterministic.
@@ -77,6 +79,11 @@ const SPILL: &str = "_state/spill";
 /// The lease on one unit of work (a category of a day).
 pub fn unit_lease(category: Category, day: NaiveDate) -> Path {
     Path::from(format!("_state/leases/{category}/{day}.json"))
+}
+
+/// The lease on a changed-files feed's folder (`pipeline::changed`): one worker a pass.
+pub fn folder_lease(category: Category) -> Path {
+    Path::from(format!("_state/leases/{category}/folder.json"))
 }
 
 /// The lease on writing one partition.

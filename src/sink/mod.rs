@@ -3,6 +3,7 @@
 
 pub mod destination;
 pub mod layout;
+pub mod newest;
 pub mod partition;
 pub mod partitioned;
 pub mod quarantine;

@@ -344,7 +344,10 @@ async fn sources(
 
 /// An object streamed into a temporary file (memory stays bounded whatever its size),
 /// or `None` if there is no such object.
-async fn fetch(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<Option<File>, PartitionError> {
+pub(crate) async fn fetch(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+) -> Result<Option<File>, PartitionError> {
     let read_error = |source| PartitionError::Read {
         key: key.to_string(),
         source,
@@ -372,7 +375,7 @@ async fn fetch(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<Option<File>,
     }
 }
 
-async fn upload(
+pub(crate) async fn upload(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
     file: &File,
@@ -386,7 +389,7 @@ async fn upload(
         })
 }
 
-async fn delete(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<(), PartitionError> {
+pub(crate) async fn delete(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<(), PartitionError> {
     match retry::with_backoff("delete", retry::is_transient, || store.delete(key)).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(source) => Err(PartitionError::Delete {

@@ -156,6 +156,34 @@ impl Source for BucketSource {
         Ok(files)
     }
 
+    async fn list_tree(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        let prefix = self.key("list", folder)?;
+        let below = prefix.parts_count();
+        let folder = folder.trim_end_matches('/');
+        // A bucket's listing is recursive already, a page at a time.
+        let mut stream = self.store.list(Some(&prefix));
+        let mut files = 0;
+        while let Some(meta) = self.limit("listing", folder, stream.next()).await? {
+            let meta = meta.map_err(|e| self.error("list", folder, &e))?;
+            let rest: Vec<_> = meta.location.parts().skip(below).collect();
+            if rest.is_empty() {
+                continue;
+            }
+            let rest = rest
+                .iter()
+                .map(|p| p.as_ref())
+                .collect::<Vec<_>>()
+                .join("/");
+            each(remote_file(format!("{folder}/{rest}"), &meta));
+            files += 1;
+        }
+        Ok(files)
+    }
+
     async fn download(
         &mut self,
         path: &str,

@@ -121,11 +121,37 @@ impl FtpsSource {
 }
 
 impl FtpsSource {
-    /// Streams `LIST` of the current folder line by line into `each`.
+    /// The files directly in `folder`; its subfolders go to `subfolders` if given.
+    async fn list_folder(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+        subfolders: Option<&mut Vec<String>>,
+    ) -> Result<u64, SourceError> {
+        // Some servers (vsftpd) answer LIST of a missing folder with an empty listing;
+        // changing into it first tells "missing" from "empty".
+        self.server
+            .run("opening a folder (CWD)", self.ftp.cwd(folder))
+            .await?
+            .map_err(|e| self.server.refused("CWD", folder, &e))?;
+        let listed = self.list_here(folder, each, subfolders).await;
+        self.server
+            .run(
+                "returning to the login folder (CWD)",
+                self.ftp.cwd(&self.home),
+            )
+            .await?
+            .map_err(|e| self.server.refused("CWD", &self.home, &e))?;
+        listed
+    }
+
+    /// Streams `LIST` of the current folder line by line into `each`; its subfolders
+    /// go to `subfolders` if given.
     async fn list_here(
         &mut self,
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
+        mut subfolders: Option<&mut Vec<String>>,
     ) -> Result<u64, SourceError> {
         let server = &self.server;
         let (_, stream) = server
@@ -164,6 +190,10 @@ impl FtpsSource {
                     etag: None,
                 });
                 files += 1;
+            } else if file.is_directory() && file.name() != "." && file.name() != ".." {
+                if let Some(subfolders) = subfolders.as_deref_mut() {
+                    subfolders.push(format!("{folder}/{}", file.name()));
+                }
             }
         }
         server
@@ -261,21 +291,20 @@ impl Source for FtpsSource {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
-        // Some servers (vsftpd) answer LIST of a missing folder with an empty listing;
-        // changing into it first tells "missing" from "empty".
-        self.server
-            .run("opening a folder (CWD)", self.ftp.cwd(folder))
-            .await?
-            .map_err(|e| self.server.refused("CWD", folder, &e))?;
-        let listed = self.list_here(folder, each).await;
-        self.server
-            .run(
-                "returning to the login folder (CWD)",
-                self.ftp.cwd(&self.home),
-            )
-            .await?
-            .map_err(|e| self.server.refused("CWD", &self.home, &e))?;
-        listed
+        self.list_folder(folder, each, None).await
+    }
+
+    async fn list_tree(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        let mut to_visit = vec![folder.trim_end_matches('/').to_string()];
+        let mut files = 0;
+        while let Some(next) = to_visit.pop() {
+            files += self.list_folder(&next, each, Some(&mut to_visit)).await?;
+        }
+        Ok(files)
     }
 
     async fn download(

@@ -48,6 +48,41 @@ fn remote_file(path: String, meta: &std::fs::Metadata) -> RemoteFile {
     }
 }
 
+impl LocalDirSource {
+    /// The files directly in `folder`; its subfolders go to `subfolders` if given.
+    async fn list_folder(
+        &self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+        mut subfolders: Option<&mut Vec<String>>,
+    ) -> Result<u64, SourceError> {
+        let mut entries = tokio::fs::read_dir(self.full(folder))
+            .await
+            .map_err(|e| self.error("list", folder, e))?;
+        let mut files = 0;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| self.error("list", folder, e))?
+        {
+            let meta = entry
+                .metadata()
+                .await
+                .map_err(|e| self.error("list", folder, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if meta.is_file() {
+                each(remote_file(format!("{folder}/{name}"), &meta));
+                files += 1;
+            } else if meta.is_dir() {
+                if let Some(subfolders) = subfolders.as_deref_mut() {
+                    subfolders.push(format!("{folder}/{name}"));
+                }
+            }
+        }
+        Ok(files)
+    }
+}
+
 #[async_trait]
 impl Source for LocalDirSource {
     async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError> {
@@ -64,24 +99,18 @@ impl Source for LocalDirSource {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
-        let mut entries = tokio::fs::read_dir(self.full(folder))
-            .await
-            .map_err(|e| self.error("list", folder, e))?;
+        self.list_folder(folder, each, None).await
+    }
+
+    async fn list_tree(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        let mut to_visit = vec![folder.trim_end_matches('/').to_string()];
         let mut files = 0;
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| self.error("list", folder, e))?
-        {
-            let meta = entry
-                .metadata()
-                .await
-                .map_err(|e| self.error("list", folder, e))?;
-            if meta.is_file() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                each(remote_file(format!("{folder}/{name}"), &meta));
-                files += 1;
-            }
+        while let Some(next) = to_visit.pop() {
+            files += self.list_folder(&next, each, Some(&mut to_visit)).await?;
         }
         Ok(files)
     }

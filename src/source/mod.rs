@@ -48,6 +48,15 @@ pub trait Source: Send {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError>;
+    /// Calls `each` with every file under `folder` at any depth (paths as `list` gives
+    /// them), as the listing arrives. Folders are visited one after another and only
+    /// the names of those still to visit are held, so memory follows the tree's
+    /// breadth, never its number of files. Returns how many files there were.
+    async fn list_tree(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError>;
     /// Streams `path` from byte `offset` on into `sink`, returning the number of bytes
     /// copied. A non-zero offset resumes a download that broke off.
     async fn download(

@@ -252,6 +252,57 @@ fn remote_file(path: String, stat: &FileStat) -> RemoteFile {
     }
 }
 
+impl SftpSource {
+    /// The files in `folder`, and with `descend` those of its subfolders at any depth.
+    async fn list_walk(
+        &mut self,
+        folder: &str,
+        descend: bool,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        // Entries cross from the blocking reader in small batches, never the whole folder.
+        let (tx, rx) = mpsc::channel::<RemoteFile>(256);
+        let (folder_name, endpoint) = (folder.to_string(), Arc::clone(&self.endpoint));
+        let reader = self.call(move |sftp| {
+            let mut to_visit = vec![folder_name.trim_end_matches('/').to_string()];
+            while let Some(folder_name) = to_visit.pop() {
+                let mut dir = sftp
+                    .opendir(Path::new(&folder_name))
+                    .map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
+                loop {
+                    match dir.readdir() {
+                        Ok((name, stat)) => {
+                            let name = name.to_string_lossy();
+                            let path = format!("{folder_name}/{name}");
+                            if stat.is_file() {
+                                if tx.blocking_send(remote_file(path, &stat)).is_err() {
+                                    return Ok(());
+                                }
+                            } else if descend && stat.is_dir() && name != "." && name != ".." {
+                                to_visit.push(path);
+                            }
+                        }
+                        Err(e) if e.code() == ErrorCode::Session(ERROR_FILE) => break,
+                        Err(e) => return Err(sftp_error(&endpoint, "list", &folder_name, e)),
+                    }
+                }
+            }
+            Ok(())
+        });
+        let consumer = async {
+            let mut rx = rx;
+            let mut files = 0;
+            while let Some(file) = rx.recv().await {
+                each(file);
+                files += 1;
+            }
+            files
+        };
+        let (read, files) = tokio::join!(reader, consumer);
+        read.map(|()| files)
+    }
+}
+
 #[async_trait]
 impl Source for SftpSource {
     async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError> {
@@ -270,39 +321,15 @@ impl Source for SftpSource {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
-        // Entries cross from the blocking reader in small batches, never the whole folder.
-        let (tx, rx) = mpsc::channel::<RemoteFile>(256);
-        let (folder_name, endpoint) = (folder.to_string(), Arc::clone(&self.endpoint));
-        let reader = self.call(move |sftp| {
-            let mut dir = sftp
-                .opendir(Path::new(&folder_name))
-                .map_err(|e| sftp_error(&endpoint, "list", &folder_name, e))?;
-            loop {
-                match dir.readdir() {
-                    Ok((name, stat)) if stat.is_file() => {
-                        let file =
-                            remote_file(format!("{folder_name}/{}", name.to_string_lossy()), &stat);
-                        if tx.blocking_send(file).is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.code() == ErrorCode::Session(ERROR_FILE) => return Ok(()),
-                    Err(e) => return Err(sftp_error(&endpoint, "list", &folder_name, e)),
-                }
-            }
-        });
-        let consumer = async {
-            let mut rx = rx;
-            let mut files = 0;
-            while let Some(file) = rx.recv().await {
-                each(file);
-                files += 1;
-            }
-            files
-        };
-        let (read, files) = tokio::join!(reader, consumer);
-        read.map(|()| files)
+        self.list_walk(folder, false, each).await
+    }
+
+    async fn list_tree(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+    ) -> Result<u64, SourceError> {
+        self.list_walk(folder, true, each).await
     }
 
     async fn download(

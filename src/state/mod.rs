@@ -5,3 +5,4 @@ pub mod json;
 pub mod lease;
 pub mod ledger;
 pub mod runs;
+pub mod seen;

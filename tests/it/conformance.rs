@@ -279,6 +279,39 @@ async fn lists_files_with_sizes_and_times(kind: Kind) {
     }
 }
 
+/// A tree listing finds the files of every subfolder at any depth, with the paths a
+/// plain listing gives, and the plain listing still stays in its folder.
+async fn lists_a_tree_at_every_depth(kind: Kind) {
+    let f = fixture(kind, "tree");
+    std::fs::create_dir_all(f.dir.join("2024/03/01")).unwrap();
+    std::fs::create_dir_all(f.dir.join("empty")).unwrap();
+    f.put("top.json", b"{}", at("2024-03-01T10:00:00Z"));
+    f.put("2024/a.json", b"{\"a\":1}", at("2024-03-01T10:00:00Z"));
+    f.put("2024/03/01/b c.json", b"[]", at("2024-03-01T10:00:00Z"));
+    let mut source = f.source().await;
+    let mut listed = Vec::new();
+    let count = source
+        .list_tree(&f.folder, &mut |file| listed.push((file.path, file.size)))
+        .await
+        .unwrap();
+    listed.sort();
+    assert_eq!(count, 3, "{listed:?}");
+    assert_eq!(
+        listed,
+        [
+            (f.remote("2024/03/01/b c.json"), 2),
+            (f.remote("2024/a.json"), 7),
+            (f.remote("top.json"), 2),
+        ]
+    );
+    let mut flat = Vec::new();
+    source
+        .list(&f.folder, &mut |file| flat.push(file.path))
+        .await
+        .unwrap();
+    assert_eq!(flat, [f.remote("top.json")]);
+}
+
 async fn stat_gives_exact_size_and_time(kind: Kind) {
     let f = fixture(kind, "stat");
     f.put("old.csv", b"abcdef", at("2023-01-15T10:30:07Z"));
@@ -481,6 +514,8 @@ macro_rules! conformance {
             use super::*;
             #[tokio::test]
             async fn lists_files_with_sizes_and_times() { super::lists_files_with_sizes_and_times($kind).await }
+            #[tokio::test]
+            async fn lists_a_tree_at_every_depth() { super::lists_a_tree_at_every_depth($kind).await }
             #[tokio::test]
             async fn stat_gives_exact_size_and_time() { super::stat_gives_exact_size_and_time($kind).await }
             #[tokio::test]

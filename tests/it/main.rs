@@ -21,6 +21,7 @@ mod recordings;
 mod retention;
 mod s3;
 mod schedules;
+mod sessions;
 mod sftp;
 mod status_page;
 mod util;

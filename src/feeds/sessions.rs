@@ -1,0 +1,294 @@
+//! Contact-center session metadata: one JSON document per session anywhere under the
+//! folder (platforms write dated subfolders), rewritten after the session ends, so
+//! the newest version of each session wins (`sink::newest`). Files are found by what
+//! changed in the folder (`pipeline::changed`), never by a date in their name.
+//!
+//! A batch of files is downloaded (each within `ingest.sessions_max_bytes`) and
+//! parsed (`formats::sessions_json`) into the three tables by the session's created
+//! date; the newest-wins rule then decides, per session, whether this version is
+//! newer than what is in (its rows replace the old ones, children included), the same
+//! (nothing to do) or older (stale: nothing written). Documents that cannot be read go
+//! to `_quarantine/sessions/` with the file, JSON pointer and reason.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{ChangedFeed, ChangedLimits, Dataset, Feed, Taken, Unit};
+use crate::formats::sessions_json::{
+    SESSION_PARTICIPANTS, SESSION_TABLES, SESSION_TRANSFERS, SESSIONS, SessionDocument,
+};
+use crate::model::Category;
+use crate::pipeline::connection::Connection;
+use crate::pipeline::{Context, IngestError, partition_lock};
+use crate::sink::newest::{self, Candidate, Decision, Group, NewestError, Version};
+use crate::sink::partitioned::PartitionedWriter;
+use crate::sink::quarantine::QuarantineWriter;
+use crate::sink::{layout, partition};
+use crate::source::{ChunkSink, RemoteFile};
+use crate::state::json::StateError;
+
+/// This feed's name.
+pub const CATEGORY: Category = Category::new("sessions");
+
+static DATASETS: [Dataset; 3] = [
+    Dataset {
+        name: SESSIONS.dataset,
+        table: Some(&SESSIONS),
+        quarantine: true,
+    },
+    Dataset {
+        name: SESSION_PARTICIPANTS.dataset,
+        table: Some(&SESSION_PARTICIPANTS),
+        quarantine: false,
+    },
+    Dataset {
+        name: SESSION_TRANSFERS.dataset,
+        table: Some(&SESSION_TRANSFERS),
+        quarantine: false,
+    },
+];
+
+pub static FEED: Feed = Feed {
+    category: CATEGORY,
+    about: "contact-center session metadata: one JSON document per session, anywhere under the folder, rewritten later (the newest version wins)",
+    folder: ("sessions", "sessions"),
+    datasets: &DATASETS,
+    unit: Unit::Changed(&Sessions),
+    files: None,
+    generate: write_day,
+};
+
+/// The sessions and the rows that follow each: a session's participants and
+/// transfers carry its id in `session_id`.
+pub static GROUP: Group = Group {
+    name: "sessions",
+    tables: &[
+        (&SESSIONS, "id"),
+        (&SESSION_PARTICIPANTS, "session_id"),
+        (&SESSION_TRANSFERS, "session_id"),
+    ],
+};
+
+struct Sessions;
+
+#[async_trait]
+impl ChangedFeed for Sessions {
+    fn pattern(&self) -> &'static str {
+        "*.json"
+    }
+
+    fn wants(&self, path: &str) -> bool {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        name.len() > ".json".len() && name.to_ascii_lowercase().ends_with(".json")
+    }
+
+    fn limits(&self) -> ChangedLimits {
+        ChangedLimits {
+            min_age_key: "sessions_min_age_secs",
+            min_age_secs: 60,
+            max_bytes_key: "sessions_max_bytes",
+            max_bytes: 16 << 20,
+        }
+    }
+
+    async fn ingest(
+        &self,
+        ctx: &Context,
+        connection: &mut Connection<'_>,
+        files: &[RemoteFile],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Taken, IngestError>>, IngestError> {
+        let mut writers: Vec<PartitionedWriter> = SESSION_TABLES
+            .iter()
+            .map(|&table| PartitionedWriter::new(table))
+            .collect();
+        // By the day each file was written (the pass's, for a file without a time).
+        let mut quarantine: BTreeMap<NaiveDate, QuarantineWriter> = BTreeMap::new();
+        let mut results: Vec<Result<Taken, IngestError>> = Vec::with_capacity(files.len());
+        // The candidate each file brought, by the file's position.
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut brought: Vec<Option<usize>> = Vec::with_capacity(files.len());
+        for file in files {
+            let bytes = match download(connection, file).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    results.push(Err(e));
+                    brought.push(None);
+                    continue;
+                }
+            };
+            crate::crash::point("downloaded");
+            let mut taken = Taken::default();
+            let set_aside_day = file.modified.unwrap_or(now).date_naive();
+            let quarantine = quarantine.entry(set_aside_day).or_default();
+            match SessionDocument::parse(&file.path, &bytes) {
+                Err(refused) => {
+                    quarantine.push(&refused.entry()).map_err(spool)?;
+                    taken.rejected += 1;
+                    brought.push(None);
+                }
+                Ok(document) => {
+                    let version = document.version();
+                    let date = version.created_at.utc_date();
+                    let set_aside = document
+                        .write_rows(|table, row| {
+                            let position = SESSION_TABLES
+                                .iter()
+                                .position(|t| std::ptr::eq(*t, table))
+                                .expect("a session table");
+                            writers[position].push(date, |b| b.push(row, &file.path))
+                        })
+                        .map_err(|e| IngestError::Internal(e.to_string()))?;
+                    for item in &set_aside {
+                        quarantine.push(&item.entry()).map_err(spool)?;
+                    }
+                    taken.rejected += set_aside.len() as u64;
+                    brought.push(Some(candidates.len()));
+                    candidates.push(Candidate {
+                        key: version.id.to_string(),
+                        version: Version {
+                            updated: version.updated_at.map(|t| t.0),
+                            modified: file.modified.map(|m| m.timestamp_micros()),
+                            file: file.path.clone(),
+                        },
+                        date,
+                    });
+                }
+            }
+            results.push(Ok(taken));
+        }
+        let parts = writers
+            .into_iter()
+            .map(|w| w.finish())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| IngestError::Internal(format!("cannot encode Parquet: {e}")))?;
+
+        newest::recover(&ctx.store, &ctx.json, &GROUP)
+            .await
+            .map_err(newest_error)?;
+        let plan = newest::plan(&ctx.json, &GROUP, &candidates)
+            .await
+            .map_err(newest_error)?;
+        let decisions = plan.decisions.clone();
+        let held = partition_lock::hold(ctx, plan.partitions(&GROUP).into_iter()).await?;
+        let applied = newest::apply(&ctx.store, &ctx.json, &GROUP, plan, parts).await;
+        partition_lock::release(ctx, &held).await;
+        let written = applied.map_err(newest_error)?;
+
+        for (day, set_aside) in quarantine {
+            if let Some(file) = set_aside.finish().map_err(spool)? {
+                let key = quarantine_object(files, day);
+                partition::upload(&ctx.store, &key, &file)
+                    .await
+                    .map_err(IngestError::Partition)?;
+            }
+        }
+        for ((result, file), candidate) in results.iter_mut().zip(files).zip(&brought) {
+            let (Ok(taken), Some(candidate)) = (result, candidate) else {
+                continue;
+            };
+            match decisions[*candidate] {
+                Decision::Won { .. } => {
+                    taken.rows = written.get(&file.path).copied().unwrap_or_default();
+                }
+                Decision::Stale => taken.stale += 1,
+                Decision::Unchanged => {}
+            }
+        }
+        Ok(results)
+    }
+
+    async fn rows_of_day(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError> {
+        crate::inventory::partition_rows(&ctx.store, SESSIONS.dataset, day)
+            .await
+            .map_err(|e| StateError::Damaged {
+                key: layout::data_folder(SESSIONS.dataset, day).to_string(),
+                detail: e.to_string(),
+            })
+    }
+}
+
+/// Where a batch's set-aside documents of one day go, named after the batch's files
+/// (the same batch again writes the same object).
+fn quarantine_object(files: &[RemoteFile], day: NaiveDate) -> object_store::path::Path {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for file in files {
+        hasher.update(file.path.as_bytes());
+        hasher.update(b"\n");
+    }
+    object_store::path::Path::from(format!(
+        "{}/{:016x}.jsonl",
+        layout::quarantine_folder(SESSIONS.dataset, day),
+        hasher.digest()
+    ))
+}
+
+/// A session file, whole (it is within the size limit); one that changed while it was
+/// read is left for the next pass.
+async fn download(
+    connection: &mut Connection<'_>,
+    file: &RemoteFile,
+) -> Result<Vec<u8>, IngestError> {
+    let mut sink = Bytes(Vec::with_capacity(file.size as usize));
+    connection.download(&file.path, &mut sink).await?;
+    if sink.0.len() as u64 != file.size {
+        return Err(IngestError::StillUploading {
+            path: file.path.clone(),
+            detail: format!("listed as {} bytes, {} arrived", file.size, sink.0.len()),
+        });
+    }
+    Ok(sink.0)
+}
+
+struct Bytes(Vec<u8>);
+
+#[async_trait]
+impl ChunkSink for Bytes {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.0.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.0.len() as u64
+    }
+}
+
+/// A day's sessions for `generate`: one document per session, in a dated subfolder.
+/// (Stands in until `generate::sessions` writes realistic drops.)
+fn write_day(
+    root: &std::path::Path,
+    spec: &crate::generate::DropSpec,
+    m: &mut crate::generate::DayManifest,
+) -> std::io::Result<()> {
+    let folder = root
+        .join(FEED.folder.1)
+        .join(m.date.format("%Y/%m/%d").to_string());
+    std::fs::create_dir_all(&folder)?;
+    let first = (m.date - NaiveDate::default()).num_days() * 100;
+    for n in 0..3 {
+        let id = first + n;
+        let at = format!("{}T10:0{n}:00+00:00", m.date);
+        let document = format!(
+            r#"{{"id": {id}, "lang": "en", "status": "finished", "created_at": "{at}", "updated_at": "{at}", "seed": {}}}"#,
+            spec.seed
+        );
+        std::fs::write(folder.join(format!("{id}.json")), document)?;
+    }
+    Ok(())
+}
+
+fn spool(e: std::io::Error) -> IngestError {
+    IngestError::Spool {
+        detail: e.to_string(),
+    }
+}
+
+fn newest_error(e: NewestError) -> IngestError {
+    match e {
+        NewestError::State(e) => IngestError::State(e),
+        NewestError::Partition(e) => IngestError::Partition(e),
+    }
+}
