@@ -14,6 +14,7 @@
 //! Adding a feed: one module here, one line in [`FEEDS`], its generator in
 //! `generate/`, its tests, its README section.
 
+pub mod call_history;
 pub mod cdr;
 pub mod queue;
 pub mod recordings;
@@ -31,7 +32,13 @@ use crate::source::RemoteFile;
 use crate::state::json::StateError;
 
 /// Every feed, in the order a day's files are ingested.
-pub static FEEDS: [&Feed; 4] = [&cdr::FEED, &queue::FEED, &recordings::FEED, &sessions::FEED];
+pub static FEEDS: [&Feed; 5] = [
+    &cdr::FEED,
+    &queue::FEED,
+    &recordings::FEED,
+    &sessions::FEED,
+    &call_history::FEED,
+];
 
 /// What a feed is: everything the rest of the program needs to know about it.
 pub struct Feed {

@@ -74,6 +74,51 @@ pub fn parse_rows(
 ) -> Result<Parsed, ParseError> {
     let mut writer = PartitionedWriter::new(table);
     let mut quarantine = QuarantineWriter::new();
+    let counts = parse_into(
+        table,
+        source,
+        typing,
+        source_file,
+        size,
+        (&mut writer, &mut quarantine),
+        |_| {},
+    )?;
+    Ok(Parsed {
+        table,
+        parts: writer
+            .finish()
+            .map_err(|e| ParseError::Spool(e.to_string()))?,
+        quarantine: quarantine
+            .finish()
+            .map_err(|e| ParseError::Spool(e.to_string()))?,
+        rows_written: counts.rows_written,
+        quarantined: counts.quarantined,
+        duplicates_dropped: counts.duplicates_dropped,
+        unknown_columns: counts.unknown_columns,
+    })
+}
+
+/// What [`parse_into`] added for one file.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub rows_written: u64,
+    pub quarantined: u64,
+    pub duplicates_dropped: u64,
+    pub unknown_columns: Vec<String>,
+}
+
+/// Parses one file into writers that other files of a batch share (one object per
+/// date for the whole batch); `kept` sees each row written, after it was.
+pub fn parse_into(
+    table: &'static Table,
+    source: impl RowSource,
+    typing: Typing,
+    source_file: &str,
+    size: u64,
+    (writer, quarantine): (&mut PartitionedWriter, &mut QuarantineWriter),
+    mut kept: impl FnMut(&table::Row<'_, '_>),
+) -> Result<Counts, ParseError> {
+    let (rows_before, quarantined_before) = (writer.rows(), quarantine.count());
     let mut ids = IdSet::with_capacity((size / BYTES_PER_ROW_ESTIMATE) as usize);
     let mut duplicates_dropped = 0;
     let mut unknown_columns = Vec::new();
@@ -92,17 +137,21 @@ pub fn parse_rows(
             .map_err(|e| e.to_string())
     };
     let result = table::read_rows_with(table, source, typing, on_header, |row, record| match row {
-        Err(rejected) => set_aside(&mut quarantine, rejected.line, rejected.raw, rejected.reason),
+        Err(rejected) => set_aside(quarantine, rejected.line, rejected.raw, rejected.reason),
         Ok(row) => match ids.check(row.id, row.fingerprint) {
-            Seen::First => writer
-                .push(row.date.utc_date(), |batch| batch.push(&row, source_file))
-                .map_err(|e| e.to_string()),
+            Seen::First => {
+                writer
+                    .push(row.date.utc_date(), |batch| batch.push(&row, source_file))
+                    .map_err(|e| e.to_string())?;
+                kept(&row);
+                Ok(())
+            }
             Seen::Identical => {
                 duplicates_dropped += 1;
                 Ok(())
             }
             Seen::Conflicting => set_aside(
-                &mut quarantine,
+                quarantine,
                 row.line,
                 record.raw(),
                 format!(
@@ -114,18 +163,9 @@ pub fn parse_rows(
     })
     .map_err(ParseError::Format)?;
     result.map_err(ParseError::Spool)?;
-    let rows_written = writer.rows();
-    let quarantined = quarantine.count();
-    Ok(Parsed {
-        table,
-        parts: writer
-            .finish()
-            .map_err(|e| ParseError::Spool(e.to_string()))?,
-        quarantine: quarantine
-            .finish()
-            .map_err(|e| ParseError::Spool(e.to_string()))?,
-        rows_written,
-        quarantined,
+    Ok(Counts {
+        rows_written: writer.rows() - rows_before,
+        quarantined: quarantine.count() - quarantined_before,
         duplicates_dropped,
         unknown_columns,
     })

@@ -343,3 +343,185 @@ fn a_parsed_export_is_written_as_parquet_with_its_quarantine() {
     // 2024-03-01 00:00 to 24:00 UTC is written as Moscow time: one UTC date.
     assert_eq!(parsed.parts.len(), 1);
 }
+
+/// Per call key: the `_source_file`, `notes` and `tags` of its row, checking one row
+/// per key in the whole dataset.
+fn stored(out: &Path) -> BTreeMap<String, (String, Option<String>, Option<String>)> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let mut found = BTreeMap::new();
+    for (key, _) in crate::util::tree(out) {
+        if !key.starts_with("call_history/") || !key.ends_with(".parquet") {
+            continue;
+        }
+        for batch in crate::util::read_parquet(&out.join(&key)) {
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone()
+            };
+            let (keys, files, notes, tags) = (
+                text("call_key"),
+                text("_source_file"),
+                text("notes"),
+                text("tags"),
+            );
+            for row in 0..batch.num_rows() {
+                let value = (
+                    files.value(row).to_string(),
+                    notes.is_valid(row).then(|| notes.value(row).to_string()),
+                    tags.is_valid(row).then(|| tags.value(row).to_string()),
+                );
+                let previous = found.insert(keys.value(row).to_string(), value);
+                assert!(previous.is_none(), "{} twice ({key})", keys.value(row));
+            }
+        }
+    }
+    found
+}
+
+fn run_pass(config: &Path) -> crate::util::Run {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
+    command
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env_remove("CDR_INGEST_CRASH_AT");
+    crate::util::Run::from(command.output().unwrap())
+}
+
+/// SplitMix64, for the explorer's draws.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+/// Four overlapping exports (each a day, starting 12 hours after the one before, its
+/// first half edited since the one before wrote it), of random language, format and
+/// quirks, arriving in random passes in a random order: the dataset holds each call
+/// once, as the newest export (by modification time) that has it readable says.
+/// `CDR_TEST_CALL_HISTORY_SEEDS=N` runs seeds 1..=N (default 3),
+/// `CDR_TEST_CALL_HISTORY_SEED=S` replays one.
+#[test]
+fn overlapping_exports_in_any_order_leave_each_call_once_from_the_newest_export() {
+    let seeds: Vec<u64> = match std::env::var("CDR_TEST_CALL_HISTORY_SEED") {
+        Ok(seed) => vec![seed.parse().unwrap()],
+        Err(_) => (1..=std::env::var("CDR_TEST_CALL_HISTORY_SEEDS")
+            .map_or(3, |n| n.parse().unwrap()))
+            .collect(),
+    };
+    for seed in seeds {
+        explore(seed);
+    }
+}
+
+fn explore(seed: u64) {
+    let mut draws = Draws(seed);
+    let work = tempfile::tempdir().unwrap();
+    let (drop, out) = (work.path().join("drop"), work.path().join("out"));
+    let start = 1_709_251_200; // 2024-03-01 00:00:00 UTC
+    let mut exports = Vec::new();
+    for i in 0..4i64 {
+        let (russian, xlsx, quirks) = (draws.next(2) == 0, draws.next(2) == 0, draws.next(2) == 0);
+        let from = start + i * 43_200;
+        let spec = ExportSpec {
+            seed,
+            from,
+            to: from + 86_400,
+            spacing: 1_800,
+            russian,
+            xlsx,
+            utc_offset_minutes: 180,
+            revised_before: from + 43_200,
+            quirks,
+        };
+        let folder = ["", "team-a/", "2024/03/"][draws.next(3) as usize];
+        let name = format!("{folder}export-{i}.{}", if xlsx { "xlsx" } else { "csv" });
+        let scratch = work.path().join(format!("scratch-{i}"));
+        let manifest = write_export(&scratch, &spec).unwrap();
+        exports.push((name, scratch, manifest, russian, xlsx));
+    }
+    // What the dataset must hold: each key from the newest export that has it readable.
+    let mut want: BTreeMap<String, (String, Option<String>, Option<String>)> = BTreeMap::new();
+    for (name, _, manifest, _, xlsx) in exports.iter().rev() {
+        let sheet = |russian: bool| if russian { "!Звонки" } else { "!Calls" };
+        for call in &manifest.calls {
+            let key = expected(call)["call_key"].clone();
+            let file = if *xlsx {
+                format!(
+                    "call_history/{name}{}",
+                    sheet(exports.iter().find(|e| &e.0 == name).unwrap().3)
+                )
+            } else {
+                format!("call_history/{name}")
+            };
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            want.entry(key)
+                .or_insert((file, some(&call.notes), some(&call.tags)));
+        }
+    }
+    // Arrival: a random order, in one to three passes.
+    let mut order: Vec<usize> = (0..exports.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, draws.next(i as u64 + 1) as usize);
+    }
+    let passes = 1 + draws.next(3) as usize;
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [\"call_history\"]\ncall_history_timezone = \"Europe/Moscow\"\n",
+            drop.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    for pass in 0..passes {
+        let arriving: Vec<usize> = order
+            .iter()
+            .copied()
+            .skip(pass * order.len() / passes)
+            .take((pass + 1) * order.len() / passes - pass * order.len() / passes)
+            .collect();
+        for i in arriving {
+            let (name, scratch, ..) = &exports[i];
+            let target = drop.join("call_history").join(name);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(scratch, &target).unwrap();
+            // Export i was made at 2024-03-03 + i hours.
+            std::fs::File::options()
+                .write(true)
+                .open(&target)
+                .unwrap()
+                .set_modified(crate::util::at(1_709_424_000 + 3_600 * i as u64))
+                .unwrap();
+        }
+        let run = run_pass(&config);
+        assert_eq!(run.code, 0, "seed {seed}, pass {pass}: {run:?}");
+    }
+    let got = stored(&out);
+    let missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "seed {seed}: missing {missing:?}, extra {extra:?}"
+    );
+    for (key, value) in &want {
+        assert_eq!(&got[key], value, "seed {seed}: {key}");
+    }
+    // Every bad row is in the quarantine with its file, sheet and row.
+    let quarantined: usize = crate::util::tree(&out)
+        .iter()
+        .filter(|(k, _)| k.starts_with("_quarantine/call_history/"))
+        .map(|(_, bytes)| bytes.iter().filter(|b| **b == b'\n').count())
+        .sum();
+    let bad: usize = exports.iter().map(|e| e.2.bad_rows).sum();
+    assert_eq!(quarantined, bad, "seed {seed}");
+}
