@@ -61,7 +61,9 @@ impl<R: Read + Seek> Workbook<R> {
         let mut first_problem = None;
         let mut found = None;
         for name in &names {
-            let mut cells = self.cells(name)?;
+            // Merged areas do not matter to find the header (a workbook's are listed
+            // after its rows: reading them costs a pass over the sheet).
+            let mut cells = self.cells(name, false)?;
             let mut row = SheetRecord::default();
             while cells.next_row(&mut row)? {
                 if row.index >= HEADER_SEARCH_ROWS {
@@ -92,7 +94,7 @@ impl<R: Read + Seek> Workbook<R> {
                 },
             });
         };
-        let mut cells = self.cells(&sheet)?;
+        let mut cells = self.cells(&sheet, true)?;
         let mut row = SheetRecord::default();
         while cells.next_row(&mut row)? && row.index < header_index {}
         let header = row.fields();
@@ -105,13 +107,17 @@ impl<R: Read + Seek> Workbook<R> {
         })
     }
 
-    fn cells(&mut self, sheet: &str) -> Result<Cells<'_, R>, FileError> {
+    /// The cells of `sheet`, its merged areas filled when `merged`.
+    fn cells(&mut self, sheet: &str, merged: bool) -> Result<Cells<'_, R>, FileError> {
         let broken = |e: String| FileError::Workbook(format!("sheet {sheet:?}: {e}"));
         Ok(match self {
             Workbook::Xlsx(w) => {
-                let merges = w
-                    .merge_cells_by_sheet_name(sheet)
-                    .map_err(|e| broken(e.to_string()))?;
+                let merges = if merged {
+                    w.merge_cells_by_sheet_name(sheet)
+                        .map_err(|e| broken(e.to_string()))?
+                } else {
+                    Vec::new()
+                };
                 let reader = w
                     .worksheet_cells_reader(sheet)
                     .map_err(|e| broken(e.to_string()))?;
