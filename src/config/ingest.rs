@@ -4,7 +4,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use super::key::{Integer, Key, List};
+use chrono_tz::Tz;
+
+use super::key::{Integer, Key, List, Text};
 use super::reader::Section;
 use crate::feeds::{self, FEEDS, Unit};
 use crate::formats::queue_zip::ZipLimits;
@@ -139,6 +141,12 @@ pub struct ChangedSettings {
     pub max_bytes_key: &'static str,
 }
 
+/// The time zone of call-history times written without one: an IANA name.
+const CALL_HISTORY_TIMEZONE: Text = Text {
+    name: "call_history_timezone",
+    default: Some("UTC"),
+};
+
 const OWN_KEYS: &[Key] = &[
     Key::Integer(ZIP_MAX_ENTRIES),
     Key::Integer(ZIP_MAX_UNCOMPRESSED_BYTES),
@@ -148,6 +156,7 @@ const OWN_KEYS: &[Key] = &[
     Key::Integer(TRANSFERS),
     Key::Integer(LEASE_SECS),
     Key::Integer(SHUTDOWN_GRACE_SECS),
+    Key::Text(CALL_HISTORY_TIMEZONE),
 ];
 
 /// How files are handled once found.
@@ -171,6 +180,8 @@ pub struct IngestSettings {
     pub shutdown_grace: Duration,
     /// The limits of each changed-files feed.
     pub changed: Vec<(Category, ChangedSettings)>,
+    /// The zone of call-history times written without one.
+    pub call_history_timezone: Tz,
 }
 
 impl IngestSettings {
@@ -199,6 +210,7 @@ pub(super) fn read(s: &mut Section<'_>) -> IngestSettings {
         transfers: TRANSFERS.read(s) as usize,
         lease: secs(LEASE_SECS.read(s)),
         shutdown_grace: secs(SHUTDOWN_GRACE_SECS.read(s)),
+        call_history_timezone: read_zone(s, CALL_HISTORY_TIMEZONE),
         changed: changed_keys()
             .map(|(category, (min_age, max_bytes))| {
                 (
@@ -212,6 +224,18 @@ pub(super) fn read(s: &mut Section<'_>) -> IngestSettings {
             })
             .collect(),
     }
+}
+
+/// An IANA time zone name (`Europe/Moscow`, `UTC`).
+fn read_zone(s: &mut Section<'_>, key: Text) -> Tz {
+    let name = key.read(s);
+    name.parse().unwrap_or_else(|_| {
+        s.issue(
+            key.name,
+            format!("{name:?} is not an IANA time zone name (e.g. \"Europe/Moscow\", \"UTC\")"),
+        );
+        Tz::UTC
+    })
 }
 
 /// The listed categories, each once, in the order a day is processed.

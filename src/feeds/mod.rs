@@ -14,6 +14,7 @@
 //! Adding a feed: one module here, one line in [`FEEDS`], its generator in
 //! `generate/`, its tests, its README section.
 
+pub mod call_history;
 pub mod cdr;
 pub mod push;
 pub mod queue;
@@ -32,11 +33,12 @@ use crate::source::RemoteFile;
 use crate::state::json::StateError;
 
 /// Every feed, in the order a day's files are ingested.
-pub static FEEDS: [&Feed; 5] = [
+pub static FEEDS: [&Feed; 6] = [
     &cdr::FEED,
     &queue::FEED,
     &recordings::FEED,
     &sessions::FEED,
+    &call_history::FEED,
     &push::FEED,
 ];
 

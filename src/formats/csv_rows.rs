@@ -32,8 +32,15 @@ pub struct CsvRecord {
 
 impl<R: Read> CsvRows<R> {
     pub fn new(input: R) -> Self {
+        Self::with_delimiter(input, b',')
+    }
+
+    /// The records of a CSV file whose fields are split at `delimiter` (`;` in
+    /// spreadsheets set to a language whose decimal point is a comma).
+    pub fn with_delimiter(input: R, delimiter: u8) -> Self {
         CsvRows {
             reader: ReaderBuilder::new()
+                .delimiter(delimiter)
                 .has_headers(false)
                 .flexible(true)
                 .from_reader(CrlfToLf::new(BufReader::with_capacity(INPUT_BUFFER, input))),

@@ -1,8 +1,13 @@
 //! Scalar field parsers shared by every CSV format: timestamps, integers, money.
 //!
 //! Each returns a message fit for the quarantine's `reason` when the text is wrong.
+//! The strict ones (`parse_timestamp`, `parse_seconds`, `parse_decimal`) are for the
+//! PBX's machine-written files; the lenient ones (`parse_local_timestamp`,
+//! `parse_duration`, `parse_money`) for exports people make from a web interface, in
+//! its language, and open in a spreadsheet.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
 
 use crate::model::{DECIMAL_PRECISION, DECIMAL_SCALE, Decimal, TimestampMicros};
 
@@ -125,9 +130,218 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
     Ok(Decimal(if negative { -value } else { value }))
 }
 
+const EXPECTED_LOCAL: &str = "expected YYYY-MM-DD HH:MM:SS or DD.MM.YYYY HH:MM:SS, with or without a zone, or an Excel serial date";
+
+/// Parses a call time as an export writes it: `YYYY-MM-DD HH:MM:SS` (or `T` between,
+/// an optional fraction, an optional `Z`/`±HH:MM`), `DD.MM.YYYY HH:MM:SS`, either
+/// without the seconds, or an Excel serial date (days since 1899-12-30, the fraction
+/// the time of day, rounded to the second). A time without a zone is the wall-clock
+/// time in `zone`; in a clock change's repeated hour the earlier instant is taken.
+pub fn parse_local_timestamp(text: &str, zone: Tz) -> Result<TimestampMicros, String> {
+    let bad = || format!("{text:?} is not a date and time ({EXPECTED_LOCAL})");
+    let t = text.trim();
+    let iso = if let Some(serial) = excel_serial(t) {
+        serial.ok_or_else(bad)?
+    } else if t.as_bytes().get(2) == Some(&b'.') && t.as_bytes().get(5) == Some(&b'.') {
+        let (date, time) = t.split_once([' ', 'T']).ok_or_else(bad)?;
+        let mut parts = date.splitn(3, '.');
+        let (Some(day), Some(month), Some(year)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        format!(
+            "{year}-{month}-{day} {}",
+            time.trim_start_matches([' ', ','])
+        )
+    } else {
+        t.to_string()
+    };
+    // Seconds may be left out: `HH:MM`, then the end or a fraction-less zone.
+    let iso = match iso.as_bytes().get(16) {
+        None | Some(b'Z' | b'+' | b'-') if iso.len() >= 16 => {
+            format!("{}:00{}", &iso[..16], &iso[16..])
+        }
+        _ => iso,
+    };
+    let has_zone = iso.len() > 19 && iso[19..].contains(['Z', '+', '-']);
+    let micros = parse_timestamp(&iso).map_err(|_| bad())?;
+    if has_zone {
+        return Ok(micros);
+    }
+    let naive = DateTime::from_timestamp_micros(micros.0)
+        .ok_or_else(bad)?
+        .naive_utc();
+    local_to_utc(naive, zone)
+        .map(|utc| TimestampMicros(utc.and_utc().timestamp_micros()))
+        .ok_or_else(|| {
+            format!("{text:?} does not exist in time zone {zone} (the clock was put forward then)")
+        })
+}
+
+/// The UTC time of a wall-clock time in `zone`, the earlier one when the clock was put
+/// back; `None` when the clock skipped it.
+fn local_to_utc(naive: NaiveDateTime, zone: Tz) -> Option<NaiveDateTime> {
+    match zone.from_local_datetime(&naive) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.naive_utc()),
+        LocalResult::None => None,
+    }
+}
+
+/// An Excel serial date (`45352.5729…`) as ISO text without a zone: `None` when the text
+/// is not a plain number, `Some(None)` when it is one outside Excel's dates.
+fn excel_serial(text: &str) -> Option<Option<String>> {
+    if text.is_empty() || !text.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        return None;
+    }
+    let value: f64 = text.parse().ok()?;
+    if !(1.0..2_958_466.0).contains(&value) {
+        return Some(None);
+    }
+    let seconds = (value * 86_400.0).round() as i64;
+    let epoch = NaiveDate::from_ymd_opt(1899, 12, 30)?.and_hms_opt(0, 0, 0)?;
+    let time = epoch.checked_add_signed(chrono::Duration::seconds(seconds))?;
+    Some(Some(time.format("%Y-%m-%d %H:%M:%S").to_string()))
+}
+
+/// Parses a duration: whole seconds (`83`), `MM:SS` (`01:23`) or `HH:MM:SS`
+/// (`1:01:23`; hours may pass 24), into seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a duration (expected seconds, MM:SS or HH:MM:SS)");
+    let t = text.trim();
+    let parts: Vec<&str> = t.split(':').collect();
+    if parts.len() > 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    let mut seconds: i64 = 0;
+    for (index, part) in parts.iter().enumerate() {
+        let value: i64 = part.parse().map_err(|_| bad())?;
+        // Only the first part may be 60 or more (`125` seconds, `100:00:00`).
+        if index > 0 && (value > 59 || part.len() != 2) {
+            return Err(bad());
+        }
+        seconds = seconds
+            .checked_mul(60)
+            .and_then(|s| s.checked_add(value))
+            .ok_or_else(bad)?;
+    }
+    Ok(seconds)
+}
+
+/// Parses a price as a person's spreadsheet shows it: `0.12`, `0,12`, `1 234,50`,
+/// `1,234.50`, with a currency sign or word around it (`₽`, `руб.`, `$`, `RUB`), into
+/// an exact [`Decimal`] (see [`parse_decimal`]).
+pub fn parse_money(text: &str) -> Result<Decimal, String> {
+    let bad = || format!("{text:?} is not an amount of money (expected e.g. 0.12 or 0,12)");
+    let number = text
+        .trim_start_matches(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | ',')))
+        .trim_end_matches(|c: char| !c.is_ascii_digit());
+    let compact: String = number.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.is_empty() {
+        return Err(bad());
+    }
+    let plain = match (compact.contains('.'), compact.contains(',')) {
+        // `1,234.50`: commas group the thousands.
+        (true, true) => compact.replace(',', ""),
+        (false, true) if compact.matches(',').count() == 1 => compact.replace(',', "."),
+        (false, true) => return Err(bad()),
+        _ => compact,
+    };
+    parse_decimal(&plain).map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_timestamps() {
+        let utc = parse_timestamp("2024-03-01 13:45:07").unwrap();
+        let moscow: Tz = "Europe/Moscow".parse().unwrap();
+        for text in [
+            "2024-03-01 13:45:07",
+            "01.03.2024 13:45:07",
+            "2024-03-01T16:45:07+03:00",
+            "2024-03-01 13:45:07Z",
+            " 45352.5730 ",
+        ] {
+            let zone = if text.contains("+03") {
+                moscow
+            } else {
+                Tz::UTC
+            };
+            // The serial's 0.573 of a day is 13:45:07.2, rounded to the second.
+            assert_eq!(parse_local_timestamp(text, zone).unwrap(), utc, "{text}");
+        }
+        assert_eq!(
+            parse_local_timestamp("01.03.2024 16:45:07", moscow).unwrap(),
+            utc
+        );
+        assert_eq!(
+            parse_local_timestamp("01.03.2024 16:45", moscow).unwrap().0,
+            utc.0 - 7_000_000
+        );
+        assert_eq!(
+            parse_local_timestamp("2024-03-01 16:45+03:00", Tz::UTC)
+                .unwrap()
+                .0,
+            utc.0 - 7_000_000
+        );
+        // The zone's rules, not a fixed offset: Berlin is +01:00 in winter, +02:00 in summer.
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            parse_local_timestamp("2024-07-01 12:00:00", berlin).unwrap(),
+            parse_timestamp("2024-07-01 10:00:00").unwrap()
+        );
+        // Clocks go back: the earlier of the two instants; forward: the skipped hour is refused.
+        assert_eq!(
+            parse_local_timestamp("2024-10-27 02:30:00", berlin).unwrap(),
+            parse_timestamp("2024-10-27 00:30:00").unwrap()
+        );
+        let gap = parse_local_timestamp("2024-03-31 02:30:00", berlin).unwrap_err();
+        assert!(gap.contains("Europe/Berlin"), "{gap}");
+        for bad in [
+            "",
+            "yesterday",
+            "32.01.2024 10:00:00",
+            "0.5",
+            "1e5",
+            "2024-03-01",
+        ] {
+            assert!(parse_local_timestamp(bad, Tz::UTC).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("83").unwrap(), 83);
+        assert_eq!(parse_duration("01:23").unwrap(), 83);
+        assert_eq!(parse_duration("0:01:23").unwrap(), 83);
+        assert_eq!(parse_duration("100:00:00").unwrap(), 360_000);
+        assert_eq!(parse_duration(" 00:00:00 ").unwrap(), 0);
+        for bad in ["", "1:5", "01:60", "1:2:3:4", "-1", "1.5", "12s", ":30"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn money() {
+        assert_eq!(parse_money("0.12").unwrap(), Decimal(120_000));
+        assert_eq!(parse_money("0,12").unwrap(), Decimal(120_000));
+        assert_eq!(
+            parse_money("1\u{a0}234,50 ₽").unwrap(),
+            Decimal(1_234_500_000)
+        );
+        assert_eq!(parse_money("1,234.50").unwrap(), Decimal(1_234_500_000));
+        assert_eq!(parse_money("12 руб.").unwrap(), Decimal(12_000_000));
+        assert_eq!(parse_money("$-0.5").unwrap(), Decimal(-500_000));
+        for bad in ["", "free", "1,2,3", "0.1234567"] {
+            assert!(parse_money(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn timestamps() {

@@ -23,6 +23,7 @@ const fn col(name: &'static str, kind: Kind, required: bool) -> Column {
         name,
         kind,
         required,
+        headers: &[],
     }
 }
 

@@ -1,6 +1,12 @@
 //! Header-driven tables: each provider file is described once as a list of typed
 //! columns, and one reader serves them all, whatever its rows come from.
 //!
+//! A column is found in a header by its name or by any of its other header texts (an
+//! export's header is in its user's language), ignoring case, `ё`/`е` and runs of
+//! blanks. Two kinds of column are not in the file but derived from each row: a
+//! [`Kind::Key`] made of other columns (for exports without an id) and a
+//! [`Kind::Extra`] keeping the values of the columns the table does not know.
+//!
 //! A row source ([`super::rows`]) only splits its input into records: [`read`] reads
 //! CSV (`csv_rows.rs`); [`read_rows`] reads any source (`json_rows.rs`: JSON objects).
 //! The rest is done here, once for every source. Columns may come in any order;
@@ -14,12 +20,17 @@ use std::io::Read;
 use std::sync::OnceLock;
 
 use arrow_schema::SchemaRef;
+use chrono::DateTime;
+use chrono_tz::Tz;
 use csv::ByteRecord;
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::csv_rows::CsvRows;
-use super::fields::{parse_decimal, parse_seconds, parse_timestamp};
+use super::fields::{
+    parse_decimal, parse_duration, parse_local_timestamp, parse_money, parse_seconds,
+    parse_timestamp,
+};
 use super::rows::{Record, RowSource};
 use crate::model::TimestampMicros;
 
@@ -28,6 +39,10 @@ use crate::model::TimestampMicros;
 pub enum Kind {
     /// Kept as text: ids and phone numbers keep their `+` and leading zeros.
     Text,
+    /// A phone number, kept as text; in a [`Kind::Key`] only its digits count when it
+    /// is written with digits, `+`, blanks, `-`, `(`, `)` and `.` alone, since a
+    /// spreadsheet that stores it as a number drops its `+`.
+    Phone,
     /// UTC timestamp in microseconds.
     Timestamp,
     /// A whole non-negative number (seconds, counts).
@@ -36,6 +51,30 @@ pub enum Kind {
     Decimal,
     /// A one-letter code, written as the letter plus a readable `<name>_name` column.
     Code(&'static [(&'static str, &'static str)]),
+    /// A time as people's exports write it, in [`Typing::zone`] unless it says its
+    /// zone ([`parse_local_timestamp`]); UTC microseconds like [`Kind::Timestamp`].
+    LocalTimestamp,
+    /// Seconds, `MM:SS` or `HH:MM:SS`, as whole seconds.
+    Duration,
+    /// Money as a spreadsheet shows it (`0,12 ₽`), exact like [`Kind::Decimal`].
+    Money,
+    /// A label in any of its texts (`Вызов принят`, `Answered`), written as its stable
+    /// code (`answered`; NULL for a text not in the list) plus the text as sent in a
+    /// `<name>_text` column. Pairs are (text, code), compared as header texts are.
+    Label(&'static [(&'static str, &'static str)]),
+    /// Not in the file: the row's key, made of these columns' values (the code of a
+    /// label, a time in UTC), `|`-separated.
+    Key(&'static [usize]),
+    /// Not in the file: the columns the table does not know, as a JSON object of header
+    /// text → value (NULL when they are all empty or there are none).
+    Extra,
+}
+
+impl Kind {
+    /// Made from the row, not read from a column of the file.
+    fn is_derived(self) -> bool {
+        matches!(self, Kind::Key(_) | Kind::Extra)
+    }
 }
 
 /// One column of a provider file.
@@ -45,6 +84,8 @@ pub struct Column {
     pub kind: Kind,
     /// The header must have it (its values may still be empty, except the keys').
     pub required: bool,
+    /// Other texts a header may call it by, e.g. in each language of an interface.
+    pub headers: &'static [&'static str],
 }
 
 /// A provider file format and the dataset it becomes.
@@ -69,9 +110,21 @@ impl Table {
 
     /// The column a header or a record calls `name` (already [`clean`]ed), ignoring case.
     fn column_named(&self, name: &str) -> Option<usize> {
+        let known = |c: &Column| !c.kind.is_derived();
+        if let Some(found) = self
+            .columns
+            .iter()
+            .position(|c| known(c) && c.name.eq_ignore_ascii_case(name))
+        {
+            return Some(found);
+        }
+        if self.columns.iter().all(|c| c.headers.is_empty()) {
+            return None;
+        }
+        let wanted = label(name);
         self.columns
             .iter()
-            .position(|c| c.name.eq_ignore_ascii_case(name))
+            .position(|c| known(c) && c.headers.iter().any(|h| label(h) == wanted))
     }
 
     /// The required columns that have no position.
@@ -89,6 +142,28 @@ impl Table {
 /// surrounding blanks.
 fn clean(name: &str) -> &str {
     name.trim_start_matches('\u{feff}').trim()
+}
+
+/// A header text or label as compared: lower case, `ё` as `е`, blanks (a no-break
+/// space too) as one space.
+pub fn label(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        for c in word.chars().flat_map(char::to_lowercase) {
+            out.push(if c == 'ё' { 'е' } else { c });
+        }
+    }
+    out
+}
+
+/// How a table's values are typed beyond what the file says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Typing {
+    /// The zone of [`Kind::LocalTimestamp`] times written without one.
+    pub zone: Tz,
 }
 
 /// A typed field, borrowing text from the record.
@@ -117,6 +192,16 @@ pub enum FileError {
     DuplicateColumn(String),
     #[error("line {line}: {source}")]
     Csv { line: u64, source: csv::Error },
+    #[error("cannot read the workbook: {0}")]
+    Workbook(String),
+    #[error(
+        "no sheet ({sheets}) has a header row with the required columns in its first {rows} rows; the first row tried, {first}"
+    )]
+    NoHeaderRow {
+        sheets: String,
+        rows: u32,
+        first: String,
+    },
 }
 
 /// Why a record is set aside before any of its values are typed. A source says which
@@ -171,6 +256,8 @@ pub struct Header {
     width: usize,
     /// Columns present in the file that the table does not know.
     pub unknown: Vec<String>,
+    /// Where each of `unknown` is.
+    unknown_positions: Vec<usize>,
 }
 
 impl Header {
@@ -178,6 +265,7 @@ impl Header {
     pub fn parse(table: &'static Table, names: &[String]) -> Result<Header, FileError> {
         let mut positions = vec![None; table.columns.len()];
         let mut unknown = Vec::new();
+        let mut unknown_positions = Vec::new();
         for (index, name) in names.iter().enumerate() {
             let name = clean(name);
             match table.column_named(name) {
@@ -185,7 +273,10 @@ impl Header {
                     return Err(FileError::DuplicateColumn(name.to_string()));
                 }
                 Some(column) => positions[column] = Some(index),
-                None => unknown.push(name.to_string()),
+                None => {
+                    unknown.push(name.to_string());
+                    unknown_positions.push(index);
+                }
             }
         }
         let missing = table.missing(&positions);
@@ -199,7 +290,14 @@ impl Header {
             positions,
             width: names.len(),
             unknown,
+            unknown_positions,
         })
+    }
+
+    /// Whether `names` is a header row of `table`: a sheet's rows above it (a title,
+    /// blank rows) are not.
+    pub fn recognises(table: &'static Table, names: &[String]) -> bool {
+        Header::parse(table, names).is_ok()
     }
 }
 
@@ -259,6 +357,7 @@ impl Binding {
 /// column cannot be typed and why.
 fn type_row<'r>(
     table: &Table,
+    typing: Typing,
     positions: &[Option<usize>],
     record: &'r impl Record,
     values: &mut Vec<Value<'r>>,
@@ -266,7 +365,10 @@ fn type_row<'r>(
     values.clear();
     for (index, (column, position)) in table.columns.iter().zip(positions).enumerate() {
         let text = position.and_then(|p| record.get(p)).unwrap_or_default();
-        let value = if text.is_empty() {
+        let value = if column.kind.is_derived() {
+            // Filled in by `derive` once the other columns are typed.
+            Value::Null
+        } else if text.is_empty() {
             // Only the id and the call time cannot be missing: without them a row
             // cannot be deduplicated or filed. Any other empty field is NULL (a
             // withheld caller number, say).
@@ -276,7 +378,7 @@ fn type_row<'r>(
             Value::Null
         } else {
             let typed = match column.kind {
-                Kind::Text => Ok(Value::Text(text)),
+                Kind::Text | Kind::Phone => Ok(Value::Text(text)),
                 Kind::Timestamp => parse_timestamp(text).map(|t| Value::Micros(t.0)),
                 Kind::Whole => parse_seconds(text).map(Value::Whole),
                 Kind::Decimal => parse_decimal(text).map(|d| Value::Decimal(d.0)),
@@ -287,12 +389,129 @@ fn type_row<'r>(
                         .find(|(code, _)| code.eq_ignore_ascii_case(letter));
                     Ok(Value::Code(letter, name.map(|(_, name)| *name)))
                 }
+                Kind::LocalTimestamp => {
+                    parse_local_timestamp(text, typing.zone).map(|t| Value::Micros(t.0))
+                }
+                Kind::Duration => parse_duration(text).map(Value::Whole),
+                Kind::Money => parse_money(text).map(|d| Value::Decimal(d.0)),
+                Kind::Label(pairs) => {
+                    let text = text.trim();
+                    Ok(Value::Code(text, label_code(pairs, text)))
+                }
+                Kind::Key(_) | Kind::Extra => unreachable!("derived columns are not read"),
             };
             typed.map_err(|e| (index, format!("{}: {e}", column.name)))?
         };
         values.push(value);
     }
     Ok(())
+}
+
+/// The code of `text` among a [`Kind::Label`]'s pairs.
+fn label_code(pairs: &'static [(&'static str, &'static str)], text: &str) -> Option<&'static str> {
+    // Most texts are spelled as listed: only the others are normalised.
+    if let Some((_, code)) = pairs.iter().find(|(t, _)| t.eq_ignore_ascii_case(text)) {
+        return Some(code);
+    }
+    let wanted = label(text);
+    pairs
+        .iter()
+        .find(|(t, _)| label(t) == wanted)
+        .map(|(_, code)| *code)
+}
+
+/// The texts of a row's derived columns, kept between rows so that their buffers are
+/// reused.
+#[derive(Default)]
+struct Derived {
+    key: String,
+    extra: String,
+}
+
+/// Fills the derived columns of a typed row: its [`Kind::Key`] from the other values,
+/// its [`Kind::Extra`] from the fields at `unknown` (positions, header texts).
+fn derive<'r>(
+    table: &Table,
+    unknown: Option<(&[usize], &[String])>,
+    record: &'r impl Record,
+    values: &mut [Value<'r>],
+    derived: &'r mut Derived,
+) {
+    let Derived { key, extra } = derived;
+    let mut key_column = None;
+    let mut extra_column = None;
+    for (index, column) in table.columns.iter().enumerate() {
+        match column.kind {
+            Kind::Key(parts) => {
+                key.clear();
+                for (n, &part) in parts.iter().enumerate() {
+                    if n > 0 {
+                        key.push('|');
+                    }
+                    push_key_part(key, values[part], table.columns[part].kind);
+                }
+                key_column = Some(index);
+            }
+            Kind::Extra => {
+                extra.clear();
+                let mut fields = serde_json::Map::new();
+                for (&position, name) in unknown.into_iter().flat_map(|(p, n)| p.iter().zip(n)) {
+                    if let Some(text) = record.get(position).filter(|t| !t.is_empty()) {
+                        fields.insert(name.clone(), text.into());
+                    }
+                }
+                if !fields.is_empty() {
+                    extra.push_str(&serde_json::Value::Object(fields).to_string());
+                    extra_column = Some(index);
+                }
+            }
+            _ => {}
+        }
+    }
+    let key: &'r String = key;
+    let extra: &'r String = extra;
+    if let Some(index) = key_column {
+        values[index] = Value::Text(key);
+    }
+    if let Some(index) = extra_column {
+        values[index] = Value::Text(extra);
+    }
+}
+
+/// One value of a [`Kind::Key`]: a label's code (its text when it has none), a time as
+/// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, a phone number's digits, text trimmed; `\` and `|`
+/// escaped with `\`.
+fn push_key_part(key: &mut String, value: Value<'_>, kind: Kind) {
+    use std::fmt::Write as _;
+    let text = match value {
+        Value::Null => return,
+        Value::Text(text) | Value::Code(_, Some(text)) | Value::Code(text, None) => text.trim(),
+        Value::Micros(t) => {
+            if let Some(time) = DateTime::from_timestamp_micros(t) {
+                let _ = write!(key, "{}", time.format("%Y-%m-%dT%H:%M:%S%.fZ"));
+            }
+            return;
+        }
+        Value::Whole(n) => {
+            let _ = write!(key, "{n}");
+            return;
+        }
+        Value::Decimal(d) => {
+            let _ = write!(key, "{}", crate::model::Decimal(d));
+            return;
+        }
+    };
+    let dialled = |c: char| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.');
+    if kind == Kind::Phone && text.chars().all(dialled) {
+        key.extend(text.chars().filter(char::is_ascii_digit));
+        return;
+    }
+    for c in text.chars() {
+        if matches!(c, '|' | '\\') {
+            key.push('\\');
+        }
+        key.push(c);
+    }
 }
 
 /// One hash over a record's bytes (`joined`: its fields one after another), seeded
@@ -324,7 +543,18 @@ pub fn read<R: Read, E>(
 /// called only by a source with a header row, and `on_row` gets the source's record.
 pub fn read_rows<S: RowSource, E>(
     table: &'static Table,
+    source: S,
+    on_header: impl FnOnce(&Header) -> Result<(), E>,
+    on_row: impl FnMut(Result<Row<'_, '_>, Rejected>, &S::Record) -> Result<(), E>,
+) -> Result<Result<(), E>, FileError> {
+    read_rows_with(table, source, Typing::default(), on_header, on_row)
+}
+
+/// [`read_rows`] with `typing` for what the file leaves open (the zone of its times).
+pub fn read_rows_with<S: RowSource, E>(
+    table: &'static Table,
     mut source: S,
+    typing: Typing,
     on_header: impl FnOnce(&Header) -> Result<(), E>,
     mut on_row: impl FnMut(Result<Row<'_, '_>, Rejected>, &S::Record) -> Result<(), E>,
 ) -> Result<Result<(), E>, FileError> {
@@ -339,10 +569,20 @@ pub fn read_rows<S: RowSource, E>(
         None => Binding::Named(vec![None; table.columns.len()]),
     };
     let mut values = Vec::with_capacity(table.columns.len());
+    let mut derived = Derived::default();
+    let has_derived = table.columns.iter().any(|c| c.kind.is_derived());
     while let Some(record) = source.next_record()? {
         // `values` borrows from `record`; it is emptied before the next one is read.
         let mut typed = recycle(std::mem::take(&mut values));
-        let row = type_bound(table, &mut binding, record, &mut typed).map_err(|refusal| Rejected {
+        let row = type_bound(
+            table,
+            &mut binding,
+            typing,
+            record,
+            &mut typed,
+            has_derived.then_some(&mut derived),
+        )
+        .map_err(|refusal| Rejected {
             line: record.line(),
             raw: record.raw(),
             reason: refusal.reason,
@@ -375,15 +615,17 @@ pub fn type_record<'v, 'r>(
     values: &'v mut Vec<Value<'r>>,
 ) -> Result<Row<'v, 'r>, Refusal> {
     let mut binding = Binding::Named(vec![None; table.columns.len()]);
-    type_bound(table, &mut binding, record, values)
+    type_bound(table, &mut binding, Typing::default(), record, values, None)
 }
 
 /// Binds `record` to the table's columns and types it into `values`.
 fn type_bound<'v, 'r>(
     table: &'static Table,
     binding: &mut Binding,
+    typing: Typing,
     record: &'r impl Record,
     values: &'v mut Vec<Value<'r>>,
+    derived: Option<&'r mut Derived>,
 ) -> Result<Row<'v, 'r>, Refusal> {
     let positions = binding.bind(table, record).map_err(|e| Refusal {
         column: match &e {
@@ -394,14 +636,22 @@ fn type_bound<'v, 'r>(
         },
         reason: e.to_string(),
     })?;
-    type_row(table, positions, record, values).map_err(|(column, reason)| Refusal {
+    type_row(table, typing, positions, record, values).map_err(|(column, reason)| Refusal {
         column: Some(column),
         reason,
     })?;
+    let id_position = positions[table.id_column];
+    if let Some(derived) = derived {
+        let unknown = match &*binding {
+            Binding::Header(h) => Some((&h.unknown_positions[..], &h.unknown[..])),
+            Binding::Named(_) => None,
+        };
+        derive(table, unknown, record, values, derived);
+    }
     let id = match values[table.id_column] {
         Value::Text(id) => id.trim(),
         // A numeric id is identified by its text as sent.
-        Value::Whole(_) => positions[table.id_column]
+        Value::Whole(_) => id_position
             .and_then(|p| record.get(p))
             .map_or("", str::trim),
         _ => "",

@@ -25,6 +25,7 @@
 //! mod.rs         what to write (DropSpec, Quirks), what was written (the manifest);
 //!                write_drop, write_day: each feed's writer in turn, one entry per feed
 //! cdr.rs         CDRs/YYYY-MM-DD.csv, the CDR quirks planted
+//! call_history.rs the contact center's call-history exports (CSV, XLSX), one at a time
 //! queue.rs       QueueCalls/YYYY-MM-DD-queue-calls.zip
 //! recordings.rs  recordings/: the MP3s and the bad names
 //! push.rs        push/: the records a push provider posts for the day's calls
@@ -45,6 +46,8 @@
 //! recordings/YYYY_mm_dd_HH_mm_ss-SIP_USERNAME-CALLER_ID-CALLED_NO-UNIQUEID.mp3
 //!                                              mtime = the call's end (calldate + duration)
 //! push/YYYY-MM-DD.jsonl                        the day's pushed records, one JSON object a line
+//! call_history/YYYY-MM/YYYY-MM-DD.xlsx|csv     one export per day (when its feed is
+//!                                              registered), mtime D+1 02:00:00 UTC
 //! ```
 //!
 //! What each file holds is in the `//!` of the module that writes it.
@@ -86,6 +89,7 @@
 //! calls (answered, per direction, per hour, per destination, billsec, charge), queue
 //! and recording counts; see [`DayManifest`].
 
+pub mod call_history;
 mod calls;
 pub(crate) mod cdr;
 pub mod push;
@@ -264,6 +268,16 @@ pub struct DayManifest {
     pub push_ivr_layers: usize,
     /// The session files of the sessions created on the day (`sessions.rs`).
     pub sessions: sessions::SessionsDay,
+    /// `call_history/YYYY-MM/YYYY-MM-DD.xlsx` or `.csv`, if written.
+    pub call_history_path: Option<String>,
+    /// Data rows of that export, its bad row included.
+    pub call_history_rows: usize,
+    /// Rows of it to quarantine.
+    pub call_history_bad_rows: usize,
+    /// The day's calls in the call history (by UTC time), each once across exports.
+    pub call_history_calls: usize,
+    /// Of those, the answered ones.
+    pub call_history_answered: usize,
 }
 
 /// Outbound PSTN calls to one `destination`.

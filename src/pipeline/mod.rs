@@ -6,7 +6,7 @@ pub mod changed;
 pub(crate) mod connection;
 mod dedup;
 pub(crate) mod file;
-pub(crate) mod parse;
+pub mod parse;
 pub(crate) mod partition_lock;
 pub(crate) mod transfer;
 

@@ -1,13 +1,15 @@
-//! Parsing one CSV into per-date Parquet files and a quarantine, deduplicating by id.
-//! Runs on a blocking thread; everything it produces is still in temporary files.
+//! Parsing one file (a CSV, or any row source) into per-date Parquet files and a
+//! quarantine, deduplicating by id. Runs on a blocking thread; everything it produces
+//! is still in temporary files.
 
 use std::fs::File;
 use std::io::Read;
 
 use super::IngestError;
 use super::dedup::{IdSet, Seen};
-use crate::formats::csv_rows::reencode;
-use crate::formats::table::{self, FileError, Header, Table};
+use crate::formats::csv_rows::CsvRows;
+use crate::formats::rows::{Record, RowSource};
+use crate::formats::table::{self, FileError, Header, Table, Typing};
 use crate::sink::partitioned::{Part, PartitionedWriter};
 use crate::sink::quarantine::{QuarantineEntry, QuarantineWriter};
 
@@ -53,8 +55,70 @@ pub fn parse(
     source_file: &str,
     size: u64,
 ) -> Result<Parsed, ParseError> {
+    parse_rows(
+        table,
+        CsvRows::new(input),
+        Typing::default(),
+        source_file,
+        size,
+    )
+}
+
+/// [`parse`] for any row source, typed with `typing`.
+pub fn parse_rows(
+    table: &'static Table,
+    source: impl RowSource,
+    typing: Typing,
+    source_file: &str,
+    size: u64,
+) -> Result<Parsed, ParseError> {
     let mut writer = PartitionedWriter::new(table);
     let mut quarantine = QuarantineWriter::new();
+    let counts = parse_into(
+        table,
+        source,
+        typing,
+        source_file,
+        size,
+        (&mut writer, &mut quarantine),
+        |_| {},
+    )?;
+    Ok(Parsed {
+        table,
+        parts: writer
+            .finish()
+            .map_err(|e| ParseError::Spool(e.to_string()))?,
+        quarantine: quarantine
+            .finish()
+            .map_err(|e| ParseError::Spool(e.to_string()))?,
+        rows_written: counts.rows_written,
+        quarantined: counts.quarantined,
+        duplicates_dropped: counts.duplicates_dropped,
+        unknown_columns: counts.unknown_columns,
+    })
+}
+
+/// What [`parse_into`] added for one file.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub rows_written: u64,
+    pub quarantined: u64,
+    pub duplicates_dropped: u64,
+    pub unknown_columns: Vec<String>,
+}
+
+/// Parses one file into writers that other files of a batch share (one object per
+/// date for the whole batch); `kept` sees each row written, after it was.
+pub fn parse_into(
+    table: &'static Table,
+    source: impl RowSource,
+    typing: Typing,
+    source_file: &str,
+    size: u64,
+    (writer, quarantine): (&mut PartitionedWriter, &mut QuarantineWriter),
+    mut kept: impl FnMut(&table::Row<'_, '_>),
+) -> Result<Counts, ParseError> {
+    let (rows_before, quarantined_before) = (writer.rows(), quarantine.count());
     let mut ids = IdSet::with_capacity((size / BYTES_PER_ROW_ESTIMATE) as usize);
     let mut duplicates_dropped = 0;
     let mut unknown_columns = Vec::new();
@@ -72,20 +136,24 @@ pub fn parse(
             })
             .map_err(|e| e.to_string())
     };
-    let result = table::read(table, input, on_header, |row, raw| match row {
-        Err(rejected) => set_aside(&mut quarantine, rejected.line, rejected.raw, rejected.reason),
+    let result = table::read_rows_with(table, source, typing, on_header, |row, record| match row {
+        Err(rejected) => set_aside(quarantine, rejected.line, rejected.raw, rejected.reason),
         Ok(row) => match ids.check(row.id, row.fingerprint) {
-            Seen::First => writer
-                .push(row.date.utc_date(), |batch| batch.push(&row, source_file))
-                .map_err(|e| e.to_string()),
+            Seen::First => {
+                writer
+                    .push(row.date.utc_date(), |batch| batch.push(&row, source_file))
+                    .map_err(|e| e.to_string())?;
+                kept(&row);
+                Ok(())
+            }
             Seen::Identical => {
                 duplicates_dropped += 1;
                 Ok(())
             }
             Seen::Conflicting => set_aside(
-                &mut quarantine,
+                quarantine,
                 row.line,
-                reencode(raw),
+                record.raw(),
                 format!(
                     "id {:?} appeared earlier in the file with different values; the first row was kept",
                     row.id
@@ -95,18 +163,9 @@ pub fn parse(
     })
     .map_err(ParseError::Format)?;
     result.map_err(ParseError::Spool)?;
-    let rows_written = writer.rows();
-    let quarantined = quarantine.count();
-    Ok(Parsed {
-        table,
-        parts: writer
-            .finish()
-            .map_err(|e| ParseError::Spool(e.to_string()))?,
-        quarantine: quarantine
-            .finish()
-            .map_err(|e| ParseError::Spool(e.to_string()))?,
-        rows_written,
-        quarantined,
+    Ok(Counts {
+        rows_written: writer.rows() - rows_before,
+        quarantined: quarantine.count() - quarantined_before,
         duplicates_dropped,
         unknown_columns,
     })

@@ -1,5 +1,6 @@
 //! Arrow schema and column builders for any [`Table`]: the provider's column names
-//! and types, a readable `<name>_name` column beside each code column, and the
+//! and types, a readable `<name>_name` column beside each code column, a
+//! `<name>_text` column (the text as sent) beside each label's code, and the
 //! provenance columns `_source_file` and `_source_line`. The partition column
 //! `date` lives in the object key, not in the file.
 
@@ -26,15 +27,29 @@ pub fn schema(table: &'static Table) -> SchemaRef {
             for (index, column) in table.columns.iter().enumerate() {
                 let nullable = !table.is_key(index);
                 let data_type = match column.kind {
-                    Kind::Text | Kind::Code(_) => DataType::Utf8,
-                    Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
-                    Kind::Whole => DataType::Int64,
-                    Kind::Decimal => DataType::Decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+                    Kind::Text
+                    | Kind::Phone
+                    | Kind::Code(_)
+                    | Kind::Label(_)
+                    | Kind::Key(_)
+                    | Kind::Extra => DataType::Utf8,
+                    Kind::Timestamp | Kind::LocalTimestamp => {
+                        DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+                    }
+                    Kind::Whole | Kind::Duration => DataType::Int64,
+                    Kind::Decimal | Kind::Money => {
+                        DataType::Decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
+                    }
                 };
                 fields.push(Field::new(column.name, data_type, nullable));
-                if let Kind::Code(_) = column.kind {
+                let beside = match column.kind {
+                    Kind::Code(_) => Some("name"),
+                    Kind::Label(_) => Some("text"),
+                    _ => None,
+                };
+                if let Some(suffix) = beside {
                     fields.push(Field::new(
-                        format!("{}_name", column.name),
+                        format!("{}_{suffix}", column.name),
                         DataType::Utf8,
                         true,
                     ));
@@ -53,6 +68,8 @@ enum Builder {
     Whole(Int64Builder),
     Decimal(Decimal128Builder),
     Code(StringBuilder, StringBuilder),
+    /// A label's code and its text as sent.
+    Label(StringBuilder, StringBuilder),
 }
 
 /// Column builders for one batch of a table's rows.
@@ -69,12 +86,15 @@ impl TableBatch {
             .columns
             .iter()
             .map(|c| match c.kind {
-                Kind::Text => Builder::Text(StringBuilder::new()),
-                Kind::Timestamp => {
+                Kind::Text | Kind::Phone | Kind::Key(_) | Kind::Extra => {
+                    Builder::Text(StringBuilder::new())
+                }
+                Kind::Timestamp | Kind::LocalTimestamp => {
                     Builder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone(UTC))
                 }
-                Kind::Whole => Builder::Whole(Int64Builder::new()),
-                Kind::Decimal => Builder::Decimal(
+                Kind::Whole | Kind::Duration => Builder::Whole(Int64Builder::new()),
+                Kind::Label(_) => Builder::Label(StringBuilder::new(), StringBuilder::new()),
+                Kind::Decimal | Kind::Money => Builder::Decimal(
                     Decimal128Builder::new()
                         .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
                         .expect("valid decimal type"),
@@ -101,9 +121,13 @@ impl TableBatch {
                     letter.append_value(code);
                     name.append_option(readable);
                 }
-                (Builder::Code(letter, name), _) => {
-                    letter.append_null();
-                    name.append_null();
+                (Builder::Label(code, text), Value::Code(sent, stable)) => {
+                    code.append_option(stable);
+                    text.append_value(sent);
+                }
+                (Builder::Code(first, second), _) | (Builder::Label(first, second), _) => {
+                    first.append_null();
+                    second.append_null();
                 }
                 (Builder::Text(b), _) => b.append_null(),
                 (Builder::Timestamp(b), _) => b.append_null(),
@@ -132,9 +156,9 @@ impl TableBatch {
                 Builder::Timestamp(b) => arrays.push(Arc::new(b.finish())),
                 Builder::Whole(b) => arrays.push(Arc::new(b.finish())),
                 Builder::Decimal(b) => arrays.push(Arc::new(b.finish())),
-                Builder::Code(letter, name) => {
-                    arrays.push(Arc::new(letter.finish()));
-                    arrays.push(Arc::new(name.finish()));
+                Builder::Code(first, second) | Builder::Label(first, second) => {
+                    arrays.push(Arc::new(first.finish()));
+                    arrays.push(Arc::new(second.finish()));
                 }
             }
         }

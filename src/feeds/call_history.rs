@@ -1,0 +1,331 @@
+//! The contact center's call-history exports (`formats::call_history`): every `*.csv`,
+//! `*.xlsx` and `*.xls` anywhere under the folder, found by what changed in it
+//! (`pipeline::changed`), one row per call across all exports.
+//!
+//! A batch of files is spooled (each within `ingest.call_history_max_bytes`) and
+//! parsed into one writer for the batch, duplicates within a file dropped or set
+//! aside; then newest wins (`sink::newest`), per call key: a call's row is the one of
+//! the newest export that has it, ranked by the export file's modification time,
+//! then its name (with the sheet: `path!Sheet`). An export that brings a call already
+//! in from a newer one changes nothing (stale); a newer one replaces the row, wherever
+//! its date. Rows that cannot be read go to `_quarantine/call_history/` with the file,
+//! the sheet, the row and the reason.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{ChangedFeed, ChangedLimits, Dataset, Feed, Taken, Unit};
+use crate::formats::call_history::{CALL_HISTORY, ExportFormat, csv_rows};
+use crate::formats::rows::RowSource;
+use crate::formats::sheet_rows::Workbook;
+use crate::formats::table::Typing;
+use crate::model::Category;
+use crate::pipeline::connection::Connection;
+use crate::pipeline::parse::{Counts, ParseError, parse_into};
+use crate::pipeline::transfer::Spool;
+use crate::pipeline::{Context, IngestError, partition_lock};
+use crate::sink::newest::{self, Candidate, Decision, Group, NewestError, Version};
+use crate::sink::partitioned::PartitionedWriter;
+use crate::sink::quarantine::QuarantineWriter;
+use crate::sink::{layout, partition};
+use crate::source::RemoteFile;
+use crate::state::json::StateError;
+
+/// This feed's name.
+pub const CATEGORY: Category = Category::new("call_history");
+
+static DATASETS: [Dataset; 1] = [Dataset {
+    name: CALL_HISTORY.dataset,
+    table: Some(&CALL_HISTORY),
+    quarantine: true,
+}];
+
+pub static FEED: Feed = Feed {
+    category: CATEGORY,
+    about: "call-history exports of the cloud contact center: *.csv, *.xlsx, *.xls anywhere under the folder, overlapping (one row per call, the newest export's)",
+    folder: ("call_history", "call_history"),
+    datasets: &DATASETS,
+    unit: Unit::Changed(&CallHistory),
+    files: None,
+    generate: crate::generate::call_history::write,
+};
+
+/// One row per call key across the dataset.
+pub static GROUP: Group = Group {
+    name: "call_history",
+    tables: &[(&CALL_HISTORY, "call_key")],
+};
+
+struct CallHistory;
+
+#[async_trait]
+impl ChangedFeed for CallHistory {
+    fn pattern(&self) -> &'static str {
+        "*.csv, *.xlsx, *.xls"
+    }
+
+    fn wants(&self, path: &str) -> bool {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        // `~$export.xlsx` is the lock file a spreadsheet leaves beside an open file.
+        !name.starts_with("~$") && !name.starts_with('.') && ExportFormat::of(name).is_some()
+    }
+
+    fn limits(&self) -> ChangedLimits {
+        ChangedLimits {
+            min_age_key: "call_history_min_age_secs",
+            min_age_secs: 60,
+            max_bytes_key: "call_history_max_bytes",
+            max_bytes: 256 << 20,
+        }
+    }
+
+    async fn ingest(
+        &self,
+        ctx: &Context,
+        connection: &mut Connection<'_>,
+        files: &[RemoteFile],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Taken, IngestError>>, IngestError> {
+        let typing = Typing {
+            zone: ctx.settings.ingest.call_history_timezone,
+        };
+        let mut writer = Some(PartitionedWriter::new(&CALL_HISTORY));
+        // By the day each file was written (the pass's, for a file without a time).
+        let mut quarantine: BTreeMap<NaiveDate, QuarantineWriter> = BTreeMap::new();
+        let mut results: Vec<Result<Taken, IngestError>> = Vec::with_capacity(files.len());
+        let mut candidates: Vec<Candidate> = Vec::new();
+        // The candidates each file brought, by the file's position.
+        let mut brought: Vec<std::ops::Range<usize>> = Vec::with_capacity(files.len());
+        for file in files {
+            let spooled = match spool(connection, file).await {
+                Ok(spooled) => spooled,
+                Err(e) => {
+                    results.push(Err(e));
+                    brought.push(0..0);
+                    continue;
+                }
+            };
+            crate::crash::point("downloaded");
+            let day = file.modified.unwrap_or(now).date_naive();
+            let set_aside = quarantine.remove(&day).unwrap_or_default();
+            let (path, modified) = (file.path.clone(), file.modified);
+            let batch_writer = writer.take().expect("the writer is handed back");
+            let parsed = tokio::task::spawn_blocking(move || {
+                let mut batch_writer = batch_writer;
+                let mut set_aside = set_aside;
+                let parsed = parse_export(
+                    spooled,
+                    &path,
+                    modified,
+                    typing,
+                    &mut batch_writer,
+                    &mut set_aside,
+                );
+                (batch_writer, set_aside, parsed)
+            })
+            .await
+            .map_err(|e| IngestError::Internal(e.to_string()))?;
+            let (batch_writer, set_aside, parsed) = parsed;
+            writer = Some(batch_writer);
+            quarantine.insert(day, set_aside);
+            let start = candidates.len();
+            match parsed {
+                Ok((counts, mut found)) => {
+                    if !counts.unknown_columns.is_empty() {
+                        tracing::warn!(
+                            file = %file.path,
+                            columns = %counts.unknown_columns.join(", "),
+                            "columns the call-history table does not know are kept in `extra`"
+                        );
+                    }
+                    candidates.append(&mut found);
+                    results.push(Ok(Taken {
+                        rejected: counts.quarantined,
+                        ..Taken::default()
+                    }));
+                }
+                Err(ParseError::Format(source)) => results.push(Err(IngestError::Format {
+                    path: file.path.clone(),
+                    source,
+                })),
+                Err(ParseError::Spool(detail)) => return Err(IngestError::Spool { detail }),
+            }
+            brought.push(start..candidates.len());
+        }
+        let parts = writer
+            .expect("the writer is handed back")
+            .finish()
+            .map_err(|e| IngestError::Internal(format!("cannot encode Parquet: {e}")))?;
+
+        newest::recover(&ctx.store, &ctx.json, &GROUP)
+            .await
+            .map_err(newest_error)?;
+        let plan = newest::plan(&ctx.json, &GROUP, &candidates)
+            .await
+            .map_err(newest_error)?;
+        let decisions = plan.decisions.clone();
+        let held = partition_lock::hold(ctx, plan.partitions(&GROUP).into_iter()).await?;
+        let applied = newest::apply(&ctx.store, &ctx.json, &GROUP, plan, vec![parts]).await;
+        partition_lock::release(ctx, &held).await;
+        let written = applied.map_err(newest_error)?;
+
+        for (day, set_aside) in quarantine {
+            if let Some(file) = set_aside.finish().map_err(spool_error)? {
+                let key = quarantine_object(files, day);
+                partition::upload(&ctx.store, &key, &file)
+                    .await
+                    .map_err(IngestError::Partition)?;
+            }
+        }
+        for (result, range) in results.iter_mut().zip(brought) {
+            let Ok(taken) = result else {
+                continue;
+            };
+            let Some(first) = candidates.get(range.start) else {
+                continue;
+            };
+            taken.rows = written
+                .get(&first.version.file)
+                .copied()
+                .unwrap_or_default();
+            taken.stale = decisions[range]
+                .iter()
+                .filter(|d| **d == Decision::Stale)
+                .count() as u64;
+        }
+        Ok(results)
+    }
+
+    async fn rows_of_day(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError> {
+        crate::inventory::partition_rows(&ctx.store, CALL_HISTORY.dataset, day)
+            .await
+            .map_err(|e| StateError::Damaged {
+                key: layout::data_folder(CALL_HISTORY.dataset, day).to_string(),
+                detail: e.to_string(),
+            })
+    }
+}
+
+/// Parses one spooled export into the batch's writers; the candidates are its kept
+/// rows' keys, ranked by the file's modification time and name.
+fn parse_export(
+    spooled: File,
+    path: &str,
+    modified: Option<DateTime<Utc>>,
+    typing: Typing,
+    writer: &mut PartitionedWriter,
+    quarantine: &mut QuarantineWriter,
+) -> Result<(Counts, Vec<Candidate>), ParseError> {
+    let format = ExportFormat::of(path).expect("only exports are wanted");
+    let size = spooled.metadata().map_or(0, |m| m.len());
+    let batch = Batch {
+        modified,
+        typing,
+        size,
+        writer,
+        quarantine,
+    };
+    match format {
+        ExportFormat::Csv => {
+            let rows = csv_rows(spooled).map_err(|e| ParseError::Spool(e.to_string()))?;
+            batch.parse(rows, path)
+        }
+        ExportFormat::Xlsx | ExportFormat::Xls => {
+            let mut workbook =
+                Workbook::open(BufReader::new(spooled), format).map_err(ParseError::Format)?;
+            let rows = workbook.rows(&CALL_HISTORY).map_err(ParseError::Format)?;
+            let source_file = format!("{path}!{}", rows.sheet);
+            batch.parse(rows, &source_file)
+        }
+    }
+}
+
+/// Where one export's rows go, and what ranks them.
+struct Batch<'a> {
+    modified: Option<DateTime<Utc>>,
+    typing: Typing,
+    size: u64,
+    writer: &'a mut PartitionedWriter,
+    quarantine: &'a mut QuarantineWriter,
+}
+
+impl Batch<'_> {
+    /// `source_file` is the rows' `_source_file` and the name their version ranks by.
+    fn parse(
+        self,
+        rows: impl RowSource,
+        source_file: &str,
+    ) -> Result<(Counts, Vec<Candidate>), ParseError> {
+        let version = Version {
+            updated: None,
+            modified: self.modified.map(|m| m.timestamp_micros()),
+            file: source_file.to_string(),
+        };
+        let mut candidates = Vec::new();
+        let sinks = (self.writer, self.quarantine);
+        let counts = parse_into(
+            &CALL_HISTORY,
+            rows,
+            self.typing,
+            source_file,
+            self.size,
+            sinks,
+            |row| {
+                candidates.push(Candidate {
+                    key: row.id.to_string(),
+                    version: version.clone(),
+                    date: row.date.utc_date(),
+                })
+            },
+        )?;
+        Ok((counts, candidates))
+    }
+}
+
+/// Spools an export to a temporary file, rewound; one that changed while it was read
+/// is left for the next pass.
+async fn spool(connection: &mut Connection<'_>, file: &RemoteFile) -> Result<File, IngestError> {
+    let mut spool = Spool::new().map_err(spool_error)?;
+    connection.download(&file.path, &mut spool).await?;
+    let (mut spooled, bytes, _) = spool.finish().await.map_err(spool_error)?;
+    if bytes != file.size {
+        return Err(IngestError::StillUploading {
+            path: file.path.clone(),
+            detail: format!("listed as {} bytes, {bytes} arrived", file.size),
+        });
+    }
+    spooled.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+    Ok(spooled)
+}
+
+/// Where a batch's set-aside rows of one day go, named after the batch's files (the
+/// same batch again writes the same object).
+fn quarantine_object(files: &[RemoteFile], day: NaiveDate) -> object_store::path::Path {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for file in files {
+        hasher.update(file.path.as_bytes());
+        hasher.update(b"\n");
+    }
+    object_store::path::Path::from(format!(
+        "{}/{:016x}.jsonl",
+        layout::quarantine_folder(CALL_HISTORY.dataset, day),
+        hasher.digest()
+    ))
+}
+
+fn spool_error(e: std::io::Error) -> IngestError {
+    IngestError::Spool {
+        detail: e.to_string(),
+    }
+}
+
+fn newest_error(e: NewestError) -> IngestError {
+    match e {
+        NewestError::State(e) => IngestError::State(e),
+        NewestError::Partition(e) => IngestError::Partition(e),
+    }
+}
