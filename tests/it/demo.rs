@@ -49,8 +49,11 @@ fn the_demo_ingests_a_week_answers_and_is_safe_to_rerun() {
             && first.stdout.contains("not copied\": stray files"),
         "{first:?}"
     );
+    // Short enough to read at a glance: a line per daily file, the listed feeds' lines,
+    // a warning per file with an unknown column (CDRs and call-history exports), the
+    // quirks explained and the answers.
     let lines = first.stdout.lines().count() + first.stderr.lines().count();
-    assert!(lines < 50, "{lines} lines: {first:?}");
+    assert!(lines < 60, "{lines} lines: {first:?}");
     assert!(!first.stderr.contains("recording copied"), "{first:?}");
     let again = demo();
     assert_eq!(again.code, 0, "{again:?}");
