@@ -2,14 +2,33 @@
 //! destination (an overrunning cron job, two replicas) never ingest the same unit at
 //! once. A lease is taken with a create-only put, which the store makes atomic; it
 //! expires, so a crashed holder blocks nobody for longer than `ingest.lease_secs`.
+//!
+//! Taking over an expired (or dead process's) lease must also leave exactly one holder.
+//! Where the store has conditional updates (S3) the new record replaces the old one only
+//! if the object is still the version that was read. Local disk has none, and delete
+//! then create is not enough: a taker that read the old record can delete another
+//! taker's fresh lease. There a takeover first creates, create-only, a marker
+//! `<lease>.takeover-<hash of the old record's bytes>-<generation>`; only the one taker
+//! whose marker create succeeds re-reads the lease and, if it still holds exactly those
+//! bytes, deletes and recreates it; the others are busy. Every record carries a unique
+//! token, so its bytes are never written again once replaced: that makes removing the
+//! marker right after the replacement safe, since a late taker that then creates the
+//! same marker re-reads a different lease and backs off. A marker is itself a lease
+//! record of its taker: if that taker crashed before removing it (or overran its lease),
+//! the next generation is taken the same way, so a crash blocks nobody for longer than
+//! a lease either. The one assumption left is the lease's own: a holder that overruns
+//! its lease while still working is not stopped. A marker whose taker crashed after
+//! replacing the lease stays behind as a small orphan object.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
 
 use super::json::{FORMAT_VERSION, StateError};
 use crate::model::Category;
@@ -21,7 +40,15 @@ struct LeaseRecord {
     format_version: u32,
     holder: String,
     expires_at: DateTime<Utc>,
+    /// Makes every lease object's bytes unique, so that a takeover marker (named after
+    /// a hash of those bytes) stands for exactly one lease ever written.
+    #[serde(default)]
+    token: String,
 }
+
+/// How many takeover markers for one lease may be found abandoned (their taker crashed
+/// or overran its own lease) before a taker gives up for this pass.
+const MARKER_GENERATIONS: u32 = 8;
 
 /// The answer to a request for a lease.
 #[derive(Debug)]
@@ -121,9 +148,7 @@ impl Leases {
             .await
         {
             Err(object_store::Error::NotImplemented { .. }) => {
-                // Stores without conditional updates (local disk): delete, then create.
-                let _ = self.store.delete(&key).await;
-                self.create(&key, &payload).await
+                return self.take_over_by_marker(key, &bytes, &payload, now).await;
             }
             other => other.map(|_| ()),
         };
@@ -136,6 +161,116 @@ impl Leases {
                 holder: "another worker".into(),
                 expires_at: now,
             }),
+            Err(source) => Err(StateError::Write {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Takes over the lease at `key`, whose object held `old` when it was found
+    /// expired, on a store without conditional updates: only the worker whose
+    /// create-only put of a takeover marker for `old` succeeds may replace it (the
+    /// module docs say why this is sound).
+    async fn take_over_by_marker(
+        &self,
+        key: Path,
+        old: &[u8],
+        payload: &PutPayload,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, StateError> {
+        let identity = format!("{:032x}", xxh3_128(old));
+        let marker =
+            |generation: u32| Path::from(format!("{key}.takeover-{identity}-{generation}"));
+        for generation in 0..MARKER_GENERATIONS {
+            let taken = marker(generation);
+            match self.create(&taken, &self.record(now)).await {
+                Ok(()) => {
+                    let lease = self.replace(&key, old, payload).await;
+                    for generation in 0..=generation {
+                        let _ = self.store.delete(&marker(generation)).await;
+                    }
+                    return lease;
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(source) => {
+                    return Err(StateError::Write {
+                        key: taken.to_string(),
+                        source,
+                    });
+                }
+            }
+            // Another taker's marker: wait for it unless its taker is gone.
+            let other = match self.store.get(&taken).await {
+                Ok(current) => current.bytes().await.ok(),
+                // Removed: that taker is done, the lease is no longer `old`.
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(source) => {
+                    return Err(StateError::Read {
+                        key: taken.to_string(),
+                        source,
+                    });
+                }
+            };
+            let Some(other) = other else {
+                break;
+            };
+            if let Ok(record) = serde_json::from_slice::<LeaseRecord>(&other) {
+                if record.expires_at > now && !self.left_by_a_dead_process(&record.holder) {
+                    return Ok(Lease::Busy {
+                        holder: record.holder,
+                        expires_at: record.expires_at,
+                    });
+                }
+            }
+        }
+        Ok(Lease::Busy {
+            holder: "another worker".into(),
+            expires_at: now,
+        })
+    }
+
+    /// Replaces the lease at `key` with `payload` if it still holds `old`; the caller
+    /// holds the takeover marker for `old`, so nobody else replaces it meanwhile.
+    async fn replace(
+        &self,
+        key: &Path,
+        old: &[u8],
+        payload: &PutPayload,
+    ) -> Result<Lease, StateError> {
+        let busy = Lease::Busy {
+            holder: "another worker".into(),
+            expires_at: Utc::now(),
+        };
+        match self.store.get(key).await {
+            Ok(current) => {
+                let bytes = current.bytes().await.map_err(|source| StateError::Read {
+                    key: key.to_string(),
+                    source,
+                })?;
+                if bytes.as_ref() != old {
+                    return Ok(busy);
+                }
+                if let Err(source) = self.store.delete(key).await {
+                    if !matches!(source, object_store::Error::NotFound { .. }) {
+                        return Err(StateError::Write {
+                            key: key.to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(StateError::Read {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        }
+        match self.create(key, payload).await {
+            Ok(()) => Ok(Lease::Held(key.clone())),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(busy),
             Err(source) => Err(StateError::Write {
                 key: key.to_string(),
                 source,
@@ -195,6 +330,7 @@ impl Leases {
             format_version: FORMAT_VERSION,
             holder: self.holder.clone(),
             expires_at,
+            token: unique_token(),
         };
         PutPayload::from(serde_json::to_vec(&record).expect("a lease serializes"))
     }
@@ -215,6 +351,21 @@ fn alive(pid: u32) -> bool {
             .is_none_or(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// A token no other lease record has: this process's start, a count of the records it
+/// wrote and the clock, hashed.
+fn unique_token() -> String {
+    static WRITTEN: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!(
+        "{}/{}/{nanos}",
+        std::process::id(),
+        WRITTEN.fetch_add(1, Ordering::Relaxed)
+    );
+    format!("{:032x}", xxh3_128(seed.as_bytes()))
 }
 
 /// A name for this worker: host, process and start time, unique enough to tell two
@@ -359,5 +510,107 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(busy, Lease::Busy { .. }));
+    }
+
+    /// Regression: on a local disk (no conditional update) two workers taking over the
+    /// same expired lease at once could both hold it: one deleted the other's fresh
+    /// lease and created its own. Seeded rounds of many takers at once; exactly one
+    /// wins each round. `CDR_TEST_LEASE_ROUNDS=N` runs more rounds.
+    #[test]
+    fn exactly_one_of_many_workers_takes_over_a_dead_lease_on_a_local_disk() {
+        let rounds: u64 = std::env::var("CDR_TEST_LEASE_ROUNDS").map_or(200, |n| {
+            n.parse().expect("CDR_TEST_LEASE_ROUNDS is a number")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path())
+                .unwrap()
+                .with_automatic_cleanup(true),
+        );
+        let hour = Duration::from_secs(3600);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Each taker poses as its own live process on this host (a child that sleeps),
+        // since one process's holders with our pid would count each other as dead.
+        struct Lives(Vec<std::process::Child>);
+        impl Drop for Lives {
+            fn drop(&mut self) {
+                for child in &mut self.0 {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        let lives = Lives(
+            (0..8)
+                .map(|_| {
+                    std::process::Command::new("sleep")
+                        .arg("600")
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        );
+        let pids: Vec<u32> = lives.0.iter().map(|child| child.id()).collect();
+        for seed in 1..=rounds {
+            // xorshift from the seed: how many takers, and whether the old holder
+            // expired or died.
+            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let takers = 2 + next() % 7;
+            let died = next() % 2 == 0;
+            let key = Path::from(format!("_state/leases/partitions/cdr/{seed}.json"));
+            let (old_holder, old_at) = if died {
+                ("host-a/pid-999999999/1".to_string(), at(4999))
+            } else {
+                ("host-b/pid-1/1".to_string(), at(0))
+            };
+            let old = Leases::new(Arc::clone(&store), old_holder, hour);
+            runtime.block_on(async {
+                assert!(matches!(
+                    old.acquire_key(key.clone(), old_at).await.unwrap(),
+                    Lease::Held(_)
+                ));
+            });
+            let start = Arc::new(std::sync::Barrier::new(takers as usize));
+            let handles: Vec<_> = (0..takers)
+                .map(|taker| {
+                    let leases = Leases::new(
+                        Arc::clone(&store),
+                        format!("host-a/pid-{}/taker", pids[taker as usize]),
+                        hour,
+                    );
+                    let key = key.clone();
+                    let start = Arc::clone(&start);
+                    let handle = runtime.handle().clone();
+                    std::thread::spawn(move || {
+                        start.wait();
+                        handle.block_on(leases.acquire_key(key, at(5000))).unwrap()
+                    })
+                })
+                .collect();
+            let held = handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|lease| matches!(lease, Lease::Held(_)))
+                .count();
+            assert_eq!(
+                held,
+                1,
+                "seed {seed}: {takers} takers of a lease whose holder {}, {held} hold it",
+                if died { "died" } else { "expired" }
+            );
+        }
+        drop(lives);
     }
 }
