@@ -2,12 +2,11 @@
 //! backoff behind the store's retries (`sink::retry`) and the source's
 //! (`pipeline::connection`). Each wait is longer than the one before, up to a cap, and
 //! drawn at random from its upper half (jitter), so that workers that failed together
-//! do not all come back at the same instant.
+//! do not all come back at the same instant. A [`RetryBudget`] bounds the time a piece
+//! of work (one source file) may spend failing, across all its operations.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 /// How long to wait between tries and when to stop.
 #[derive(Debug, Clone, Copy)]
@@ -18,8 +17,6 @@ pub struct Policy {
     pub max_delay: Duration,
     /// Tries in all, the first included.
     pub max_tries: Option<u32>,
-    /// No try is started later than this after the first failure.
-    pub within: Option<Duration>,
 }
 
 /// Where a sequence of tries stands.
@@ -28,7 +25,6 @@ pub struct Backoff {
     policy: Policy,
     tries: u32,
     delay: Duration,
-    first_failure: Option<Instant>,
 }
 
 impl Backoff {
@@ -37,34 +33,23 @@ impl Backoff {
             policy,
             tries: 1,
             delay: policy.first_delay,
-            first_failure: None,
         }
     }
 
     /// Called after a failed try: how long to wait before the next one, or `None` when
-    /// the policy allows no more. The last wait ends at the time limit, not after it.
+    /// the policy allows no more.
     pub fn next_delay(&mut self) -> Option<Duration> {
-        let now = Instant::now();
-        let first_failure = *self.first_failure.get_or_insert(now);
         if self.policy.max_tries.is_some_and(|max| self.tries >= max) {
             return None;
         }
-        let mut wait = jitter(self.delay);
-        if let Some(within) = self.policy.within {
-            let left = within.checked_sub(now - first_failure)?;
-            if left.is_zero() {
-                return None;
-            }
-            wait = wait.min(left);
-        }
+        let wait = jitter(self.delay);
         self.tries += 1;
         self.delay = (self.delay * self.policy.factor).min(self.policy.max_delay);
         Some(wait)
     }
 
     /// The operation got further before it failed again (a download took more bytes):
-    /// the next wait is the first one again. The time limit still counts from the
-    /// first failure.
+    /// the next wait is the first one again.
     pub fn progressed(&mut self) {
         self.delay = self.policy.first_delay;
     }
@@ -72,6 +57,48 @@ impl Backoff {
     /// Tries so far, the first included.
     pub fn tries(&self) -> u32 {
         self.tries
+    }
+}
+
+/// The time one piece of work may spend failing: the failed tries of all its
+/// operations and the waits between them, summed. What [`RetryBudget::spend`] is given
+/// is up to the caller; `pipeline::connection` leaves out the time a failed try spent
+/// moving data, so a long transfer that breaks now and then is not cut short by its own
+/// length, while a server that keeps failing is given up on after `limit`.
+#[derive(Debug, Clone)]
+pub struct RetryBudget {
+    limit: Duration,
+    spent: Duration,
+}
+
+impl RetryBudget {
+    pub fn new(limit: Duration) -> Self {
+        RetryBudget {
+            limit,
+            spent: Duration::ZERO,
+        }
+    }
+
+    /// Counts `time` spent failing.
+    pub fn spend(&mut self, time: Duration) {
+        self.spent = self.spent.saturating_add(time);
+    }
+
+    /// Before a wait of `wait`: the wait cut to the time left, counted as spent, or
+    /// `None` when no time is left (no more tries). The last wait ends at the limit.
+    pub fn wait(&mut self, wait: Duration) -> Option<Duration> {
+        let left = self.limit.saturating_sub(self.spent);
+        if left.is_zero() {
+            return None;
+        }
+        let wait = wait.min(left);
+        self.spent += wait;
+        Some(wait)
+    }
+
+    /// Time counted so far.
+    pub fn spent(&self) -> Duration {
+        self.spent
     }
 }
 
@@ -114,13 +141,11 @@ mod tests {
         factor: 2,
         max_delay: Duration::from_secs(30),
         max_tries: None,
-        within: Some(Duration::from_secs(300)),
     };
 
     #[test]
     fn waits_grow_with_jitter_up_to_the_cap() {
         let mut backoff = Backoff::new(Policy {
-            within: None,
             max_tries: Some(12),
             ..POLICY
         });
@@ -147,23 +172,40 @@ mod tests {
         assert!(backoff.next_delay().unwrap() <= Duration::from_millis(500));
     }
 
-    /// The tries stop at the time limit, the last wait ending on it; no limit, no retry.
-    #[tokio::test(start_paused = true)]
-    async fn no_try_starts_after_the_time_limit() {
-        let started = Instant::now();
+    /// Waits and failed tries count against the budget; the last wait ends on the
+    /// limit, and then no more are allowed. A zero budget allows no retry.
+    #[test]
+    fn the_budget_ends_at_its_limit() {
+        let mut budget = RetryBudget::new(Duration::from_secs(300));
         let mut backoff = Backoff::new(POLICY);
-        while let Some(wait) = backoff.next_delay() {
-            tokio::time::sleep(wait).await;
+        let mut waits = 0;
+        while backoff
+            .next_delay()
+            .and_then(|wait| budget.wait(wait))
+            .is_some()
+        {
+            waits += 1;
+            // Each failed try itself took a second (a refused connection, say).
+            budget.spend(Duration::from_secs(1));
+            assert!(budget.spent() <= Duration::from_secs(300) + Duration::from_secs(1));
         }
-        let spent = started.elapsed();
-        assert_eq!(spent, Duration::from_secs(300), "{spent:?}");
-        assert!((10..=20).contains(&backoff.tries()), "{}", backoff.tries());
+        assert!(
+            budget.spent() >= Duration::from_secs(300),
+            "{:?}",
+            budget.spent()
+        );
+        assert!((10..=20).contains(&waits), "{waits}");
+        assert_eq!(budget.wait(Duration::from_millis(1)), None);
 
-        let mut none = Backoff::new(Policy {
-            within: Some(Duration::ZERO),
-            ..POLICY
-        });
-        assert_eq!(none.next_delay(), None);
+        let mut split = RetryBudget::new(Duration::from_secs(10));
+        split.spend(Duration::from_secs(4));
+        assert_eq!(
+            split.wait(Duration::from_secs(30)),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(split.wait(Duration::from_secs(1)), None);
+
+        assert_eq!(RetryBudget::new(Duration::ZERO).wait(Duration::ZERO), None);
     }
 
     #[tokio::test(start_paused = true)]

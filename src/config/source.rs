@@ -75,8 +75,9 @@ const TIMEOUT_SECS: Integer = Integer {
     max: 3600,
     default: 30,
 };
-/// How long a source operation (opening the connection, a stat, a listing, a
-/// download) is retried after its first failure, when the failure may pass.
+/// How long a source file may spend failing (waits and failed tries, not the time they
+/// spent transferring, over all its operations) before its retries stop; a listing and
+/// opening the connection have the same bound each (`pipeline::connection`).
 const RETRY_MAX_SECS: Integer = Integer {
     name: "retry_max_secs",
     min: 0,
@@ -198,7 +199,8 @@ pub struct SourceSettings {
     pub endpoint: SourceEndpoint,
     /// Limit for connecting and for each command or read.
     pub timeout: Duration,
-    /// How long an operation that failed for a reason that may pass is retried.
+    /// The time a source file may spend failing before its retries stop (a
+    /// `RetryBudget`, see `pipeline::connection`).
     pub retry_max: Duration,
     /// Most entries one folder listing may have.
     pub max_listing_entries: u64,

@@ -290,7 +290,11 @@ impl Batch<'_> {
 /// is left for the next pass.
 async fn spool(connection: &mut Connection<'_>, file: &RemoteFile) -> Result<File, IngestError> {
     let mut spool = Spool::new().map_err(spool_error)?;
-    connection.download(&file.path, &mut spool).await?;
+    // The file's own retry budget (`pipeline::connection`).
+    let mut retries = connection.retry_budget();
+    connection
+        .download(&file.path, &mut spool, &mut retries)
+        .await?;
     let (mut spooled, bytes, _) = spool.finish().await.map_err(spool_error)?;
     if bytes != file.size {
         return Err(IngestError::StillUploading {

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::formats::cdr_csv::CDR;
 use crate::model::Category;
-use crate::pipeline::connection::Connection;
+use crate::pipeline::connection::{Connection, RetryBudget};
 use crate::pipeline::file::{self, Check, Fetched, modified_text};
 use crate::pipeline::parse::parse;
 use crate::pipeline::transfer;
@@ -52,12 +52,16 @@ impl DailyFeed for Cdrs {
         now: DateTime<Utc>,
     ) -> Result<FileOutcome, IngestError> {
         let path = remote_path(ctx.settings.source.folders.of(CATEGORY), day);
-        let (remote, previous) =
+        let (remote, previous, mut retries) =
             match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
                 Check::Done(outcome) => return Ok(outcome),
-                Check::Fetch { remote, previous } => (remote, previous.map(|p| *p)),
+                Check::Fetch {
+                    remote,
+                    previous,
+                    retries,
+                } => (remote, previous.map(|p| *p), retries),
             };
-        let result = fetch(ctx, connection, day, now, &path, &remote, previous).await;
+        let result = fetch(ctx, connection, day, now, &remote, previous, &mut retries).await;
         // Every failed try is kept until the file goes in, so that `status` can still say
         // why after later passes (the run record holds the last pass only).
         // Not being able to keep that record does not change how the file went.
@@ -103,22 +107,25 @@ async fn record_failure(
     ctx.attempts.put(CATEGORY, day, &record).await
 }
 
-/// Downloads the file while parsing it, confirms it is whole, and commits it.
+/// Downloads the file while parsing it, confirms it is whole, and commits it; retries
+/// draw on the file's budget, `retries`.
 async fn fetch(
     ctx: &Context,
     connection: &mut Connection<'_>,
     day: NaiveDate,
     now: DateTime<Utc>,
-    path: &str,
     remote: &RemoteFile,
     previous: Option<LedgerEntry>,
+    retries: &mut RetryBudget,
 ) -> Result<FileOutcome, IngestError> {
+    // `stat` gives the path it was asked for.
+    let path = remote.path.as_str();
     let started = Instant::now();
     let (mut sink, reader) = transfer::channel();
     let source_file = path.to_string();
     let size = remote.size;
     let parser = tokio::task::spawn_blocking(move || parse(&CDR, reader, &source_file, size));
-    let downloaded = connection.download(path, &mut sink).await;
+    let downloaded = connection.download(path, &mut sink, retries).await;
     let (bytes, sha256) = sink.finish();
     let transferred = Instant::now();
     let parsed = parser
@@ -131,7 +138,7 @@ async fn fetch(
         (Err(e), _) => return Err(e.into()),
         (Ok(_), parsed) => parsed.map_err(|e| e.with_path(path))?,
     };
-    file::confirm_complete(connection, remote, bytes).await?;
+    file::confirm_complete(connection, remote, bytes, retries).await?;
     file::commit(
         ctx,
         Fetched {

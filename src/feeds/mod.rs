@@ -143,7 +143,8 @@ pub trait ChangedFeed: Sync {
     /// Its `[ingest]` keys: how old a file must be, and how big it may be.
     fn limits(&self) -> ChangedLimits;
 
-    /// Ingests a batch of new or changed files, downloading each over `connection`.
+    /// Ingests a batch of new or changed files, downloading each over `connection`
+    /// with a retry budget of its own (`Connection::retry_budget`).
     /// Returns one result per file, in the order given; an `Err` for the whole batch
     /// (the destination failed) fails every file of it.
     async fn ingest(

@@ -59,10 +59,14 @@ impl DailyFeed for QueueCalls {
         now: DateTime<Utc>,
     ) -> Result<FileOutcome, IngestError> {
         let path = remote_path(ctx.settings.source.folders.of(CATEGORY), day);
-        let (remote, previous) =
+        let (remote, previous, mut retries) =
             match file::check(ctx, connection, CATEGORY, day, &path, now).await? {
                 Check::Done(outcome) => return Ok(outcome),
-                Check::Fetch { remote, previous } => (remote, previous.map(|p| *p)),
+                Check::Fetch {
+                    remote,
+                    previous,
+                    retries,
+                } => (remote, previous.map(|p| *p), retries),
             };
         let max_tries = ctx.settings.ingest.max_tries;
         let tried = ctx
@@ -83,9 +87,9 @@ impl DailyFeed for QueueCalls {
             detail: e.to_string(),
         };
         let mut spool = Spool::new().map_err(spool_error)?;
-        connection.download(&path, &mut spool).await?;
+        connection.download(&path, &mut spool, &mut retries).await?;
         let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
-        file::confirm_complete(connection, &remote, bytes).await?;
+        file::confirm_complete(connection, &remote, bytes, &mut retries).await?;
         let transferred = Instant::now();
 
         let limits = ctx.settings.ingest.zip_limits;

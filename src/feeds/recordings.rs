@@ -313,7 +313,12 @@ async fn fetch(
 ) -> Result<ObjectUpload, IngestError> {
     let key = layout::recording_object(job.day, &job.name);
     let mut upload = ObjectUpload::new(&ctx.store, key, job.remote.size);
-    let copied = match connection.download(&job.remote.path, &mut upload).await {
+    // The recording's own retry budget (`pipeline::connection`).
+    let mut retries = connection.retry_budget();
+    let copied = match connection
+        .download(&job.remote.path, &mut upload, &mut retries)
+        .await
+    {
         Ok(copied) => copied,
         Err(e) => {
             upload.abort().await;

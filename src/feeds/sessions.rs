@@ -232,7 +232,11 @@ async fn download(
     file: &RemoteFile,
 ) -> Result<Vec<u8>, IngestError> {
     let mut sink = Bytes(Vec::with_capacity(file.size as usize));
-    connection.download(&file.path, &mut sink).await?;
+    // The file's own retry budget (`pipeline::connection`).
+    let mut retries = connection.retry_budget();
+    connection
+        .download(&file.path, &mut sink, &mut retries)
+        .await?;
     if sink.0.len() as u64 != file.size {
         return Err(IngestError::StillUploading {
             path: file.path.clone(),

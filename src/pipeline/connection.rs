@@ -2,27 +2,71 @@
 //! operation: opened on first use; when an operation fails for a reason that may pass
 //! ([`SourceError::is_transient`]: refused, reset, timed out, a broken TLS or SSH
 //! session, FTP 4xx), the connection is dropped and the operation tried again over a
-//! new one, with backoff and jitter, until `source.retry_max_secs` have passed since
-//! its first failure. A download resumes from the bytes already taken (REST for FTP, a
-//! seek for SFTP); a listing that broke off is read again without repeating entries.
+//! new one, with backoff and jitter. A download resumes from the bytes already taken
+//! (REST for FTP, a seek for SFTP); a listing that broke off is read again without
+//! repeating entries.
+//!
+//! # How long
+//!
+//! The bound is a [`RetryBudget`] of `source.retry_max_secs`, one per source file:
+//! made where the file's processing starts ([`Connection::retry_budget`]; the
+//! ledger check in `pipeline::file`, a recording's copy, each file of a changed-files
+//! batch) and passed to each of the file's operations (stat, download, second stat),
+//! which all draw on it. A listing and the opening of the connection before a unit's
+//! files each have a budget of their own. Counted against it: every wait between
+//! tries, and the time each failed try spent failing, which is its whole length less
+//! the time from its first to its last chunk (or listing entry) — so connecting,
+//! logging in, a stall until the timeout and a refused try all count, and time spent
+//! moving data does not. A healthy download of an hour that breaks twice spends only
+//! its two failures and waits; a server that keeps refusing is given up on after
+//! `source.retry_max_secs`, the last wait ending on the limit.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
+pub use crate::backoff::RetryBudget;
 use crate::backoff::{Backoff, Policy};
 use crate::config::SourceSettings;
 use crate::source::{self, ChunkSink, RemoteFile, Source, SourceError};
 
 /// The waits between tries: about half a second at first, doubling up to 30 s.
-fn policy(within: Duration) -> Policy {
-    Policy {
-        first_delay: Duration::from_millis(500),
-        factor: 2,
-        max_delay: Duration::from_secs(30),
-        max_tries: None,
-        within: Some(within),
+const POLICY: Policy = Policy {
+    first_delay: Duration::from_millis(500),
+    factor: 2,
+    max_delay: Duration::from_secs(30),
+    max_tries: None,
+};
+
+/// The clock of one try: when it started, and when data first and last arrived.
+struct TryClock {
+    started: Instant,
+    moving: Option<(Instant, Instant)>,
+}
+
+impl TryClock {
+    fn start() -> Self {
+        TryClock {
+            started: Instant::now(),
+            moving: None,
+        }
+    }
+
+    /// Data arrived (a chunk was taken, a listing entry read).
+    fn moved(&mut self) {
+        let now = Instant::now();
+        let first = self.moving.map_or(now, |(first, _)| first);
+        self.moving = Some((first, now));
+    }
+
+    /// The try failed now: how long it spent failing rather than moving data.
+    fn failing(&self) -> Duration {
+        let moving = self
+            .moving
+            .map_or(Duration::ZERO, |(first, last)| last - first);
+        self.started.elapsed().saturating_sub(moving)
     }
 }
 
@@ -55,21 +99,38 @@ impl<'s> Connection<'s> {
         }
     }
 
-    /// Opens the connection if it is not open, retrying as every operation does.
+    /// A fresh budget of `source.retry_max_secs`, for one file's operations.
+    pub fn retry_budget(&self) -> RetryBudget {
+        RetryBudget::new(self.settings.retry_max)
+    }
+
+    /// Opens the connection if it is not open, retrying as every operation does (with
+    /// a budget of its own).
     pub async fn open(&mut self) -> Result<(), SourceError> {
-        let mut backoff = self.backoff();
+        let mut budget = self.retry_budget();
+        let mut backoff = Backoff::new(POLICY);
         loop {
+            let clock = TryClock::start();
             match self.source().await {
                 Ok(_) => return Ok(()),
-                Err(e) => self.failed(&mut backoff, "connecting", "", e).await?,
+                Err(e) => {
+                    self.failed(&mut backoff, &mut budget, &clock, "connecting", "", e)
+                        .await?
+                }
             }
         }
     }
 
-    /// Size and time of `path`, or `None` when it is not there.
-    pub async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError> {
-        let mut backoff = self.backoff();
+    /// Size and time of `path`, or `None` when it is not there; retries draw on
+    /// `budget`, the file's.
+    pub async fn stat(
+        &mut self,
+        path: &str,
+        budget: &mut RetryBudget,
+    ) -> Result<Option<RemoteFile>, SourceError> {
+        let mut backoff = Backoff::new(POLICY);
         loop {
+            let clock = TryClock::start();
             let result = async {
                 let source = self.source().await?;
                 crate::crash::pause("stat", path);
@@ -78,13 +139,16 @@ impl<'s> Connection<'s> {
             .await;
             match result {
                 Ok(found) => return Ok(found),
-                Err(e) => self.failed(&mut backoff, "stat", path, e).await?,
+                Err(e) => {
+                    self.failed(&mut backoff, budget, &clock, "stat", path, e)
+                        .await?
+                }
             }
         }
     }
 
     /// Calls `each` with every file in `folder` as the listing arrives (see
-    /// [`Source::list`]).
+    /// [`Source::list`]); retried with a budget of its own.
     pub async fn list(
         &mut self,
         folder: &str,
@@ -94,7 +158,7 @@ impl<'s> Connection<'s> {
     }
 
     /// Calls `each` with every file under `folder` at any depth as the listing arrives
-    /// (see [`Source::list_tree`]).
+    /// (see [`Source::list_tree`]); retried with a budget of its own.
     pub async fn list_tree(
         &mut self,
         folder: &str,
@@ -113,9 +177,12 @@ impl<'s> Connection<'s> {
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
         let mut given: HashSet<u128> = HashSet::new();
-        let mut backoff = self.backoff();
+        let mut budget = self.retry_budget();
+        let mut backoff = Backoff::new(POLICY);
         loop {
+            let mut clock = TryClock::start();
             let mut pass_on = |file: RemoteFile| {
+                clock.moved();
                 crate::crash::pause("listed", folder);
                 if given.insert(xxhash_rust::xxh3::xxh3_128(file.path.as_bytes())) {
                     each(file);
@@ -133,19 +200,23 @@ impl<'s> Connection<'s> {
             .await;
             match result {
                 Ok(_) => return Ok(given.len() as u64),
-                Err(e) => self.failed(&mut backoff, "listing", folder, e).await?,
+                Err(e) => {
+                    self.failed(&mut backoff, &mut budget, &clock, "listing", folder, e)
+                        .await?
+                }
             }
         }
     }
 
     /// Streams `path` into `sink`, resuming from the bytes the sink already has after
-    /// each break. Returns the file's size.
+    /// each break; retries draw on `budget`, the file's. Returns the file's size.
     pub async fn download(
         &mut self,
         path: &str,
         sink: &mut dyn ChunkSink,
+        budget: &mut RetryBudget,
     ) -> Result<u64, SourceError> {
-        let mut backoff = self.backoff();
+        let mut backoff = Backoff::new(POLICY);
         let mut taken = sink.written();
         loop {
             let offset = sink.written();
@@ -153,10 +224,15 @@ impl<'s> Connection<'s> {
                 backoff.progressed();
                 taken = offset;
             }
+            let mut clock = TryClock::start();
             let result = async {
                 let source = self.source().await?;
                 crate::crash::pause("download", path);
-                let mut sink = Pausing { inner: sink, path };
+                let mut sink = Pausing {
+                    inner: sink,
+                    path,
+                    clock: &mut clock,
+                };
                 source.download(path, offset, &mut sink).await
             }
             .await;
@@ -164,22 +240,21 @@ impl<'s> Connection<'s> {
                 Ok(copied) => return Ok(offset + copied),
                 Err(e) => {
                     let during = format!("downloading (resuming at byte {})", sink.written());
-                    self.failed(&mut backoff, &during, path, e).await?
+                    self.failed(&mut backoff, budget, &clock, &during, path, e)
+                        .await?
                 }
             }
         }
     }
 
-    fn backoff(&self) -> Backoff {
-        Backoff::new(policy(self.settings.retry_max))
-    }
-
-    /// After a failed try: forgets a connection the error left unusable, and waits
-    /// before the next try, or returns the error when it will not pass or the time
-    /// for retries is up.
+    /// After a failed try: forgets a connection the error left unusable, counts the
+    /// try's failing time against `budget`, and waits before the next try, or returns
+    /// the error when it will not pass or the budget is spent.
     async fn failed(
         &mut self,
         backoff: &mut Backoff,
+        budget: &mut RetryBudget,
+        clock: &TryClock,
         during: &str,
         subject: &str,
         error: SourceError,
@@ -193,8 +268,9 @@ impl<'s> Connection<'s> {
         }
         // Dropped, not closed: a broken connection would only wait out the timeout.
         self.open = None;
-        let Some(wait) = backoff.next_delay() else {
-            tracing::warn!(during, subject, tries = backoff.tries(), error = %error, "giving up: source.retry_max_secs have passed since the first failure");
+        budget.spend(clock.failing());
+        let Some(wait) = backoff.next_delay().and_then(|wait| budget.wait(wait)) else {
+            tracing::warn!(during, subject, tries = backoff.tries(), failing_ms = super::millis(budget.spent()), error = %error, "giving up: the source.retry_max_secs allowed for failed tries and waits are spent");
             return Err(error);
         };
         tracing::warn!(during, subject, try_number = backoff.tries() - 1, retry_in_ms = super::millis(wait), error = %error, "source operation failed; connecting again to retry");
@@ -203,20 +279,74 @@ impl<'s> Connection<'s> {
     }
 }
 
-/// Passes a download's chunks on, with a pause point after each (see `crash::pause`).
+/// Passes a download's chunks on, with a pause point after each (see `crash::pause`),
+/// and tells the try's clock when data moved (as each chunk arrives and once it is
+/// taken, so the sink's own time counts as moving).
 struct Pausing<'a> {
     inner: &'a mut dyn ChunkSink,
     path: &'a str,
+    clock: &'a mut TryClock,
 }
 
 #[async_trait]
 impl ChunkSink for Pausing<'_> {
     async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.clock.moved();
         crate::crash::pause("received", self.path);
-        self.inner.write(chunk).await
+        let written = self.inner.write(chunk).await;
+        self.clock.moved();
+        written
     }
 
     fn written(&self) -> u64 {
         self.inner.written()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed try counts its time before the first chunk and after the last (the
+    /// stall until the timeout), not the transfer in between.
+    #[tokio::test(start_paused = true)]
+    async fn a_try_counts_only_its_failing_time() {
+        let mut clock = TryClock::start();
+        tokio::time::sleep(Duration::from_secs(2)).await; // connecting and logging in
+        clock.moved();
+        tokio::time::sleep(Duration::from_secs(3600)).await; // an hour of data
+        clock.moved();
+        tokio::time::sleep(Duration::from_secs(30)).await; // the stall until the timeout
+        assert_eq!(clock.failing(), Duration::from_secs(32));
+
+        let refused = TryClock::start();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(refused.failing(), Duration::from_secs(5));
+    }
+
+    /// Three breaks of an hour-long download spend three failures and waits of a
+    /// 300 s budget, not the hour.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_download_keeps_its_budget() {
+        let mut budget = RetryBudget::new(Duration::from_secs(300));
+        let mut backoff = Backoff::new(POLICY);
+        for _ in 0..3 {
+            let mut clock = TryClock::start();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            clock.moved();
+            tokio::time::sleep(Duration::from_secs(1200)).await;
+            clock.moved();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            budget.spend(clock.failing());
+            let wait = backoff.next_delay().and_then(|w| budget.wait(w)).unwrap();
+            tokio::time::sleep(wait).await;
+            backoff.progressed();
+        }
+        assert!(
+            budget.spent() <= Duration::from_secs(3 * 32),
+            "{:?}",
+            budget.spent()
+        );
+        assert!(budget.wait(Duration::from_secs(1)).is_some());
     }
 }

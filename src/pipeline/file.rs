@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use super::connection::Connection;
+use super::connection::{Connection, RetryBudget};
 use super::parse::Parsed;
 use super::{Context, FileOutcome, IngestError, Ingested, Phases, millis, partition_lock};
 use crate::feeds;
@@ -33,10 +33,14 @@ pub enum Check {
     Fetch {
         remote: RemoteFile,
         previous: Option<Box<LedgerEntry>>,
+        /// The file's retry budget, the stat's retries already drawn from it: its
+        /// download and [`confirm_complete`] draw on it too.
+        retries: RetryBudget,
     },
 }
 
-/// Looks the file up on the source and in the ledger.
+/// Looks the file up on the source and in the ledger. The file's retry budget starts
+/// here (`pipeline::connection`).
 pub async fn check(
     ctx: &Context,
     connection: &mut Connection<'_>,
@@ -45,7 +49,8 @@ pub async fn check(
     path: &str,
     now: DateTime<Utc>,
 ) -> Result<Check, IngestError> {
-    let Some(remote) = connection.stat(path).await? else {
+    let mut retries = connection.retry_budget();
+    let Some(remote) = connection.stat(path, &mut retries).await? else {
         return Ok(Check::Done(FileOutcome::NotThereYet {
             path: path.to_string(),
             due: ctx.settings.schedule.missing(day, now),
@@ -62,6 +67,7 @@ pub async fn check(
     Ok(Check::Fetch {
         remote,
         previous: previous.map(Box::new),
+        retries,
     })
 }
 
@@ -71,6 +77,7 @@ pub async fn confirm_complete(
     connection: &mut Connection<'_>,
     remote: &RemoteFile,
     bytes: u64,
+    retries: &mut RetryBudget,
 ) -> Result<(), IngestError> {
     let still_uploading = |detail: String| IngestError::StillUploading {
         path: remote.path.clone(),
@@ -82,7 +89,7 @@ pub async fn confirm_complete(
             remote.size
         )));
     }
-    match connection.stat(&remote.path).await? {
+    match connection.stat(&remote.path, retries).await? {
         Some(now) if now == *remote => Ok(()),
         _ => Err(still_uploading(
             "its size or time changed during the download".into(),

@@ -16,7 +16,6 @@ const POLICY: Policy = Policy {
     factor: 4,
     max_delay: Duration::from_secs(10),
     max_tries: Some(4),
-    within: None,
 };
 
 /// Whether an error from the store may pass if tried again.

@@ -87,13 +87,13 @@ impl BucketSource {
         path: &str,
         future: impl Future<Output = T>,
     ) -> Result<T, SourceError> {
-        tokio::time::timeout(self.timeout, future)
-            .await
-            .map_err(|_| SourceError::Timeout {
-                endpoint: self.root.clone(),
-                during: format!("{during} {path:?}"),
-                seconds: self.timeout.as_secs(),
-            })
+        super::time_limited(
+            self.timeout,
+            &self.root,
+            || format!("{during} {path:?}"),
+            future,
+        )
+        .await
     }
 
     async fn head(&self, path: &str) -> Result<Option<ObjectMeta>, SourceError> {

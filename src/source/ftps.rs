@@ -330,13 +330,7 @@ impl Server {
         during: &str,
         future: impl Future<Output = T>,
     ) -> Result<T, SourceError> {
-        tokio::time::timeout(self.timeout, future)
-            .await
-            .map_err(|_| SourceError::Timeout {
-                endpoint: self.endpoint.clone(),
-                during: during.to_string(),
-                seconds: self.timeout.as_secs(),
-            })
+        super::time_limited(self.timeout, &self.endpoint, || during.to_string(), future).await
     }
 
     /// The session broke while `during`: closed, reset, a plain-text reply inside TLS

@@ -197,6 +197,25 @@ impl SourceError {
     }
 }
 
+/// `future`, or a [`SourceError::Timeout`] naming `endpoint` once `limit` has passed:
+/// the time limit of each call of the sources whose clients have none of their own
+/// (FTPS, buckets). `during` says what was being waited for; it is only made when the
+/// limit is reached, as it wraps every chunk of a download.
+pub(crate) async fn time_limited<T>(
+    limit: std::time::Duration,
+    endpoint: &str,
+    during: impl FnOnce() -> String,
+    future: impl Future<Output = T>,
+) -> Result<T, SourceError> {
+    tokio::time::timeout(limit, future)
+        .await
+        .map_err(|_| SourceError::Timeout {
+            endpoint: endpoint.to_string(),
+            during: during(),
+            seconds: limit.as_secs(),
+        })
+}
+
 /// Opens the source the settings describe.
 pub async fn connect(settings: &SourceSettings) -> Result<Box<dyn Source>, SourceError> {
     match &settings.endpoint {
