@@ -23,7 +23,7 @@ use crate::model::Category;
 use crate::pipeline::connection::Connection;
 use crate::pipeline::{Context, IngestError, partition_lock};
 use crate::sink::newest::{self, Candidate, Decision, Group, NewestError, Version};
-use crate::sink::partitioned::PartitionedWriter;
+use crate::sink::partitioned::DatedRows;
 use crate::sink::quarantine::QuarantineWriter;
 use crate::sink::{layout, partition};
 use crate::source::{ChunkSink, RemoteFile};
@@ -100,9 +100,10 @@ impl ChangedFeed for Sessions {
         files: &[RemoteFile],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Taken, IngestError>>, IngestError> {
-        let mut writers: Vec<PartitionedWriter> = SESSION_TABLES
+        // A batch's rows stay in memory until its files are written, one at a time.
+        let mut writers: Vec<DatedRows> = SESSION_TABLES
             .iter()
-            .map(|&table| PartitionedWriter::new(table))
+            .map(|&table| DatedRows::new(table))
             .collect();
         // By the day each file was written (the pass's, for a file without a time).
         let mut quarantine: BTreeMap<NaiveDate, QuarantineWriter> = BTreeMap::new();
@@ -138,9 +139,10 @@ impl ChangedFeed for Sessions {
                                 .iter()
                                 .position(|t| std::ptr::eq(*t, table))
                                 .expect("a session table");
-                            writers[position].push(date, |b| b.push(row, &file.path))
+                            writers[position].push(date, |b| b.push(row, &file.path));
+                            Ok::<(), std::convert::Infallible>(())
                         })
-                        .map_err(|e| IngestError::Internal(e.to_string()))?;
+                        .unwrap_or_else(|never| match never {});
                     for item in &set_aside {
                         quarantine.push(&item.entry()).map_err(spool)?;
                     }

@@ -112,6 +112,66 @@ impl PartitionedWriter {
     }
 }
 
+/// Rows split by date and held in memory, then encoded one date at a time: for a
+/// batch of many small files (`sink::newest`), whose rows are bounded by the batch's
+/// size. Unlike [`PartitionedWriter`], at most one Parquet writer exists at a time
+/// (a batch of sessions spread over 28 dates had 28 open at once, more memory than
+/// its rows), and no encoder thread is started per batch (three threads a batch left
+/// the allocator's memory scattered over their arenas, growing batch after batch).
+/// The files are byte for byte the ones a `PartitionedWriter` given the same rows
+/// writes.
+pub struct DatedRows {
+    table: &'static Table,
+    open: BTreeMap<NaiveDate, Dated>,
+}
+
+#[derive(Default)]
+struct Dated {
+    /// Full batches of [`BATCH_ROWS`] rows, as the encoder would get them.
+    done: Vec<RecordBatch>,
+    builder: Option<TableBatch>,
+    rows: u64,
+}
+
+impl DatedRows {
+    pub fn new(table: &'static Table) -> Self {
+        DatedRows {
+            table,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one row to the rows of `date`.
+    pub fn push(&mut self, date: NaiveDate, add: impl FnOnce(&mut TableBatch)) {
+        let table = self.table;
+        let dated = self.open.entry(date).or_default();
+        let builder = dated.builder.get_or_insert_with(|| TableBatch::new(table));
+        add(builder);
+        dated.rows += 1;
+        if builder.len() >= BATCH_ROWS {
+            dated.done.push(builder.take());
+        }
+    }
+
+    /// Writes each date's file, one after the other, and returns them in date order.
+    pub fn finish(self) -> Result<Vec<Part>, ParquetError> {
+        let table = self.table;
+        self.open
+            .into_iter()
+            .map(|(date, mut dated)| {
+                if let Some(mut builder) = dated.builder.take().filter(|b| !b.is_empty()) {
+                    dated.done.push(builder.take());
+                }
+                Ok(Part {
+                    date,
+                    file: write_file(table, &dated.done)?,
+                    rows: dated.rows,
+                })
+            })
+            .collect()
+    }
+}
+
 impl PartitionedWriter {
     /// Waits for the encoder to end (it does once the batches stop) and takes its result.
     fn join(&mut self) -> Encoded {
@@ -183,4 +243,62 @@ fn encode(
         .into_iter()
         .map(|(date, writer)| Ok((date, writer.into_inner()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek};
+
+    use super::*;
+    use crate::formats::cdr_csv::CDR;
+    use crate::formats::table::read;
+
+    fn bytes(mut file: File) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    /// The rows of three dates, one of them over a batch of rows, give the same files
+    /// held in memory as through the encoder.
+    #[test]
+    fn dated_rows_write_what_the_partitioned_writer_writes() {
+        let mut csv = "id,calldate,src,dst,duration,billsec,disposition\n".to_string();
+        let count = BATCH_ROWS + BATCH_ROWS / 2;
+        for id in 0..count {
+            csv.push_str(&format!("{id},2024-03-01 00:00:00,1,2,{id},0,A\n"));
+        }
+        let (mut streamed, mut held) = (PartitionedWriter::new(&CDR), DatedRows::new(&CDR));
+        let mut line = 0;
+        read::<_, ()>(
+            &CDR,
+            csv.as_bytes(),
+            |_| Ok(()),
+            |row, _| {
+                let row = row.unwrap();
+                // Most rows on the 1st, every seventh on the 2nd, every eleventh on the 3rd.
+                let day = match line {
+                    n if n % 11 == 0 => 3,
+                    n if n % 7 == 0 => 2,
+                    _ => 1,
+                };
+                line += 1;
+                let date = NaiveDate::from_ymd_opt(2024, 3, day).unwrap();
+                streamed.push(date, |b| b.push(&row, "test.csv")).unwrap();
+                held.push(date, |b| b.push(&row, "test.csv"));
+                Ok(())
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let (streamed, held) = (streamed.finish().unwrap(), held.finish().unwrap());
+        assert_eq!(held.len(), 3);
+        assert_eq!(held.iter().map(|p| p.rows).sum::<u64>(), count as u64);
+        assert!(held[0].rows > BATCH_ROWS as u64);
+        for (streamed, held) in streamed.into_iter().zip(held) {
+            assert_eq!((streamed.date, streamed.rows), (held.date, held.rows));
+            assert_eq!(bytes(streamed.file), bytes(held.file), "{}", held.date);
+        }
+    }
 }
