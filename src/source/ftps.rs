@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use super::ftp_listing::{self, Entry};
 use super::ftps_stream::{FlushingConnector, FlushingStream};
-use super::{ChunkSink, RemoteFile, Source, SourceError, tls};
+use super::{ChunkSink, FolderLister, RemoteFile, Source, SourceError, tls};
 use crate::config::FtpsSettings;
 
 /// Bytes read from the data connection at a time.
@@ -148,39 +148,6 @@ impl FtpsSource {
 }
 
 impl FtpsSource {
-    /// The files directly in `folder` (links to files as those files); its subfolders
-    /// go to `subfolders` if given.
-    async fn list_folder(
-        &mut self,
-        folder: &str,
-        each: &mut (dyn FnMut(RemoteFile) + Send),
-        subfolders: Option<&mut Vec<String>>,
-    ) -> Result<u64, SourceError> {
-        // Some servers (vsftpd) answer LIST of a missing folder with an empty listing;
-        // changing into it first tells "missing" from "empty".
-        self.server
-            .run("opening a folder (CWD)", self.ftp.cwd(folder))
-            .await?
-            .map_err(|e| self.server.refused("CWD", folder, &e))?;
-        let listed = self.list_here(folder, each, subfolders).await;
-        self.server
-            .run(
-                "returning to the login folder (CWD)",
-                self.ftp.cwd(&self.home),
-            )
-            .await?
-            .map_err(|e| self.server.refused("CWD", &self.home, &e))?;
-        let (mut files, links) = listed?;
-        // From the login folder, as the links' paths are: SIZE and MDTM follow a link.
-        for link in links {
-            if let Some(file) = self.stat(&link).await? {
-                each(file);
-                files += 1;
-            }
-        }
-        Ok(files)
-    }
-
     /// Streams the listing of the current folder into `each`: `MLSD` where the server
     /// has it, else `LIST`; its subfolders go to `subfolders` if given. Returns how
     /// many files there were and the paths of the symbolic links, which a listing does
@@ -418,6 +385,42 @@ fn is_missing(error: &FtpError) -> bool {
 }
 
 #[async_trait]
+impl FolderLister for FtpsSource {
+    /// The files directly in `folder` (links to files as those files); its subfolders
+    /// go to `subfolders` if given.
+    async fn list_folder(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+        subfolders: Option<&mut Vec<String>>,
+    ) -> Result<u64, SourceError> {
+        // Some servers (vsftpd) answer LIST of a missing folder with an empty listing;
+        // changing into it first tells "missing" from "empty".
+        self.server
+            .run("opening a folder (CWD)", self.ftp.cwd(folder))
+            .await?
+            .map_err(|e| self.server.refused("CWD", folder, &e))?;
+        let listed = self.list_here(folder, each, subfolders).await;
+        self.server
+            .run(
+                "returning to the login folder (CWD)",
+                self.ftp.cwd(&self.home),
+            )
+            .await?
+            .map_err(|e| self.server.refused("CWD", &self.home, &e))?;
+        let (mut files, links) = listed?;
+        // From the login folder, as the links' paths are: SIZE and MDTM follow a link.
+        for link in links {
+            if let Some(file) = self.stat(&link).await? {
+                each(file);
+                files += 1;
+            }
+        }
+        Ok(files)
+    }
+}
+
+#[async_trait]
 impl Source for FtpsSource {
     async fn stat(&mut self, path: &str) -> Result<Option<RemoteFile>, SourceError> {
         let size = match self
@@ -459,12 +462,7 @@ impl Source for FtpsSource {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
-        let mut to_visit = vec![folder.trim_end_matches('/').to_string()];
-        let mut files = 0;
-        while let Some(next) = to_visit.pop() {
-            files += self.list_folder(&next, each, Some(&mut to_visit)).await?;
-        }
-        Ok(files)
+        super::walk_tree(self, folder, each).await
     }
 
     async fn download(

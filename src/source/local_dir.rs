@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{ChunkSink, RemoteFile, Source, SourceError};
+use super::{ChunkSink, FolderLister, RemoteFile, Source, SourceError};
 
 /// Bytes read at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -48,10 +48,11 @@ fn remote_file(path: String, meta: &std::fs::Metadata) -> RemoteFile {
     }
 }
 
-impl LocalDirSource {
+#[async_trait]
+impl FolderLister for LocalDirSource {
     /// The files directly in `folder`; its subfolders go to `subfolders` if given.
     async fn list_folder(
-        &self,
+        &mut self,
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
         mut subfolders: Option<&mut Vec<String>>,
@@ -107,12 +108,7 @@ impl Source for LocalDirSource {
         folder: &str,
         each: &mut (dyn FnMut(RemoteFile) + Send),
     ) -> Result<u64, SourceError> {
-        let mut to_visit = vec![folder.trim_end_matches('/').to_string()];
-        let mut files = 0;
-        while let Some(next) = to_visit.pop() {
-            files += self.list_folder(&next, each, Some(&mut to_visit)).await?;
-        }
-        Ok(files)
+        super::walk_tree(self, folder, each).await
     }
 
     async fn download(

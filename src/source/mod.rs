@@ -38,6 +38,33 @@ pub trait ChunkSink: Send {
 }
 
 /// A connected source. Methods take `&mut self`: one connection does one thing at a time.
+/// A source that lists one folder at a time, so that every such source walks a tree
+/// the same way ([`walk_tree`]).
+#[async_trait]
+pub(crate) trait FolderLister: Send {
+    /// The files directly in `folder`; its subfolders go to `subfolders` if given.
+    async fn list_folder(
+        &mut self,
+        folder: &str,
+        each: &mut (dyn FnMut(RemoteFile) + Send),
+        subfolders: Option<&mut Vec<String>>,
+    ) -> Result<u64, SourceError>;
+}
+
+/// Every file under `folder` at any depth, one folder at a time.
+pub(crate) async fn walk_tree(
+    source: &mut dyn FolderLister,
+    folder: &str,
+    each: &mut (dyn FnMut(RemoteFile) + Send),
+) -> Result<u64, SourceError> {
+    let mut to_visit = vec![folder.trim_end_matches('/').to_string()];
+    let mut files = 0;
+    while let Some(next) = to_visit.pop() {
+        files += source.list_folder(&next, each, Some(&mut to_visit)).await?;
+    }
+    Ok(files)
+}
+
 #[async_trait]
 pub trait Source: Send {
     /// Size and time of `path`, or `None` when it is not there.
