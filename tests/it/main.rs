@@ -5,6 +5,7 @@ mod call_history;
 mod config_example;
 mod conformance;
 mod crash_safety;
+mod delay_proxy;
 mod demo;
 mod exactly_once;
 mod faults;
