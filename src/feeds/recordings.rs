@@ -174,9 +174,8 @@ impl ListedFeed for Recordings {
             }
             report.index_ms += millis(index_started.elapsed());
         }
-        for connection in &mut pool {
-            connection.close().await;
-        }
+        // All at once: each goodbye waits a round trip for its answer.
+        futures::future::join_all(pool.iter_mut().map(|connection| connection.close())).await;
         tracing::info!(
             listed = report.listed,
             copied = report.copied,

@@ -173,7 +173,7 @@ fn walk(dir: &std::path::Path) -> Box<dyn Iterator<Item = PathBuf>> {
 
 /// Through the proxy, vsftpd's data connections (one per file, on its passive
 /// ports) reach it and every recording arrives whole; and each recording costs the
-/// round trips the difference between a run of 9 and one of 3 shows.
+/// round trips the difference between a run of 9 and one of 3 shows: at most four.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ftps_through_the_proxy_costs_few_round_trips_per_recording() {
     let case = Case::new("delay-proxy");
@@ -198,5 +198,7 @@ async fn ftps_through_the_proxy_costs_few_round_trips_per_recording() {
     let second = all.counts.round_trips() - first;
     let per_file = (second - first) / 6.0;
     eprintln!("round trips: 3 files {first}, 9 files {second}, per file {per_file:.2}");
-    assert!(per_file <= 7.0, "{per_file:.2} round trips per recording");
+    // Six before the data connection was opened alongside RETR and the next EPSV sent
+    // behind the close_notify (see source::ftps).
+    assert!(per_file <= 4.0, "{per_file:.2} round trips per recording");
 }
