@@ -287,24 +287,37 @@ impl FtpsSource {
             self.reply_owed = false;
             return Ok(());
         }
-        // Sent now, read after the 226 that was on its way before it.
-        self.ftp.custom_command("EPSV", &done).await?;
+        // Sent now, answered with the 226 that was on its way before it; a server that
+        // runs commands alongside a transfer (libunftp) may answer it first.
+        let first = reply_of(self.ftp.custom_command("EPSV", &[]).await)?;
+        let second = reply_of(self.ftp.read_response_in(&[]).await)?;
         self.reply_owed = false;
-        let reply = self.ftp.read_response_in(&[]).await;
-        match reply {
-            Err(FtpError::UnexpectedResponse(reply)) => match epsv_port(&reply) {
-                Some(port) if reply.status == Status::ExtendedPassiveMode => {
-                    self.passive = Some(port)
-                }
-                _ => {
-                    tracing::debug!(endpoint = %self.server.endpoint, reply = %describe(&FtpError::UnexpectedResponse(reply)), "EPSV sent before the 226 was read was not answered with 229: no longer sent early");
-                    self.pipelining = false;
-                }
-            },
-            Err(e) => return Err(e),
-            Ok(_) => unreachable!("no status is expected"),
+        let (done_reply, passive) = if first.status == Status::ExtendedPassiveMode {
+            (second, first)
+        } else {
+            (first, second)
+        };
+        if !done.contains(&done_reply.status) {
+            return Err(FtpError::UnexpectedResponse(done_reply));
+        }
+        match epsv_port(&passive) {
+            Some(port) if passive.status == Status::ExtendedPassiveMode => {
+                self.passive = Some(port)
+            }
+            _ => {
+                tracing::debug!(endpoint = %self.server.endpoint, reply = %describe(&FtpError::UnexpectedResponse(passive)), "EPSV sent before the 226 was read was not answered with 229: no longer sent early");
+                self.pipelining = false;
+            }
         }
         Ok(())
+    }
+}
+
+/// The reply read with no status expected (suppaftp reports every one as unexpected).
+fn reply_of(read: Result<Response, FtpError>) -> Result<Response, FtpError> {
+    match read {
+        Err(FtpError::UnexpectedResponse(reply)) | Ok(reply) => Ok(reply),
+        Err(e) => Err(e),
     }
 }
 
