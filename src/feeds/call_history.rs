@@ -274,11 +274,11 @@ impl Batch<'_> {
             source_file,
             self.size,
             sinks,
-            |row| {
+            |id, date| {
                 candidates.push(Candidate {
-                    key: row.id.to_string(),
+                    key: id.to_string(),
                     version: version.clone(),
-                    date: row.date.utc_date(),
+                    date,
                 })
             },
         )?;

@@ -2,6 +2,7 @@
 //! connection that reconnects, parse, deduplicate, commit into partitions under their
 //! leases), the context a pass works in, and what a file and a pass end as.
 
+mod aside;
 pub mod changed;
 pub(crate) mod connection;
 mod dedup;
