@@ -371,35 +371,13 @@ async fn report_correction(
     let parquet_error = |e: parquet::errors::ParquetError| IngestError::Spool {
         detail: e.to_string(),
     };
-    let Some(old) = read_object(ctx, key).await? else {
+    let Some(old) = partition::fetch(&ctx.store, key).await? else {
         return Ok(());
     };
-    let old = partition::ids(table, old, None).map_err(parquet_error)?;
-    let new =
-        partition::ids(table, new.try_clone().map_err(io_error)?, None).map_err(parquet_error)?;
-    let added = new.difference(&old).count();
-    let removed = old.difference(&new).count();
-    tracing::warn!(file = %path, dataset = table.dataset, rows_before = old.len(), rows_after = new.len(), added, removed, "corrected file: the day's rows are replaced");
+    let changes = partition::id_changes(table, old, new.try_clone().map_err(io_error)?)
+        .map_err(parquet_error)?;
+    tracing::warn!(file = %path, dataset = table.dataset, rows_before = changes.before, rows_after = changes.after, added = changes.added, removed = changes.removed, "corrected file: the day's rows are replaced");
     Ok(())
-}
-
-/// An object's bytes, or `None` if there is no such object.
-async fn read_object(ctx: &Context, key: &Path) -> Result<Option<bytes::Bytes>, IngestError> {
-    let read = retry::with_backoff("get", retry::is_transient, || async {
-        match ctx.store.get(key).await {
-            Ok(result) => result.bytes().await,
-            Err(e) => Err(e),
-        }
-    })
-    .await;
-    match read {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(IngestError::Write {
-            key: key.to_string(),
-            detail: e.to_string(),
-        }),
-    }
 }
 
 fn io_error(e: std::io::Error) -> IngestError {
