@@ -86,8 +86,10 @@ impl IdSet {
             let mut file = log.into_inner().map_err(io::IntoInnerError::into_error)?;
             file.rewind()?;
             let mut log = BufReader::with_capacity(LOG_BUFFER, file);
-            while let Some((id, fingerprint)) = read_entry(&mut log)? {
-                if wanted.contains(&hash(&id)) {
+            let mut id = Vec::new();
+            while let Some(fingerprint) = read_entry(&mut log, &mut id)? {
+                if wanted.contains(&xxh3_64(&id)) {
+                    let id = String::from_utf8(id.clone()).map_err(io::Error::other)?;
                     fingerprints.insert(id, fingerprint);
                 }
             }
@@ -121,19 +123,24 @@ impl Firsts {
 }
 
 /// One logged first row: fingerprint, id length, id.
-pub(crate) fn write_entry(out: &mut impl Write, id: &str, fingerprint: u64) -> io::Result<()> {
+fn write_entry(out: &mut impl Write, id: &str, fingerprint: u64) -> io::Result<()> {
     out.write_all(&fingerprint.to_le_bytes())?;
     write_text(out, id)
 }
 
-pub(crate) fn read_entry(input: &mut impl Read) -> io::Result<Option<(String, u64)>> {
+/// The next logged row's fingerprint, its id read into `id`.
+fn read_entry(input: &mut impl Read, id: &mut Vec<u8>) -> io::Result<Option<u64>> {
     let mut fingerprint = [0; 8];
     match input.read_exact(&mut fingerprint) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    Ok(Some((read_text(input)?, u64::from_le_bytes(fingerprint))))
+    let mut length = [0; 4];
+    input.read_exact(&mut length)?;
+    id.resize(u32::from_le_bytes(length) as usize, 0);
+    input.read_exact(id)?;
+    Ok(Some(u64::from_le_bytes(fingerprint)))
 }
 
 /// A text as its length (4 bytes) and its UTF-8 bytes.
