@@ -174,7 +174,17 @@ async fn row(
             }
             return Ok(row);
         }
-        Unit::Changed(changed) => changed.rows_of_day(ctx, day).await?.map(|rows| (rows, 0)),
+        // Rows in the feed's first dataset (what a newest-wins feed holds is in its files).
+        Unit::Changed(_) => {
+            let dataset = feeds::feed(category).datasets[0].name;
+            crate::inventory::partition_rows(&ctx.store, dataset, day)
+                .await
+                .map_err(|e| StateError::Damaged {
+                    key: crate::sink::layout::data_folder(dataset, day).to_string(),
+                    detail: e.to_string(),
+                })?
+                .map(|rows| (rows, 0))
+        }
         Unit::Daily(_) => ctx
             .ledger
             .get(category, day)

@@ -375,8 +375,8 @@ async fn report_correction(
         return Ok(());
     };
     let old = partition::ids(table, old, None).map_err(parquet_error)?;
-    let new =
-        partition::ids(table, new.try_clone().map_err(io_error)?, None).map_err(parquet_error)?;
+    let new = partition::ids(table, new.try_clone().map_err(IngestError::spool)?, None)
+        .map_err(parquet_error)?;
     let added = new.difference(&old).count();
     let removed = old.difference(&new).count();
     tracing::warn!(file = %path, dataset = table.dataset, rows_before = old.len(), rows_after = new.len(), added, removed, "corrected file: the day's rows are replaced");
@@ -399,12 +399,6 @@ async fn read_object(ctx: &Context, key: &Path) -> Result<Option<bytes::Bytes>, 
             key: key.to_string(),
             detail: e.to_string(),
         }),
-    }
-}
-
-fn io_error(e: std::io::Error) -> IngestError {
-    IngestError::Spool {
-        detail: e.to_string(),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod changed;
 pub(crate) mod connection;
 mod dedup;
 pub(crate) mod file;
+pub(crate) mod newest_batch;
 pub mod parse;
 pub(crate) mod partition_lock;
 pub(crate) mod transfer;
@@ -175,6 +176,15 @@ pub enum IngestError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl IngestError {
+    /// A temporary file that could not be written or read.
+    pub fn spool(e: std::io::Error) -> Self {
+        IngestError::Spool {
+            detail: e.to_string(),
+        }
+    }
 }
 
 /// What happens to a file after a failed try: on the last one, only what will happen.
