@@ -896,11 +896,6 @@ async fn serve(settings: Settings) -> anyhow::Result<u8> {
         .await
         .map_err(|e| UsageError(format!("serve.listen: cannot listen on {address}: {e}")))?;
     let shutdown = Shutdown::on_signals(settings.ingest.shutdown_grace);
-    let limits = http::Limits {
-        connections: settings.serve.max_connections,
-        header_timeout: settings.serve.header_timeout,
-        grace: settings.ingest.shutdown_grace,
-    };
     tracing::info!(
         address = %listener.local_addr()?,
         tls = tls.is_some(),
@@ -911,30 +906,8 @@ async fn serve(settings: Settings) -> anyhow::Result<u8> {
         Some(fetch) => Some(recording_fetcher(fetch)?),
         None => None,
     };
-    let app = Arc::new(crate::serve::App {
-        store,
-        fetcher,
-        token_digest: crate::serve::digest(token.expose().as_bytes()),
-        metrics: Mutex::new(Default::default()),
-        settings,
-    });
-    let compaction = tokio::spawn(crate::serve::compact_loop(
-        Arc::clone(&app),
-        shutdown.clone(),
-    ));
-    let stop = {
-        let shutdown = shutdown.clone();
-        async move { shutdown.requested().await }
-    };
-    http::serve_with(
-        listener,
-        crate::serve::receive::router(app),
-        limits,
-        tls,
-        stop,
-    )
-    .await?;
-    compaction.await?;
+    let app = crate::serve::App::new(settings, store, token.expose(), fetcher);
+    crate::serve::run(app, listener, tls, shutdown).await?;
     Ok(EXIT_OK)
 }
 

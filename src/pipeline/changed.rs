@@ -179,6 +179,8 @@ async fn take_batch(
                         report.copied += 1;
                         report.bytes += entry.mark.size;
                         report.stale += taken.stale;
+                        report.rows += taken.rows;
+                        report.rejected += taken.rejected;
                         done.entry(entry.shard).or_default().push(entry.mark);
                     }
                     Err(e) => report.failures.push((entry.mark.path, e)),

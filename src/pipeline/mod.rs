@@ -214,6 +214,9 @@ pub struct CopyReport {
     pub pending: u64,
     /// Records older than the version already in (a changed-files feed): nothing written.
     pub stale: u64,
+    /// Rows written, and rows or documents set aside (a changed-files feed).
+    pub rows: u64,
+    pub rejected: u64,
     /// Names that do not match the pattern, by the day their name starts with, for
     /// the pass's days only (the folder holds every day's); `None`: names that tell
     /// no day, listed on every pass.
