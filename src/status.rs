@@ -11,6 +11,7 @@ use crate::pass;
 use crate::pipeline::Context;
 use crate::retention::Target;
 use crate::schedule::Due;
+use crate::sink::destination;
 use crate::state::attempts::AttemptRecord;
 use crate::state::json::StateError;
 use crate::state::runs::{self, RunRecord, UnitState};
@@ -54,6 +55,26 @@ impl Status {
 pub enum Standing {
     AllWell,
     NeedsAttention,
+}
+
+/// The days to show of each account (its own look-back window, or the days asked for).
+pub type Window<'a> = dyn Fn(&Context) -> Vec<NaiveDate> + Sync + 'a;
+
+/// The name of `ctx`'s account, or `""` in a configuration without accounts.
+pub fn account_name(ctx: &Context) -> &str {
+    ctx.settings.account.as_ref().map_or("", |a| a.name.as_str())
+}
+
+/// The destination every account shares (the account's without its prefix), for
+/// messages.
+pub fn shared_destination(ctx: &Context) -> String {
+    let own = destination::redact(&ctx.settings.destination.url);
+    match &ctx.settings.account {
+        Some(account) => own
+            .strip_suffix(&format!("{}/", account.prefix))
+            .map_or(own.clone(), str::to_string),
+        None => own,
+    }
 }
 
 /// The status of `window`'s days, from the destination and the clock.
