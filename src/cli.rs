@@ -581,7 +581,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Retention { config, dry_run } => {
             let accounts = contexts(config.load_offline()?)?;
             let today = Utc::now().date_naive();
-            each_account(&accounts, |ctx| Box::pin(retention_pass(ctx, today, dry_run))).await
+            each_account(&accounts, |ctx| {
+                Box::pin(retention_pass(ctx, today, dry_run))
+            })
+            .await
         }
         Command::Purge {
             config,
@@ -597,7 +600,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             })?;
             let accounts = contexts(config.load_offline()?)?;
             let confirm = &confirm;
-            each_account(&accounts, |ctx| Box::pin(purge(ctx, target, confirm.clone()))).await
+            each_account(&accounts, |ctx| {
+                Box::pin(purge(ctx, target, confirm.clone()))
+            })
+            .await
         }
         Command::Validate { config, connect } => validate(&config, connect).await,
         Command::Demo { out } => Ok(exit_code(demo::run(&out).await?)),
@@ -1039,7 +1045,11 @@ async fn passes(
             tracing::warn!(account = name, error = %e, "could not record the pass for `status`");
         }
         if ctx.settings.account.is_some() {
-            tracing::info!(account = name, outcome = outcome.as_str(), "account's pass finished");
+            tracing::info!(
+                account = name,
+                outcome = outcome.as_str(),
+                "account's pass finished"
+            );
         }
         reports.push(report);
         ended.push((name, outcome));
@@ -1093,7 +1103,9 @@ fn print_accounts(ended: &[(&str, PassOutcome)]) {
         list(&stopped)
     );
     for name in failed {
-        eprintln!("FAILED account {name}: see its lines above and `cdr-ingest status --account {name}`");
+        eprintln!(
+            "FAILED account {name}: see its lines above and `cdr-ingest status --account {name}`"
+        );
     }
 }
 

@@ -62,7 +62,10 @@ pub type Window<'a> = dyn Fn(&Context) -> Vec<NaiveDate> + Sync + 'a;
 
 /// The name of `ctx`'s account, or `""` in a configuration without accounts.
 pub fn account_name(ctx: &Context) -> &str {
-    ctx.settings.account.as_ref().map_or("", |a| a.name.as_str())
+    ctx.settings
+        .account
+        .as_ref()
+        .map_or("", |a| a.name.as_str())
 }
 
 /// The destination every account shares (the account's without its prefix), for

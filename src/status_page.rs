@@ -189,7 +189,13 @@ code { font-size: 12px; }
 pub fn page(destination: &str, now: DateTime<Utc>, status: &Status) -> String {
     let mut html = String::with_capacity(4096 + status.days.len() * 200);
     head(&mut html, destination);
-    body(&mut html, "<h1>cdr-ingest status</h1>", destination, now, status);
+    body(
+        &mut html,
+        "<h1>cdr-ingest status</h1>",
+        destination,
+        now,
+        status,
+    );
     html.push_str("</body></html>\n");
     html
 }
@@ -197,7 +203,11 @@ pub fn page(destination: &str, now: DateTime<Utc>, status: &Status) -> String {
 /// The page of several accounts (`[[accounts]]`): a line per account (its last pass
 /// and what needs attention, linked to its part), then each account's status as
 /// [`page`] shows one, headed by its name; `destination` is the shared one.
-pub fn accounts_page(destination: &str, now: DateTime<Utc>, accounts: &[(&str, &Status)]) -> String {
+pub fn accounts_page(
+    destination: &str,
+    now: DateTime<Utc>,
+    accounts: &[(&str, &Status)],
+) -> String {
     let mut html = String::with_capacity(4096 + accounts.len() * 8192);
     head(&mut html, destination);
     let _ = write!(

@@ -132,7 +132,8 @@ pub(super) fn expand(root: &mut Table) -> Result<Option<Vec<Expanded>>, Vec<Conf
                 let why = if root_sections().contains(&section.as_str()) {
                     format!("[{section}] is shared by every account and cannot be set per account")
                 } else {
-                    "unknown key (an account has name, prefix, source, ingest, schedule, retention)".to_string()
+                    "unknown key (an account has name, prefix, source, ingest, schedule, retention)"
+                        .to_string()
                 };
                 issues.push(ConfigIssue::in_file(format!("{label}.{section}"), why));
                 continue;
@@ -233,7 +234,10 @@ fn nested(a: &str, b: &str) -> bool {
 /// An account's name goes into object keys and a partition value: letters, digits,
 /// `-` and `_`, starting with a letter or digit.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     if first_ok
         && name.len() <= MAX_NAME
         && name
@@ -302,7 +306,16 @@ mod tests {
             assert_eq!(check_name(good), Ok(()), "{good}");
         }
         for bad in [
-            "", "-x", "_x", "a/b", "a=b", "a b", "..", "a.b", "é", &"x".repeat(65),
+            "",
+            "-x",
+            "_x",
+            "a/b",
+            "a=b",
+            "a b",
+            "..",
+            "a.b",
+            "é",
+            &"x".repeat(65),
         ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }

@@ -424,7 +424,10 @@ mod tests {
             [("acme", "account=acme"), ("beta", "resellers/beta")]
         );
         assert_eq!(all[0].destination.url.as_str(), "s3://b/cdr/account=acme/");
-        assert_eq!(all[1].destination.url.as_str(), "s3://b/cdr/resellers/beta/");
+        assert_eq!(
+            all[1].destination.url.as_str(),
+            "s3://b/cdr/resellers/beta/"
+        );
         assert_eq!(all[0].source.endpoint(), "h:21");
         assert_eq!(all[1].source.endpoint(), "h:22");
         assert_eq!(all[0].source.timeout.as_secs(), 10, "the shared [source]");
@@ -439,7 +442,10 @@ mod tests {
         let settings = settings_of("[destination]\nurl = \"file:///x\"\n");
         assert!(settings.account.is_none());
         assert_eq!(settings.destination.url.as_str(), "file:///x");
-        let text = TWO_ACCOUNTS.replace("password_file = \"/run/beta\"", "password_env = \"ACME_PASSWORD\"");
+        let text = TWO_ACCOUNTS.replace(
+            "password_file = \"/run/beta\"",
+            "password_env = \"ACME_PASSWORD\"",
+        );
         let env = |name: &str| (name == "ACME_PASSWORD").then(|| "x".to_string());
         let issues = Settings::parse(&text, &env).unwrap_err();
         assert_eq!(issues[0].key, "accounts");
@@ -488,7 +494,10 @@ mod tests {
     #[test]
     fn a_variable_one_account_names_is_not_stray() {
         let names = ["ACME_PASSWORD", "CDR_INGEST_BETA_PASSWORD"].map(String::from);
-        let text = TWO_ACCOUNTS.replace("password_file = \"/run/beta\"", "password_env = \"CDR_INGEST_BETA_PASSWORD\"");
+        let text = TWO_ACCOUNTS.replace(
+            "password_file = \"/run/beta\"",
+            "password_env = \"CDR_INGEST_BETA_PASSWORD\"",
+        );
         let env = |name: &str| names.contains(&name.to_string()).then(|| "x".to_string());
         let all = Settings::parse_with(&text, &env, &names, true)
             .unwrap_or_else(|issues| panic!("{issues:?}"));
