@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use axum::response::IntoResponse;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing::Instrument as _;
 
 use crate::config::{ConfigErrors, Settings};
 use crate::daemon::{self, SystemClock};
@@ -810,7 +811,7 @@ async fn show_status(
             "account {}: {last}; {bad} overdue or failed",
             status::account_name(ctx)
         ));
-        if status::show(ctx, now, &window(ctx), false).await? == status::Standing::NeedsAttention {
+        if status::print(status, false) == status::Standing::NeedsAttention {
             standing = status::Standing::NeedsAttention;
         }
     }
@@ -1038,8 +1039,15 @@ async fn passes(
         heading(ctx);
         // A later account's pass starts later than the first's.
         let started = if reports.is_empty() { now } else { Utc::now() };
-        let report = pass::run(ctx, &days(ctx), started, options).await;
-        let outcome = report::print(&report);
+        // Every log line of an account's pass names the account.
+        let span = match &ctx.settings.account {
+            Some(account) => tracing::info_span!("account", account = %account.name),
+            None => tracing::Span::none(),
+        };
+        let report = pass::run(ctx, &days(ctx), started, options)
+            .instrument(span.clone())
+            .await;
+        let outcome = span.in_scope(|| report::print(&report));
         let record = report::record(&report, mode, started, outcome);
         if let Err(e) = runs::put(&ctx.json, &record).await {
             tracing::warn!(account = name, error = %e, "could not record the pass for `status`");

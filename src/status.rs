@@ -114,7 +114,11 @@ pub async fn show(
     window: &[NaiveDate],
     json: bool,
 ) -> Result<Standing, StateError> {
-    let status = collect(ctx, now, window).await?;
+    Ok(print(collect(ctx, now, window).await?, json))
+}
+
+/// Prints `status` as a table or JSON; says whether something is overdue or failed.
+pub fn print(status: Status, json: bool) -> Standing {
     let standing = status.standing();
     if json {
         crate::out!(
@@ -161,7 +165,7 @@ pub async fn show(
             crate::out!("{line}");
         }
     }
-    Ok(standing)
+    standing
 }
 
 async fn row(
