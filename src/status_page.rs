@@ -42,10 +42,14 @@ pub fn page_of(accounts: &[Context], now: DateTime<Utc>, statuses: &[Status]) ->
             status,
         ),
         _ => {
-            let named: Vec<(&str, &Status)> = accounts
+            let named: Vec<Named> = accounts
                 .iter()
                 .zip(statuses)
-                .map(|(ctx, status)| (status::account_name(ctx), status))
+                .map(|(ctx, status)| Named {
+                    name: status::account_name(ctx),
+                    destination: destination::redact(&ctx.settings.destination.url),
+                    status,
+                })
                 .collect();
             accounts_page(&status::shared_destination(&accounts[0]), now, &named)
         }
@@ -200,14 +204,18 @@ pub fn page(destination: &str, now: DateTime<Utc>, status: &Status) -> String {
     html
 }
 
+/// One account's status on the accounts page.
+pub struct Named<'a> {
+    pub name: &'a str,
+    /// Its destination (the shared one under its prefix).
+    pub destination: String,
+    pub status: &'a Status,
+}
+
 /// The page of several accounts (`[[accounts]]`): a line per account (its last pass
 /// and what needs attention, linked to its part), then each account's status as
 /// [`page`] shows one, headed by its name; `destination` is the shared one.
-pub fn accounts_page(
-    destination: &str,
-    now: DateTime<Utc>,
-    accounts: &[(&str, &Status)],
-) -> String {
+pub fn accounts_page(destination: &str, now: DateTime<Utc>, accounts: &[Named<'_>]) -> String {
     let mut html = String::with_capacity(4096 + accounts.len() * 8192);
     head(&mut html, destination);
     let _ = write!(
@@ -217,7 +225,7 @@ pub fn accounts_page(
         n = accounts.len(),
         now = now.format("%Y-%m-%d %H:%M")
     );
-    for (name, status) in accounts {
+    for Named { name, status, .. } in accounts {
         let (class, last) = match &status.last_pass {
             Some(run) => (
                 match run.outcome.as_str() {
@@ -237,7 +245,12 @@ pub fn accounts_page(
         );
     }
     html.push_str("</table>\n");
-    for (name, status) in accounts {
+    for Named {
+        name,
+        destination,
+        status,
+    } in accounts
+    {
         let heading = format!(
             "<h1 id=\"account-{name}\">account {name}</h1>",
             name = escape(name)
@@ -499,6 +512,56 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2024-03-09T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn the_accounts_page_lists_each_account_and_links_its_part() {
+        let failed = Status {
+            last_pass: Some(RunRecord {
+                format_version: 1,
+                mode: "run".into(),
+                started: now(),
+                finished: now(),
+                outcome: PassOutcome::Failed,
+                files: Vec::new(),
+            }),
+            days: vec![row(
+                "2024-03-08",
+                "cdr",
+                UnitState::NotTried,
+                Some("530 Login incorrect"),
+            )],
+            pushed: Vec::new(),
+        };
+        let well = Status {
+            last_pass: None,
+            days: vec![row("2024-03-08", "cdr", UnitState::Ingested, None)],
+            pushed: Vec::new(),
+        };
+        let html = accounts_page(
+            "s3://b/p",
+            now(),
+            &[
+                Named {
+                    name: "north",
+                    destination: "s3://b/p/account=north/".into(),
+                    status: &well,
+                },
+                Named {
+                    name: "south",
+                    destination: "s3://b/p/account=south/".into(),
+                    status: &failed,
+                },
+            ],
+        );
+        assert!(html.contains("2 accounts"), "{html}");
+        for name in ["north", "south"] {
+            assert!(html.contains(&format!("<a href=\"#account-{name}\">{name}</a>")));
+            assert!(html.contains(&format!("id=\"account-{name}\"")));
+            assert!(html.contains(&format!("s3://b/p/account={name}/")));
+        }
+        assert!(html.contains("<span class=\"s-failed\">&nbsp;failed&nbsp;</span>"));
+        assert!(html.ends_with("</body></html>\n"));
     }
 
     #[test]
