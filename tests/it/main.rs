@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against real servers started by `scripts/test.sh`.
 
+mod accounts;
 mod architecture;
 mod call_history;
 mod config_example;
