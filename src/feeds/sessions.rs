@@ -175,9 +175,13 @@ impl ChangedFeed for Sessions {
             .map_err(newest_error)?;
         let decisions = plan.decisions.clone();
         let held = partition_lock::hold(ctx, plan.partitions(&GROUP).into_iter()).await?;
-        let applied = newest::apply(&ctx.store, &ctx.json, &GROUP, plan, parts).await;
-        partition_lock::release(ctx, &held).await;
-        let written = applied.map_err(newest_error)?;
+        let applied = partition_lock::fenced(
+            &held,
+            newest::apply(&ctx.store, &ctx.json, &GROUP, plan, parts),
+        )
+        .await;
+        partition_lock::release(&held).await;
+        let written = applied?.map_err(newest_error)?;
 
         for (day, set_aside) in quarantine {
             if let Some(file) = set_aside.finish().map_err(spool)? {
