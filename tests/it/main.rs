@@ -34,3 +34,4 @@ mod ssh_errors;
 mod status_page;
 mod util;
 mod verify;
+mod workers;
