@@ -54,7 +54,7 @@ pub async fn run(
     let report = Mutex::new(PassReport::default());
     let poll = poll_interval(ctx);
     let worker = || async {
-        let mut connection = Connection::new(&ctx.settings.source);
+        let mut connection = ctx.connection();
         loop {
             if options.shutdown.is_requested()
                 || report.lock().expect("not poisoned").source_error.is_some()
@@ -65,6 +65,8 @@ pub async fn run(
             let (day, category, daily) = match next {
                 Next::Unit(unit) => unit,
                 Next::WaitUntil(when) => {
+                    // Its slot is free for others meanwhile (the source's logins).
+                    connection.close().await;
                     tokio::select! {
                         () = tokio::time::sleep_until(when) => {}
                         () = options.shutdown.requested() => {}
@@ -113,8 +115,11 @@ pub async fn run(
         }
         connection.close().await;
     };
-    futures::future::join_all((0..options.parallel_days.clamp(1, count.max(1))).map(|_| worker()))
-        .await;
+    let workers = options
+        .parallel_days
+        .clamp(1, count.max(1))
+        .min(ctx.settings.source.max_connections);
+    futures::future::join_all((0..workers).map(|_| worker())).await;
     let mut report = report.into_inner().expect("not poisoned");
     let units = units.into_inner().expect("not poisoned");
     report
@@ -130,7 +135,7 @@ pub async fn run(
         if report.source_error.is_some() || options.shutdown.is_requested() {
             break;
         }
-        let mut connection = Connection::new(&ctx.settings.source);
+        let mut connection = ctx.connection();
         match options
             .shutdown
             .finish_or_abandon(run_listed(
@@ -153,7 +158,7 @@ pub async fn run(
         if report.source_error.is_some() || options.shutdown.is_requested() {
             break;
         }
-        let mut connection = Connection::new(&ctx.settings.source);
+        let mut connection = ctx.connection();
         match options
             .shutdown
             .finish_or_abandon(run_changed(ctx, feed, &mut connection, now, &mut report))

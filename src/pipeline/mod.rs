@@ -61,6 +61,13 @@ impl Context {
     }
 }
 
+impl Context {
+    /// A connection to the source, opened on first use under a connection slot.
+    pub fn connection(&self) -> connection::Connection<'_> {
+        connection::Connection::new(&self.settings.source, &self.leases)
+    }
+}
+
 /// A file that was transferred and written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ingested {
