@@ -557,6 +557,9 @@ async fn run_listed(
             let Some(earliest) = later.iter().map(|l| l.at).min() else {
                 break;
             };
+            // Its slot is free for others meanwhile: the holder of a day this waits for
+            // may need it to finish that day.
+            connection.close().await;
             tokio::select! {
                 () = tokio::time::sleep_until(earliest) => {}
                 () = options.shutdown.requested() => {}

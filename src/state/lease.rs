@@ -795,8 +795,8 @@ mod tests {
         Leases::new(Arc::clone(store), format!("{name}/pid-1/x"), period).with_clock(clock)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_short_lease_is_kept_by_its_heartbeat_and_taken_over_within_a_period_of_a_crash() {
+    /// A minute's lease at `key` held by a (on host-a), and b (on host-b) wanting it.
+    async fn held_by_a_wanted_by_b() -> (Arc<dyn ObjectStore>, HeldLease, Leases, Path) {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let minute = Duration::from_secs(60);
         let a = mock_clocked(&store, "host-a", minute);
@@ -805,6 +805,13 @@ mod tests {
         let Lease::Held(held) = a.acquire_key(key.clone(), (a.clock)()).await.unwrap() else {
             panic!("free")
         };
+        (store, held, b, key)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_lease_is_kept_by_its_heartbeat_and_taken_over_within_a_period_of_a_crash() {
+        let (_store, held, b, key) = held_by_a_wanted_by_b().await;
+        let minute = b.duration();
         // Ten lease periods of work: renewed all along, never free to take.
         for _ in 0..30 {
             tokio::time::sleep(Duration::from_secs(20)).await;
@@ -824,14 +831,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_holder_whose_lease_was_taken_over_stops_before_committing_and_leaves_it_alone() {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let minute = Duration::from_secs(60);
-        let a = mock_clocked(&store, "host-a", minute);
-        let b = mock_clocked(&store, "host-b", minute);
-        let key = Path::from("_state/leases/cdr/2024-03-01.json");
-        let Lease::Held(held) = a.acquire_key(key.clone(), (a.clock)()).await.unwrap() else {
-            panic!("free")
-        };
+        let (store, held, b, key) = held_by_a_wanted_by_b().await;
+        let minute = b.duration();
         // b finds it expired (a stalled, or the clocks differ by more than the margin)
         // and takes it over between two of a's renewals.
         let Lease::Held(taken) = b

@@ -4,6 +4,7 @@
 //! mid-way (at a seeded crash point) has its units taken over by the others once its
 //! lease (10 s here) has expired. Each worker poses as its own machine (`HOSTNAME`), so
 //! the takeover waits for the lease rather than seeing a dead process on this host.
+//! `source.max_connections = 1` in one of them makes the three take turns to log in.
 //! `CDR_TEST_WORKERS_SEED=N` picks the crash.
 
 use std::collections::BTreeMap;
@@ -36,10 +37,11 @@ fn drop_on_server(name: &str) -> Case {
     case
 }
 
-/// The case's config with its destination at `out`, a 10 s lease.
-fn config_into(case: &Case, out: &Path, name: &str) -> PathBuf {
+/// The case's config with its destination at `out`, a 10 s lease and `source_extra`
+/// lines in `[source]`.
+fn config_into(case: &Case, out: &Path, name: &str, source_extra: &str) -> PathBuf {
     let written = case.config_with(
-        "",
+        source_extra,
         "categories = [\"cdr\", \"queue\", \"recordings\"]\nrecordings_min_age_secs = 0\nlease_secs = 10",
     );
     let text = std::fs::read_to_string(&written).unwrap().replace(
@@ -123,7 +125,7 @@ fn assert_no_duplicates(out: &Path) {
 /// A clean sequential run's dataset: what the workers together must leave.
 fn reference(case: &Case) -> Vec<(String, Vec<u8>)> {
     let out = case.work.path().join("reference");
-    let config = config_into(case, &out, "reference.toml");
+    let config = config_into(case, &out, "reference.toml", "");
     let run = Run::from(worker(case, &config, 9).output().unwrap());
     assert_eq!(run.code, 0, "{run:?}");
     assert_no_duplicates(&out);
@@ -135,7 +137,9 @@ fn three_workers_at_once_ingest_each_unit_once() {
     let case = drop_on_server("workers-three");
     let want = reference(&case);
     let out = case.work.path().join("shared");
-    let config = config_into(&case, &out, "shared.toml");
+    // One login at a time over all three: they take turns, and never wait on each
+    // other in a circle (a deadlock would run into the deadline).
+    let config = config_into(&case, &out, "shared.toml", "max_connections = 1");
     let children = (0..3)
         .map(|n| worker(&case, &config, n).spawn().unwrap())
         .collect();
@@ -157,7 +161,7 @@ async fn three_workers_at_once_on_s3_leave_what_one_leaves() {
         .collect();
     let prefix = "workers-s3";
     crate::s3::clear(prefix).await;
-    let config = config_into(&case, &case.out(), "s3.toml");
+    let config = config_into(&case, &case.out(), "s3.toml", "");
     crate::s3::use_s3(&config, prefix);
     let children = (0..3)
         .map(|n| {
@@ -193,7 +197,7 @@ fn a_worker_killed_mid_way_has_its_units_taken_over_by_the_others() {
     let case = drop_on_server("workers-killed");
     let want = reference(&case);
     let out = case.work.path().join("shared");
-    let config = config_into(&case, &out, "shared.toml");
+    let config = config_into(&case, &out, "shared.toml", "");
     let children = (0..3)
         .map(|n| {
             let mut command = worker(&case, &config, n);
