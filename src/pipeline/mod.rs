@@ -62,6 +62,13 @@ impl Context {
     }
 }
 
+impl Context {
+    /// A connection to the source, opened on first use under a connection slot.
+    pub fn connection(&self) -> connection::Connection<'_> {
+        connection::Connection::new(&self.settings.source, &self.leases)
+    }
+}
+
 /// A file that was transferred and written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ingested {
@@ -228,6 +235,27 @@ pub struct CopyReport {
     pub copy_ms: u64,
     /// Writing each touched day's index and ledger entry.
     pub index_ms: u64,
+}
+
+impl CopyReport {
+    /// Adds the report of another listing of the same folder, for other days.
+    pub fn absorb(&mut self, other: CopyReport) {
+        // The same folder listed again: its size, not a sum.
+        self.listed = self.listed.max(other.listed);
+        self.copied += other.copied;
+        self.bytes += other.bytes;
+        self.already += other.already;
+        self.pending += other.pending;
+        self.stale += other.stale;
+        for (day, unmatched) in other.unmatched {
+            // Names of no day are found by every listing; of a day, by its own only.
+            self.unmatched.entry(day).or_insert(unmatched);
+        }
+        self.failures.extend(other.failures);
+        self.list_ms += other.list_ms;
+        self.copy_ms += other.copy_ms;
+        self.index_ms += other.index_ms;
+    }
 }
 
 /// The result of one file of one day in a pass.

@@ -43,9 +43,13 @@ pub async fn commit(
         .map_err(newest_error)?;
     let decisions = plan.decisions.clone();
     let held = partition_lock::hold(ctx, plan.partitions(group).into_iter()).await?;
-    let applied = newest::apply(&ctx.store, &ctx.json, group, plan, parts).await;
-    partition_lock::release(ctx, &held).await;
-    let written = applied.map_err(newest_error)?;
+    let applied = partition_lock::fenced(
+        &held,
+        newest::apply(&ctx.store, &ctx.json, group, plan, parts),
+    )
+    .await;
+    partition_lock::release(&held).await;
+    let written = applied?.map_err(newest_error)?;
 
     let dataset = group.tables[0].0.dataset;
     for (day, set_aside) in quarantine {

@@ -35,3 +35,4 @@ mod ssh_errors;
 mod status_page;
 mod util;
 mod verify;
+mod workers;
