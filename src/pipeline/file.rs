@@ -222,7 +222,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         }
     }
     let held = partition_lock::hold(ctx, contributions.keys().copied()).await?;
-    let written = async {
+    let written = partition_lock::fenced(&held, async {
         // Said before anything is written, so that whatever a crash leaves is found
         // and cleaned up by the next commit of this file, even of another version.
         let mut marker = previous.clone().unwrap_or_else(|| LedgerEntry {
@@ -246,13 +246,14 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         write_partitions(ctx, day, &path, done.is_some(), contributions, &mut entry).await?;
         remove_stale_quarantine(ctx, &marker, &entry).await?;
         crate::crash::point("before-ledger");
+        partition_lock::confirm(&held).await?;
         ctx.ledger.put(day, category, &entry).await?;
         crate::crash::point("ledger-written");
         Ok::<_, IngestError>(())
-    }
+    })
     .await;
-    partition_lock::release(ctx, &held).await;
-    written?;
+    partition_lock::release(&held).await;
+    written??;
     Ok(FileOutcome::Ingested(Ingested {
         path,
         bytes,
@@ -374,16 +375,10 @@ async fn report_correction(
     let Some(old) = partition::fetch(&ctx.store, key).await? else {
         return Ok(());
     };
-    let changes = partition::id_changes(table, old, new.try_clone().map_err(io_error)?)
+    let changes = partition::id_changes(table, old, new.try_clone().map_err(IngestError::spool)?)
         .map_err(parquet_error)?;
     tracing::warn!(file = %path, dataset = table.dataset, rows_before = changes.before, rows_after = changes.after, added = changes.added, removed = changes.removed, "corrected file: the day's rows are replaced");
     Ok(())
-}
-
-fn io_error(e: std::io::Error) -> IngestError {
-    IngestError::Spool {
-        detail: e.to_string(),
-    }
 }
 
 /// The server's time as the ledger stores it.
