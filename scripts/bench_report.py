@@ -97,7 +97,9 @@ def section_scale(runs, work):
             "| rows | tool | wall s | rows/s | peak RSS MiB |", "|---:|---|---:|---:|---:|"]
     for k in [k for k in runs if k[0] == "scale" and k[1] == "CDR rows in a day"]:
         _, med, rss, units, _ = stats(runs[k])
-        out.append(f"| {units:,} | {k[2]} | {med:.2f} | {units / med:,.0f} | {mib(rss)} |")
+        shape = k[3].partition(" ")[2]  # "10000000 quirks, reshaped": another data shape
+        rows = f"{units:,}" + (f" ({shape})" if shape else "")
+        out.append(f"| {rows} | {k[2]} | {med:.2f} | {units / med:,.0f} | {mib(rss)} |")
     return out
 
 

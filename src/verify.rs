@@ -176,7 +176,7 @@ async fn repair_partition(
     let held = partition_lock::hold(ctx, std::iter::once(partition))
         .await
         .map_err(|e| VerifyError::Repair(e.to_string()))?;
-    let repaired = async {
+    let repaired = partition_lock::fenced(&held, async {
         let mut sources = BTreeSet::new();
         for key in not_in_ledger(ctx, partition, category).await? {
             if let Some((_, _, source)) = layout::parse_data_object(key.as_ref())
@@ -191,10 +191,10 @@ async fn repair_partition(
         }
         partition::settle(&ctx.store, partition, None, None, true).await?;
         Ok::<_, VerifyError>(())
-    }
+    })
     .await;
-    partition_lock::release(ctx, &held).await;
-    repaired
+    partition_lock::release(&held).await;
+    repaired.map_err(|e| VerifyError::Repair(e.to_string()))?
 }
 
 /// The finding as lines for people.

@@ -83,12 +83,9 @@ impl DailyFeed for QueueCalls {
         }
 
         let started = Instant::now();
-        let spool_error = |e: std::io::Error| IngestError::Spool {
-            detail: e.to_string(),
-        };
-        let mut spool = Spool::new().map_err(spool_error)?;
+        let mut spool = Spool::new().map_err(IngestError::spool)?;
         connection.download(&path, &mut spool, &mut retries).await?;
-        let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
+        let (zip_file, bytes, sha256) = spool.finish().await.map_err(IngestError::spool)?;
         file::confirm_complete(connection, &remote, bytes, &mut retries).await?;
         let transferred = Instant::now();
 

@@ -131,9 +131,17 @@ impl ListedFeed for Recordings {
                 tracing::info!(%day, copied = 0, bytes = 0, already, pending = 0, failed = 0, "recordings of the day copied");
                 continue;
             }
-            let workers = ctx.settings.ingest.transfers.min(jobs.len());
+            // At most `source.max_connections` (all workers together): the listing's
+            // own connection gives its slot back first.
+            connection.close().await;
+            let workers = ctx
+                .settings
+                .ingest
+                .transfers
+                .min(ctx.settings.source.max_connections)
+                .min(jobs.len());
             while pool.len() < workers {
-                pool.push(Connection::new(&ctx.settings.source));
+                pool.push(ctx.connection());
             }
             let copy_started = Instant::now();
             let queue = Mutex::new(jobs);
@@ -260,6 +268,8 @@ async fn work(
         };
         let Some(job) = next else {
             previous.await;
+            // Its slot goes back, for whoever waits for one (another worker's copies).
+            connection.close().await;
             return;
         };
         let ((), fetched) = futures::future::join(previous, fetch(ctx, connection, &job)).await;

@@ -102,12 +102,12 @@ pub async fn flush(
     oldest_kept: Option<NaiveDate>,
     fetcher: Option<&Fetcher>,
 ) -> Result<Flushed, CompactError> {
-    let key = match leases
+    let held = match leases
         .acquire_key(lease_key(), now)
         .await
         .map_err(|e| CompactError::Lease(e.to_string()))?
     {
-        Lease::Held(key) => key,
+        Lease::Held(held) => held,
         Lease::Busy { .. } => {
             return Ok(Flushed {
                 busy: true,
@@ -115,8 +115,13 @@ pub async fn flush(
             });
         }
     };
-    let flushed = flush_held(store, oldest_kept, fetcher).await;
-    leases.release(&key).await;
+    // A replica that lost the lease (stalled past it) stops where it is, as a crash
+    // would; the next holder's flush finishes what it left.
+    let flushed = tokio::select! {
+        flushed = flush_held(store, oldest_kept, fetcher) => flushed,
+        () = held.lost() => Err(CompactError::Lease(format!("the compaction lease {} was lost", held.key()))),
+    };
+    held.release().await;
     flushed
 }
 

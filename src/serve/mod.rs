@@ -134,6 +134,44 @@ pub struct App {
     pub fetcher: Option<recordings::Fetcher>,
 }
 
+impl App {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn ObjectStore>,
+        token: &str,
+        fetcher: Option<recordings::Fetcher>,
+    ) -> Arc<App> {
+        Arc::new(App {
+            store,
+            fetcher,
+            token_digest: digest(token.as_bytes()),
+            metrics: Mutex::new(Default::default()),
+            settings,
+        })
+    }
+}
+
+/// Serves the endpoint on `listener` and compacts every `serve.flush_secs` until
+/// `shutdown`; then the requests in flight are answered, and the inbox compacted once
+/// more.
+pub async fn run(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let limits = crate::http::Limits {
+        connections: app.settings.serve.max_connections,
+        header_timeout: app.settings.serve.header_timeout,
+        grace: app.settings.ingest.shutdown_grace,
+    };
+    let compaction = tokio::spawn(compact_loop(Arc::clone(&app), shutdown.clone()));
+    let stop = async move { shutdown.requested().await };
+    crate::http::serve_with(listener, receive::router(app), limits, tls, stop).await?;
+    compaction.await?;
+    Ok(())
+}
+
 /// The pushed feed of the registry, whose retention limit applies.
 fn feed() -> Option<&'static feeds::Feed> {
     feeds::FEEDS

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against real servers started by `scripts/test.sh`.
 
+mod accounts;
 mod architecture;
 mod call_history;
 mod config_example;
@@ -35,3 +36,4 @@ mod ssh_errors;
 mod status_page;
 mod util;
 mod verify;
+mod workers;

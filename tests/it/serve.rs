@@ -1052,7 +1052,16 @@ async fn over_https_the_recordings_are_fetched_and_failures_tried_again() {
         index.keys().map(|k| k.0.as_str()).collect::<Vec<_>>(),
         ["r.1", "r.2"]
     );
-    let jobs = files_under(&dest.join("_state/push/fetch"));
+    // A job is deleted after its index row is written: poll for it too (regression: the
+    // test listed the jobs in between and found the copied one still there).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let jobs = loop {
+        let jobs = files_under(&dest.join("_state/push/fetch"));
+        if jobs.len() <= 1 || Instant::now() > deadline {
+            break jobs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(jobs.len(), 1, "the http:// one stays: {jobs:?}");
     let job = std::fs::read_to_string(&jobs[0]).unwrap();
     assert!(job.contains("is not an https:// URL"), "{job}");
