@@ -769,10 +769,10 @@ async fn show_status(
     window: &status::Window<'_>,
     json: bool,
 ) -> anyhow::Result<status::Standing> {
-    if let [ctx] = accounts {
-        if ctx.settings.account.is_none() {
-            return Ok(status::show(ctx, now, &window(ctx), json).await?);
-        }
+    if let [ctx] = accounts
+        && ctx.settings.account.is_none()
+    {
+        return Ok(status::show(ctx, now, &window(ctx), json).await?);
     }
     if json {
         #[derive(serde::Serialize)]
@@ -982,10 +982,10 @@ async fn each_account<'a>(
     accounts: &'a [Context],
     each: impl Fn(&'a Context) -> AccountRun<'a>,
 ) -> anyhow::Result<u8> {
-    if let [ctx] = accounts {
-        if ctx.settings.account.is_none() {
-            return each(ctx).await;
-        }
+    if let [ctx] = accounts
+        && ctx.settings.account.is_none()
+    {
+        return each(ctx).await;
     }
     let mut code = EXIT_OK;
     let mut failed = Vec::new();

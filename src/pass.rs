@@ -239,14 +239,13 @@ pub(crate) async fn expired(
             "older than the retention limit ({keep}); not ingested"
         )));
     }
-    if respect_history {
-        if let Some(through) = retention::deleted_through(&ctx.json, target).await? {
-            if day <= through {
-                return Ok(Some(format!(
-                    "removed by retention (through {through}); scheduled passes do not ingest it again, a backfill can"
-                )));
-            }
-        }
+    if respect_history
+        && let Some(through) = retention::deleted_through(&ctx.json, target).await?
+        && day <= through
+    {
+        return Ok(Some(format!(
+            "removed by retention (through {through}); scheduled passes do not ingest it again, a backfill can"
+        )));
     }
     Ok(None)
 }

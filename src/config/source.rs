@@ -290,13 +290,13 @@ pub(super) fn read(
     };
     let endpoint = match url.scheme() {
         "ftps" => {
-            if let Some(ca) = &ca_file {
-                if !ca.is_file() {
-                    s.issue(
-                        "ca_file",
-                        format!("{} is not a readable file", ca.display()),
-                    );
-                }
+            if let Some(ca) = &ca_file
+                && !ca.is_file()
+            {
+                s.issue(
+                    "ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                );
             }
             let password = read_password(s, env, password_env, password_file);
             let (host, port, user) = parse_login_url(s, &url, 21)?;

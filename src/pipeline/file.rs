@@ -57,12 +57,13 @@ pub async fn check(
         }));
     };
     let previous = ctx.ledger.get(category, day).await?;
-    if let Some(previous) = previous.as_ref().filter(|p| p.pending.is_empty()) {
-        if previous.size == remote.size && previous.modified == modified_text(&remote) {
-            return Ok(Check::Done(FileOutcome::Unchanged {
-                path: path.to_string(),
-            }));
-        }
+    if let Some(previous) = previous.as_ref().filter(|p| p.pending.is_empty())
+        && previous.size == remote.size
+        && previous.modified == modified_text(&remote)
+    {
+        return Ok(Check::Done(FileOutcome::Unchanged {
+            path: path.to_string(),
+        }));
     }
     Ok(Check::Fetch {
         remote,

@@ -335,7 +335,7 @@ mod tests {
                     columns.iter().copied().zip(first.iter().cloned()).collect()
                 }
                 _ => {
-                    let day = if n % 9 == 0 {
+                    let day = if n.is_multiple_of(9) {
                         "2024-02-29"
                     } else {
                         "2024-03-01"

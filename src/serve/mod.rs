@@ -202,10 +202,10 @@ pub async fn flush_once(app: &App, leases: &Leases) -> Result<compact::Flushed, 
         }
     }
     let flushed = flushed.map_err(|e| e.to_string())?;
-    if let Some(received) = flushed.last_received {
-        if let Err(e) = remember(&app.store, received).await {
-            tracing::warn!(error = %e, "could not record the last record compacted");
-        }
+    if let Some(received) = flushed.last_received
+        && let Err(e) = remember(&app.store, received).await
+    {
+        tracing::warn!(error = %e, "could not record the last record compacted");
     }
     Ok(flushed)
 }

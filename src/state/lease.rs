@@ -180,13 +180,14 @@ impl Leases {
             source,
         })?;
         let record: Option<LeaseRecord> = serde_json::from_slice(&old).ok();
-        if let Some(record) = &record {
-            if record.expires_at > now && !self.left_by_a_dead_process(&record.holder) {
-                return Ok(Lease::Busy {
-                    holder: record.holder.clone(),
-                    expires_at: record.expires_at,
-                });
-            }
+        if let Some(record) = &record
+            && record.expires_at > now
+            && !self.left_by_a_dead_process(&record.holder)
+        {
+            return Ok(Lease::Busy {
+                holder: record.holder.clone(),
+                expires_at: record.expires_at,
+            });
         }
         // Expired (or unreadable): take it over, but only if nobody else did first.
         tracing::warn!(lease = %key, holder = record.as_ref().map_or("unknown", |r| r.holder.as_str()), "taking over an expired lease");
@@ -270,13 +271,14 @@ impl Leases {
             let Some(other) = other else {
                 break;
             };
-            if let Ok(record) = serde_json::from_slice::<LeaseRecord>(&other) {
-                if record.expires_at > now && !self.left_by_a_dead_process(&record.holder) {
-                    return Ok(Lease::Busy {
-                        holder: record.holder,
-                        expires_at: record.expires_at,
-                    });
-                }
+            if let Ok(record) = serde_json::from_slice::<LeaseRecord>(&other)
+                && record.expires_at > now
+                && !self.left_by_a_dead_process(&record.holder)
+            {
+                return Ok(Lease::Busy {
+                    holder: record.holder,
+                    expires_at: record.expires_at,
+                });
             }
         }
         Ok(Lease::Busy {
@@ -303,13 +305,13 @@ impl Leases {
                 if bytes.as_ref() != old {
                     return Ok(None);
                 }
-                if let Err(source) = self.store.delete(key).await {
-                    if !matches!(source, object_store::Error::NotFound { .. }) {
-                        return Err(StateError::Write {
-                            key: key.to_string(),
-                            source,
-                        });
-                    }
+                if let Err(source) = self.store.delete(key).await
+                    && !matches!(source, object_store::Error::NotFound { .. })
+                {
+                    return Err(StateError::Write {
+                        key: key.to_string(),
+                        source,
+                    });
                 }
             }
             Err(object_store::Error::NotFound { .. }) => {}
@@ -532,11 +534,11 @@ pub async fn first_lost(held: &[HeldLease]) -> StateError {
 impl Drop for HeldLease {
     fn drop(&mut self) {
         self.heartbeat.abort();
-        if !self.inner.released.load(Ordering::SeqCst) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let inner = Arc::clone(&self.inner);
-                runtime.spawn(async move { inner.release().await });
-            }
+        if !self.inner.released.load(Ordering::SeqCst)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let inner = Arc::clone(&self.inner);
+            runtime.spawn(async move { inner.release().await });
         }
     }
 }

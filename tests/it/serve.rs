@@ -49,13 +49,12 @@ impl Server {
             let mut found = Some(found);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(sender) = found.as_ref() {
-                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                        if let Some(address) = event.get("address").and_then(Value::as_str) {
-                            let _ = sender.send(address.to_string());
-                            found = None;
-                        }
-                    }
+                if let Some(sender) = found.as_ref()
+                    && let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && let Some(address) = event.get("address").and_then(Value::as_str)
+                {
+                    let _ = sender.send(address.to_string());
+                    found = None;
                 }
                 if std::env::var_os("SERVE_TEST_LOG").is_some() {
                     eprintln!("serve: {line}");
@@ -604,13 +603,12 @@ async fn explore(seed: u64) {
                         .iter()
                         .map(|u| post(client, u, body.content_type(), text.clone()));
                     for reply in futures::future::join_all(posts).await {
-                        if let Some((200, _, answer)) = &reply {
-                            if answer.contains("\"err\":0")
+                        if let Some((200, _, answer)) = &reply
+                            && (answer.contains("\"err\":0")
                                 || answer.starts_with("err=0")
-                                || answer.contains("<int>0</int>")
-                            {
-                                acknowledged.lock().unwrap().insert(key.clone());
-                            }
+                                || answer.contains("<int>0</int>"))
+                        {
+                            acknowledged.lock().unwrap().insert(key.clone());
                         }
                         if replies.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == kill_after {
                             victim.lock().unwrap().kill();
