@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Benchmark (not a test) of the `sessions` feed (issue 18): 100,000 session files in one
-# folder, read from a local folder and from a moto S3 bucket, into a local destination.
+# folder, read from a local folder, from a moto S3 bucket and from an s3s-fs one, into a
+# local destination.
 #
-#   scripts/bench-sessions.sh [local] [s3]      default: both
+#   scripts/bench-sessions.sh [local] [s3] [s3s]      default: local s3s
 #
 # For each source: the first pass (every file new) and, after 1,000 of the files are
 # rewritten with a newer updated_at, a second pass, which must read only those 1,000:
 # its report line gives the files taken and the bytes read, and the JSON log the time of
-# the listing. Figures are wall time and peak RSS of the whole command (GNU time).
+# the listing. Figures are wall time, user+sys CPU and peak RSS of the whole command
+# (GNU time). moto's listing is quadratic in the objects of a bucket, so its figures say
+# more about moto than about us: s3s-fs (an S3 server over a folder, whose drop is
+# written into its folder directly) is the bucket to measure by.
 #
 # Environment: BENCH_DIR (default /tmp/cdr-bench-sessions), BENCH_FILES (100000),
 # BENCH_REWRITTEN (1000), BENCH_BIN (a binary to measure instead of building the
-# release one). The s3 section starts the test servers (moto) itself.
+# release one), BENCH_S3S_FS (the s3s-fs binary; default s3s-fs on PATH or
+# ~/.cargo/bin/s3s-fs: `cargo install s3s-fs@0.14.1 --features binary --locked`). The s3
+# section starts the test servers (moto) itself.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +26,7 @@ work=${BENCH_DIR:-/tmp/cdr-bench-sessions}
 files=${BENCH_FILES:-100000}
 rewritten=${BENCH_REWRITTEN:-1000}
 sections=("$@")
-((${#sections[@]})) || sections=(local s3)
+((${#sections[@]})) || sections=(local s3s)
 
 mkdir -p "$work"
 bin="$work/cdr-ingest"
@@ -68,12 +74,13 @@ EOF
 
 measure() { # LABEL CONFIG
     local label=$1 config=$2 log="$work/$1.log"
-    /usr/bin/time -f '%e %M' -o "$work/time" "$bin" run --config "$config" >"$log.out" 2>"$log"
-    read -r secs kib <"$work/time"
+    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$bin" run --config "$config" >"$log.out" 2>"$log"
+    read -r secs user sys kib <"$work/time"
     local line list_ms
     line=$(grep '^sessions:' "$log.out")
     list_ms=$(grep -o '"list_ms":[0-9]*' "$log" | head -1 || true)
-    printf '%-28s %8s s  %6d MiB  %s %s\n' "$label" "$secs" $((kib / 1024)) "$line" "$list_ms"
+    printf '%-24s %7s s wall %7s s cpu %5d MiB  %s %s\n' "$label" "$secs" \
+        "$(echo "$user + $sys" | bc)" $((kib / 1024)) "$line" "$list_ms"
 }
 
 config() { # NAME SOURCE-LINES
@@ -137,6 +144,35 @@ secret_access_key = \"$CDR_TEST_S3_SECRET_ACCESS_KEY\"")
         upload "$drop/sessions" 0 "$rewritten"
         measure s3-rewritten "$cfg"
         measure s3-nothing-new "$cfg"
+        ;;
+    s3s)
+        s3s_fs=${BENCH_S3S_FS:-$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")}
+        root="$work/s3s-root"
+        rm -rf "$root"
+        # The bucket `bench` is a folder of the root: the drop is written into it.
+        write_sessions "$root/bench/drop/sessions" 0 "$files" 0
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        "$s3s_fs" --host 127.0.0.1 --port "$port" --access-key bench --secret-key bench-secret \
+            "$root" >"$work/s3s-fs.log" 2>&1 &
+        s3s_pid=$!
+        trap 'kill $s3s_pid' EXIT
+        for _ in $(seq 100); do
+            curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+            sleep 0.1
+        done
+        cfg=$(config s3s "url = \"s3://bench/drop\"
+[source.options]
+endpoint = \"http://127.0.0.1:$port\"
+region = \"us-east-1\"
+allow_http = \"true\"
+virtual_hosted_style_request = \"false\"
+access_key_id = \"bench\"
+secret_access_key = \"bench-secret\"")
+        echo "s3s-fs bucket, $files objects:"
+        measure s3s-first "$cfg"
+        write_sessions "$root/bench/drop/sessions" 0 "$rewritten" 1
+        measure s3s-rewritten "$cfg"
+        measure s3s-nothing-new "$cfg"
         ;;
     *)
         echo "unknown section: $section" >&2

@@ -170,7 +170,7 @@ impl ChangedFeed for CallHistory {
                 continue;
             };
             taken.rows = written
-                .get(&first.version.file)
+                .get(&*first.version.file)
                 .copied()
                 .unwrap_or_default();
             taken.stale = decisions[range]
@@ -235,7 +235,7 @@ impl Batch<'_> {
         let version = Version {
             updated: None,
             modified: self.modified.map(|m| m.timestamp_micros()),
-            file: source_file.to_string(),
+            file: source_file.into(),
         };
         let mut candidates = Vec::new();
         let sinks = (self.writer, self.quarantine);

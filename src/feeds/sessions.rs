@@ -154,7 +154,7 @@ impl ChangedFeed for Sessions {
                         version: Version {
                             updated: version.updated_at.map(|t| t.0),
                             modified: file.modified.map(|m| m.timestamp_micros()),
-                            file: file.path.clone(),
+                            file: file.path.as_str().into(),
                         },
                         date,
                     });

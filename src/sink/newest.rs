@@ -17,32 +17,47 @@
 //! # Layout
 //!
 //! ```text
-//! <dataset>/date=D/b<batch>.parquet            the rows a batch won, per table and date
-//! _state/newest/<group>/head.json              the next batch number, and the batch in flight
-//! _state/newest/<group>/index/<shard>.json     per key: its version, date and batch (256 shards)
+//! <dataset>/date=D/b<batch>.parquet              the rows a batch wrote, per table and date
+//! _state/newest/<group>/head.json                the next batch number, and the batch in flight
+//! _state/newest/<group>/index/<shard>.json       per key: its version and date (256 shards)
+//! _state/newest/<group>/index/<shard>.next.json  a shard's next version, while a batch is in flight
 //! ```
 //!
 //! Files come in batches (`pipeline::changed`), and a batch writes one object per
-//! table and date it has winners for, so many small files make few objects. A key's
-//! newer version removes its rows from the older batch's objects (an object left
-//! empty is deleted). The index is sharded by a hash of the key: a batch reads and
-//! rewrites only the shards of its keys, one at a time.
+//! table and date it has winners for, so many small files make few objects. When a
+//! key's newer version takes its rows out of a date, the batch *merges* that date:
+//! the rows of every object of the date that the batch does not replace, and the
+//! batch's own rows for it, go into one object per table, and the old objects go. So
+//! a rewrite costs one write per table and date it touches, whatever the number of
+//! batches that wrote there before, and it compacts their small objects too. The
+//! index names a key's date, not its object, so moving rows into a merged object
+//! touches no other key's entry. The index is sharded by a hash of the key: a batch
+//! reads and rewrites only the shards of its keys, one at a time.
+//!
+//! # Memory
+//!
+//! The candidates are the caller's; a plan keeps, per key that won, its key's 64-bit
+//! hash and its candidate's position (a hash match is confirmed on the key's text, so
+//! two keys with one hash stay two keys), and one shard of the index at a time. Rows
+//! are streamed from object to object.
 //!
 //! # Crash safety
 //!
-//! [`apply`] first records in the head every object the batch may write (`pending`),
-//! then writes them, then records the rest of its work (the rows to remove from older
-//! objects and the index entries) as the head's journal in one atomic put, then does
-//! that work and clears the journal. [`recover`], run before the next batch, deletes
-//! what a batch that stopped before its journal wrote (its number is used again), and
-//! finishes the work of a journal; every step of that work can be done twice. So a
-//! crash at any point leaves, after the next pass, what an uninterrupted pass leaves.
+//! [`apply`] first records in the head every object the batch may write (`pending`:
+//! its data objects and the next versions of its index shards), then writes them,
+//! then records the rest of its work (the objects its merged ones replace, and the
+//! shards whose next version is written) as the head's journal in one atomic put, then
+//! does that work (deletes the replaced objects, puts each next shard in place) and
+//! clears the journal. [`recover`], run before the next batch, deletes what a batch
+//! that stopped before its journal wrote (its number is used again; the objects it
+//! would have replaced are untouched), and finishes the work of a journal; every step
+//! of that work can be done twice. So a crash at any point leaves, after the next
+//! pass, what an uninterrupted pass leaves.
 //!
 //! Whoever writes a group holds its feed's folder lease (one writer at a time), and
 //! the partition leases of what a batch writes, as `sink::partition`'s writers do.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::File;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -50,6 +65,7 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::DataType;
 use arrow_select::filter::filter_record_batch;
 use chrono::NaiveDate;
+use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -58,7 +74,8 @@ use parquet::file::reader::ChunkReader;
 use serde::{Deserialize, Serialize};
 
 use super::partition::{self, Partition, PartitionError};
-use super::partitioned::{Part, write_file};
+use super::partitioned::{FileWriter, Part};
+use super::retry;
 use crate::formats::table::Table;
 use crate::state::json::{FORMAT_VERSION, JsonStore, StateError};
 
@@ -80,8 +97,9 @@ pub struct Version {
     pub updated: Option<i64>,
     /// The file's modification time (µs).
     pub modified: Option<i64>,
-    /// The file's path on the source, as the rows' `_source_file` holds it.
-    pub file: String,
+    /// The file's path on the source, as the rows' `_source_file` holds it (shared by
+    /// every key the file brings).
+    pub file: Arc<str>,
 }
 
 /// One version of one key that a batch brings.
@@ -114,23 +132,25 @@ pub enum NewestError {
 }
 
 /// What a batch will do, worked out from the index before anything is written.
-pub struct Plan {
+pub struct Plan<'c> {
     batch: u64,
     /// One per candidate, in the order given.
     pub decisions: Vec<Decision>,
-    /// The winning version's file of each key that won.
-    winners: HashMap<String, String>,
+    /// The candidates that won, found by key.
+    winners: Winners<'c>,
+    /// The positions of the winners, in index order (by shard, then key).
+    by_shard: Vec<u32>,
     /// The dates the winners go to.
     dates: BTreeSet<NaiveDate>,
-    journal: Journal,
+    /// The dates that winners take rows out of: merged.
+    merged: BTreeSet<NaiveDate>,
 }
 
-impl Plan {
-    /// The partitions the batch writes into (its own and those it removes rows from),
-    /// in order: the leases to hold while it is applied.
+impl Plan<'_> {
+    /// The partitions the batch writes into (its own and those it merges), in order:
+    /// the leases to hold while it is applied.
     pub fn partitions(&self, group: &Group) -> Vec<Partition> {
-        let mut dates = self.dates.clone();
-        dates.extend(self.journal.removals.iter().map(|r| r.date));
+        let dates = self.written_dates();
         let mut partitions: Vec<Partition> = group
             .tables
             .iter()
@@ -138,6 +158,21 @@ impl Plan {
             .collect();
         partitions.sort();
         partitions
+    }
+
+    fn written_dates(&self) -> BTreeSet<NaiveDate> {
+        self.dates.union(&self.merged).copied().collect()
+    }
+
+    /// The shards the winners' index entries are in, in order.
+    fn shards(&self) -> Vec<u64> {
+        let mut shards: Vec<u64> = self
+            .by_shard
+            .iter()
+            .map(|&i| shard_of(&self.winners.candidates[i as usize].key))
+            .collect();
+        shards.dedup();
+        shards
     }
 }
 
@@ -156,26 +191,20 @@ struct Head {
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Journal {
-    /// Rows of keys that a newer version took, to remove from an older batch's objects.
-    removals: Vec<Removal>,
-    /// New index entries, by shard.
-    index: BTreeMap<u64, Vec<Entry>>,
+    /// Objects of merged dates whose rows the batch's objects now hold: to delete.
+    #[serde(default)]
+    replaced: Vec<String>,
+    /// Shards whose next version is written: to put in place.
+    #[serde(default)]
+    shards: Vec<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Removal {
-    date: NaiveDate,
-    batch: u64,
-    keys: Vec<String>,
-}
-
-/// Where a key's rows are, and which version they are.
+/// Which version of a key is in, and in which date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     key: String,
     version: Version,
     date: NaiveDate,
-    batch: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -185,7 +214,7 @@ struct Shard {
     entries: Vec<Entry>,
 }
 
-/// The object of one table's rows a batch won for one date.
+/// The object of one table's rows a batch wrote for one date.
 pub fn batch_object(dataset: &str, date: NaiveDate, batch: u64) -> Path {
     Path::from(format!("{dataset}/date={date}/b{batch:010}.parquet"))
 }
@@ -208,8 +237,16 @@ fn shard_object(group: &Group, shard: u64) -> Path {
     Path::from(format!("{}/index/{shard:03}.json", state_root(group)))
 }
 
+fn next_shard_object(group: &Group, shard: u64) -> Path {
+    Path::from(format!("{}/index/{shard:03}.next.json", state_root(group)))
+}
+
+fn key_hash(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+}
+
 fn shard_of(key: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % SHARDS
+    key_hash(key) % SHARDS
 }
 
 /// Finishes or undoes the batch a crash interrupted, if there is one.
@@ -231,151 +268,165 @@ pub async fn recover(
 }
 
 /// Decides each candidate against the index (and the others of the batch).
-pub async fn plan(
+pub async fn plan<'c>(
     json: &JsonStore,
     group: &Group,
-    candidates: &[Candidate],
-) -> Result<Plan, NewestError> {
+    candidates: &'c [Candidate],
+) -> Result<Plan<'c>, NewestError> {
     let head = head(json, group).await?;
     let batch = head.next_batch;
-    // The best candidate of each key within the batch.
-    let mut best: HashMap<&str, usize> = HashMap::new();
-    for (index, candidate) in candidates.iter().enumerate() {
-        let entry = best.entry(&candidate.key).or_insert(index);
-        if candidates[*entry].version < candidate.version {
-            *entry = index;
-        }
-    }
-    let mut decisions: Vec<Decision> = candidates
+    // Every candidate in index order; a key's versions together, the best first (the
+    // first given among equals).
+    let mut order: Vec<(u64, u32)> = candidates
         .iter()
         .enumerate()
-        .map(|(index, candidate)| {
-            let top = &candidates[best[candidate.key.as_str()]];
-            if best[candidate.key.as_str()] == index {
-                Decision::Won { replaced: false }
-            } else if top.version == candidate.version {
-                Decision::Unchanged
-            } else {
-                Decision::Stale
-            }
-        })
+        .map(|(position, c)| (key_hash(&c.key), position as u32))
         .collect();
-    let mut by_shard: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    for &index in best.values() {
-        by_shard
-            .entry(shard_of(&candidates[index].key))
-            .or_default()
-            .push(index);
-    }
-    let mut journal = Journal::default();
-    let mut removals: BTreeMap<(NaiveDate, u64), Vec<String>> = BTreeMap::new();
-    let (mut winners, mut dates) = (HashMap::new(), BTreeSet::new());
-    for (shard, mut indexes) in by_shard {
-        indexes.sort_by(|a, b| candidates[*a].key.cmp(&candidates[*b].key));
-        let stored = index_shard(json, group, shard).await?;
-        let mut entries = Vec::new();
-        for index in indexes {
-            let candidate = &candidates[index];
-            let known = stored.get(&candidate.key);
-            match known {
-                Some(known) if known.version == candidate.version => {
-                    decisions[index] = Decision::Unchanged;
-                    continue;
-                }
-                Some(known) if known.version > candidate.version => {
-                    decisions[index] = Decision::Stale;
-                    continue;
-                }
-                Some(known) => {
-                    removals
-                        .entry((known.date, known.batch))
-                        .or_default()
-                        .push(candidate.key.clone());
-                    decisions[index] = Decision::Won { replaced: true };
-                }
-                None => {}
+    let at = |position: u32| &candidates[position as usize];
+    order.sort_unstable_by(|a, b| {
+        (a.0 % SHARDS, a.0)
+            .cmp(&(b.0 % SHARDS, b.0))
+            .then_with(|| at(a.1).key.cmp(&at(b.1).key))
+            .then_with(|| at(b.1).version.cmp(&at(a.1).version))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut decisions = vec![Decision::Stale; candidates.len()];
+    let mut by_shard = Vec::new();
+    let (mut dates, mut merged) = (BTreeSet::new(), BTreeSet::new());
+    let mut stored: Option<(u64, Vec<Entry>)> = None;
+    for versions in order.chunk_by(|a, b| a.0 == b.0 && at(a.1).key == at(b.1).key) {
+        let (hash, best) = versions[0];
+        let top = at(best);
+        for &(_, other) in &versions[1..] {
+            if at(other).version == top.version {
+                decisions[other as usize] = Decision::Unchanged;
             }
-            winners.insert(candidate.key.clone(), candidate.version.file.clone());
-            dates.insert(candidate.date);
-            entries.push(Entry {
-                key: candidate.key.clone(),
-                version: candidate.version.clone(),
-                date: candidate.date,
-                batch,
-            });
         }
-        if !entries.is_empty() {
-            journal.index.insert(shard, entries);
+        let shard = hash % SHARDS;
+        if stored.as_ref().is_none_or(|(s, _)| *s != shard) {
+            stored = Some((shard, index_shard(json, group, shard).await?));
+        }
+        let entries = stored
+            .as_ref()
+            .map(|(_, e)| e.as_slice())
+            .unwrap_or_default();
+        let known = entries
+            .binary_search_by(|e| e.key.as_str().cmp(&top.key))
+            .ok()
+            .map(|i| &entries[i]);
+        let decision = match known {
+            Some(known) if known.version == top.version => Decision::Unchanged,
+            Some(known) if known.version > top.version => Decision::Stale,
+            Some(known) => {
+                merged.insert(known.date);
+                Decision::Won { replaced: true }
+            }
+            None => Decision::Won { replaced: false },
+        };
+        decisions[best as usize] = decision;
+        if let Decision::Won { .. } = decision {
+            by_shard.push(best);
+            dates.insert(top.date);
         }
     }
-    journal.removals = removals
-        .into_iter()
-        .map(|((date, batch), mut keys)| {
-            keys.sort();
-            Removal { date, batch, keys }
-        })
-        .collect();
+    let winners = Winners::new(candidates, &by_shard, key_hash);
     Ok(Plan {
         batch,
         decisions,
         winners,
+        by_shard,
         dates,
-        journal,
+        merged,
     })
 }
 
-/// Writes what `plan` decided: the winners' rows from `parts` (per table of the
-/// group, the batch's rows by date, as `PartitionedWriter` gives them), then the
-/// removals and the index. Returns the main table's rows written per winning file.
+/// Writes what `plan` decided: per table of the group and date, the winners' rows from
+/// `parts` (the batch's rows by date, as `PartitionedWriter` gives them), with, for a
+/// merged date, the rows of the date's objects that stay; then the index. Returns the
+/// main table's rows written per winning file.
 pub async fn apply(
     store: &Arc<dyn ObjectStore>,
     json: &JsonStore,
     group: &Group,
-    plan: Plan,
+    plan: Plan<'_>,
     parts: Vec<Vec<Part>>,
 ) -> Result<HashMap<String, u64>, NewestError> {
     let mut written: HashMap<String, u64> = HashMap::new();
     if plan.winners.is_empty() {
         return Ok(written);
     }
+    let dates = plan.written_dates();
+    let shards = plan.shards();
     let mut head = head(json, group).await?;
     head.pending = group
         .tables
         .iter()
         .flat_map(|(table, _)| {
-            plan.dates
+            dates
                 .iter()
                 .map(|&date| batch_object(table.dataset, date, plan.batch).to_string())
         })
+        .chain(
+            shards
+                .iter()
+                .map(|&s| next_shard_object(group, s).to_string()),
+        )
         .collect();
     json.put(&head_object(group), &head).await?;
+
+    let mut replaced = Vec::new();
     for (position, (&(table, key_column), parts)) in group.tables.iter().zip(parts).enumerate() {
-        for part in parts {
-            let key = batch_object(table.dataset, part.date, plan.batch);
-            let Some((file, rows)) = winning_rows(
-                table,
-                key_column,
-                part.file,
-                &plan.winners,
-                position == 0,
-                &mut written,
-            )
-            .map_err(damaged(&key))?
-            else {
-                continue;
-            };
-            tracing::debug!(%key, rows, "writing a batch's winners");
-            partition::upload(store, &key, &file).await?;
-            crate::crash::point("data-written");
+        let mut parts: BTreeMap<NaiveDate, Part> = parts.into_iter().map(|p| (p.date, p)).collect();
+        let mut count = (position == 0).then_some(&mut written);
+        for &date in &dates {
+            let key = batch_object(table.dataset, date, plan.batch);
+            let mut out = FileWriter::new(table);
+            if plan.merged.contains(&date) {
+                for old in date_objects(store, table.dataset, date).await? {
+                    if old == key {
+                        continue;
+                    }
+                    let Some(file) = partition::fetch(store, &old).await? else {
+                        continue;
+                    };
+                    staying_rows(key_column, file, &plan.winners, &mut out)
+                        .map_err(damaged(&old))?;
+                    replaced.push(old.to_string());
+                }
+            }
+            if let Some(part) = parts.remove(&date) {
+                winning_rows(
+                    key_column,
+                    part.file,
+                    &plan.winners,
+                    count.as_deref_mut(),
+                    &mut out,
+                )
+                .map_err(damaged(&key))?;
+            }
+            if let Some((file, rows)) = out.finish().map_err(damaged(&key))? {
+                tracing::debug!(%key, rows, "writing a batch's rows");
+                partition::upload(store, &key, &file).await?;
+                crate::crash::point("data-written");
+            }
         }
     }
+    for &shard in &shards {
+        let next = with_winners(
+            index_shard(json, group, shard).await?,
+            plan.winners.of_shard(&plan.by_shard, shard),
+        );
+        json.put(&next_shard_object(group, shard), &next).await?;
+    }
+    crate::crash::point("index-written");
     crate::crash::point("before-ledger");
+    let journal = Journal { replaced, shards };
     head.pending.clear();
-    head.journal = Some(plan.journal.clone());
+    head.journal = Some(journal.clone());
     json.put(&head_object(group), &head).await?;
     crate::crash::point("ledger-written");
     head.journal = None;
-    finish(store, json, group, head, &plan.journal).await?;
+    finish(store, json, group, head, &journal).await?;
     Ok(written)
 }
 
@@ -387,30 +438,17 @@ async fn finish(
     mut head: Head,
     journal: &Journal,
 ) -> Result<(), NewestError> {
-    for removal in &journal.removals {
-        let keys: HashSet<&str> = removal.keys.iter().map(String::as_str).collect();
-        for &(table, key_column) in group.tables {
-            let key = batch_object(table.dataset, removal.date, removal.batch);
-            let Some(file) = partition::fetch(store, &key).await? else {
-                continue;
-            };
-            match without_keys(table, key_column, file, &keys).map_err(damaged(&key))? {
-                Kept::All => {}
-                Kept::Some(file) => partition::upload(store, &key, &file).await?,
-                Kept::None => partition::delete(store, &key).await?,
-            }
-        }
+    for old in &journal.replaced {
+        partition::delete(store, &Path::from(old.as_str())).await?;
     }
-    for (&shard, entries) in &journal.index {
-        let mut stored = index_shard(json, group, shard).await?;
-        for entry in entries {
-            stored.insert(entry.key.clone(), entry.clone());
+    crate::crash::point("replaced-deleted");
+    for &shard in &journal.shards {
+        let next = next_shard_object(group, shard);
+        // Gone once it is in place (a second time round).
+        if let Some(shard_state) = json.get::<Shard>(&next).await? {
+            json.put(&shard_object(group, shard), &shard_state).await?;
+            json.delete(&next).await?;
         }
-        let shard_state = Shard {
-            format_version: FORMAT_VERSION,
-            entries: stored.into_values().collect(),
-        };
-        json.put(&shard_object(group, shard), &shard_state).await?;
     }
     head.next_batch += 1;
     head.journal = None;
@@ -431,15 +469,62 @@ async fn head(json: &JsonStore, group: &Group) -> Result<Head, StateError> {
         }))
 }
 
+/// A shard's entries, sorted by key.
 async fn index_shard(
     json: &JsonStore,
     group: &Group,
     shard: u64,
-) -> Result<BTreeMap<String, Entry>, StateError> {
+) -> Result<Vec<Entry>, StateError> {
     let stored: Option<Shard> = json.get(&shard_object(group, shard)).await?;
-    Ok(stored
-        .map(|s| s.entries.into_iter().map(|e| (e.key.clone(), e)).collect())
-        .unwrap_or_default())
+    Ok(stored.map(|s| s.entries).unwrap_or_default())
+}
+
+/// A shard's entries with the winners' (sorted by key, as the entries are) in.
+fn with_winners<'c>(entries: Vec<Entry>, winners: impl Iterator<Item = &'c Candidate>) -> Shard {
+    let mut merged: BTreeMap<String, Entry> =
+        entries.into_iter().map(|e| (e.key.clone(), e)).collect();
+    for winner in winners {
+        merged.insert(
+            winner.key.clone(),
+            Entry {
+                key: winner.key.clone(),
+                version: winner.version.clone(),
+                date: winner.date,
+            },
+        );
+    }
+    Shard {
+        format_version: FORMAT_VERSION,
+        entries: merged.into_values().collect(),
+    }
+}
+
+/// The batch objects of a dataset's date, in name order.
+async fn date_objects(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+    date: NaiveDate,
+) -> Result<Vec<Path>, PartitionError> {
+    let folder = Path::from(format!("{dataset}/date={date}"));
+    let listed: Vec<_> = retry::with_backoff("list", retry::is_transient, || {
+        store.list(Some(&folder)).try_collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|source| PartitionError::Read {
+        key: folder.to_string(),
+        source,
+    })?;
+    let mut objects: Vec<Path> = listed
+        .into_iter()
+        .map(|o| o.location)
+        .filter(|p| {
+            p.filename()
+                .and_then(|n| n.strip_prefix('b')?.strip_suffix(".parquet"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    objects.sort();
+    Ok(objects)
 }
 
 fn damaged(key: &Path) -> impl Fn(ParquetError) -> PartitionError + '_ {
@@ -449,107 +534,221 @@ fn damaged(key: &Path) -> impl Fn(ParquetError) -> PartitionError + '_ {
     }
 }
 
-/// A key column's values as text, whether the table keeps its key as text or a number.
-fn keys_of(column: &ArrayRef) -> Result<Vec<Option<String>>, ParquetError> {
+/// The candidates that won, found by their key's hash and confirmed on its text.
+struct Winners<'c> {
+    candidates: &'c [Candidate],
+    /// (hash of the key, position of the candidate), sorted.
+    by_hash: Vec<(u64, u32)>,
+    hash: fn(&str) -> u64,
+}
+
+impl<'c> Winners<'c> {
+    fn new(candidates: &'c [Candidate], won: &[u32], hash: fn(&str) -> u64) -> Self {
+        let mut by_hash: Vec<(u64, u32)> = won
+            .iter()
+            .map(|&p| (hash(&candidates[p as usize].key), p))
+            .collect();
+        by_hash.sort_unstable();
+        Winners {
+            candidates,
+            by_hash,
+            hash,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The winner of `key`, if it won.
+    fn get(&self, key: &str) -> Option<&'c Candidate> {
+        let hash = (self.hash)(key);
+        let start = self.by_hash.partition_point(|&(h, _)| h < hash);
+        self.by_hash[start..]
+            .iter()
+            .take_while(|&&(h, _)| h == hash)
+            .map(|&(_, p)| &self.candidates[p as usize])
+            .find(|c| c.key == key)
+    }
+
+    /// The winners in `shard`, by key, from the winners' positions in index order.
+    fn of_shard<'a>(
+        &'a self,
+        by_shard: &'a [u32],
+        shard: u64,
+    ) -> impl Iterator<Item = &'c Candidate> + 'a {
+        let shard_at = move |p: &u32| shard_of(&self.candidates[*p as usize].key);
+        let start = by_shard.partition_point(|p| shard_at(p) < shard);
+        by_shard[start..]
+            .iter()
+            .take_while(move |p| shard_at(p) == shard)
+            .map(|&p| &self.candidates[p as usize])
+    }
+}
+
+/// Calls `each` with every row's key as text, whether the table keeps its key as text
+/// or as a number.
+fn each_key(column: &ArrayRef, mut each: impl FnMut(Option<&str>)) -> Result<(), ParquetError> {
     match column.data_type() {
-        DataType::Utf8 => Ok(column
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect()),
-        DataType::Int64 => Ok(column
-            .as_primitive::<arrow_array::types::Int64Type>()
-            .iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect()),
-        other => Err(ParquetError::General(format!(
-            "a key column of type {other} is not supported"
-        ))),
-    }
-}
-
-/// The rows of a batch's file that belong to a winning version (their key won, and
-/// they come from the winner's file), or `None` when there are none. With `count`,
-/// each winning file's rows are added to `written`.
-fn winning_rows<R: ChunkReader + 'static>(
-    table: &'static Table,
-    id: &str,
-    input: R,
-    winners: &HashMap<String, String>,
-    count: bool,
-    written: &mut HashMap<String, u64>,
-) -> Result<Option<(File, u64)>, ParquetError> {
-    let mut kept = Vec::new();
-    let mut rows = 0;
-    for batch in ParquetRecordBatchReaderBuilder::try_new(input)?.build()? {
-        let batch = batch.map_err(|e| ParquetError::General(e.to_string()))?;
-        let keys = keys_of(column(&batch, id)?)?;
-        let files = column(&batch, "_source_file")?.as_string::<i32>().clone();
-        let keep: BooleanArray = keys
-            .iter()
-            .zip(files.iter())
-            .map(|(key, file)| {
-                let wins = match (key, file) {
-                    (Some(key), Some(file)) => winners.get(key).is_some_and(|w| w == file),
-                    _ => false,
-                };
-                if wins && count {
-                    *written
-                        .entry(file.unwrap_or_default().to_string())
-                        .or_default() += 1;
+        DataType::Utf8 => column.as_string::<i32>().iter().for_each(each),
+        DataType::Int64 => {
+            let mut text = String::new();
+            for value in column
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .iter()
+            {
+                match value {
+                    Some(value) => {
+                        use std::fmt::Write;
+                        text.clear();
+                        write!(text, "{value}").expect("a String takes any text");
+                        each(Some(&text));
+                    }
+                    None => each(None),
                 }
-                Some(wins)
-            })
-            .collect();
-        let filtered =
-            filter_record_batch(&batch, &keep).map_err(|e| ParquetError::General(e.to_string()))?;
-        rows += filtered.num_rows() as u64;
-        if filtered.num_rows() > 0 {
-            kept.push(filtered);
+            }
+        }
+        other => {
+            return Err(ParquetError::General(format!(
+                "a key column of type {other} is not supported"
+            )));
         }
     }
-    if kept.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some((write_file(table, &kept)?, rows)))
+    Ok(())
 }
 
-enum Kept {
-    All,
-    Some(File),
-    None,
-}
-
-/// The object without the rows of `keys`.
-fn without_keys<R: ChunkReader + 'static>(
-    table: &'static Table,
+/// Adds to `out` the rows of a batch's file that belong to a winning version (their key
+/// won, and they come from the winner's file). With `count`, each winning file's rows
+/// are added to it.
+fn winning_rows<R: ChunkReader + 'static>(
     id: &str,
     input: R,
-    keys: &HashSet<&str>,
-) -> Result<Kept, ParquetError> {
-    let (mut kept, mut dropped) = (Vec::new(), 0);
+    winners: &Winners,
+    mut count: Option<&mut HashMap<String, u64>>,
+    out: &mut FileWriter,
+) -> Result<(), ParquetError> {
+    filter_rows(input, out, |batch, keep| {
+        let files = column(batch, "_source_file")?.as_string::<i32>();
+        let mut row = 0;
+        each_key(column(batch, id)?, |key| {
+            let file = files.is_valid(row).then(|| files.value(row));
+            row += 1;
+            let wins = match (key, file) {
+                (Some(key), Some(file)) => {
+                    winners.get(key).is_some_and(|w| *w.version.file == *file)
+                }
+                _ => false,
+            };
+            if wins && let (Some(count), Some(file)) = (count.as_deref_mut(), file) {
+                match count.get_mut(file) {
+                    Some(rows) => *rows += 1,
+                    None => {
+                        count.insert(file.to_string(), 1);
+                    }
+                }
+            }
+            keep.push(wins);
+        })
+    })
+}
+
+/// Adds to `out` the rows of an object that stay: those of keys that did not win.
+fn staying_rows<R: ChunkReader + 'static>(
+    id: &str,
+    input: R,
+    winners: &Winners,
+    out: &mut FileWriter,
+) -> Result<(), ParquetError> {
+    filter_rows(input, out, |batch, keep| {
+        each_key(column(batch, id)?, |key| {
+            keep.push(!key.is_some_and(|k| winners.get(k).is_some()));
+        })
+    })
+}
+
+/// Adds to `out` the rows of `input` that `decide` keeps, batch by batch.
+fn filter_rows<R: ChunkReader + 'static>(
+    input: R,
+    out: &mut FileWriter,
+    mut decide: impl FnMut(&RecordBatch, &mut Vec<bool>) -> Result<(), ParquetError>,
+) -> Result<(), ParquetError> {
+    let mut keep = Vec::new();
     for batch in ParquetRecordBatchReaderBuilder::try_new(input)?.build()? {
         let batch = batch.map_err(|e| ParquetError::General(e.to_string()))?;
-        let keep: BooleanArray = keys_of(column(&batch, id)?)?
-            .iter()
-            .map(|key| Some(!key.as_deref().is_some_and(|k| keys.contains(k))))
-            .collect();
-        dropped += keep.false_count();
+        keep.clear();
+        decide(&batch, &mut keep)?;
+        let keep = BooleanArray::from(std::mem::take(&mut keep));
         let filtered =
             filter_record_batch(&batch, &keep).map_err(|e| ParquetError::General(e.to_string()))?;
-        if filtered.num_rows() > 0 {
-            kept.push(filtered);
-        }
+        out.write(&filtered)?;
     }
-    Ok(match (dropped, kept.is_empty()) {
-        (0, _) => Kept::All,
-        (_, true) => Kept::None,
-        (_, false) => Kept::Some(write_file(table, &kept)?),
-    })
+    Ok(())
 }
 
 fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, ParquetError> {
     batch
         .column_by_name(name)
         .ok_or_else(|| ParquetError::General(format!("no {name} column")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(key: &str, file: &str) -> Candidate {
+        Candidate {
+            key: key.to_string(),
+            version: Version {
+                updated: None,
+                modified: None,
+                file: file.into(),
+            },
+            date: NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+        }
+    }
+
+    /// Keys are found by their hash and confirmed on their text: with a hash that gives
+    /// every key the same value, or only two values, each key still finds its own
+    /// winner, and a key that did not win finds none.
+    #[test]
+    fn keys_with_one_hash_stay_apart() {
+        let candidates: Vec<Candidate> = (0..50)
+            .map(|n| candidate(&format!("key {n}"), &format!("f{n}")))
+            .collect();
+        let won: Vec<u32> = (0..50).filter(|n| n % 3 != 0).collect();
+        let hashes: [fn(&str) -> u64; 3] = [|_| 7, |k| k.len() as u64 % 2, key_hash];
+        for hash in hashes {
+            let winners = Winners::new(&candidates, &won, hash);
+            for (n, c) in candidates.iter().enumerate() {
+                let found = winners.get(&c.key);
+                if n % 3 == 0 {
+                    assert_eq!(found, None, "{}", c.key);
+                } else {
+                    assert_eq!(found.map(|w| &*w.version.file), Some(&*c.version.file));
+                }
+            }
+            assert_eq!(winners.get("key 50"), None);
+            assert_eq!(winners.get(""), None);
+        }
+    }
+
+    /// The winners of each shard, from the winners in index order, are exactly the
+    /// winners whose key is in that shard.
+    #[test]
+    fn the_winners_of_a_shard_are_those_of_its_keys() {
+        let candidates: Vec<Candidate> =
+            (0..2_000).map(|n| candidate(&n.to_string(), "f")).collect();
+        let mut won: Vec<u32> = (0..2_000).filter(|n| n % 2 == 0).collect();
+        let at = |p: &u32| &candidates[*p as usize].key;
+        won.sort_by(|a, b| (shard_of(at(a)), at(a)).cmp(&(shard_of(at(b)), at(b))));
+        let winners = Winners::new(&candidates, &won, key_hash);
+        let mut seen = 0;
+        for shard in 0..SHARDS {
+            for c in winners.of_shard(&won, shard) {
+                assert_eq!(shard_of(&c.key), shard);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, won.len());
+    }
 }

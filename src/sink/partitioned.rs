@@ -241,6 +241,50 @@ pub fn write_file(table: &'static Table, batches: &[RecordBatch]) -> Result<File
     writer.into_inner()
 }
 
+/// One Parquet temporary file written batch by batch (the rows of many objects merged
+/// into one need not be in memory at once), with [`write_file`]'s encoding.
+pub struct FileWriter {
+    table: &'static Table,
+    writer: Option<ArrowWriter<File>>,
+    rows: u64,
+}
+
+impl FileWriter {
+    pub fn new(table: &'static Table) -> Self {
+        FileWriter {
+            table,
+            writer: None,
+            rows: 0,
+        }
+    }
+
+    /// Adds a batch's rows (an empty batch adds nothing).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => {
+                let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
+                let props = writer_properties(self.table);
+                self.writer
+                    .insert(ArrowWriter::try_new(file, schema(self.table), Some(props))?)
+            }
+        };
+        self.rows += batch.num_rows() as u64;
+        writer.write(batch)
+    }
+
+    /// The file and its rows, or `None` if no row was written.
+    pub fn finish(self) -> Result<Option<(File, u64)>, ParquetError> {
+        match self.writer {
+            Some(writer) => Ok(Some((writer.into_inner()?, self.rows))),
+            None => Ok(None),
+        }
+    }
+}
+
 /// The encoder thread: one Parquet writer per date, closed when the batches end.
 fn encode(
     table: &'static Table,

@@ -360,11 +360,13 @@ fn newest(written: &[Written]) -> BTreeMap<i64, Written> {
     best
 }
 
-const CRASH_POINTS: [&str; 4] = [
+const CRASH_POINTS: [&str; 6] = [
     "downloaded",
     "data-written",
+    "index-written",
     "before-ledger",
     "ledger-written",
+    "replaced-deleted",
 ];
 
 fn explore(seed: u64) {
@@ -389,7 +391,7 @@ fn explore(seed: u64) {
         let crash = (rng.below(3) > 0).then(|| {
             format!(
                 "{}:{}",
-                CRASH_POINTS[rng.below(4) as usize],
+                CRASH_POINTS[rng.below(CRASH_POINTS.len() as u64) as usize],
                 1 + rng.below(3)
             )
         });
@@ -450,6 +452,88 @@ fn versions_in_any_order_with_crashes_end_as_a_clean_run_of_the_newest() {
         eprintln!("seed {seed}");
         explore(seed);
     }
+}
+
+/// A rewrite merges each date it takes rows out of: afterwards such a date holds one
+/// object per table (the small objects of the batches before are compacted into it), a
+/// date it does not touch keeps its objects, no next index shard is left, and the rows
+/// are those of a clean run over the newest versions.
+#[test]
+fn a_rewrite_merges_each_date_it_takes_rows_out_of_into_one_object_per_table() {
+    let work = tempfile::tempdir().unwrap();
+    let drop = work.path().join("drop");
+    let config = local(work.path(), "out");
+    let created = |day: i64| format!("2024-03-{day:02}T10:00:00Z");
+    let first = |id: i64| document(id, &created(1 + id % 3), Some("2024-03-05T00:00:00Z"), 2);
+    // Two passes: each of dates 1 to 3 gets one object per table from each.
+    for (pass, ids) in [(0, 1..=6), (1, 7..=12)] {
+        for id in ids {
+            put(
+                &drop,
+                &format!("sessions/{id}.json"),
+                &first(id),
+                minute(pass),
+            );
+        }
+        let taken = run(&config, None);
+        assert_eq!(taken.code, 0, "{taken:?}");
+    }
+    let out = work.path().join("out");
+    let objects = |table: &str, day: u32| {
+        tree(&out)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{table}/date=2024-03-{day:02}/")))
+            .count()
+    };
+    for day in 1..=3 {
+        assert_eq!(objects("sessions", day), 2, "date {day}");
+        assert_eq!(objects("session_participants", day), 2, "date {day}");
+    }
+    // Session 3 (date 1) rewritten in place; session 1 moves from date 2 to date 1;
+    // date 3 is not touched.
+    let newer = Some("2024-03-06T00:00:00Z");
+    put(
+        &drop,
+        "sessions/3.json",
+        &document(3, &created(1), newer, 1),
+        minute(5),
+    );
+    put(
+        &drop,
+        "sessions/1.json",
+        &document(1, &created(1), newer, 3),
+        minute(5),
+    );
+    let rewritten = run(&config, None);
+    assert_eq!(rewritten.code, 0, "{rewritten:?}");
+    assert!(
+        rewritten.stdout.contains("2 new or changed file(s) taken"),
+        "{rewritten:?}"
+    );
+    for table in ["sessions", "session_participants"] {
+        assert_eq!(objects(table, 1), 1, "{table} date 1 merged");
+        assert_eq!(objects(table, 2), 1, "{table} date 2 merged");
+        assert_eq!(objects(table, 3), 2, "{table} date 3 untouched");
+    }
+    let left: Vec<String> = tree(&out)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.ends_with(".next.json"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let got = sessions(&out);
+    assert_eq!(
+        got[&1],
+        ("date=2024-03-01".into(), "sessions/1.json".into(), 3)
+    );
+    assert_eq!(
+        got[&3],
+        ("date=2024-03-01".into(), "sessions/3.json".into(), 1)
+    );
+    let clean = config_at(work.path(), &drop, "clean");
+    assert_eq!(run(&clean, None).code, 0);
+    assert_eq!(got, sessions(&work.path().join("clean")));
 }
 
 /// Where the session files are served from.
