@@ -661,7 +661,7 @@ fn staying_rows<R: ChunkReader + 'static>(
 ) -> Result<(), ParquetError> {
     filter_rows(input, out, |batch, keep| {
         each_key(column(batch, id)?, |key| {
-            keep.push(!key.is_some_and(|k| winners.get(k).is_some()));
+            keep.push(key.is_none_or(|k| winners.get(k).is_none()));
         })
     })
 }

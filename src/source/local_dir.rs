@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 use super::{ChunkSink, FolderLister, RemoteFile, Source, SourceError};
 
@@ -118,26 +118,37 @@ impl Source for LocalDirSource {
         sink: &mut dyn ChunkSink,
     ) -> Result<u64, SourceError> {
         let endpoint = self.root.display().to_string();
-        let mut file =
-            tokio::fs::File::open(self.full(path))
-                .await
-                .map_err(|e| match e.kind() {
-                    ErrorKind::NotFound => SourceError::Missing {
-                        endpoint,
-                        path: path.to_string(),
-                    },
-                    ErrorKind::PermissionDenied => SourceError::PermissionDenied {
-                        endpoint,
-                        path: path.to_string(),
-                        detail: e.to_string(),
-                    },
-                    _ => self.error("read", path, e),
-                })?;
-        file.seek(std::io::SeekFrom::Start(offset))
+        let full = self.full(path);
+        // Opened and its first chunk read in one go on the blocking pool: a small file
+        // (a session document) costs one hop there, not one per call, and a buffer of
+        // its size, not of a chunk's.
+        let opened = tokio::task::spawn_blocking(move || open_and_read_first(full, offset))
             .await
-            .map_err(|e| self.error("read", path, e))?;
+            .map_err(std::io::Error::other)
+            .and_then(|opened| opened);
+        let (file, first, at_end) = opened.map_err(|e| match e.kind() {
+            ErrorKind::NotFound => SourceError::Missing {
+                endpoint,
+                path: path.to_string(),
+            },
+            ErrorKind::PermissionDenied => SourceError::PermissionDenied {
+                endpoint,
+                path: path.to_string(),
+                detail: e.to_string(),
+            },
+            _ => self.error("read", path, e),
+        })?;
+        if !first.is_empty() {
+            sink.write(&first)
+                .await
+                .map_err(|e| self.error("read", path, e))?;
+        }
+        let mut copied = first.len() as u64;
+        if at_end {
+            return Ok(copied);
+        }
+        let mut file = tokio::fs::File::from_std(file);
         let mut buffer = vec![0u8; READ_CHUNK];
-        let mut copied = 0u64;
         loop {
             let n = file
                 .read(&mut buffer)
@@ -152,4 +163,31 @@ impl Source for LocalDirSource {
             copied += n as u64;
         }
     }
+}
+
+/// The file opened at `offset`, its first chunk (the whole rest, if it fits), and
+/// whether that reached its end.
+fn open_and_read_first(
+    full: PathBuf,
+    offset: u64,
+) -> std::io::Result<(std::fs::File, Vec<u8>, bool)> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(full)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let left = file.metadata()?.len().saturating_sub(offset);
+    // One byte more than is left, to see the end without another read.
+    let mut first =
+        vec![0u8; usize::try_from(left).map_or(READ_CHUNK, |l| (l + 1).min(READ_CHUNK))];
+    let mut filled = 0;
+    while filled < first.len() {
+        match file.read(&mut first[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let at_end = filled < first.len();
+    first.truncate(filled);
+    Ok((file, first, at_end))
 }
