@@ -66,8 +66,8 @@ use arrow_schema::DataType;
 use arrow_select::filter::filter_record_batch;
 use chrono::NaiveDate;
 use futures::TryStreamExt;
-use object_store::ObjectStore;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 use parquet::file::reader::ChunkReader;
@@ -443,11 +443,22 @@ async fn finish(
     }
     crate::crash::point("replaced-deleted");
     for &shard in &journal.shards {
-        let next = next_shard_object(group, shard);
-        // Gone once it is in place (a second time round).
-        if let Some(shard_state) = json.get::<Shard>(&next).await? {
-            json.put(&shard_object(group, shard), &shard_state).await?;
-            json.delete(&next).await?;
+        let (next, current) = (next_shard_object(group, shard), shard_object(group, shard));
+        // Renamed, not read and written again (one rename on a folder, a server-side
+        // copy on a bucket); gone once it is in place, the second time round.
+        let renamed = retry::with_backoff("rename", retry::is_transient, || {
+            store.rename(&next, &current)
+        })
+        .await;
+        match renamed {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(StateError::Write {
+                    key: current.to_string(),
+                    source,
+                }
+                .into());
+            }
         }
     }
     head.next_batch += 1;
