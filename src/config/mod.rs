@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 pub use accounts::{Account, OVERRIDABLE, check_name};
 pub use destination::DestinationSettings;
-pub use ingest::{ChangedSettings, IngestSettings};
-pub use key::Key;
+pub use ingest::{ChangedSettings, IngestSettings, Transfers};
+pub use key::{Key, NumberOrWord};
 pub use metrics::{MetricsSettings, Pushgateway};
 pub use reader::{ConfigIssue, ENV_PREFIX, env_name};
 use reader::{Reader, Section, stray_variables};

@@ -11,6 +11,7 @@ pub(crate) mod newest_batch;
 pub mod parse;
 pub(crate) mod partition_lock;
 pub(crate) mod transfer;
+pub(crate) mod transfer_count;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
