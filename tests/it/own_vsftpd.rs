@@ -2,11 +2,11 @@
 //! settings replaced (e.g. `max_per_ip=3`), on its own control and passive ports and
 //! with its own logs, serving the same folder as the shared one.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use crate::own_sshd::wait_for_greeting;
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -63,7 +63,7 @@ impl OwnVsftpd {
                 .stderr(Stdio::from(out))
                 .spawn()
                 .unwrap();
-            if wait_for_greeting(&mut child, port) {
+            if wait_for_greeting(&mut child, port, b"220") {
                 return OwnVsftpd {
                     port,
                     xferlog,
@@ -110,27 +110,6 @@ fn free_ports(n: u16) -> std::ops::RangeInclusive<u16> {
             return start..=start + n - 1;
         }
     }
-}
-
-/// Polls until the server greets with 220; false if it exited (its port was taken).
-fn wait_for_greeting(child: &mut Child, port: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        if let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            socket
-                .set_read_timeout(Some(Duration::from_secs(2)))
-                .unwrap();
-            let mut greeting = [0u8; 4];
-            if socket.read_exact(&mut greeting).is_ok() && greeting.starts_with(b"220") {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 impl Drop for OwnVsftpd {
