@@ -3,11 +3,11 @@
 //! peer would.
 //!
 //! `auto` starts at [`START`] and, while every connection is busy, measures the bytes
-//! moved in windows of [`WINDOW`]. After each window it adds [`STEP`] connections, as
-//! long as the last step paid off: the added connections must have raised the
-//! throughput by at least [`PAYOFF`] of their share (4 → 8 must bring at least +50 %,
-//! 12 → 16 at least +16.7 %). A step that did not pay off is taken back and the count
-//! stays there for the pass: on a fast link, where the CPU or the bandwidth decides,
+//! moved in windows of [`WINDOW`]. After each window it doubles the count (as TCP's
+//! slow start does: from 4, 16 is two steps away), as long as the last step paid off:
+//! the added connections must have raised the throughput by at least [`PAYOFF`] of
+//! their share (4 → 8 must bring at least +50 %, 12 → 16 at least +16.7 %). A step
+//! that did not pay off is taken back and the count stays there for the pass: on a fast link, where the CPU or the bandwidth decides,
 //! more connections only cost the provider logins. Round trips decide a copy from a
 //! server 10–80 ms away, and there each connection adds its own share.
 //!
@@ -26,8 +26,6 @@ use crate::config::Transfers;
 
 /// Connections `auto` starts with.
 pub const START: usize = 4;
-/// Connections `auto` adds at a time.
-pub const STEP: usize = 4;
 /// How long one measurement lasts: long enough for several files on each connection
 /// at 80 ms a round trip, short enough to reach 16 connections in a few seconds.
 pub const WINDOW: Duration = Duration::from_secs(1);
@@ -107,7 +105,7 @@ impl Controller {
             self.settled = true;
             return None;
         }
-        let to = (n + STEP).min(self.ceiling);
+        let to = (n * 2).min(self.ceiling);
         let why = match self.before {
             None => format!("{:.1} MiB/s with {n} connections", mib(rate)),
             Some((n0, r0)) => format!(
@@ -193,11 +191,13 @@ mod tests {
     }
 
     /// Round trips decide (each connection moves its own 1 MiB/s): up to
-    /// `source.max_connections`, four at a time.
+    /// `source.max_connections`, doubling.
     #[test]
     fn latency_bound_grows_to_max_connections() {
         let mut c = Controller::new(Transfers::Auto, 16);
-        assert_eq!(run(&mut c, |n| n as f64), [4, 8, 12, 16]);
+        assert_eq!(run(&mut c, |n| n as f64), [4, 8, 16]);
+        let mut c = Controller::new(Transfers::Auto, 64);
+        assert_eq!(run(&mut c, |n| n as f64), [4, 8, 16, 32, 64]);
         let mut c = Controller::new(Transfers::Auto, 10);
         assert_eq!(run(&mut c, |n| n as f64), [4, 8, 10]);
         let mut c = Controller::new(Transfers::Auto, 2);
@@ -216,14 +216,14 @@ mod tests {
     }
 
     /// Diminishing returns: each connection adds less than the one before; the
-    /// controller stops where four more no longer bring half of their share.
+    /// controller stops where a step no longer brings half of its share.
     #[test]
     fn diminishing_returns_stop_where_a_step_stops_paying() {
         // 10 MiB/s at most, each connection bringing 10 % less than the one before:
-        // 12 → 16 brings +12 % where +16.7 % is wanted.
+        // 4 → 8 brings +66 %, 8 → 16 +43 % where +50 % is wanted.
         let mut c = Controller::new(Transfers::Auto, 64);
         let saturating = |n: usize| 10.0 * (1.0 - 0.9f64.powi(n as i32));
-        assert_eq!(run(&mut c, saturating), [4, 8, 12, 16, 12]);
+        assert_eq!(run(&mut c, saturating), [4, 8, 16, 8]);
         // 20 % less each: 4 → 8 brings +41 %, not +50 %.
         let mut c = Controller::new(Transfers::Auto, 64);
         assert_eq!(
@@ -263,8 +263,8 @@ mod tests {
         let mut c = Controller::new(Transfers::Auto, 16);
         assert_eq!(c.measured(4 * MIB, WINDOW), Some(8));
         assert_eq!(c.no_slot(5), Some(5));
-        assert_eq!(c.measured(5 * MIB, WINDOW), Some(9));
-        assert_eq!(c.measured(9 * MIB, WINDOW), Some(13));
+        assert_eq!(c.measured(5 * MIB, WINDOW), Some(10));
+        assert_eq!(c.measured(10 * MIB, WINDOW), Some(16));
     }
 
     /// A fixed number is that many, within `source.max_connections`, and never grows.
