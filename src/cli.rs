@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::Instrument as _;
 
-use crate::config::{ConfigErrors, Settings};
+use crate::config::{ConfigErrors, Settings, SourceEndpoint};
 use crate::daemon::{self, SystemClock};
 use crate::demo;
 use crate::feeds::{self, FEEDS, Unit};
@@ -270,6 +270,23 @@ impl ConfigArg {
         self.select(Settings::load_all(&self.config)?)
     }
 
+    /// [`Self::load`] for a command that reads the source, which a configuration for
+    /// `serve` alone does not have.
+    fn load_with_source(&self) -> anyhow::Result<Vec<Settings>> {
+        let all = self.load()?;
+        if all
+            .iter()
+            .any(|s| matches!(s.source.endpoint, SourceEndpoint::None))
+        {
+            return Err(UsageError(format!(
+                "{} has [serve] and no [source]: it only receives pushed records (cdr-ingest serve); to read a drop, add [source] with url = \"ftps://user@host\" (or sftp://, s3://, file://)",
+                self.config.display()
+            ))
+            .into());
+        }
+        Ok(all)
+    }
+
     /// The same for commands that never connect to the source (no secrets needed).
     fn load_offline(&self) -> anyhow::Result<Vec<Settings>> {
         self.select(Settings::load_all_offline(&self.config)?)
@@ -371,7 +388,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             from,
             to,
         } => {
-            let accounts = contexts(config.load()?)?;
+            let accounts = contexts(config.load_with_source()?)?;
             let now = Utc::now();
             let named = requested_days(date, from, to)?;
             let scheduled = named.is_none();
@@ -402,7 +419,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             serve(accounts.remove(0)).await
         }
         Command::Daemon { config } => {
-            let accounts = contexts(config.load()?)?;
+            let accounts = contexts(config.load_with_source()?)?;
             let ctx = &accounts[0];
             let shutdown = Shutdown::on_signals(ctx.settings.ingest.shutdown_grace);
             let options = PassOptions {
@@ -450,7 +467,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             if from > to {
                 return Err(UsageError(format!("--from {from} is after --to {to}")).into());
             }
-            let accounts = contexts(config.load()?)?;
+            let accounts = contexts(config.load_with_source()?)?;
             let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
             let daily: usize = accounts
                 .iter()
@@ -1318,7 +1335,11 @@ async fn push_drop(
 
 async fn validate(config: &ConfigArg, connect: bool) -> anyhow::Result<u8> {
     let file = &config.config;
-    let accounts = config.load()?;
+    let accounts = if connect {
+        config.load_with_source()?
+    } else {
+        config.load()?
+    };
     match accounts.len() {
         1 if accounts[0].account.is_none() => {
             crate::out!("{}: configuration is valid", file.display())

@@ -102,7 +102,7 @@ fn config_with(dir: &Path, dest: &Path, ingest: &str, serve: &str) -> PathBuf {
     std::fs::write(
         &file,
         format!(
-            "[source]\nurl = \"ftps://unused@h\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nshutdown_grace_secs = 5\n{ingest}[serve]\nlisten = \"127.0.0.1:0\"\nflush_secs = 1\n{serve}",
+            "[destination]\nurl = \"file://{}\"\n[ingest]\nshutdown_grace_secs = 5\n{ingest}[serve]\nlisten = \"127.0.0.1:0\"\nflush_secs = 1\n{serve}",
             dest.display()
         ),
     )
@@ -455,20 +455,33 @@ async fn a_failing_store_gets_err_2_then_the_resend_is_stored() {
     assert_eq!(status, 200, "{answer}");
     wait_for_compaction(&dest);
     assert_eq!(stored_keys(&dest, "push_cdr").len(), 1);
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
-        "cdr_ingest_push_requests_total{format=\"json\",outcome=\"store_failed\"} 1",
-        "cdr_ingest_push_requests_total{format=\"json\",outcome=\"stored\"} 1",
-        "cdr_ingest_push_records_compacted_total 1",
-    ] {
-        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    // The flush counts what it compacted after it emptied the inbox: polled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = client
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let missing: Vec<&str> = [
+            "cdr_ingest_push_requests_total{format=\"json\",outcome=\"store_failed\"} 1",
+            "cdr_ingest_push_requests_total{format=\"json\",outcome=\"stored\"} 1",
+            "cdr_ingest_push_records_compacted_total 1",
+        ]
+        .into_iter()
+        .filter(|line| !metrics.contains(line))
+        .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing:?} missing from:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(server.stop(), Some(0), "a stop on SIGTERM is a normal end");
 }
@@ -492,7 +505,7 @@ async fn healthz_is_ready_only_while_the_destination_answers() {
     std::fs::write(
         &file,
         format!(
-            "[source]\nurl = \"ftps://unused@h\"\n[destination]\nurl = \"s3://bucket/p\"\n[destination.options]\nendpoint = \"http://127.0.0.1:{closed}\"\nallow_http = \"true\"\nregion = \"us-east-1\"\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\n[serve]\nlisten = \"127.0.0.1:0\"\n"
+            "[destination]\nurl = \"s3://bucket/p\"\n[destination.options]\nendpoint = \"http://127.0.0.1:{closed}\"\nallow_http = \"true\"\nregion = \"us-east-1\"\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\n[serve]\nlisten = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
@@ -675,6 +688,29 @@ fn command(config: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A configuration for `serve` alone has no `[source]`: it is valid, and the commands
+/// that read a source say what is missing instead of failing on a connection.
+#[test]
+fn a_configuration_for_serve_alone_needs_no_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config(dir.path(), &dir.path().join("dest"), "");
+    let valid = command(&file, &["validate"]);
+    assert_eq!(valid.status.code(), Some(0), "{valid:?}");
+    for args in [
+        &["run"][..],
+        &["validate", "--connect"],
+        &["backfill", "--from", "2024-03-01", "--to", "2024-03-01"],
+    ] {
+        let refused = command(&file, args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("has [serve] and no [source]"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_retention_and_purge_know_the_pushed_records() {
     let dir = tempfile::tempdir().unwrap();
@@ -788,7 +824,7 @@ async fn two_replicas_on_s3_store_each_record_once() {
     std::fs::write(
         &file,
         format!(
-            "[source]\nurl = \"ftps://unused@h\"\n[destination]\nurl = \"s3://{}/{prefix}\"\n[destination.options]\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = \"true\"\nvirtual_hosted_style_request = \"false\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\nflush_secs = 1\n",
+            "[destination]\nurl = \"s3://{}/{prefix}\"\n[destination.options]\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = \"true\"\nvirtual_hosted_style_request = \"false\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\nflush_secs = 1\n",
             s3_env("CDR_TEST_S3_BUCKET"),
             s3_env("CDR_TEST_S3_ENDPOINT"),
             s3_env("CDR_TEST_S3_REGION"),
