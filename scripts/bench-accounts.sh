@@ -50,7 +50,8 @@
 #   BENCH_RECORDINGS_PER_DAY  recordings per account and day (default 2)
 #   BENCH_RECORDING_BYTES     size of each recording (default 16384)
 #   BENCH_RTT_MS       round trip of the delay proxy (default 20)
-#   BENCH_WORKERS      worker counts of the timed cases (default "1 2 4")
+#   BENCH_WORKERS      worker counts of the timed cases, in the order run (default "1 2 4";
+#                      speed-ups are against the one-worker case, wherever it is)
 #   BENCH_KILL_OF      workers of the killed case, 0 for none (default 4)
 #   BENCH_LEASE_SECS   ingest.lease_secs (default 30)
 #   BENCH_PARALLEL     backfill --parallel (default 2, the command's default)
@@ -404,6 +405,7 @@ PY
     [[ -z $baseline_wall && $n == 1 && $kill_one == 0 ]] && baseline_wall=$wall
     local speedup=-
     [[ -n $baseline_wall ]] && speedup=$(awk -v a="$baseline_wall" -v b="$wall" 'BEGIN { printf "%.2f", a / b }')
+    # (The table works the speed-ups out again, for cases run before the one-worker one.)
     if ((${#bad[@]})) || [[ $complete != yes || $duplicates != 0 || $same == no ]]; then
         failed=1
         log "$name: FAILED: ${bad[*]:-} complete=$complete duplicates=$duplicates same-objects=$same ($detail; logs: $work/logs/$name)"
@@ -433,7 +435,9 @@ table=$work/table.md
     echo
     echo "| case | workers | wall s | speed-up | user+sys s | peak RSS MiB | duplicate ids | complete | same objects | takeover after kill | exit codes; leases lost |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"
-    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$results"
+    awk -F'\t' -v base="$baseline_wall" '{
+        speedup = base == "" ? "-" : sprintf("%.2f", base / $3)
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, speedup, $5, $6, $7, $8, $9, $10, $11 }' "$results"
     echo
     echo "output per case: $(head -1 "$results" | cut -f12)"
 } | tee "$table"
