@@ -4,14 +4,19 @@
 # one destination, and a run where one of 4 is killed with -9 half-way.
 #
 #   bash scripts/bench-accounts.sh                     # 40 accounts x 30 days
-#   BENCH_ACCOUNTS=4 BENCH_DAYS=4 bash scripts/bench-accounts.sh   # a one-minute smoke run
+#   BENCH_ACCOUNTS=4 BENCH_DAYS=2 BENCH_WORKERS="1 2" BENCH_KILL_OF=0 \
+#       bash scripts/bench-accounts.sh     # a smoke run: that it all works, in about a minute
+#
+# The figures in bench/RESULTS.md ran with BENCH_DAYS=7: at 20 ms a day of an account
+# costs about 1.2 s of one worker's time (per-file round trips, not data), so 40 x 30
+# days take about half an hour with one worker.
 #
 # What it sets up (all on loopback, all stopped by the EXIT trap):
 #   * the test servers of scripts/test-servers.sh (for their CA, server certificate
 #     and the system account "cdrftp"), and beside them a vsftpd of its own with one
 #     virtual user per account (acct01 … acctNN, all working as cdrftp, each chrooted
 #     into its own drop: local_root=<root>/$USER), the password checked by pam_userdb
-#     against a file in the work folder (PAM service cdr-ingest-bench-accounts);
+#     against a file in the work folder (PAM service cdr-ingest-bench-accounts-PID);
 #   * each account's drop written by `cdr-ingest generate` (seed = account number, kept
 #     between runs while the sizes stay the same), with its manifest;
 #   * examples/delay_proxy in front of that vsftpd on 127.0.0.2 (the certificate names
@@ -115,7 +120,8 @@ bin=$work/cdr-ingest
 # Servers. The test servers first (CA, certificate, the cdrftp account, free ports).
 # shellcheck source=scripts/test-servers.sh
 source "$repo/scripts/test-servers.sh"
-pam_service=cdr-ingest-bench-accounts
+# Its own PAM service per run: two runs at once must not check against each other's users.
+pam_service=cdr-ingest-bench-accounts-$$
 pids=()
 cleanup() {
     local pid
