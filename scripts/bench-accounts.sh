@@ -209,7 +209,9 @@ vsftpd_bin=$(command -v vsftpd || echo /usr/sbin/vsftpd)
 pids+=($!)
 wait_for vsftpd 20 _cdr_ts_probe "$ftp_port"
 
-# The delay proxy in front of it, its passive ports on 127.0.0.2.
+# The delay proxy in front of it, its passive ports on 127.0.0.2. (Its output file is
+# emptied first: the poll below must not read the port of an earlier run's proxy.)
+: >"$work/proxy.out"
 "$work/delay_proxy" --listen 127.0.0.2:0 --to "127.0.0.1:$ftp_port" --rtt-ms "$rtt" \
     --data-ports "$pasv_min-$pasv_max" >"$work/proxy.out" 2>&1 &
 pids+=($!)
