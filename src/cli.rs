@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::Instrument as _;
 
+use crate::account_turns;
 use crate::config::{ConfigErrors, Settings, SourceEndpoint};
 use crate::daemon::{self, SystemClock};
 use crate::demo;
@@ -1034,7 +1035,8 @@ fn exit_code(outcome: PassOutcome) -> u8 {
 }
 
 /// One pass of each account over its `days`: ingest, print, record in the account's
-/// state; one account's failure does not stop the next. Then the metrics of all of
+/// state; one account's failure does not stop the next. With several accounts they are
+/// taken in the turns `account_turns` gives, so that N workers spread over them. Then the metrics of all of
 /// them, sent where `[metrics]` says. Returns the exit code: stopped if a shutdown
 /// cut the pass short, else failed if any account's pass failed.
 async fn passes(
@@ -1045,40 +1047,87 @@ async fn passes(
     options: &PassOptions<'_>,
     metrics: &Mutex<Metrics>,
 ) -> u8 {
+    let began = Utc::now();
     let mut reports = Vec::new();
-    let mut ended: Vec<(&str, PassOutcome)> = Vec::new();
-    for ctx in accounts {
-        let name = status::account_name(ctx);
-        if options.shutdown.is_requested() {
-            ended.push((name, PassOutcome::Stopped));
-            continue;
-        }
-        heading(ctx);
-        // A later account's pass starts later than the first's.
-        let started = if reports.is_empty() { now } else { Utc::now() };
-        // Every log line of an account's pass names the account.
-        let span = match &ctx.settings.account {
-            Some(account) => tracing::info_span!("account", account = %account.name),
-            None => tracing::Span::none(),
+    let mut ended: Vec<(usize, &str, PassOutcome)> = Vec::new();
+    // With several accounts, N workers spread over them: each first takes those no other
+    // worker is on, then comes back to the rest (see `account_turns`).
+    let spread = accounts.len() > 1;
+    let mut later = Vec::new();
+    for round in [Round::First, Round::Again] {
+        let order: Vec<usize> = match round {
+            Round::First => (0..accounts.len()).collect(),
+            Round::Again => std::mem::take(&mut later),
         };
-        let report = pass::run(ctx, &days(ctx), started, options)
-            .instrument(span.clone())
-            .await;
-        let outcome = span.in_scope(|| report::print(&report));
-        let record = report::record(&report, mode, started, outcome);
-        if let Err(e) = runs::put(&ctx.json, &record).await {
-            tracing::warn!(account = name, error = %e, "could not record the pass for `status`");
+        for index in order {
+            let ctx = &accounts[index];
+            let name = status::account_name(ctx);
+            if options.shutdown.is_requested() {
+                ended.push((index, name, PassOutcome::Stopped));
+                continue;
+            }
+            let turn = match (spread, round) {
+                (false, _) => account_turns::Turn::Shared,
+                (true, Round::First) => match account_turns::first(ctx).await {
+                    Some(turn) => turn,
+                    None => {
+                        later.push(index);
+                        continue;
+                    }
+                },
+                (true, Round::Again) => account_turns::again(ctx, began, &days(ctx)).await,
+            };
+            heading(ctx);
+            let lease = match turn {
+                account_turns::Turn::Done(record) => {
+                    crate::out!(
+                        "done by another worker: its pass over these days began {} and ended ok at {}",
+                        record.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                        record.finished.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
+                    ended.push((index, name, PassOutcome::Ok));
+                    continue;
+                }
+                account_turns::Turn::Own(lease) => Some(lease),
+                account_turns::Turn::Shared => None,
+            };
+            // A later account's pass starts later than the first's.
+            let started = if reports.is_empty() { now } else { Utc::now() };
+            // Every log line of an account's pass names the account.
+            let span = match &ctx.settings.account {
+                Some(account) => tracing::info_span!("account", account = %account.name),
+                None => tracing::Span::none(),
+            };
+            let report = pass::run(ctx, &days(ctx), started, options)
+                .instrument(span.clone())
+                .await;
+            let outcome = span.in_scope(|| report::print(&report));
+            let record = report::record(&report, mode, started, outcome);
+            if let Err(e) = runs::put(&ctx.json, &record).await {
+                tracing::warn!(account = name, error = %e, "could not record the pass for `status`");
+            }
+            // Released once the pass is recorded, so that who comes back to the account
+            // finds the record.
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            if ctx.settings.account.is_some() {
+                tracing::info!(
+                    account = name,
+                    outcome = outcome.as_str(),
+                    "account's pass finished"
+                );
+            }
+            reports.push(report);
+            ended.push((index, name, outcome));
         }
-        if ctx.settings.account.is_some() {
-            tracing::info!(
-                account = name,
-                outcome = outcome.as_str(),
-                "account's pass finished"
-            );
-        }
-        reports.push(report);
-        ended.push((name, outcome));
     }
+    // The summary in the file's order, whatever order the accounts were taken in.
+    ended.sort_by_key(|&(index, _, _)| index);
+    let ended: Vec<(&str, PassOutcome)> = ended
+        .into_iter()
+        .map(|(_, name, outcome)| (name, outcome))
+        .collect();
     let outcome = if ended.iter().any(|(_, o)| *o == PassOutcome::Stopped) {
         PassOutcome::Stopped
     } else if ended.iter().any(|(_, o)| *o == PassOutcome::Failed) {
@@ -1096,6 +1145,15 @@ async fn passes(
     };
     metrics::export::after_pass(&accounts[0].settings.metrics, &snapshot).await;
     exit_code(outcome)
+}
+
+/// The two rounds of a pass over accounts (see `account_turns`).
+#[derive(Clone, Copy)]
+enum Round {
+    /// The accounts no other worker is on.
+    First,
+    /// The others.
+    Again,
 }
 
 /// The pass summary of a configuration with accounts: how each account's pass ended.

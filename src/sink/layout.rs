@@ -11,6 +11,7 @@
 //! _state/leases/<category>/folder.json            … on a changed-files feed's folder
 //! _state/seen/<category>/<shard>.json             the files a changed-files feed took (state::seen)
 //! _state/leases/partitions/<dataset>/<date>.json  a worker's claim on a partition while it writes it
+//! _state/leases/pass.json                         with accounts: a worker's pass is on this account
 //! ```
 //! Keys are derived from the data only (never the clock), so reruns are deterministic.
 
@@ -75,6 +76,11 @@ pub fn spill_root(dataset: &str) -> String {
 }
 
 const SPILL: &str = "_state/spill";
+
+/// The lease on one account's pass while a worker is on it (`account_turns`).
+pub fn account_pass_lease() -> Path {
+    Path::from("_state/leases/pass.json")
+}
 
 /// The lease on one unit of work (a category of a day).
 pub fn unit_lease(category: Category, day: NaiveDate) -> Path {
