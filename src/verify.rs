@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use object_store::path::Path;
 use thiserror::Error;
 
+use crate::calls;
 use crate::feeds;
 use crate::model::Category;
 use crate::pipeline::{Context, partition_lock};
@@ -173,7 +174,10 @@ async fn repair_partition(
     partition: Partition,
     category: Category,
 ) -> Result<(), VerifyError> {
-    let held = partition_lock::hold(ctx, std::iter::once(partition))
+    let feeds_calls = calls::rebuild::reads(partition.table.dataset);
+    let calls_lease = feeds_calls.then(|| calls::rebuild::lease(partition.date));
+    let leases = std::iter::once(partition_lock::lease_of(partition)).chain(calls_lease);
+    let held = partition_lock::hold(ctx, leases)
         .await
         .map_err(|e| VerifyError::Repair(e.to_string()))?;
     let repaired = async {
@@ -190,6 +194,9 @@ async fn repair_partition(
             partition::put(&ctx.store, partition, source, None).await?;
         }
         partition::settle(&ctx.store, partition, None, None, true).await?;
+        if feeds_calls {
+            calls::rebuild(&ctx.store, partition.date).await?;
+        }
         Ok::<_, VerifyError>(())
     }
     .await;

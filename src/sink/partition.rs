@@ -344,7 +344,10 @@ async fn sources(
 
 /// An object streamed into a temporary file (memory stays bounded whatever its size),
 /// or `None` if there is no such object.
-async fn fetch(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<Option<File>, PartitionError> {
+pub(crate) async fn fetch(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+) -> Result<Option<File>, PartitionError> {
     let read_error = |source| PartitionError::Read {
         key: key.to_string(),
         source,
