@@ -332,18 +332,14 @@ def main():
                 {r["channel"] for r in rows} - {"queue", "direct", "outbound"}, set())
         c.check("last_agent_for_number: rows without agent",
                 [r["number_e164"] for r in rows if r["agent_id"] is None], [])
-        # The agent of a queue call: who is on its recording, else the queue report's.
-        expected = dict(con.execute("""
-            SELECT q.call_id, coalesce(r.sip_user, q.final_dst_id)
-            FROM read_parquet('queue_call/**/*.parquet', hive_partitioning = true) q
-            LEFT JOIN read_parquet('recording_index/**/*.parquet', hive_partitioning = true) r
-              ON r.unique_id = q.call_id
-            WHERE q.final_dst_type = 'U' AND q.t_cause = 'C'""").fetchall())
-        wrong = [(r["call_id"], r["agent_id"], expected.get(r["call_id"]))
+        final = dict(con.execute("""
+            SELECT call_id, final_dst_id
+            FROM read_parquet('queue_call/**/*.parquet', hive_partitioning = true)
+            WHERE final_dst_type = 'U' AND t_cause = 'C'""").fetchall())
+        wrong = [(r["call_id"], r["agent_id"], final.get(r["call_id"]))
                  for r in rows if r["channel"] == "queue"
-                 and expected.get(r["call_id"]) != r["agent_id"]]
-        c.check("last_agent_for_number: queue agent = the recording's SIP user, else final_dst_id",
-                wrong, [])
+                 and final.get(r["call_id"]) != r["agent_id"]]
+        c.check("last_agent_for_number: queue agent = queue_call.final_dst_id", wrong, [])
 
     # --------------------------------------------------- queue_wait_and_abandonment
     rows = results.get("queue_wait_and_abandonment.sql")

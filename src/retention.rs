@@ -251,7 +251,7 @@ pub async fn enforce_and_rebuild(
 ) -> Result<Removed, RetentionError> {
     let removed = enforce(&ctx.store, &ctx.json, target, keep, today, dry_run).await?;
     if !dry_run && target.feeds_calls() {
-        calls::rebuild::rebuild_days(ctx, removed.days.iter().copied())
+        calls::rebuild::rebuild_days(ctx, removed.days.iter().copied(), calls::Count::All)
             .await
             .map_err(|e| RetentionError::Calls(e.to_string()))?;
     }
@@ -266,7 +266,7 @@ pub async fn rebuild_after_purge(ctx: &Context, target: Target) -> Result<(), Re
     let days = calls::rebuild::dates(&ctx.store)
         .await
         .map_err(|e| RetentionError::Calls(e.to_string()))?;
-    calls::rebuild::rebuild_days(ctx, days)
+    calls::rebuild::rebuild_days(ctx, days, calls::Count::All)
         .await
         .map_err(|e| RetentionError::Calls(e.to_string()))?;
     Ok(())

@@ -195,7 +195,7 @@ async fn repair_partition(
         }
         partition::settle(&ctx.store, partition, None, None, true).await?;
         if feeds_calls {
-            calls::rebuild(&ctx.store, partition.date).await?;
+            calls::rebuild(&ctx.store, partition.date, calls::Count::All).await?;
         }
         Ok::<_, VerifyError>(())
     }

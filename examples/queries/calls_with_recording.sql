@@ -8,7 +8,8 @@
 --   direction       VARCHAR        inbound / outbound / internal
 --   from_number     VARCHAR        caller number / extension
 --   to_number       VARCHAR        called number / extension
---   agent_id        VARCHAR        who talked (the recording's SIP user when it has one)
+--   agent_id        VARCHAR        who talked (queue calls: the queue report's user id;
+--                                  others: the SIP user of the recording)
 --   agent_name      VARCHAR
 --   talk_seconds    BIGINT
 --   object_key      VARCHAR        key of the copy, relative to the destination root

@@ -7,8 +7,8 @@
 --   number_e164         VARCHAR    the outside number in E.164 (see below)
 --   last_contact_at     TIMESTAMP  start of the last conversation, UTC
 --   channel             VARCHAR    'queue', 'direct' or 'outbound'
---   agent_id            VARCHAR    who talked: the recording's SIP user when there is one,
---                                  else the queue report's user id or the CDR's SIP user
+--   agent_id            VARCHAR    who talked: a queue call's agent as the queue report
+--                                  names it (user id), else the SIP user (recording, CDR)
 --   agent_name          VARCHAR    the agent's name, where a feed gives it
 --   queue_id            VARCHAR    queue calls only
 --   queue_name          VARCHAR

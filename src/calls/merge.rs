@@ -48,8 +48,9 @@ pub struct Call {
     pub recording_key: Option<String>,
     pub source_object: String,
     pub source_line: Option<i64>,
-    /// The codes of this call that no feed's table knows (counted, never written).
-    pub unmapped: BTreeSet<String>,
+    /// The codes of this call that no feed's table knows, with the source object of
+    /// the row that has each (counted, never written).
+    pub unmapped: BTreeSet<(String, String)>,
 }
 
 /// Joins the contributions into calls, ordered by start time, provider and id.
@@ -116,7 +117,7 @@ fn one_call(provider: &'static str, call_id: String, group: &[Contribution]) -> 
     let unmapped = group
         .iter()
         .filter(|c| c.facts.said.unmapped)
-        .filter_map(|c| c.facts.said.detail.clone())
+        .filter_map(|c| Some((c.facts.source_object.clone(), c.facts.said.detail.clone()?)))
         .collect();
 
     let direction = first(&by_call, |f| f.direction);
@@ -284,7 +285,10 @@ mod tests {
             },
         ]);
         assert_eq!(merged[0].outcome, Outcome::Busy);
-        assert_eq!(merged[0].unmapped, ["ZAP".to_string()].into());
+        assert_eq!(
+            merged[0].unmapped,
+            [("a".to_string(), "ZAP".to_string())].into()
+        );
         let alone = merge(vec![Contribution {
             feed: "a",
             mapping: first,

@@ -32,7 +32,7 @@ mod record;
 mod table;
 
 pub use merge::{Call, merge};
-pub use rebuild::{Rebuilt, rebuild};
+pub use rebuild::{Count, Rebuilt, rebuild};
 pub use record::Record;
 pub use table::{DATASET, schema};
 

@@ -50,10 +50,23 @@ pub fn lease(date: NaiveDate) -> Path {
     layout::partition_lease(DATASET, date)
 }
 
+/// Which calls with an unmapped code a rebuild counts (and logs).
+#[derive(Debug, Clone, Copy)]
+pub enum Count<'a> {
+    /// Those whose code comes from this source file, just committed: each is counted
+    /// once, by the file that brought it, however often its date is rebuilt.
+    From(&'a str),
+    /// Every one (retention, purge and repairs rebuild what files brought before).
+    All,
+    /// None: the rebuild brings no code of its own (a recordings index).
+    Nothing,
+}
+
 /// Rebuilds `date`'s calls; the caller holds [`lease`] of the date.
 pub async fn rebuild(
     store: &Arc<dyn ObjectStore>,
     date: NaiveDate,
+    count: Count<'_>,
 ) -> Result<Rebuilt, PartitionError> {
     let mut contributions = Vec::new();
     for feed in FEEDS.iter() {
@@ -91,9 +104,28 @@ pub async fn rebuild(
         calls: calls.len() as u64,
         ..Rebuilt::default()
     };
-    for call in calls.iter().filter(|c| !c.unmapped.is_empty()) {
-        rebuilt.unmapped += 1;
-        rebuilt.codes.extend(call.unmapped.iter().cloned());
+    let from_origin = |source: &str| match count {
+        // A zip's entries are `<zip>!<entry>`.
+        Count::From(origin) => {
+            source == origin
+                || source
+                    .strip_prefix(origin)
+                    .is_some_and(|rest| rest.starts_with('!'))
+        }
+        Count::All => true,
+        Count::Nothing => false,
+    };
+    for call in &calls {
+        let codes: Vec<&String> = call
+            .unmapped
+            .iter()
+            .filter(|(source, _)| from_origin(source))
+            .map(|(_, code)| code)
+            .collect();
+        if !codes.is_empty() {
+            rebuilt.unmapped += 1;
+            rebuilt.codes.extend(codes.into_iter().cloned());
+        }
     }
     if calls.is_empty() {
         match retry::with_backoff("delete", retry::is_transient, || store.delete(&key)).await {
@@ -126,11 +158,12 @@ pub async fn rebuild(
 pub async fn rebuild_days(
     ctx: &Context,
     dates: impl IntoIterator<Item = NaiveDate>,
+    count: Count<'_>,
 ) -> Result<Rebuilt, IngestError> {
     let mut total = Rebuilt::default();
     for date in dates.into_iter().collect::<BTreeSet<_>>() {
         let held = partition_lock::hold(ctx, std::iter::once(lease(date))).await?;
-        let rebuilt = rebuild(&ctx.store, date).await;
+        let rebuilt = rebuild(&ctx.store, date, count).await;
         partition_lock::release(ctx, &held).await;
         total.add(rebuilt?);
     }

@@ -58,7 +58,7 @@ static CALLS: [Mapping; 1] = [Mapping {
     rank: Rank {
         call: 1,
         outcome: 0,
-        routing: 1,
+        routing: 0,
     },
     outcomes: &OUTCOMES,
     direction: "`inbound` (only inbound calls enter a queue)",

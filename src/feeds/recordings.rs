@@ -57,7 +57,7 @@ static CALLS: [Mapping; 1] = [Mapping {
     rank: Rank {
         call: 2,
         outcome: 2,
-        routing: 0,
+        routing: 1,
     },
     outcomes: &[],
     direction: "none (the CDR's)",
@@ -335,7 +335,7 @@ async fn commit_day(
             key: key.to_string(),
             detail: e.to_string(),
         })?;
-    calls::rebuild::rebuild_days(ctx, [day]).await?;
+    calls::rebuild::rebuild_days(ctx, [day], calls::Count::Nothing).await?;
     ctx.ledger.put_copies(CATEGORY, day, &entry).await?;
     Ok(())
 }

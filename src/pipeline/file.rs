@@ -250,7 +250,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         }
         write_partitions(ctx, day, &path, done.is_some(), contributions, &mut entry).await?;
         for date in &calls_dates {
-            rebuilt.add(calls::rebuild(&ctx.store, *date).await?);
+            rebuilt.add(calls::rebuild(&ctx.store, *date, calls::Count::From(&path)).await?);
         }
         remove_stale_quarantine(ctx, &marker, &entry).await?;
         crate::crash::point("before-ledger");

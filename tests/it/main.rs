@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against real servers started by `scripts/test.sh`.
 
 mod architecture;
+mod calls;
 mod config_example;
 mod conformance;
 mod crash_safety;
