@@ -68,6 +68,62 @@ pub async fn rebuild(
     date: NaiveDate,
     count: Count<'_>,
 ) -> Result<Rebuilt, PartitionError> {
+    let (file, rebuilt) = build(store, date, count).await?;
+    let key = layout::calls_object(date);
+    let Some(file) = file else {
+        match retry::with_backoff("delete", retry::is_transient, || store.delete(&key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(PartitionError::Delete {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        }
+        return Ok(rebuilt);
+    };
+    upload_file(store, &key, &file)
+        .await
+        .map_err(|source| PartitionError::Write {
+            key: key.to_string(),
+            source,
+        })?;
+    if rebuilt.unmapped > 0 {
+        let codes: Vec<&str> = rebuilt.codes.iter().map(String::as_str).collect();
+        tracing::warn!(object = %key, calls = rebuilt.unmapped, codes = %codes.join(", "), "calls with an outcome code no feed's table maps: written as `other` with the code in outcome_detail; add the code to the feed's outcome table");
+    }
+    Ok(rebuilt)
+}
+
+/// Whether `date`'s calls object is what a rebuild writes now (`verify`): a day
+/// ingested before `calls` existed, or whose rebuild a crash cut short, is not.
+pub async fn is_current(
+    store: &Arc<dyn ObjectStore>,
+    date: NaiveDate,
+) -> Result<bool, PartitionError> {
+    let (file, _) = build(store, date, Count::Nothing).await?;
+    let key = layout::calls_object(date);
+    let stored = fetch(store, &key).await?;
+    let bytes = |file: Option<std::fs::File>| -> Result<Option<Vec<u8>>, PartitionError> {
+        file.map(|mut f| {
+            let mut bytes = Vec::new();
+            std::io::Seek::rewind(&mut f)
+                .and_then(|()| std::io::Read::read_to_end(&mut f, &mut bytes))
+                .map(|_| bytes)
+                .map_err(PartitionError::Spool)
+        })
+        .transpose()
+    };
+    Ok(bytes(file)? == bytes(stored)?)
+}
+
+/// `date`'s calls as a Parquet file (`None`: there are none), from the visible rows
+/// of every mapped dataset of that date.
+async fn build(
+    store: &Arc<dyn ObjectStore>,
+    date: NaiveDate,
+    count: Count<'_>,
+) -> Result<(Option<std::fs::File>, Rebuilt), PartitionError> {
     let mut contributions = Vec::new();
     for feed in FEEDS.iter() {
         for mapping in feed.calls {
@@ -99,7 +155,6 @@ pub async fn rebuild(
         }
     }
     let calls = merge(contributions);
-    let key = layout::calls_object(date);
     let mut rebuilt = Rebuilt {
         calls: calls.len() as u64,
         ..Rebuilt::default()
@@ -128,29 +183,10 @@ pub async fn rebuild(
         }
     }
     if calls.is_empty() {
-        match retry::with_backoff("delete", retry::is_transient, || store.delete(&key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => {
-                return Err(PartitionError::Delete {
-                    key: key.to_string(),
-                    source,
-                });
-            }
-        }
-        return Ok(rebuilt);
+        return Ok((None, rebuilt));
     }
     let file = table::write(&calls).map_err(|e| PartitionError::Spool(std::io::Error::other(e)))?;
-    upload_file(store, &key, &file)
-        .await
-        .map_err(|source| PartitionError::Write {
-            key: key.to_string(),
-            source,
-        })?;
-    if rebuilt.unmapped > 0 {
-        let codes: Vec<&str> = rebuilt.codes.iter().map(String::as_str).collect();
-        tracing::warn!(object = %key, calls = rebuilt.unmapped, codes = %codes.join(", "), "calls with an outcome code no feed's table maps: written as `other` with the code in outcome_detail; add the code to the feed's outcome table");
-    }
-    Ok(rebuilt)
+    Ok((Some(file), rebuilt))
 }
 
 /// Rebuilds the calls of `dates`, taking each date's lease (for those who hold no
