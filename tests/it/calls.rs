@@ -15,26 +15,10 @@ use cdr_ingest::generate::{DropSpec, Quirks, cdr_path, queue_zip_path, write_dro
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::util::{Run, local_config, run_range, tree};
+use crate::util::{Rng, Run, local_config, run_range, tree};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
-}
-
-/// SplitMix64, as in `schedules.rs`: a seed gives the same order on any machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// One `calls` row, the columns these tests look at.

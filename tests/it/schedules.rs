@@ -21,34 +21,12 @@ use cdr_ingest::crash::POINTS;
 use cdr_ingest::generate::{DropSpec, Quirks, cdr_path, queue_zip_path, write_drop};
 use chrono::NaiveDate;
 
-use crate::util::{Run, local_config_of, tree};
+use crate::util::{Rng, Run, local_config_of, tree};
 
 const DAYS: u32 = 6;
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
-}
-
-/// SplitMix64: the schedule must come out the same for a seed on any machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: u32, hi: u32) -> u32 {
-        lo + self.below(u64::from(hi - lo + 1)) as u32
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// One process of a schedule.
