@@ -137,7 +137,7 @@ async fn enforce_retention(
         if keep != Keep::Forever {
             results.push((
                 target,
-                retention::enforce(&ctx.store, &ctx.json, target, keep, today, false).await,
+                retention::enforce_and_rebuild(ctx, target, keep, today, false).await,
             ));
         }
     }

@@ -13,6 +13,7 @@ use crate::state::runs::{FileRecord, PassOutcome, RunRecord, UnitState};
 pub fn print(report: &PassReport) -> PassOutcome {
     let (mut ingested, mut skipped, mut pending, mut failed) = (0, 0, 0, 0);
     let (mut rows, mut rejected, mut duplicates, mut bytes) = (0, 0, 0, 0);
+    let mut unmapped = 0;
     for file in &report.files {
         let day = file.day;
         match &file.result {
@@ -21,6 +22,7 @@ pub fn print(report: &PassReport) -> PassOutcome {
                 rows += i.rows_written;
                 rejected += i.rows_rejected;
                 duplicates += i.duplicates_dropped;
+                unmapped += i.calls_unmapped;
                 bytes += i.bytes;
                 let verb = if i.replaced {
                     "re-ingested (changed on the server)"
@@ -172,8 +174,16 @@ pub fn print(report: &PassReport) -> PassOutcome {
             }
         }
     }
+    // A provider code no outcome table knows is said, not hidden (see `calls`).
+    let unmapped_note = if unmapped > 0 {
+        format!(
+            "; {unmapped} calls with an outcome code no mapping knows (written as `other`, see the log)"
+        )
+    } else {
+        String::new()
+    };
     crate::out!(
-        "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
+        "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped{unmapped_note}"
     );
     let outcome = if report.stopped {
         PassOutcome::Stopped
@@ -191,6 +201,7 @@ pub fn print(report: &PassReport) -> PassOutcome {
         rows,
         rejected,
         duplicates,
+        calls_unmapped = unmapped,
         bytes,
         "pass finished"
     );

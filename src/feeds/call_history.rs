@@ -52,6 +52,7 @@ pub static FEED: Feed = Feed {
     unit: Unit::Changed(&CallHistory),
     files: None,
     generate: crate::generate::call_history::write,
+    calls: &[],
 };
 
 /// One row per call key across the dataset.
@@ -168,7 +169,13 @@ impl ChangedFeed for CallHistory {
             .await
             .map_err(newest_error)?;
         let decisions = plan.decisions.clone();
-        let held = partition_lock::hold(ctx, plan.partitions(&GROUP).into_iter()).await?;
+        let held = partition_lock::hold(
+            ctx,
+            plan.partitions(&GROUP)
+                .into_iter()
+                .map(partition_lock::lease_of),
+        )
+        .await?;
         let applied = newest::apply(&ctx.store, &ctx.json, &GROUP, plan, vec![parts]).await;
         partition_lock::release(ctx, &held).await;
         let written = applied.map_err(newest_error)?;

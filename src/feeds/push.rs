@@ -42,6 +42,7 @@ pub static FEED: Feed = Feed {
     unit: Unit::Pushed(&Pushed),
     files: None,
     generate: crate::generate::push::write,
+    calls: &[],
 };
 
 struct Pushed;

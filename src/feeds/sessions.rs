@@ -58,6 +58,7 @@ pub static FEED: Feed = Feed {
     unit: Unit::Changed(&Sessions),
     files: None,
     generate: crate::generate::sessions::write,
+    calls: &[],
 };
 
 /// The sessions and the rows that follow each: a session's participants and
@@ -174,7 +175,13 @@ impl ChangedFeed for Sessions {
             .await
             .map_err(newest_error)?;
         let decisions = plan.decisions.clone();
-        let held = partition_lock::hold(ctx, plan.partitions(&GROUP).into_iter()).await?;
+        let held = partition_lock::hold(
+            ctx,
+            plan.partitions(&GROUP)
+                .into_iter()
+                .map(partition_lock::lease_of),
+        )
+        .await?;
         let applied = newest::apply(&ctx.store, &ctx.json, &GROUP, plan, parts).await;
         partition_lock::release(ctx, &held).await;
         let written = applied.map_err(newest_error)?;

@@ -55,6 +55,7 @@ struct FeedMetrics {
     rows: u64,
     quarantined: u64,
     duplicates: u64,
+    calls_unmapped: u64,
     bytes: u64,
     transfer_seconds: f64,
     overdue_files: u64,
@@ -82,6 +83,7 @@ impl Metrics {
                     rows: 0,
                     quarantined: 0,
                     duplicates: 0,
+                    calls_unmapped: 0,
                     bytes: 0,
                     transfer_seconds: 0.0,
                     overdue_files: 0,
@@ -134,6 +136,7 @@ impl Metrics {
                 feed.rows += i.rows_written;
                 feed.quarantined += i.rows_rejected;
                 feed.duplicates += i.duplicates_dropped;
+                feed.calls_unmapped += i.calls_unmapped;
                 feed.bytes += i.bytes;
                 feed.transfer_seconds += i.phases.transfer_ms as f64 / 1000.0;
             }
@@ -305,6 +308,12 @@ impl Metrics {
                 "Repeated identical rows dropped.",
                 Kind::Counter,
                 &|f| Some(Value::Int(f.duplicates)),
+            ),
+            per_feed(
+                "cdr_ingest_calls_unmapped_outcomes_total",
+                "Calls written with outcome other: no mapping knows their code.",
+                Kind::Counter,
+                &|f| Some(Value::Int(f.calls_unmapped)),
             ),
             per_feed(
                 "cdr_ingest_bytes_total",
@@ -492,6 +501,7 @@ mod tests {
                         rows_rejected: 2,
                         duplicates_dropped: 1,
                         replaced: false,
+                        calls_unmapped: 3,
                         seconds: 2.0,
                         phases: Phases {
                             transfer_ms: 1500,
@@ -572,6 +582,10 @@ cdr_ingest_quarantined_rows_total{feed="recordings"} 0
 # TYPE cdr_ingest_duplicates_dropped_total counter
 cdr_ingest_duplicates_dropped_total{feed="cdr"} 1
 cdr_ingest_duplicates_dropped_total{feed="recordings"} 0
+# HELP cdr_ingest_calls_unmapped_outcomes_total Calls written with outcome other: no mapping knows their code.
+# TYPE cdr_ingest_calls_unmapped_outcomes_total counter
+cdr_ingest_calls_unmapped_outcomes_total{feed="cdr"} 3
+cdr_ingest_calls_unmapped_outcomes_total{feed="recordings"} 0
 # HELP cdr_ingest_bytes_total Bytes transferred from the source.
 # TYPE cdr_ingest_bytes_total counter
 cdr_ingest_bytes_total{feed="cdr"} 1000

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::time::Instant;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
@@ -13,6 +13,7 @@ use object_store::path::Path;
 use super::connection::{Connection, RetryBudget};
 use super::parse::Parsed;
 use super::{Context, FileOutcome, IngestError, Ingested, Phases, millis, partition_lock};
+use crate::calls;
 use crate::feeds;
 use crate::formats::table::Table;
 use crate::model::Category;
@@ -221,7 +222,18 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
                 .or_insert(None);
         }
     }
-    let held = partition_lock::hold(ctx, contributions.keys().copied()).await?;
+    // The calls of every date whose input changes are rebuilt under the same leases.
+    let calls_dates: BTreeSet<NaiveDate> = contributions
+        .keys()
+        .filter(|p| calls::rebuild::reads(p.table.dataset))
+        .map(|p| p.date)
+        .collect();
+    let leases = contributions
+        .keys()
+        .map(|p| partition_lock::lease_of(*p))
+        .chain(calls_dates.iter().map(|d| calls::rebuild::lease(*d)));
+    let held = partition_lock::hold(ctx, leases).await?;
+    let mut rebuilt = calls::Rebuilt::default();
     let written = async {
         // Said before anything is written, so that whatever a crash leaves is found
         // and cleaned up by the next commit of this file, even of another version.
@@ -244,6 +256,9 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             entry.quarantine.push(key.to_string());
         }
         write_partitions(ctx, day, &path, done.is_some(), contributions, &mut entry).await?;
+        for date in &calls_dates {
+            rebuilt.add(calls::rebuild(&ctx.store, *date, calls::Count::From(&path)).await?);
+        }
         remove_stale_quarantine(ctx, &marker, &entry).await?;
         crate::crash::point("before-ledger");
         ctx.ledger.put(day, category, &entry).await?;
@@ -260,6 +275,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         rows_rejected: entry.rows_rejected,
         duplicates_dropped: entry.duplicates_dropped,
         replaced: done.is_some(),
+        calls_unmapped: rebuilt.unmapped,
         seconds: started.elapsed().as_secs_f64(),
         phases: Phases {
             transfer_ms: millis(transferred - started),

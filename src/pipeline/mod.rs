@@ -71,6 +71,8 @@ pub struct Ingested {
     pub duplicates_dropped: u64,
     /// It replaced the output of an earlier version of the file.
     pub replaced: bool,
+    /// Calls of the dates it touched whose outcome code no feed's table maps (`calls`).
+    pub calls_unmapped: u64,
     pub seconds: f64,
     pub phases: Phases,
 }

@@ -1,7 +1,8 @@
 //! The leases of the partitions a file writes into (`sink::partition` says why): taken
-//! in key order, so two files that share partitions never wait on each other in a
+//! in one order, so two files that share partitions never wait on each other in a
 //! circle, and waited for while another worker holds one, since its work there takes
-//! seconds.
+//! seconds. The order: a feed's datasets by dataset and date, then `calls` by date
+//! (which is rebuilt from them, see [`crate::calls`]).
 
 use std::time::{Duration, Instant};
 
@@ -21,14 +22,18 @@ const WAIT: Duration = Duration::from_secs(120);
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const MAX_PAUSE: Duration = Duration::from_millis(500);
 
-/// Takes the lease of every partition in `partitions`, which must come in order.
+/// The lease key of a feed dataset's partition.
+pub fn lease_of(partition: Partition) -> Path {
+    layout::partition_lease(partition.table.dataset, partition.date)
+}
+
+/// Takes every lease in `keys`, which must come in the order above.
 pub async fn hold(
     ctx: &Context,
-    partitions: impl Iterator<Item = Partition>,
+    keys: impl Iterator<Item = Path>,
 ) -> Result<Vec<Path>, IngestError> {
     let mut held = Vec::new();
-    for partition in partitions {
-        let key = layout::partition_lease(partition.table.dataset, partition.date);
+    for key in keys {
         match wait_for(ctx, key).await {
             Ok(key) => held.push(key),
             Err(e) => {

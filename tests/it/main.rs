@@ -2,6 +2,7 @@
 
 mod architecture;
 mod call_history;
+mod calls;
 mod config_example;
 mod conformance;
 mod crash_safety;

@@ -1,0 +1,260 @@
+//! Rebuilding one date's `calls` object from the visible rows of every mapped dataset
+//! of that date, by whoever just changed one of them (see the module above).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::errors::ParquetError;
+
+use super::merge::{Contribution, merge};
+use super::{DATASET, Record, table};
+use crate::feeds::FEEDS;
+use crate::pipeline::{Context, IngestError, partition_lock};
+use crate::sink::layout;
+use crate::sink::partition::{PartitionError, fetch};
+use crate::sink::retry;
+use crate::sink::upload::upload_file;
+
+/// What one rebuild wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub calls: u64,
+    /// Calls with a code no feed's outcome table knows.
+    pub unmapped: u64,
+    pub codes: BTreeSet<String>,
+}
+
+impl Rebuilt {
+    pub fn add(&mut self, other: Rebuilt) {
+        self.calls += other.calls;
+        self.unmapped += other.unmapped;
+        self.codes.extend(other.codes);
+    }
+}
+
+/// Whether rows of `dataset` go into `calls`: a change to its partition of a date
+/// rebuilds that date's calls.
+pub fn reads(dataset: &str) -> bool {
+    FEEDS
+        .iter()
+        .any(|feed| feed.calls.iter().any(|m| m.dataset == dataset))
+}
+
+/// The lease of one date's `calls`, taken after every other partition lease.
+pub fn lease(date: NaiveDate) -> Path {
+    layout::partition_lease(DATASET, date)
+}
+
+/// Which calls with an unmapped code a rebuild counts (and logs).
+#[derive(Debug, Clone, Copy)]
+pub enum Count<'a> {
+    /// Those whose code comes from this source file, just committed: each is counted
+    /// once, by the file that brought it, however often its date is rebuilt.
+    From(&'a str),
+    /// Every one (retention, purge and repairs rebuild what files brought before).
+    All,
+    /// None: the rebuild brings no code of its own (a recordings index).
+    Nothing,
+}
+
+/// Rebuilds `date`'s calls; the caller holds [`lease`] of the date.
+pub async fn rebuild(
+    store: &Arc<dyn ObjectStore>,
+    date: NaiveDate,
+    count: Count<'_>,
+) -> Result<Rebuilt, PartitionError> {
+    let (file, rebuilt) = build(store, date, count).await?;
+    let key = layout::calls_object(date);
+    let Some(file) = file else {
+        match retry::with_backoff("delete", retry::is_transient, || store.delete(&key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(PartitionError::Delete {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        }
+        return Ok(rebuilt);
+    };
+    upload_file(store, &key, &file)
+        .await
+        .map_err(|source| PartitionError::Write {
+            key: key.to_string(),
+            source,
+        })?;
+    if rebuilt.unmapped > 0 {
+        let codes: Vec<&str> = rebuilt.codes.iter().map(String::as_str).collect();
+        tracing::warn!(object = %key, calls = rebuilt.unmapped, codes = %codes.join(", "), "calls with an outcome code no feed's table maps: written as `other` with the code in outcome_detail; add the code to the feed's outcome table");
+    }
+    Ok(rebuilt)
+}
+
+/// Whether `date`'s calls object is what a rebuild writes now (`verify`): a day
+/// ingested before `calls` existed, or whose rebuild a crash cut short, is not.
+pub async fn is_current(
+    store: &Arc<dyn ObjectStore>,
+    date: NaiveDate,
+) -> Result<bool, PartitionError> {
+    let (file, _) = build(store, date, Count::Nothing).await?;
+    let key = layout::calls_object(date);
+    let stored = fetch(store, &key).await?;
+    let bytes = |file: Option<std::fs::File>| -> Result<Option<Vec<u8>>, PartitionError> {
+        file.map(|mut f| {
+            let mut bytes = Vec::new();
+            std::io::Seek::rewind(&mut f)
+                .and_then(|()| std::io::Read::read_to_end(&mut f, &mut bytes))
+                .map(|_| bytes)
+                .map_err(PartitionError::Spool)
+        })
+        .transpose()
+    };
+    Ok(bytes(file)? == bytes(stored)?)
+}
+
+/// `date`'s calls as a Parquet file (`None`: there are none), from the visible rows
+/// of every mapped dataset of that date.
+async fn build(
+    store: &Arc<dyn ObjectStore>,
+    date: NaiveDate,
+    count: Count<'_>,
+) -> Result<(Option<std::fs::File>, Rebuilt), PartitionError> {
+    let mut contributions = Vec::new();
+    for feed in FEEDS.iter() {
+        for mapping in feed.calls {
+            let folder = layout::data_folder(mapping.dataset, date);
+            for key in objects(store, &folder).await? {
+                let Some(file) = fetch(store, &key).await? else {
+                    continue;
+                };
+                let damaged = |source: ParquetError| PartitionError::Damaged {
+                    key: key.to_string(),
+                    source,
+                };
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.build())
+                    .map_err(damaged)?;
+                for batch in reader {
+                    let batch = batch.map_err(|e| damaged(ParquetError::General(e.to_string())))?;
+                    for row in 0..batch.num_rows() {
+                        if let Some(facts) = (mapping.facts)(&Record { batch: &batch, row }) {
+                            contributions.push(Contribution {
+                                feed: feed.category.as_str(),
+                                mapping,
+                                facts,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let calls = merge(contributions);
+    let mut rebuilt = Rebuilt {
+        calls: calls.len() as u64,
+        ..Rebuilt::default()
+    };
+    let from_origin = |source: &str| match count {
+        // A zip's entries are `<zip>!<entry>`.
+        Count::From(origin) => {
+            source == origin
+                || source
+                    .strip_prefix(origin)
+                    .is_some_and(|rest| rest.starts_with('!'))
+        }
+        Count::All => true,
+        Count::Nothing => false,
+    };
+    for call in &calls {
+        let codes: Vec<&String> = call
+            .unmapped
+            .iter()
+            .filter(|(source, _)| from_origin(source))
+            .map(|(_, code)| code)
+            .collect();
+        if !codes.is_empty() {
+            rebuilt.unmapped += 1;
+            rebuilt.codes.extend(codes.into_iter().cloned());
+        }
+    }
+    if calls.is_empty() {
+        return Ok((None, rebuilt));
+    }
+    let file = table::write(&calls).map_err(|e| PartitionError::Spool(std::io::Error::other(e)))?;
+    Ok((Some(file), rebuilt))
+}
+
+/// Rebuilds the calls of `dates`, taking each date's lease (for those who hold no
+/// other partition lease: retention, purge, the recordings' index).
+pub async fn rebuild_days(
+    ctx: &Context,
+    dates: impl IntoIterator<Item = NaiveDate>,
+    count: Count<'_>,
+) -> Result<Rebuilt, IngestError> {
+    let mut total = Rebuilt::default();
+    for date in dates.into_iter().collect::<BTreeSet<_>>() {
+        let held = partition_lock::hold(ctx, std::iter::once(lease(date))).await?;
+        let rebuilt = rebuild(&ctx.store, date, count).await;
+        partition_lock::release(ctx, &held).await;
+        total.add(rebuilt?);
+    }
+    Ok(total)
+}
+
+/// Every date that has a `calls` object or a partition of a dataset it reads, for a
+/// rebuild after a purge.
+pub async fn dates(store: &Arc<dyn ObjectStore>) -> Result<BTreeSet<NaiveDate>, PartitionError> {
+    let mut found = BTreeSet::new();
+    let datasets = FEEDS
+        .iter()
+        .flat_map(|f| f.calls.iter().map(|m| m.dataset))
+        .chain([DATASET]);
+    for dataset in datasets {
+        let root = Path::from(dataset);
+        let listing = retry::with_backoff("list", retry::is_transient, || {
+            store.list_with_delimiter(Some(&root))
+        })
+        .await
+        .map_err(|source| PartitionError::Read {
+            key: root.to_string(),
+            source,
+        })?;
+        found.extend(listing.common_prefixes.iter().filter_map(|prefix| {
+            prefix
+                .filename()?
+                .strip_prefix("date=")?
+                .parse::<NaiveDate>()
+                .ok()
+        }));
+    }
+    Ok(found)
+}
+
+/// The Parquet objects directly in `folder`, in key order.
+async fn objects(store: &Arc<dyn ObjectStore>, folder: &Path) -> Result<Vec<Path>, PartitionError> {
+    let listed: Vec<_> = retry::with_backoff("list", retry::is_transient, || {
+        store.list(Some(folder)).try_collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|source| PartitionError::Read {
+        key: folder.to_string(),
+        source,
+    })?;
+    let mut keys: Vec<Path> = listed
+        .into_iter()
+        .map(|o| o.location)
+        .filter(|key| {
+            key.as_ref()
+                .strip_prefix(folder.as_ref())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|name| !name.contains('/') && name.ends_with(".parquet"))
+        })
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
