@@ -121,6 +121,9 @@ pub async fn run(
     }
     report.stopped |= options.shutdown.is_requested();
     if !report.stopped {
+        // Once per changed date, after every feed's files (a stopped pass leaves its
+        // marks to the next).
+        report.calls = Some(crate::calls::settle(ctx).await);
         report.retention = enforce_retention(ctx, now.date_naive()).await;
     }
     report

@@ -7,7 +7,7 @@
 //! column by column. Then the called party's name becomes `queue_name` when the call
 //! went to a queue, else `agent_name` of an inbound call someone answered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::{ACCOUNT, Direction, Facts, Mapping, Outcome, Rank};
 
@@ -48,43 +48,42 @@ pub struct Call {
     pub recording_key: Option<String>,
     pub source_object: String,
     pub source_line: Option<i64>,
-    /// The codes of this call that no feed's table knows, with the source object of
-    /// the row that has each (counted, never written).
-    pub unmapped: BTreeSet<(String, String)>,
+    /// The codes of this call that no feed's table knows, with the feed and source
+    /// object of the row that has each (counted, never written).
+    pub unmapped: BTreeSet<(&'static str, String, String)>,
 }
 
-/// Joins the contributions into calls, ordered by start time, provider and id.
+/// Joins the contributions into calls, in (`provider`, `call_id`) order: what a
+/// rebuild writes, all in memory (the rebuild itself goes through
+/// `runs::Runs` the same way).
+#[cfg(test)]
 pub fn merge(contributions: Vec<Contribution>) -> Vec<Call> {
-    let mut by_call: BTreeMap<(&'static str, String), Vec<Contribution>> = BTreeMap::new();
+    let mut runs = super::runs::Runs::default();
+    let mut calls = Vec::new();
     for c in contributions {
-        by_call
-            .entry((c.mapping.provider, c.facts.call_id.clone()))
-            .or_default()
-            .push(c);
+        runs.push(c).expect("in memory");
     }
-    let mut calls: Vec<Call> = by_call
-        .into_iter()
-        .filter_map(|((provider, call_id), group)| one_call(provider, call_id, &group))
-        .collect();
-    calls.sort_by(|a, b| {
-        (a.started_at, a.provider, &a.call_id).cmp(&(b.started_at, b.provider, &b.call_id))
-    });
+    runs.for_each_call(|group| {
+        calls.extend(one_call(&group));
+        Ok(())
+    })
+    .expect("in memory");
     calls
 }
 
-fn one_call(provider: &'static str, call_id: String, group: &[Contribution]) -> Option<Call> {
+/// The one row of a call from all its contributions (`None`: none gives a start).
+pub fn one_call(group: &[Contribution]) -> Option<Call> {
+    let first_row = group.first()?;
+    let (provider, call_id) = (first_row.mapping.provider, first_row.facts.call_id.clone());
     let ordered = |rank: fn(&Rank) -> u8| {
         let mut order: Vec<&Contribution> = group.iter().collect();
-        order.sort_by(|a, b| {
-            let key = |c: &&Contribution| {
-                (
-                    rank(&c.mapping.rank),
-                    c.facts.started_at,
-                    c.facts.source_object.clone(),
-                    c.facts.source_line,
-                )
-            };
-            key(a).cmp(&key(b))
+        order.sort_by_key(|c| {
+            (
+                rank(&c.mapping.rank),
+                c.facts.started_at,
+                c.facts.source_object.as_str(),
+                c.facts.source_line,
+            )
         });
         order
     };
@@ -117,7 +116,13 @@ fn one_call(provider: &'static str, call_id: String, group: &[Contribution]) -> 
     let unmapped = group
         .iter()
         .filter(|c| c.facts.said.unmapped)
-        .filter_map(|c| Some((c.facts.source_object.clone(), c.facts.said.detail.clone()?)))
+        .filter_map(|c| {
+            Some((
+                c.feed,
+                c.facts.source_object.clone(),
+                c.facts.said.detail.clone()?,
+            ))
+        })
         .collect();
 
     let direction = first(&by_call, |f| f.direction);
@@ -180,6 +185,7 @@ mod tests {
             },
             outcomes: &[],
             direction: "",
+            columns: &[],
             facts: |_| None,
         }))
     }
@@ -262,6 +268,46 @@ mod tests {
         }
     }
 
+    /// Spilled runs give what one run in memory gives, for calls spread over runs.
+    #[test]
+    fn spilled_runs_join_like_one_run_in_memory() {
+        use crate::calls::runs::Runs;
+        let mapping = &crate::feeds::cdr::FEED.calls[0];
+        let rows = || {
+            (0..500u32).map(move |n| Contribution {
+                feed: "cdr",
+                mapping,
+                facts: Facts {
+                    call_id: format!("{}", (n * 7919) % 173),
+                    started_at: Some(i64::from(n)),
+                    from_number: (n % 3 == 0).then(|| format!("+48{n}")),
+                    cost: (n % 5 == 0).then_some(i128::from(n) * 1_000_000),
+                    said: said(Outcome::Busy, "BUSY"),
+                    source_object: format!("f{}", n % 4),
+                    source_line: Some(i64::from(n)),
+                    ..Facts::default()
+                },
+            })
+        };
+        let collect = |mut runs: Runs| {
+            for c in rows() {
+                runs.push(c).unwrap();
+            }
+            let mut calls = Vec::new();
+            runs.for_each_call(|group| {
+                calls.extend(one_call(&group));
+                Ok(())
+            })
+            .unwrap();
+            calls
+        };
+        let in_memory = collect(Runs::of(100_000));
+        assert_eq!(in_memory.len(), 173);
+        for run in [1, 7, 64] {
+            assert_eq!(collect(Runs::of(run)), in_memory, "runs of {run}");
+        }
+    }
+
     #[test]
     fn an_unmapped_code_yields_to_a_mapped_one_and_is_still_counted() {
         let (first, second) = (mapping(0, 0, 0), mapping(1, 1, 1));
@@ -287,7 +333,7 @@ mod tests {
         assert_eq!(merged[0].outcome, Outcome::Busy);
         assert_eq!(
             merged[0].unmapped,
-            [("a".to_string(), "ZAP".to_string())].into()
+            [("a", "a".to_string(), "ZAP".to_string())].into()
         );
         let alone = merge(vec![Contribution {
             feed: "a",

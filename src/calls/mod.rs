@@ -26,12 +26,15 @@
 //!   `outcome_detail` and is counted, unless another feed reporting the same call has a
 //!   mapped outcome.
 
+pub mod dirty;
 mod merge;
 pub mod rebuild;
 mod record;
+pub(crate) mod runs;
 mod table;
 
-pub use merge::{Call, merge};
+pub use dirty::{mark, settle};
+pub use merge::Call;
 pub use rebuild::{Count, Rebuilt, rebuild};
 pub use record::Record;
 pub use table::{DATASET, schema};
@@ -165,6 +168,9 @@ pub struct Mapping {
     pub outcomes: &'static [Rule],
     /// Its fields → [`Direction`], said in words for README.
     pub direction: &'static str,
+    /// The columns `facts` reads: only they are decoded (a rebuild reads a date's
+    /// whole partitions); reading another is a bug that debug builds catch.
+    pub columns: &'static [&'static str],
     /// One row → what it says about a call (`None`: the row is not about a call).
     pub facts: fn(&Record<'_>) -> Option<Facts>,
 }

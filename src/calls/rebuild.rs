@@ -1,17 +1,19 @@
 //! Rebuilding one date's `calls` object from the visible rows of every mapped dataset
 //! of that date, by whoever just changed one of them (see the module above).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 
-use super::merge::{Contribution, merge};
+use super::merge::{Contribution, one_call};
+use super::runs::Runs;
 use super::{DATASET, Record, table};
 use crate::feeds::FEEDS;
 use crate::pipeline::{Context, IngestError, partition_lock};
@@ -26,6 +28,8 @@ pub struct Rebuilt {
     pub calls: u64,
     /// Calls with a code no feed's outcome table knows.
     pub unmapped: u64,
+    /// Those per feed of the row with the code.
+    pub unmapped_by_feed: BTreeMap<&'static str, u64>,
     pub codes: BTreeSet<String>,
 }
 
@@ -33,6 +37,9 @@ impl Rebuilt {
     pub fn add(&mut self, other: Rebuilt) {
         self.calls += other.calls;
         self.unmapped += other.unmapped;
+        for (feed, n) in other.unmapped_by_feed {
+            *self.unmapped_by_feed.entry(feed).or_default() += n;
+        }
         self.codes.extend(other.codes);
     }
 }
@@ -50,12 +57,16 @@ pub fn lease(date: NaiveDate) -> Path {
     layout::partition_lease(DATASET, date)
 }
 
+/// Rows read from a feed's Parquet at a time.
+const READ_ROWS: usize = 4 * 1024;
+
 /// Which calls with an unmapped code a rebuild counts (and logs).
 #[derive(Debug, Clone, Copy)]
 pub enum Count<'a> {
-    /// Those whose code comes from this source file, just committed: each is counted
-    /// once, by the file that brought it, however often its date is rebuilt.
-    From(&'a str),
+    /// Those whose code comes from one of these source files, committed since the
+    /// date's last rebuild (`super::dirty`): each is counted once, by the file that
+    /// brought it, however often its date is rebuilt.
+    From(&'a BTreeSet<String>),
     /// Every one (retention, purge and repairs rebuild what files brought before).
     All,
     /// None: the rebuild brings no code of its own (a recordings index).
@@ -118,13 +129,17 @@ pub async fn is_current(
 }
 
 /// `date`'s calls as a Parquet file (`None`: there are none), from the visible rows
-/// of every mapped dataset of that date.
+/// of every mapped dataset of that date: read a row group at a time, joined through
+/// sorted runs ([`Runs`]) and written as each call is complete, so memory stays
+/// bounded whatever the size of the date.
 async fn build(
     store: &Arc<dyn ObjectStore>,
     date: NaiveDate,
     count: Count<'_>,
 ) -> Result<(Option<std::fs::File>, Rebuilt), PartitionError> {
-    let mut contributions = Vec::new();
+    let spool = |e: std::io::Error| PartitionError::Spool(e);
+    let started = std::time::Instant::now();
+    let mut runs = Runs::default();
     for feed in FEEDS.iter() {
         for mapping in feed.calls {
             let folder = layout::data_folder(mapping.dataset, date);
@@ -137,56 +152,83 @@ async fn build(
                     source,
                 };
                 let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .and_then(|b| b.build())
+                    .and_then(|b| {
+                        let only = ProjectionMask::columns(
+                            b.parquet_schema(),
+                            mapping.columns.iter().copied(),
+                        );
+                        b.with_projection(only).with_batch_size(READ_ROWS).build()
+                    })
                     .map_err(damaged)?;
                 for batch in reader {
                     let batch = batch.map_err(|e| damaged(ParquetError::General(e.to_string())))?;
                     for row in 0..batch.num_rows() {
-                        if let Some(facts) = (mapping.facts)(&Record { batch: &batch, row }) {
-                            contributions.push(Contribution {
+                        if let Some(facts) = (mapping.facts)(&Record {
+                            batch: &batch,
+                            row,
+                            columns: mapping.columns,
+                        }) {
+                            runs.push(Contribution {
                                 feed: feed.category.as_str(),
                                 mapping,
                                 facts,
-                            });
+                            })
+                            .map_err(spool)?;
                         }
                     }
                 }
             }
         }
     }
-    let calls = merge(contributions);
-    let mut rebuilt = Rebuilt {
-        calls: calls.len() as u64,
-        ..Rebuilt::default()
-    };
     let from_origin = |source: &str| match count {
         // A zip's entries are `<zip>!<entry>`.
-        Count::From(origin) => {
+        Count::From(origins) => origins.iter().any(|origin| {
             source == origin
                 || source
-                    .strip_prefix(origin)
+                    .strip_prefix(origin.as_str())
                     .is_some_and(|rest| rest.starts_with('!'))
-        }
+        }),
         Count::All => true,
         Count::Nothing => false,
     };
-    for call in &calls {
-        let codes: Vec<&String> = call
+    let read = started.elapsed();
+    let mut rebuilt = Rebuilt::default();
+    let mut writer = table::Writer::new();
+    let mut written = Ok(());
+    runs.for_each_call(|group| {
+        let Some(call) = one_call(&group) else {
+            return Ok(());
+        };
+        let found: Vec<&(&'static str, String, String)> = call
             .unmapped
             .iter()
-            .filter(|(source, _)| from_origin(source))
-            .map(|(_, code)| code)
+            .filter(|(_, source, _)| from_origin(source))
             .collect();
-        if !codes.is_empty() {
+        if let Some((feed, _, _)) = found.first() {
             rebuilt.unmapped += 1;
-            rebuilt.codes.extend(codes.into_iter().cloned());
+            *rebuilt.unmapped_by_feed.entry(feed).or_default() += 1;
+            rebuilt
+                .codes
+                .extend(found.iter().map(|(_, _, code)| code.clone()));
         }
-    }
-    if calls.is_empty() {
-        return Ok((None, rebuilt));
-    }
-    let file = table::write(&calls).map_err(|e| PartitionError::Spool(std::io::Error::other(e)))?;
-    Ok((Some(file), rebuilt))
+        rebuilt.calls += 1;
+        if written.is_ok() {
+            written = writer.push(call);
+        }
+        Ok(())
+    })
+    .map_err(spool)?;
+    let parquet = |e: ParquetError| spool(std::io::Error::other(e));
+    written.map_err(parquet)?;
+    let file = writer.finish().map_err(parquet)?;
+    tracing::info!(
+        %date,
+        calls = rebuilt.calls,
+        read_ms = read.as_millis() as u64,
+        join_ms = (started.elapsed() - read).as_millis() as u64,
+        "calls rebuilt"
+    );
+    Ok((file, rebuilt))
 }
 
 /// Rebuilds the calls of `dates`, taking each date's lease (for those who hold no

@@ -9,10 +9,16 @@ use arrow_array::{Array, RecordBatch};
 pub struct Record<'a> {
     pub batch: &'a RecordBatch,
     pub row: usize,
+    /// The columns its mapping declares (`super::Mapping::columns`).
+    pub columns: &'static [&'static str],
 }
 
 impl<'a> Record<'a> {
     fn column(&self, name: &str) -> Option<&'a dyn Array> {
+        debug_assert!(
+            self.columns.contains(&name),
+            "a calls mapping reads {name} without listing it in its columns"
+        );
         let column = self.batch.column_by_name(name)?;
         (!column.is_null(self.row)).then_some(column.as_ref())
     }

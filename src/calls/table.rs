@@ -19,8 +19,10 @@ use crate::model::{DECIMAL_PRECISION, DECIMAL_SCALE};
 /// The dataset's name: `calls/date=D/calls.parquet`.
 pub const DATASET: &str = crate::sink::layout::CALLS;
 
-/// Rows per Arrow batch written.
-const BATCH_ROWS: usize = 32 * 1024;
+/// Rows per Arrow batch written, and per row group (which the writer holds encoded
+/// until it is complete): what bounds the memory of writing a date's calls.
+const BATCH_ROWS: usize = 8 * 1024;
+const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// The columns of `calls`, in order.
 pub fn schema() -> SchemaRef {
@@ -72,19 +74,52 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
-/// `calls` as one Parquet temporary file.
-pub fn write(calls: &[Call]) -> Result<File, ParquetError> {
-    let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        // No library version in the file: the same calls give the same bytes.
-        .set_created_by("cdr-ingest".to_string())
-        .build();
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(props))?;
-    for chunk in calls.chunks(BATCH_ROWS) {
-        writer.write(&batch(chunk)?)?;
+/// A date's calls written as they come, into a Parquet temporary file.
+pub struct Writer {
+    writer: Option<ArrowWriter<File>>,
+    batch: Vec<Call>,
+}
+
+impl Writer {
+    pub fn new() -> Self {
+        Writer {
+            writer: None,
+            batch: Vec::with_capacity(BATCH_ROWS),
+        }
     }
-    writer.into_inner()
+
+    pub fn push(&mut self, call: Call) -> Result<(), ParquetError> {
+        self.batch.push(call);
+        if self.batch.len() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ParquetError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                // No library version in the file: the same calls give the same bytes.
+                .set_created_by("cdr-ingest".to_string())
+                .build();
+            self.writer = Some(ArrowWriter::try_new(file, schema(), Some(props))?);
+        }
+        let batch = batch(&self.batch)?;
+        self.batch.clear();
+        self.writer.as_mut().expect("made above").write(&batch)
+    }
+
+    /// The file (`None`: no calls were pushed).
+    pub fn finish(mut self) -> Result<Option<File>, ParquetError> {
+        self.flush()?;
+        self.writer.map(ArrowWriter::into_inner).transpose()
+    }
 }
 
 fn batch(calls: &[Call]) -> Result<RecordBatch, ParquetError> {

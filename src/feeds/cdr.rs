@@ -54,6 +54,23 @@ static CALLS: [Mapping; 1] = [Mapping {
     },
     outcomes: &OUTCOMES,
     direction: "`outbound` when `src_id` is set (only outbound PSTN calls carry it); `internal` when `src` and `dst` are both extensions (2 to 6 digits); else `inbound`",
+    columns: &[
+        "calldate",
+        "duration",
+        "billsec",
+        "src",
+        "dst",
+        "src_id",
+        "disposition",
+        "t_cause",
+        "clid",
+        "id",
+        "destination",
+        "dst_name",
+        "charge",
+        "_source_file",
+        "_source_line",
+    ],
     facts,
 }];
 

@@ -62,6 +62,20 @@ static CALLS: [Mapping; 1] = [Mapping {
     },
     outcomes: &OUTCOMES,
     direction: "`inbound` (only inbound calls enter a queue)",
+    columns: &[
+        "start_time",
+        "_source_file",
+        "call_id",
+        "cli",
+        "ddi",
+        "final_dst_id",
+        "queue_id",
+        "final_dst_type",
+        "t_cause",
+        "_source_line",
+        "conn_time",
+        "hold_time",
+    ],
     facts,
 }];
 

@@ -61,6 +61,15 @@ static CALLS: [Mapping; 1] = [Mapping {
     },
     outcomes: &[],
     direction: "none (the CDR's)",
+    columns: &[
+        "unique_id",
+        "started",
+        "caller_id",
+        "called_no",
+        "sip_user",
+        "object_key",
+        "file_name",
+    ],
     facts,
 }];
 
@@ -317,7 +326,8 @@ async fn work(
     }
 }
 
-/// Writes a day's index, rebuilds the day's calls, then writes its ledger entry (the
+/// Writes a day's index, marks the day's calls for the end of the pass, then writes
+/// its ledger entry (the
 /// ledger never names an object that is not complete).
 async fn commit_day(
     ctx: &Context,
@@ -336,7 +346,7 @@ async fn commit_day(
             key: key.to_string(),
             detail: e.to_string(),
         })?;
-    calls::rebuild::rebuild_days(ctx, [day], calls::Count::Nothing).await?;
+    calls::mark(&ctx.json, [day], &[]).await?;
     ctx.ledger.put_copies(CATEGORY, day, &entry).await?;
     Ok(())
 }

@@ -136,7 +136,6 @@ impl Metrics {
                 feed.rows += i.rows_written;
                 feed.quarantined += i.rows_rejected;
                 feed.duplicates += i.duplicates_dropped;
-                feed.calls_unmapped += i.calls_unmapped;
                 feed.bytes += i.bytes;
                 feed.transfer_seconds += i.phases.transfer_ms as f64 / 1000.0;
             }
@@ -145,6 +144,13 @@ impl Metrics {
             }
             if state == UnitState::Overdue {
                 *overdue.entry(file.category).or_default() += 1;
+            }
+        }
+        if let Some(Ok(rebuilt)) = &report.calls {
+            for (feed, unmapped) in &rebuilt.unmapped_by_feed {
+                if let Some(feed) = self.feed_mut(Category::new(feed)) {
+                    feed.calls_unmapped += unmapped;
+                }
             }
         }
         for (category, copied) in &report.listed {
@@ -501,7 +507,6 @@ mod tests {
                         rows_rejected: 2,
                         duplicates_dropped: 1,
                         replaced: false,
-                        calls_unmapped: 3,
                         seconds: 2.0,
                         phases: Phases {
                             transfer_ms: 1500,
@@ -533,6 +538,12 @@ mod tests {
                     ..CopyReport::default()
                 }),
             )],
+            calls: Some(Ok(crate::calls::Rebuilt {
+                calls: 10,
+                unmapped: 3,
+                unmapped_by_feed: [("cdr", 3)].into(),
+                codes: ["ANSWERD".to_string()].into(),
+            })),
             ..PassReport::default()
         }
     }

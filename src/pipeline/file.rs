@@ -222,18 +222,17 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
                 .or_insert(None);
         }
     }
-    // The calls of every date whose input changes are rebuilt under the same leases.
+    // The calls of every date whose input changes, rebuilt at the end of the pass.
     let calls_dates: BTreeSet<NaiveDate> = contributions
         .keys()
         .filter(|p| calls::rebuild::reads(p.table.dataset))
         .map(|p| p.date)
         .collect();
-    let leases = contributions
-        .keys()
-        .map(|p| partition_lock::lease_of(*p))
-        .chain(calls_dates.iter().map(|d| calls::rebuild::lease(*d)));
-    let held = partition_lock::hold(ctx, leases).await?;
-    let mut rebuilt = calls::Rebuilt::default();
+    let held = partition_lock::hold(
+        ctx,
+        contributions.keys().map(|p| partition_lock::lease_of(*p)),
+    )
+    .await?;
     let written = async {
         // Said before anything is written, so that whatever a crash leaves is found
         // and cleaned up by the next commit of this file, even of another version.
@@ -251,14 +250,12 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             }
         }
         ctx.ledger.put(day, category, &marker).await?;
+        calls::mark(&ctx.json, calls_dates, &[&path]).await?;
         for (key, file) in quarantine {
             upload(ctx, &key, file).await?;
             entry.quarantine.push(key.to_string());
         }
         write_partitions(ctx, day, &path, done.is_some(), contributions, &mut entry).await?;
-        for date in &calls_dates {
-            rebuilt.add(calls::rebuild(&ctx.store, *date, calls::Count::From(&path)).await?);
-        }
         remove_stale_quarantine(ctx, &marker, &entry).await?;
         crate::crash::point("before-ledger");
         ctx.ledger.put(day, category, &entry).await?;
@@ -275,7 +272,6 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         rows_rejected: entry.rows_rejected,
         duplicates_dropped: entry.duplicates_dropped,
         replaced: done.is_some(),
-        calls_unmapped: rebuilt.unmapped,
         seconds: started.elapsed().as_secs_f64(),
         phases: Phases {
             transfer_ms: millis(transferred - started),

@@ -71,8 +71,6 @@ pub struct Ingested {
     pub duplicates_dropped: u64,
     /// It replaced the output of an earlier version of the file.
     pub replaced: bool,
-    /// Calls of the dates it touched whose outcome code no feed's table maps (`calls`).
-    pub calls_unmapped: u64,
     pub seconds: f64,
     pub phases: Phases,
 }
@@ -240,6 +238,9 @@ pub struct PassReport {
     pub stopped: bool,
     /// What retention removed after the ingestion, per target.
     pub retention: Vec<(Target, Result<Removed, RetentionError>)>,
+    /// The `calls` of the dates the pass (or an earlier, cut short) changed, rebuilt
+    /// once each at its end (`None`: the pass stopped before).
+    pub calls: Option<Result<crate::calls::Rebuilt, IngestError>>,
 }
 
 impl PassReport {
@@ -251,6 +252,7 @@ impl PassReport {
         });
         listed_ok
             && self.source_error.is_none()
+            && !matches!(self.calls, Some(Err(_)))
             && self.retention.iter().all(|(_, r)| r.is_ok())
             && self.files.iter().all(|f| {
                 matches!(&f.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { due: Due::Overdue { .. }, .. }))
