@@ -147,8 +147,8 @@ impl Metrics {
             }
         }
         if let Some(Ok(rebuilt)) = &report.calls {
-            for (feed, unmapped) in &rebuilt.unmapped_by_feed {
-                if let Some(feed) = self.feed_mut(Category::new(feed)) {
+            for (name, unmapped) in &rebuilt.unmapped_by_feed {
+                if let Some(feed) = self.feeds.iter_mut().find(|f| f.category.as_str() == *name) {
                     feed.calls_unmapped += unmapped;
                 }
             }

@@ -1,7 +1,8 @@
 //! The normalized `calls` dataset through the binary: the same calls whatever order a
 //! day's CDR file, queue zip and recordings arrive in (a seeded explorer), an unknown
 //! outcome code said and counted, a correction carried into `calls`, and purge taking
-//! a feed's rows out of it.
+//! a feed's rows out of it; a sessions feed's calls following its newest version and
+//! going with its purge.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -346,4 +347,119 @@ fn a_corrected_file_corrects_its_calls_and_purge_takes_a_feeds_rows_out() {
     purge("recordings");
     assert!(calls(&out).is_empty());
     assert!(calls_objects(&out).is_empty(), "no calls object is left");
+}
+
+/// A session file under `root/sessions/`, dated in the past so a pass takes it.
+fn session_file(root: &Path, name: &str, document: &str) {
+    let path = root.join("sessions").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, document).unwrap();
+    let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_300_000);
+    let later = std::fs::read_dir(path.parent().unwrap()).unwrap().count() as u64;
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(modified + Duration::from_secs(later))
+        .unwrap();
+}
+
+fn session(id: u32, kind: &str, status: &str, updated: &str) -> String {
+    format!(
+        r#"{{"id": {id}, "{kind}": "Voice Inbound (IVR)", "status": "{status}", "created_at": "2024-03-01T10:00:00Z", "updated_at": "{updated}", "connected_at": "2024-03-01T10:00:30Z", "ends_at": "2024-03-01T10:05:00Z", "support_number": "+48221234500", "participants": [], "transfers": []}}"#
+    )
+}
+
+#[test]
+fn a_sessions_voice_calls_follow_its_newest_version_and_go_with_its_purge() {
+    let work = tempfile::tempdir().unwrap();
+    let (root, out) = (work.path().join("drop"), work.path().join("out"));
+    let config = work.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nurl = \"file://{}\"\n[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [\"sessions\"]\n",
+            root.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let pass = || {
+        Run::from(
+            Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+                .args(["run", "--config", config.to_str().unwrap()])
+                .env("CDR_INGEST_LOG_FORMAT", "text")
+                .output()
+                .unwrap(),
+        )
+    };
+    session_file(
+        &root,
+        "a/1.json",
+        &session(1, "call_type", "failed", "2024-03-01T10:20:00Z"),
+    );
+    session_file(
+        &root,
+        "a/2.json",
+        &session(2, "chat_type", "finished", "2024-03-01T10:20:00Z"),
+    );
+    session_file(
+        &root,
+        "a/3.json",
+        &session(3, "call_type", "ZAPPED", "2024-03-01T10:20:00Z"),
+    );
+    let first = pass();
+    assert_ne!(first.code, 2, "{first:?}");
+    let rows = calls(&out);
+    assert_eq!(
+        rows.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["1", "3"],
+        "a chat is not a call: {first:?}"
+    );
+    assert_eq!(
+        (rows["1"].feed.as_str(), rows["1"].outcome.as_str()),
+        ("sessions", "failed")
+    );
+    assert_eq!(
+        (rows["3"].outcome.as_str(), rows["3"].detail.as_deref()),
+        ("other", Some("ZAPPED"))
+    );
+    assert!(
+        first
+            .stdout
+            .contains("; 1 calls with an outcome code no mapping knows"),
+        "{first:?}"
+    );
+
+    // A newer version of session 1, in another file, wins in calls too.
+    session_file(
+        &root,
+        "b/1.json",
+        &session(1, "call_type", "finished", "2024-03-01T10:30:00Z"),
+    );
+    let second = pass();
+    assert_ne!(second.code, 2, "{second:?}");
+    assert_eq!(calls(&out)["1"].outcome, "answered");
+    assert!(
+        !second.stdout.contains("no mapping knows"),
+        "the unknown code was counted by the pass that brought it: {second:?}"
+    );
+    assert!(
+        !out.join("_state/calls/dirty").exists()
+            || tree(&out.join("_state/calls/dirty")).is_empty()
+    );
+
+    let purged = Run::from(
+        Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args(["purge", "--config", config.to_str().unwrap()])
+            .args(["--category", "sessions", "--confirm", "YES"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(purged.code, 0, "{purged:?}");
+    assert!(
+        calls(&out).is_empty(),
+        "purge takes the sessions' calls out"
+    );
+    assert!(calls_objects(&out).is_empty());
 }
