@@ -7,7 +7,9 @@
 # Parquet (pyarrow). Wall time and peak RSS as GNU time reports them for the whole
 # command. Writes the `call_history` section of bench/RESULTS.md.
 #
-#   scripts/bench-call-history.sh          BENCH_REPS (default 2), BENCH_DIR, BENCH_ROWS
+#   scripts/bench-call-history.sh          BENCH_REPS (default 2), BENCH_DIR, BENCH_ROWS,
+#                                          BENCH_BIN (a built binary to measure; the
+#                                          export files must have been written before)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,10 +20,14 @@ work=${BENCH_DIR:-/tmp/cdr-bench-call-history}
 out_file=${BENCH_OUT:-$repo/bench/RESULTS.md}
 
 python3 -c 'import pandas, openpyxl, pyarrow' 2>/dev/null || pip install -q pandas openpyxl pyarrow
-cargo build --release --quiet --bin cdr-ingest --example call_history_export
 bin="$work/cdr-ingest"
 mkdir -p "$work"
-cp target/release/cdr-ingest "$bin"
+if [[ -n ${BENCH_BIN:-} ]]; then
+    cp "$BENCH_BIN" "$bin"
+else
+    cargo build --release --quiet --bin cdr-ingest --example call_history_export
+    cp target/release/cdr-ingest "$bin"
+fi
 
 for format in xlsx csv; do
     drop="$work/drop-$format/call_history"
@@ -65,10 +71,10 @@ TOML
                 result=$(timed "$bin" run --config "$work/config.toml")
             elif [[ $format == xlsx ]]; then
                 mkdir -p "$work/out"
-                result=$(timed python3 -c "import pandas as pd; pd.read_excel('$file', sheet_name='Звонки', header=2, engine='openpyxl').to_parquet('$work/out/p.parquet', compression='zstd')")
+                result=$(timed python3 -c "import pandas as pd; pd.read_excel('$file', sheet_name='Звонки', header=2, engine='openpyxl', dtype=str).to_parquet('$work/out/p.parquet', compression='zstd')")
             else
                 mkdir -p "$work/out"
-                result=$(timed python3 -c "import pandas as pd; pd.read_csv('$file', sep=';').to_parquet('$work/out/p.parquet', compression='zstd')")
+                result=$(timed python3 -c "import pandas as pd; pd.read_csv('$file', sep=';', dtype=str).to_parquet('$work/out/p.parquet', compression='zstd')")
             fi
             read -r seconds mib <<<"$result"
             if [[ -z $best ]] || awk "BEGIN { exit !($seconds < $best) }"; then best=$seconds; fi

@@ -19,13 +19,23 @@
 #               time goes (listing, transfer, parse, write) from the run's JSON log
 #   history     a daily pass with five years of ledger and output vs the first day
 #               (runs scripts/bench-retention.sh, which also measures retention)
+#   latency     600 × 256 KiB recordings over FTPS and SFTP through the delay proxy
+#               (examples/delay_proxy) at 0 / 10 / 40 ms round trip, ours (transfers
+#               4/8/16) vs `rclone copy --transfers 4/8/16`; and round trips
+#               per file: on the critical path (the proxy's logical count, one
+#               transfer, 40 ms) and FTP commands per file (vsftpd's protocol log).
+#               Not in the default list (it takes about 15 minutes): name it.
 #
 # Environment (all optional):
 #   BENCH_REPS      repetitions of each timed case, default 3 (scale: 1)
 #   BENCH_DIR       work folder, default /tmp/cdr-bench (data is generated once, kept
 #                   between runs of this script, and reused when its spec matches)
 #   BENCH_OUT       results file, default bench/RESULTS.md
-#   BENCH_PROTOCOLS protocols of the recordings section, default "ftps sftp"
+#   BENCH_PROTOCOLS protocols of the recordings and latency sections, default "ftps sftp"
+#   BENCH_PROFILE   cargo profile of the binaries, default release (debug: a quick look
+#                   whose wall times are not comparable with the release figures)
+#   BENCH_RTTS      round trips (ms) of the latency section, default "0 10 40"
+#   BENCH_TRANSFERS transfers of the latency section, default "4 8 16"
 #
 # Every figure is wall time (min and median of the repetitions) and peak RSS (max) as
 # GNU time reports them for the whole command, startup included; output is written to
@@ -40,7 +50,7 @@ out_file=${BENCH_OUT:-$repo/bench/RESULTS.md}
 sections=("$@")
 ((${#sections[@]})) || sections=(recordings cdr scale day history)
 for s in "${sections[@]}"; do
-    [[ $s =~ ^(recordings|cdr|scale|day|history)$ ]] || { echo "unknown section: $s" >&2; exit 2; }
+    [[ $s =~ ^(recordings|cdr|scale|day|history|latency)$ ]] || { echo "unknown section: $s" >&2; exit 2; }
 done
 
 # ---------------------------------------------------------------------------------
@@ -55,11 +65,13 @@ fi
 python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb==1.4.4
 python3 -c 'import pandas, pyarrow' 2>/dev/null || pip install -q pandas pyarrow
 
-cargo build --release --quiet
+profile=${BENCH_PROFILE:-release}
+cargo build --profile "${profile/debug/dev}" --quiet --bin cdr-ingest --example delay_proxy
 mkdir -p "$work"
 # A copy, so a rebuild while the benchmark runs cannot change what is measured.
 export bin=$work/cdr-ingest
-cp "$repo/target/release/cdr-ingest" "$bin"
+cp "$repo/target/$profile/cdr-ingest" "$bin"
+cp "$repo/target/$profile/examples/delay_proxy" "$work/delay_proxy"
 
 # Thousands of data connections a minute: give vsftpd a wide passive port range.
 export CDR_TEST_FTPS_PASV_PORTS=${CDR_TEST_FTPS_PASV_PORTS:-1000}
@@ -103,7 +115,7 @@ measure() {
     # Through bash, so the command can be one of the functions below (same small
     # start-up cost for every tool).
     if ! /usr/bin/time -f '%e %M' -o "$work/time.out" \
-        bash -c "$(declare -f ours rclone_copy lftp_mirror); \"\$@\"" bench "$@" >"$log" 2>&1; then
+        bash -c "$(declare -f ours rclone_copy lftp_mirror latency_rclone); \"\$@\"" bench "$@" >"$log" 2>&1; then
         echo "FAILED: $section $case $tool $setting (log: $log)" >&2
         tail -5 "$log" >&2
         printf '%s\t%s: %s (%s) failed on %s; log: %s\n' "$run_id" "$section" "$tool" "$setting" \
@@ -226,11 +238,13 @@ write_peer_scripts() {
     cat >"$work/duckdb_cdr.py" <<'PY'
 import sys, duckdb
 csv, out = sys.argv[1], sys.argv[2]
+# "lenient": skip rows DuckDB cannot type (a file with the provider's bad rows).
+lenient = ", ignore_errors = true" if sys.argv[3:] == ["lenient"] else ""
 duckdb.connect().execute(f"""
 COPY (
   SELECT * EXCLUDE (rn) FROM (
     SELECT *, row_number() OVER (PARTITION BY id ORDER BY calldate) AS rn
-    FROM read_csv('{csv}', header = true, types = {{'id': 'VARCHAR', 'src': 'VARCHAR', 'dst': 'VARCHAR', 'clid': 'VARCHAR', 'src_id': 'VARCHAR'}})
+    FROM read_csv('{csv}', header = true, types = {{'id': 'VARCHAR', 'src': 'VARCHAR', 'dst': 'VARCHAR', 'clid': 'VARCHAR', 'src_id': 'VARCHAR'}}{lenient})
   ) WHERE rn = 1
 ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """)
@@ -321,6 +335,27 @@ section_scale() {
         measure scale "CDR rows in a day" "DuckDB (local CSV)" "$rows" "$rows" "$bytes" -- \
             python3 "$work/duckdb_cdr.py" "$csv" "$dest/duckdb.parquet"
     done
+    # Another shape of the 10M-row day: the provider's quirks (BOM, CRLF, the day
+    # before's last calls repeated, bad and duplicate rows, an extra column), then
+    # columns in reverse order and every field quoted.
+    local rows=10000000 name=cdr-10000000-reshaped csv bytes
+    drop "$name" --from "$day" --to "$day" --rows-per-day "$rows" --recordings-per-day 0 --quirks
+    rm -rf "${root:?}/$name/QueueCalls" "$root/$name/recordings" "$root/$name/sessions" "$root/$name/call_history"
+    csv=$root/$name/CDRs/$day.csv
+    local kept=$work/drops/$name/CDRs/$day.csv
+    if [[ ! -f $work/drops/$name/.reshaped ]]; then
+        python3 "$repo/scripts/reshape_cdr.py" "$kept" "$kept.new"
+        mv "$kept.new" "$kept" && touch "$work/drops/$name/.reshaped"
+    fi
+    rm -f "$csv" && { ln "$kept" "$csv" 2>/dev/null || cp "$kept" "$csv"; }
+    bytes=$(stat -c %s "$csv")
+    ours_config "$work/scale.toml" "$(ftps_source "cdrs = \"$name/CDRs\"")" '"cdr"' 4 "$dest"
+    rm -rf "$dest"
+    measure scale "CDR rows in a day" "cdr-ingest (FTPS)" "$rows quirks, reshaped" "$rows" "$bytes" -- \
+        ours run --config "$work/scale.toml" --date "$day"
+    rm -rf "$dest" && mkdir -p "$dest"
+    measure scale "CDR rows in a day" "DuckDB (local CSV)" "$rows quirks, reshaped" "$rows" "$bytes" -- \
+        python3 "$work/duckdb_cdr.py" "$csv" "$dest/duckdb.parquet" lenient
     rm -rf "$dest"
 }
 
@@ -345,6 +380,112 @@ recordings = \"$name/recordings\"")" '"cdr", "queue", "recordings"' 4 "$dest"
 section_history() {
     echo "== history (scripts/bench-retention.sh)"
     CDR_INGEST_BIN=$bin BENCH_REPS=$reps bash "$repo/scripts/bench-retention.sh" | tee "$work/history.out"
+}
+
+# proxy_start RTT_MS PORT [DATA_MIN-DATA_MAX]: the delay proxy on 127.0.0.2 in front
+# of 127.0.0.1:PORT (the test certificate names 127.0.0.2 too); sets proxy_port.
+proxy_start() {
+    local data=()
+    [[ -n ${3:-} ]] && data=(--data-ports "$3")
+    : >"$work/proxy.out"
+    "$work/delay_proxy" --listen 127.0.0.2:0 --to "127.0.0.1:$2" --rtt-ms "$1" "${data[@]}" \
+        >"$work/proxy.out" 2>&1 &
+    proxy_pid=$!
+    local deadline=$((SECONDS + 20))
+    until grep -q '^listening on ' "$work/proxy.out"; do
+        ((SECONDS < deadline)) && kill -0 "$proxy_pid" 2>/dev/null || {
+            echo "the delay proxy did not start:" >&2; cat "$work/proxy.out" >&2; exit 1; }
+        sleep 0.05
+    done
+    proxy_port=$(sed -n 's/^listening on .*://p' "$work/proxy.out")
+    export proxy_port proxy_known_hosts=$work/proxy_known_hosts
+    # The SFTP server's key under the proxy's address.
+    sed "s/^\[[a-z0-9.]*\]:[0-9]*/[127.0.0.2]:$proxy_port/" "$CDR_TEST_SFTP_KNOWN_HOSTS" >"$proxy_known_hosts"
+}
+# proxy_stop: stops it; sets proxy_round_trips (the logical count, see proxy.rs).
+proxy_stop() {
+    kill -TERM "$proxy_pid" && wait "$proxy_pid" || true
+    proxy_round_trips=$(sed -n 's/.*round_trips=//p' "$work/proxy.out")
+}
+# vsftpd_commands: FTP commands in vsftpd's protocol log so far.
+vsftpd_commands() { grep -c 'FTP command:' "$CDR_TEST_WORK_DIR/vsftpd.log" || true; }
+
+section_latency() {
+    echo "== latency"
+    local count=600 size=262144 name=lat-600 rt_name=lat-40 rt_count=40
+    drop "$name" --from "$day" --to "$day" --rows-per-day $((count * 4)) \
+        --recordings-per-day "$count" --recording-bytes "$size"
+    drop "$rt_name" --from "$day" --to "$day" --rows-per-day $((rt_count * 4)) \
+        --recordings-per-day "$rt_count" --recording-bytes "$size"
+    local pasv pmin pmax
+    pmin=$(sed -n 's/^pasv_min_port=//p' "$CDR_TEST_WORK_DIR/vsftpd.conf")
+    pmax=$(sed -n 's/^pasv_max_port=//p' "$CDR_TEST_WORK_DIR/vsftpd.conf")
+    pasv=$pmin-$pmax
+    local files bytes dest=$work/out proto rtt n tool upstream data path source
+    files=$(find "$root/$name/recordings" -name '*.mp3' | wc -l)
+    bytes=$(du -sb --apparent-size "$root/$name/recordings" | cut -f1)
+    ((files == count)) || { echo "generated $files recordings, wanted $count" >&2; exit 1; }
+    local counts=$work/latency-counts.tsv
+    mkdir -p "$work/logs"
+    for proto in ${BENCH_PROTOCOLS:-ftps sftp}; do
+        if [[ $proto == ftps ]]; then upstream=$CDR_TEST_FTPS_PORT data=$pasv
+        else upstream=$CDR_TEST_SFTP_PORT data=; fi
+        # Round trips per file, counted: one transfer, 40 ms, a 40-file folder.
+        for tool in cdr-ingest rclone; do
+            path=$rt_name/recordings
+            [[ $proto == sftp ]] && path=$CDR_TEST_SFTP_ROOT/$rt_name/recordings
+            proxy_start 40 "$upstream" "$data"
+            rm -rf "$dest"
+            local before after
+            before=$(vsftpd_commands)
+            if [[ $tool == cdr-ingest ]]; then
+                ours_config "$work/lat.toml" "$(latency_source "$proto" "$path")" '"recordings"' 1 "$dest"
+                ours run --config "$work/lat.toml" --date "$day" >"$work/logs/latency-rt-$proto-$tool.log" 2>&1 || true
+            else
+                latency_rclone "$proto" "$path" "$dest" 1 >"$work/logs/latency-rt-$proto-$tool.log" 2>&1 || true
+            fi
+            after=$(vsftpd_commands)
+            proxy_stop
+            expect_files "$dest" "$rt_count" "latency round trips $tool $proto"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$run_id" "$proto" "$tool" "$rt_count" \
+                "$proxy_round_trips" "$([[ $proto == ftps ]] && echo $((after - before)) || echo -)" >>"$counts"
+            echo "  latency    round trips    $proto $tool: $proxy_round_trips for $rt_count files, commands $((after - before))"
+        done
+        path=$name/recordings
+        [[ $proto == sftp ]] && path=$CDR_TEST_SFTP_ROOT/$name/recordings
+        for rtt in ${BENCH_RTTS:-0 10 40}; do
+            for n in ${BENCH_TRANSFERS:-4 8 16}; do
+                proxy_start "$rtt" "$upstream" "$data"
+                ours_config "$work/lat.toml" "$(latency_source "$proto" "$path")" '"recordings"' "$n" "$dest"
+                for _ in $(seq "$reps"); do
+                    rm -rf "$dest"
+                    measure latency "${rtt}ms-$proto" cdr-ingest "$n" "$files" "$bytes" -- \
+                        ours run --config "$work/lat.toml" --date "$day"
+                    expect_files "$dest/recordings" "$files" "cdr-ingest latency $rtt ms $proto $n"
+                    rm -rf "$dest"
+                    measure latency "${rtt}ms-$proto" rclone "$n" "$files" "$bytes" -- \
+                        latency_rclone "$proto" "$path" "$dest" "$n"
+                    expect_files "$dest" "$files" "rclone latency $rtt ms $proto $n"
+                done
+                proxy_stop
+            done
+        done
+    done
+    rm -rf "$dest"
+}
+# latency_source PROTO PATH: our [source] through the proxy.
+latency_source() {
+    local out
+    if [[ $1 == ftps ]]; then out=$(ftps_source "recordings = \"$2\"")
+    else out=$(sftp_source "recordings = \"$2\""); fi
+    sed "s/@localhost:[0-9]*/@127.0.0.2:$proxy_port/" <<<"$out" |
+        sed "s|known_hosts = \".*\"|known_hosts = \"$proxy_known_hosts\"|"
+}
+# latency_rclone PROTO PATH DEST TRANSFERS: rclone through the proxy.
+latency_rclone() {
+    RCLONE_FTP_HOST=127.0.0.2 RCLONE_FTP_PORT=$proxy_port RCLONE_SFTP_HOST=127.0.0.2 \
+        RCLONE_SFTP_PORT=$proxy_port RCLONE_SFTP_KNOWN_HOSTS_FILE=$proxy_known_hosts \
+        rclone_copy "${1/ftps/ftp}" "$2" "$3" "$4"
 }
 
 for s in "${sections[@]}"; do

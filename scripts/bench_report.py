@@ -18,13 +18,14 @@ import statistics
 import sys
 from pathlib import Path
 
-ORDER = ("recordings", "cdr", "scale", "day", "history")
+ORDER = ("recordings", "cdr", "scale", "day", "history", "latency")
 TITLES = {
     "recordings": "1. Recordings: cdr-ingest vs rclone and lftp",
     "cdr": "2. CDRs: one day of 1,000,000 rows to Parquet",
     "scale": "3. Scale",
     "day": "4. A full day end to end",
     "history": "5. A daily pass with five years of history",
+    "latency": "6. Recordings across a network: 0 / 10 / 40 ms round trip",
 }
 
 
@@ -96,7 +97,9 @@ def section_scale(runs, work):
             "| rows | tool | wall s | rows/s | peak RSS MiB |", "|---:|---|---:|---:|---:|"]
     for k in [k for k in runs if k[0] == "scale" and k[1] == "CDR rows in a day"]:
         _, med, rss, units, _ = stats(runs[k])
-        out.append(f"| {units:,} | {k[2]} | {med:.2f} | {units / med:,.0f} | {mib(rss)} |")
+        shape = k[3].partition(" ")[2]  # "10000000 quirks, reshaped": another data shape
+        rows = f"{units:,}" + (f" ({shape})" if shape else "")
+        out.append(f"| {rows} | {k[2]} | {med:.2f} | {units / med:,.0f} | {mib(rss)} |")
     return out
 
 
@@ -147,6 +150,52 @@ def section_history(runs, work):
     return [line for line in text[start:] if not line.startswith("logs:")]
 
 
+def section_latency(runs, work):
+    out = ["600 × 256 KiB recordings through the delay proxy (`examples/delay_proxy`: each "
+           "direction half the round trip late, a connection's setup a round trip, FTP "
+           "passive ports proxied). Wall times were taken on a shared machine, under load; "
+           "the round-trip counts below them do not depend on load.", ""]
+    keys = [k for k in runs if k[0] == "latency"]
+    for proto in ("ftps", "sftp"):
+        cases = sorted({k[1] for k in keys if k[1].endswith(proto)}, key=lambda c: int(c.split("ms")[0]))
+        if not cases:
+            continue
+        out.append(f"**{proto.upper()}** (median s; RT/file = wall × transfers / (files × round trip))\n")
+        out.append("| round trip | transfers | cdr-ingest s | rclone s | rclone / cdr-ingest | cdr-ingest RT/file | rclone RT/file |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for case in cases:
+            rtt = int(case.split("ms")[0])
+            for n in sorted({k[3] for k in keys if k[1] == case}, key=int):
+                med = {}
+                for tool in ("cdr-ingest", "rclone"):
+                    k = ("latency", case, tool, n)
+                    if k in runs:
+                        med[tool] = stats(runs[k])[1]
+                files = stats(runs[("latency", case, "cdr-ingest", n)])[3] if ("latency", case, "cdr-ingest", n) in runs else 600
+                ours, theirs = med.get("cdr-ingest"), med.get("rclone")
+                per = lambda w: f"{w * int(n) / (files * rtt / 1000):.1f}" if w and rtt else "-"
+                out.append(f"| {rtt} ms | {n} | {ours or float('nan'):.2f} | {theirs or float('nan'):.2f} | "
+                           f"{(theirs / ours) if ours and theirs else float('nan'):.2f}× | {per(ours)} | {per(theirs)} |")
+        out.append("")
+    counts = Path(work, "latency-counts.tsv")
+    if counts.exists():
+        latest = {}
+        for line in counts.read_text().splitlines():
+            run, proto, tool, files, rts, commands = line.split("\t")
+            latest[(proto, tool)] = (int(files), float(rts or "nan"), commands)
+        out.append("**Round trips per file, counted** (one transfer, 40 ms, a folder of 40 × 256 KiB; "
+                   "critical path: the proxy's logical count of the whole run, listing and logins "
+                   "included, divided by the files; commands: FTP commands per file in vsftpd's "
+                   "protocol log, `log_ftp_protocol`)\n")
+        out.append("| protocol | tool | round trips per file (critical path, whole run) | FTP commands per file |")
+        out.append("|---|---|---:|---:|")
+        for (proto, tool), (files, rts, commands) in sorted(latest.items()):
+            cmd = f"{int(commands) / files:.1f}" if commands not in ("-", "") else "-"
+            out.append(f"| {proto.upper()} | {tool} | {rts / files:.2f} | {cmd} |")
+        out.append("")
+    return out
+
+
 def main():
     tsv, work, out_md, machine, versions, reps, *sections = sys.argv[1:]
     runs, latest = load(tsv)
@@ -168,6 +217,8 @@ def main():
         if problems:
             body += ["", "Problems in this run:", ""] + [f"- {p}" for p in problems]
         block = f"<!-- bench:{s} -->\n" + "\n".join(body).rstrip() + f"\n<!-- /bench:{s} -->"
+        if f"<!-- bench:{s} -->" not in text:
+            text = text.rstrip() + f"\n\n<!-- bench:{s} -->\n<!-- /bench:{s} -->\n"
         text = re.sub(f"<!-- bench:{s} -->.*?<!-- /bench:{s} -->", lambda _: block, text, flags=re.S)
     path.write_text(text)
 

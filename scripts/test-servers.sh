@@ -521,13 +521,14 @@ basicConstraints=critical,CA:TRUE
 keyUsage=critical,keyCertSign,cRLSign
 subjectKeyIdentifier=hash
 EOF
-        # rustls rejects a leaf without CA:FALSE; the SAN carries both the
-        # name tests verify (localhost) and the IP they connect to.
+        # rustls rejects a leaf without CA:FALSE; the SAN carries the
+        # name tests verify (localhost), the IP they connect to, and 127.0.0.2,
+        # where the delay proxy (examples/delay_proxy) listens in front of them.
         cat >server.ext <<'EOF'
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=DNS:localhost,IP:127.0.0.1
+subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid,issuer
 EOF

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use axum::response::IntoResponse;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing::Instrument as _;
 
 use crate::config::{ConfigErrors, Settings};
 use crate::daemon::{self, SystemClock};
@@ -17,6 +18,7 @@ use crate::generate;
 use crate::http;
 use crate::inventory;
 use crate::metrics::{self, Metrics};
+use crate::model::Category;
 use crate::pass;
 use crate::pipeline::{Context, PassOptions};
 use crate::progress::Progress;
@@ -256,6 +258,62 @@ pub struct ConfigArg {
     /// The configuration file (TOML); see config/example.toml.
     #[arg(long, short, env = "CDR_INGEST_CONFIG")]
     pub config: PathBuf,
+    /// Only this one of the file's [[accounts]] (repeatable; default: every account).
+    #[arg(long = "account", value_name = "NAME")]
+    pub accounts: Vec<String>,
+}
+
+impl ConfigArg {
+    /// The settings of each account asked for, in the file's order (of the file
+    /// alone when it has no `[[accounts]]`).
+    fn load(&self) -> anyhow::Result<Vec<Settings>> {
+        self.select(Settings::load_all(&self.config)?)
+    }
+
+    /// The same for commands that never connect to the source (no secrets needed).
+    fn load_offline(&self) -> anyhow::Result<Vec<Settings>> {
+        self.select(Settings::load_all_offline(&self.config)?)
+    }
+
+    fn select(&self, all: Vec<Settings>) -> anyhow::Result<Vec<Settings>> {
+        if self.accounts.is_empty() {
+            return Ok(all);
+        }
+        let names: Vec<&str> = all
+            .iter()
+            .filter_map(|s| s.account.as_ref().map(|a| a.name.as_str()))
+            .collect();
+        if names.is_empty() {
+            return Err(UsageError(format!(
+                "--account: {} has no [[accounts]]",
+                self.config.display()
+            ))
+            .into());
+        }
+        let unknown: Vec<&String> = self
+            .accounts
+            .iter()
+            .filter(|asked| !names.contains(&asked.as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            let unknown: Vec<String> = unknown.iter().map(|n| format!("{n:?}")).collect();
+            return Err(UsageError(format!(
+                "--account {} is not an account of {}; its accounts are {}",
+                unknown.join(", "),
+                self.config.display(),
+                names.join(", ")
+            ))
+            .into());
+        }
+        Ok(all
+            .into_iter()
+            .filter(|s| {
+                s.account
+                    .as_ref()
+                    .is_some_and(|a| self.accounts.contains(&a.name))
+            })
+            .collect())
+    }
 }
 
 impl Command {
@@ -313,24 +371,39 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             from,
             to,
         } => {
-            let settings = Settings::load(&config.config)?;
+            let accounts = contexts(config.load()?)?;
             let now = Utc::now();
             let named = requested_days(date, from, to)?;
             let scheduled = named.is_none();
-            let days = named.unwrap_or_else(|| settings.schedule.window(now));
-            let ctx = context(settings)?;
+            let days = |ctx: &Context| {
+                named
+                    .clone()
+                    .unwrap_or_else(|| ctx.settings.schedule.window(now))
+            };
+            let shared = &accounts[0].settings;
             let options = PassOptions {
                 parallel_days: 1,
-                shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
+                shutdown: Shutdown::on_signals(shared.ingest.shutdown_grace),
                 observer: None,
                 respect_retention_history: scheduled,
             };
-            let metrics = Mutex::new(new_metrics(&ctx.settings));
-            Ok(pass(&ctx, &days, now, "run", &options, &metrics).await)
+            let metrics = Mutex::new(new_metrics(&accounts));
+            Ok(passes(&accounts, &days, now, "run", &options, &metrics).await)
         }
-        Command::Serve { config } => serve(Settings::load_offline(&config.config)?).await,
+        Command::Serve { config } => {
+            let mut accounts = config.load_offline()?;
+            if accounts.len() != 1 {
+                bail!(UsageError(format!(
+                    "serve receives the records of one account: give --account NAME (one of the {} accounts of {})",
+                    accounts.len(),
+                    config.config.display()
+                )));
+            }
+            serve(accounts.remove(0)).await
+        }
         Command::Daemon { config } => {
-            let ctx = context(Settings::load(&config.config)?)?;
+            let accounts = contexts(config.load()?)?;
+            let ctx = &accounts[0];
             let shutdown = Shutdown::on_signals(ctx.settings.ingest.shutdown_grace);
             let options = PassOptions {
                 parallel_days: 1,
@@ -338,29 +411,22 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 observer: None,
                 respect_retention_history: true,
             };
-            let metrics = Arc::new(Mutex::new(new_metrics(&ctx.settings)));
+            let metrics = Arc::new(Mutex::new(new_metrics(&accounts)));
             let server = match ctx.settings.metrics.listen {
                 Some(address) => {
-                    Some(start_server(address, &ctx, Arc::clone(&metrics), &shutdown).await?)
+                    Some(start_server(address, &accounts, Arc::clone(&metrics), &shutdown).await?)
                 }
                 None => None,
             };
-            let (ctx, options, shared) = (&ctx, &options, &metrics);
+            let (all, options, shared) = (&accounts, &options, &metrics);
             let ended = daemon::run(
                 &ctx.settings.schedule,
                 &SystemClock,
                 &shutdown,
                 |now| async move {
                     // Each pass reports its own failures; the daemon carries on.
-                    let code = pass(
-                        ctx,
-                        &ctx.settings.schedule.window(now),
-                        now,
-                        "daemon",
-                        options,
-                        shared,
-                    )
-                    .await;
+                    let window = |ctx: &Context| ctx.settings.schedule.window(now);
+                    let code = passes(all, &window, now, "daemon", options, shared).await;
                     code == EXIT_STOPPED
                 },
             )
@@ -384,24 +450,37 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             if from > to {
                 return Err(UsageError(format!("--from {from} is after --to {to}")).into());
             }
-            let ctx = context(Settings::load(&config.config)?)?;
+            let accounts = contexts(config.load()?)?;
             let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
-            let daily = ctx
-                .settings
-                .ingest
-                .categories
+            let daily: usize = accounts
                 .iter()
-                .filter(|c| feeds::feed(**c).daily().is_some())
-                .count();
+                .map(|ctx| {
+                    ctx.settings
+                        .ingest
+                        .categories
+                        .iter()
+                        .filter(|c| feeds::feed(**c).daily().is_some())
+                        .count()
+                })
+                .sum();
             let progress = Progress::new((days.len() * daily) as u64);
             let options = PassOptions {
                 parallel_days: usize::from(parallel),
-                shutdown: Shutdown::on_signals(ctx.settings.ingest.shutdown_grace),
+                shutdown: Shutdown::on_signals(accounts[0].settings.ingest.shutdown_grace),
                 observer: Some(&progress),
                 respect_retention_history: false,
             };
-            let metrics = Mutex::new(new_metrics(&ctx.settings));
-            let code = pass(&ctx, &days, Utc::now(), "backfill", &options, &metrics).await;
+            let metrics = Mutex::new(new_metrics(&accounts));
+            let all_days = |_: &Context| days.clone();
+            let code = passes(
+                &accounts,
+                &all_days,
+                Utc::now(),
+                "backfill",
+                &options,
+                &metrics,
+            )
+            .await;
             progress.finish();
             Ok(code)
         }
@@ -413,9 +492,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             from,
             to,
         } => {
-            let ctx = context(Settings::load_offline(&config.config)?)?;
+            let accounts = contexts(config.load_offline()?)?;
             let now = Utc::now();
-            let window = match requested_days(None, from, to)? {
+            let named = match requested_days(None, from, to)? {
                 Some(range) if range.len() > MAX_REPORT_DAYS as usize => {
                     return Err(UsageError(format!(
                         "--from {} --to {} is {} days; status shows at most {MAX_REPORT_DAYS} at once",
@@ -425,12 +504,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                     ))
                     .into());
                 }
-                Some(range) => range,
-                None => ctx.settings.schedule.last_days(days, now),
+                range => range,
+            };
+            let window = |ctx: &Context| {
+                named
+                    .clone()
+                    .unwrap_or_else(|| ctx.settings.schedule.last_days(days, now))
             };
             let standing = match html {
-                Some(file) => write_status_page(&ctx, now, &window, &file).await?,
-                None => status::show(&ctx, now, &window, json).await?,
+                Some(file) => write_status_page(&accounts, now, &window, &file).await?,
+                None => show_status(&accounts, now, &window, json).await?,
             };
             Ok(match standing {
                 status::Standing::AllWell => EXIT_OK,
@@ -465,24 +548,44 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 Some(days) => Some((days[0], days[days.len() - 1])),
                 None => None,
             };
-            let ctx = context(Settings::load_offline(&config.config)?)?;
-            let lines = inventory::inventory(&ctx.store, &feeds, range).await?;
-            print_inventory(&lines, &destination::redact(&ctx.settings.destination.url));
-            Ok(EXIT_OK)
+            let accounts = contexts(config.load_offline()?)?;
+            each_account(&accounts, |ctx| {
+                Box::pin(async {
+                    let lines = inventory::inventory(&ctx.store, &feeds, range).await?;
+                    print_inventory(&lines, &destination::redact(&ctx.settings.destination.url));
+                    Ok(EXIT_OK)
+                })
+            })
+            .await
         }
         Command::Quarantine { config, json, days } => {
-            let ctx = context(Settings::load_offline(&config.config)?)?;
-            quarantine_report::show(&ctx, Utc::now(), days, json).await?;
-            Ok(EXIT_OK)
+            let accounts = contexts(config.load_offline()?)?;
+            each_account(&accounts, |ctx| {
+                Box::pin(async move {
+                    quarantine_report::show(ctx, Utc::now(), days, json).await?;
+                    Ok(EXIT_OK)
+                })
+            })
+            .await
         }
         Command::Verify { config, repair } => {
-            let ctx = context(Settings::load_offline(&config.config)?)?;
-            let verified = verify::verify(&ctx, repair).await?;
-            Ok(report_verified(&verified, &config.config))
+            let accounts = contexts(config.load_offline()?)?;
+            let file = &config.config;
+            each_account(&accounts, |ctx| {
+                Box::pin(async move {
+                    let verified = verify::verify(ctx, repair).await?;
+                    Ok(report_verified(&verified, file, ctx))
+                })
+            })
+            .await
         }
         Command::Retention { config, dry_run } => {
-            let ctx = context(Settings::load_offline(&config.config)?)?;
-            retention_pass(&ctx, Utc::now().date_naive(), dry_run).await
+            let accounts = contexts(config.load_offline()?)?;
+            let today = Utc::now().date_naive();
+            each_account(&accounts, |ctx| {
+                Box::pin(retention_pass(ctx, today, dry_run))
+            })
+            .await
         }
         Command::Purge {
             config,
@@ -496,10 +599,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                     names.join(", ")
                 ))
             })?;
-            let ctx = context(Settings::load_offline(&config.config)?)?;
-            purge(&ctx, target, confirm).await
+            let accounts = contexts(config.load_offline()?)?;
+            let confirm = &confirm;
+            each_account(&accounts, |ctx| {
+                Box::pin(purge(ctx, target, confirm.clone()))
+            })
+            .await
         }
-        Command::Validate { config, connect } => validate(&config.config, connect).await,
+        Command::Validate { config, connect } => validate(&config, connect).await,
         Command::Demo { out } => Ok(exit_code(demo::run(&out).await?)),
         Command::Generate {
             out,
@@ -599,34 +706,120 @@ fn print_inventory(lines: &[inventory::Line], destination: &str) {
     );
 }
 
-/// `status --html FILE`: the page, written beside the file and renamed over it, so a
-/// web server or a browser never sees half a page.
+/// `status --html FILE`: the page (of every account), written beside the file and
+/// renamed over it, so a web server or a browser never sees half a page.
 async fn write_status_page(
-    ctx: &Context,
+    accounts: &[Context],
     now: DateTime<Utc>,
-    window: &[NaiveDate],
+    window: &status::Window<'_>,
     file: &std::path::Path,
 ) -> anyhow::Result<status::Standing> {
-    let status = status::collect(ctx, now, window).await?;
-    let html = status_page::page(
-        &destination::redact(&ctx.settings.destination.url),
-        now,
-        &status,
-    );
+    let mut statuses = Vec::new();
+    for ctx in accounts {
+        statuses.push(status::collect(ctx, now, &window(ctx)).await?);
+    }
+    let html = status_page::page_of(accounts, now, &statuses);
     // Not a `tempfile` (created 0600): the page is for a web server to read too.
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     let temporary = file.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&temporary, html)
         .and_then(|()| std::fs::rename(&temporary, file))
         .with_context(|| format!("cannot write the status page {}", file.display()))?;
-    let bad = status.days.iter().filter(|r| r.state.is_bad()).count();
+    let days: usize = statuses
+        .iter()
+        .map(|s| {
+            s.days
+                .iter()
+                .map(|r| r.day)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        })
+        .max()
+        .unwrap_or(0);
+    let bad: usize = statuses
+        .iter()
+        .map(|s| s.days.iter().filter(|r| r.state.is_bad()).count())
+        .sum();
     crate::out!(
         "status page written to {}: {} day(s), {} overdue or failed",
         file.display(),
-        window.len(),
+        days,
         bad
     );
-    Ok(status.standing())
+    Ok(standing_of(&statuses))
+}
+
+/// Needs attention if any account does.
+fn standing_of(statuses: &[status::Status]) -> status::Standing {
+    if statuses
+        .iter()
+        .any(|s| s.standing() == status::Standing::NeedsAttention)
+    {
+        status::Standing::NeedsAttention
+    } else {
+        status::Standing::AllWell
+    }
+}
+
+/// `status` in text or JSON: the destination's as before, or each account's under
+/// its name, then a line per account saying how its last pass ended.
+async fn show_status(
+    accounts: &[Context],
+    now: DateTime<Utc>,
+    window: &status::Window<'_>,
+    json: bool,
+) -> anyhow::Result<status::Standing> {
+    if let [ctx] = accounts
+        && ctx.settings.account.is_none()
+    {
+        return Ok(status::show(ctx, now, &window(ctx), json).await?);
+    }
+    if json {
+        #[derive(serde::Serialize)]
+        struct AccountStatus<'a> {
+            account: &'a str,
+            destination: String,
+            status: status::Status,
+        }
+        let mut all = Vec::new();
+        for ctx in accounts {
+            all.push(AccountStatus {
+                account: status::account_name(ctx),
+                destination: destination::redact(&ctx.settings.destination.url),
+                status: status::collect(ctx, now, &window(ctx)).await?,
+            });
+        }
+        let statuses: Vec<status::Status> = all.iter().map(|a| a.status.clone()).collect();
+        crate::out!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "accounts": all }))
+                .expect("the status serializes")
+        );
+        return Ok(standing_of(&statuses));
+    }
+    let mut lines = Vec::new();
+    let mut standing = status::Standing::AllWell;
+    for ctx in accounts {
+        heading(ctx);
+        let status = status::collect(ctx, now, &window(ctx)).await?;
+        let last = match &status.last_pass {
+            Some(run) => format!("last pass {} (finished {})", run.outcome, run.finished),
+            None => "no pass recorded yet".to_string(),
+        };
+        let bad = status.days.iter().filter(|r| r.state.is_bad()).count();
+        lines.push(format!(
+            "account {}: {last}; {bad} overdue or failed",
+            status::account_name(ctx)
+        ));
+        if status::print(status, false) == status::Standing::NeedsAttention {
+            standing = status::Standing::NeedsAttention;
+        }
+    }
+    crate::out!("accounts:");
+    for line in lines {
+        crate::out!("  {line}");
+    }
+    Ok(standing)
 }
 
 /// The days named on the command line, or `None` for the look-back window.
@@ -652,7 +845,12 @@ fn requested_days(
 }
 
 /// Prints what `verify` found; 1 when something is wrong and was not repaired.
-fn report_verified(verified: &verify::Verified, config: &std::path::Path) -> u8 {
+fn report_verified(verified: &verify::Verified, config: &std::path::Path, ctx: &Context) -> u8 {
+    let account = ctx
+        .settings
+        .account
+        .as_ref()
+        .map_or(String::new(), |a| format!(" --account {}", a.name));
     for finding in &verified.findings {
         for problem in &finding.problems {
             crate::out!("{}: {}", finding.partition, verify::describe(problem));
@@ -671,7 +869,7 @@ fn report_verified(verified: &verify::Verified, config: &std::path::Path) -> u8 
         EXIT_OK
     } else {
         crate::out!(
-            "verify: {checked} partitions checked, {problems} problem(s) in {}; run `cdr-ingest verify --config {} --repair` to fix them",
+            "verify: {checked} partitions checked, {problems} problem(s) in {}; run `cdr-ingest verify --config {}{account} --repair` to fix them",
             verified.findings.len(),
             config.display()
         );
@@ -751,10 +949,62 @@ fn purge_question(target: Target, destination: &str, planned: &retention::Remove
     )
 }
 
-/// Opens the destination and the state for a command that runs passes.
-fn context(settings: Settings) -> anyhow::Result<Context> {
-    let store = destination::open(&settings.destination.url, &settings.destination.options)?;
-    Ok(Context::new(settings, store))
+/// Opens the destination (under the account's prefix) and the state of each account.
+fn contexts(accounts: Vec<Settings>) -> anyhow::Result<Vec<Context>> {
+    accounts
+        .into_iter()
+        .map(|settings| {
+            let store =
+                destination::open(&settings.destination.url, &settings.destination.options)?;
+            Ok(Context::new(settings, store))
+        })
+        .collect()
+}
+
+/// Says whose output follows, in a configuration with accounts.
+fn heading(ctx: &Context) {
+    if let Some(account) = &ctx.settings.account {
+        crate::out!(
+            "== account {} ({}) ==",
+            account.name,
+            destination::redact(&ctx.settings.destination.url)
+        );
+    }
+}
+
+/// What one account's command returns: its exit code.
+type AccountRun<'a> = futures::future::LocalBoxFuture<'a, anyhow::Result<u8>>;
+
+/// Runs `each` for every account (the destination alone, without accounts), each
+/// account's output under its heading; one account's error is reported and the others
+/// go on. Returns the highest exit code (failed, then stopped).
+async fn each_account<'a>(
+    accounts: &'a [Context],
+    each: impl Fn(&'a Context) -> AccountRun<'a>,
+) -> anyhow::Result<u8> {
+    if let [ctx] = accounts
+        && ctx.settings.account.is_none()
+    {
+        return each(ctx).await;
+    }
+    let mut code = EXIT_OK;
+    let mut failed = Vec::new();
+    for ctx in accounts {
+        heading(ctx);
+        match each(ctx).await {
+            Ok(done) => code = code.max(done),
+            Err(e) => {
+                let name = status::account_name(ctx);
+                eprintln!("FAILED account {name}: {e:#}");
+                failed.push(name);
+                code = code.max(EXIT_FAILED);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!("FAILED accounts: {}", failed.join(", "));
+    }
+    Ok(code)
 }
 
 /// The exit code of a pass that ended as `outcome`.
@@ -766,35 +1016,122 @@ fn exit_code(outcome: PassOutcome) -> u8 {
     }
 }
 
-/// One pass over `days`: ingest, print, record, add to `metrics` and send them where
-/// `[metrics]` says. Returns the exit code.
-async fn pass(
-    ctx: &Context,
-    days: &[NaiveDate],
+/// One pass of each account over its `days`: ingest, print, record in the account's
+/// state; one account's failure does not stop the next. Then the metrics of all of
+/// them, sent where `[metrics]` says. Returns the exit code: stopped if a shutdown
+/// cut the pass short, else failed if any account's pass failed.
+async fn passes(
+    accounts: &[Context],
+    days: &dyn Fn(&Context) -> Vec<NaiveDate>,
     now: DateTime<Utc>,
     mode: &str,
     options: &PassOptions<'_>,
     metrics: &Mutex<Metrics>,
 ) -> u8 {
-    let report = pass::run(ctx, days, now, options).await;
-    let outcome = report::print(&report);
-    let record = report::record(&report, mode, now, outcome);
-    if let Err(e) = runs::put(&ctx.json, &record).await {
-        tracing::warn!(error = %e, "could not record the pass for `status`");
+    let mut reports = Vec::new();
+    let mut ended: Vec<(&str, PassOutcome)> = Vec::new();
+    for ctx in accounts {
+        let name = status::account_name(ctx);
+        if options.shutdown.is_requested() {
+            ended.push((name, PassOutcome::Stopped));
+            continue;
+        }
+        heading(ctx);
+        // A later account's pass starts later than the first's.
+        let started = if reports.is_empty() { now } else { Utc::now() };
+        // Every log line of an account's pass names the account.
+        let span = match &ctx.settings.account {
+            Some(account) => tracing::info_span!("account", account = %account.name),
+            None => tracing::Span::none(),
+        };
+        let report = pass::run(ctx, &days(ctx), started, options)
+            .instrument(span.clone())
+            .await;
+        let outcome = span.in_scope(|| report::print(&report));
+        let record = report::record(&report, mode, started, outcome);
+        if let Err(e) = runs::put(&ctx.json, &record).await {
+            tracing::warn!(account = name, error = %e, "could not record the pass for `status`");
+        }
+        if ctx.settings.account.is_some() {
+            tracing::info!(
+                account = name,
+                outcome = outcome.as_str(),
+                "account's pass finished"
+            );
+        }
+        reports.push(report);
+        ended.push((name, outcome));
+    }
+    let outcome = if ended.iter().any(|(_, o)| *o == PassOutcome::Stopped) {
+        PassOutcome::Stopped
+    } else if ended.iter().any(|(_, o)| *o == PassOutcome::Failed) {
+        PassOutcome::Failed
+    } else {
+        PassOutcome::Ok
+    };
+    if accounts.iter().any(|ctx| ctx.settings.account.is_some()) {
+        print_accounts(&ended);
     }
     let snapshot = {
         let mut metrics = metrics.lock().expect("not poisoned");
-        metrics.record(&report, outcome, now, record.finished);
+        metrics.record_all(&reports, outcome, now, Utc::now());
         metrics.clone()
     };
-    metrics::export::after_pass(&ctx.settings.metrics, &snapshot).await;
+    metrics::export::after_pass(&accounts[0].settings.metrics, &snapshot).await;
     exit_code(outcome)
 }
 
+/// The pass summary of a configuration with accounts: how each account's pass ended.
+fn print_accounts(ended: &[(&str, PassOutcome)]) {
+    let named = |wanted: PassOutcome| -> Vec<&str> {
+        ended
+            .iter()
+            .filter(|(_, o)| *o == wanted)
+            .map(|(name, _)| *name)
+            .collect()
+    };
+    let (ok, failed, stopped) = (
+        named(PassOutcome::Ok),
+        named(PassOutcome::Failed),
+        named(PassOutcome::Stopped),
+    );
+    let list = |names: &[&str]| {
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        }
+    };
+    crate::out!(
+        "accounts: {} ok, {} failed{}, {} stopped{}",
+        ok.len(),
+        failed.len(),
+        list(&failed),
+        stopped.len(),
+        list(&stopped)
+    );
+    for name in failed {
+        eprintln!(
+            "FAILED account {name}: see its lines above and `cdr-ingest status --account {name}`"
+        );
+    }
+}
+
 /// The metrics of a process that is about to run passes: nothing yet, but each feed's
-/// last success from the textfile a process before it wrote, if there is one.
-fn new_metrics(settings: &Settings) -> Metrics {
-    let mut metrics = Metrics::new(&settings.ingest.categories);
+/// last success from the textfile a process before it wrote, if there is one. The
+/// feeds are those of every account; the counts are the accounts' totals.
+fn new_metrics(accounts: &[Context]) -> Metrics {
+    let mut categories: Vec<Category> = Vec::new();
+    for ctx in accounts {
+        for category in &ctx.settings.ingest.categories {
+            if !categories.contains(category) {
+                categories.push(*category);
+            }
+        }
+    }
+    categories.sort_by_key(|c| feeds::position(*c));
+    let settings = &accounts[0].settings;
+    let mut metrics = Metrics::new(&categories);
     if let Some(previous) = metrics::export::previous(&settings.metrics) {
         metrics.carry_over(&previous);
     }
@@ -824,7 +1161,7 @@ impl Server {
 /// problem: nothing has been done.
 async fn start_server(
     address: std::net::SocketAddr,
-    ctx: &Context,
+    accounts: &[Context],
     metrics: Arc<Mutex<Metrics>>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Server> {
@@ -833,7 +1170,7 @@ async fn start_server(
         .map_err(|e| UsageError(format!("metrics.listen: cannot listen on {address}: {e}")))?;
     let bound = listener.local_addr()?;
     let now = Utc::now();
-    let settings = &ctx.settings;
+    let settings = &accounts[0].settings;
     let monitor = Arc::new(http::Monitor {
         metrics,
         started: now,
@@ -852,15 +1189,20 @@ async fn start_server(
             _ = stopped => {}
         }
     };
-    let page_ctx = Arc::new(Context::new(settings.clone(), Arc::clone(&ctx.store)));
+    let page_accounts: Arc<Vec<Context>> = Arc::new(
+        accounts
+            .iter()
+            .map(|ctx| Context::new(ctx.settings.clone(), Arc::clone(&ctx.store)))
+            .collect(),
+    );
     let page = axum::Router::new().route(
         "/",
         axum::routing::get(move || {
-            let ctx = Arc::clone(&page_ctx);
+            let accounts = Arc::clone(&page_accounts);
             async move {
                 let now = Utc::now();
-                let window = ctx.settings.schedule.last_days(None, now);
-                match status_page::render(&ctx, now, &window).await {
+                let window = |ctx: &Context| ctx.settings.schedule.last_days(None, now);
+                match status_page::render(&accounts, now, &window).await {
                     Ok(html) => axum::response::Html(html).into_response(),
                     Err(e) => (
                         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -896,11 +1238,6 @@ async fn serve(settings: Settings) -> anyhow::Result<u8> {
         .await
         .map_err(|e| UsageError(format!("serve.listen: cannot listen on {address}: {e}")))?;
     let shutdown = Shutdown::on_signals(settings.ingest.shutdown_grace);
-    let limits = http::Limits {
-        connections: settings.serve.max_connections,
-        header_timeout: settings.serve.header_timeout,
-        grace: settings.ingest.shutdown_grace,
-    };
     tracing::info!(
         address = %listener.local_addr()?,
         tls = tls.is_some(),
@@ -911,30 +1248,8 @@ async fn serve(settings: Settings) -> anyhow::Result<u8> {
         Some(fetch) => Some(recording_fetcher(fetch)?),
         None => None,
     };
-    let app = Arc::new(crate::serve::App {
-        store,
-        fetcher,
-        token_digest: crate::serve::digest(token.expose().as_bytes()),
-        metrics: Mutex::new(Default::default()),
-        settings,
-    });
-    let compaction = tokio::spawn(crate::serve::compact_loop(
-        Arc::clone(&app),
-        shutdown.clone(),
-    ));
-    let stop = {
-        let shutdown = shutdown.clone();
-        async move { shutdown.requested().await }
-    };
-    http::serve_with(
-        listener,
-        crate::serve::receive::router(app),
-        limits,
-        tls,
-        stop,
-    )
-    .await?;
-    compaction.await?;
+    let app = crate::serve::App::new(settings, store, token.expose(), fetcher);
+    crate::serve::run(app, listener, tls, shutdown).await?;
     Ok(EXIT_OK)
 }
 
@@ -1001,12 +1316,25 @@ async fn push_drop(
     Ok(if given_up == 0 { EXIT_OK } else { EXIT_FAILED })
 }
 
-async fn validate(file: &std::path::Path, connect: bool) -> anyhow::Result<u8> {
-    let settings = Settings::load(file)?;
-    crate::out!("{}: configuration is valid", file.display());
+async fn validate(config: &ConfigArg, connect: bool) -> anyhow::Result<u8> {
+    let file = &config.config;
+    let accounts = config.load()?;
+    match accounts.len() {
+        1 if accounts[0].account.is_none() => {
+            crate::out!("{}: configuration is valid", file.display())
+        }
+        n => crate::out!("{}: configuration is valid ({n} accounts)", file.display()),
+    }
     if !connect {
         return Ok(EXIT_OK);
     }
+    let accounts = contexts(accounts)?;
+    each_account(&accounts, |ctx| Box::pin(check_connection(&ctx.settings))).await
+}
+
+/// `validate --connect`: logs in, lists every folder, and writes, reads and deletes a
+/// probe object in the destination.
+async fn check_connection(settings: &Settings) -> anyhow::Result<u8> {
     let mut source = source::connect(&settings.source)
         .await
         .with_context(|| format!("connecting to {}", settings.source.endpoint()))?;

@@ -28,11 +28,12 @@ pub fn point(name: &str) {
         let (point, nth) = value.split_once(':').unwrap_or((&value, "1"));
         Some((point.to_string(), nth.parse().unwrap_or(1)))
     });
-    if let Some((point, nth)) = target {
-        if point == name && PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
-            eprintln!("CDR_INGEST_CRASH_AT: aborting at {name}");
-            std::process::abort();
-        }
+    if let Some((point, nth)) = target
+        && point == name
+        && PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+    {
+        eprintln!("CDR_INGEST_CRASH_AT: aborting at {name}");
+        std::process::abort();
     }
 }
 

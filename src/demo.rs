@@ -2,11 +2,14 @@
 //! no network and no server installed: a generated week of drop (with the provider's
 //! quirks) is served over explicit FTPS from inside the process and ingested through
 //! the real pipeline and FTPS client into a local folder; then the first answers a BI
-//! user asks are computed from the Parquet output. Run again, it ingests nothing new.
+//! user asks are computed from the Parquet output. The week's pushed call records are
+//! posted to `serve` on a loopback port, as the provider would, and compacted into the
+//! same output. Run again, it ingests nothing new.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
@@ -17,10 +20,14 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::calls;
 use crate::config::{DEFAULT_PASSWORD_ENV, Settings};
 use crate::demo_server;
+use crate::generate::push::push_path;
+use crate::generate::push_client::{Replay, replay};
 use crate::generate::{DropSpec, EXTRA_COLUMN, Quirks, write_drop};
 use crate::pass;
 use crate::pipeline::{Context, FileOutcome, PassOptions};
 use crate::report;
+use crate::serve;
+use crate::shutdown::Shutdown;
 use crate::sink::destination;
 use crate::state::runs::PassOutcome;
 
@@ -85,7 +92,7 @@ pub async fn run(out: &Path) -> anyhow::Result<PassOutcome> {
         .filter(|f| matches!(f.result, Ok(FileOutcome::Ingested(_))))
         .count();
     crate::out!(
-        "demo: {} in {:.1} s; the output is in {} (Parquet under calls/, one row per call from every feed, and cdr/, queue_call/, queue_user_call/, recording_index/, sessions/, session_participants/, session_transfers/; recordings/; _quarantine/)",
+        "demo: {} in {:.1} s; the output is in {} (Parquet under calls/, one row per call from every feed, and cdr/, queue_call/, queue_user_call/, recording_index/, sessions/, session_participants/, session_transfers/, call_history/; recordings/; _quarantine/)",
         if fresh == 0 {
             "nothing new to ingest (run before)"
         } else {
@@ -94,8 +101,10 @@ pub async fn run(out: &Path) -> anyhow::Result<PassOutcome> {
         started.elapsed().as_secs_f64(),
         data.display()
     );
+    let acknowledged = push(&ctx, &drop, &days).await?;
     explain_quirks(&quirks, from);
     answers(&data)?;
+    push_answers(&data, acknowledged)?;
     crate::out!(
         "demo: more questions in examples/queries/*.sql (DuckDB), run from {}",
         data.display()
@@ -272,38 +281,94 @@ fn answers(data: &Path) -> anyhow::Result<()> {
 /// Sessions per status, from the contact-center session files: one row per session,
 /// its newest version.
 fn session_answers(data: &Path) -> anyhow::Result<()> {
-    let mut per_status: BTreeMap<String, u64> = BTreeMap::new();
-    for batch in batches(&data.join("sessions"))? {
-        let statuses = batch
-            .column_by_name("status")
-            .expect("status")
+    let (sessions, by_status) = count_by(&data.join("sessions"), "status")?;
+    crate::out!("answers: {sessions} contact-center sessions by status: {by_status}");
+    Ok(())
+}
+
+/// Rows of the dataset in `folder` per value of `column`, the five most common shown.
+fn count_by(folder: &Path, column: &str) -> anyhow::Result<(u64, String)> {
+    let mut per_value: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in batches(folder)? {
+        let values = batch
+            .column_by_name(column)
+            .ok_or_else(|| anyhow::anyhow!("{} has no column {column}", folder.display()))?
             .as_string::<i32>();
         for row in 0..batch.num_rows() {
-            let status = if statuses.is_valid(row) {
-                statuses.value(row)
+            let value = if values.is_valid(row) {
+                values.value(row)
             } else {
                 "(no name)"
             };
-            *per_status.entry(status.to_string()).or_default() += 1;
+            *per_value.entry(value.to_string()).or_default() += 1;
         }
     }
-    let sessions: u64 = per_status.values().sum();
-    let mut counts: Vec<(String, u64)> = per_status.into_iter().collect();
+    let rows: u64 = per_value.values().sum();
+    let mut counts: Vec<(String, u64)> = per_value.into_iter().collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let shown: Vec<String> = counts
         .iter()
         .take(5)
-        .map(|(status, n)| format!("{status} {n}"))
+        .map(|(value, n)| format!("{value} {n}"))
         .collect();
     let rest: u64 = counts.iter().skip(5).map(|(_, n)| n).sum();
+    let rest = if rest > 0 {
+        format!(", {rest} in {} other values", counts.len() - 5)
+    } else {
+        String::new()
+    };
+    Ok((rows, format!("{}{rest}", shown.join(", "))))
+}
+
+/// The token the demo's push endpoint takes.
+const PUSH_TOKEN: &str = "demo-push-token";
+
+/// The push endpoint: the week's pushed records posted to `serve` on a loopback port as
+/// the provider would (in its three formats, some sent twice, some bodies malformed),
+/// then compacted into `push_cdr/` when it stops. Returns the records acknowledged.
+async fn push(ctx: &Context, drop: &Path, days: &[NaiveDate]) -> anyhow::Result<usize> {
+    let listener = crate::http::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = serve::App::new(
+        ctx.settings.clone(),
+        Arc::clone(&ctx.store),
+        PUSH_TOKEN,
+        None,
+    );
+    let (shutdown, trigger) = Shutdown::new(Duration::from_secs(10));
+    let server = tokio::spawn(serve::run(app, listener, None, shutdown));
+    let mut lines = Vec::new();
+    for day in days {
+        let text = std::fs::read_to_string(drop.join(push_path(*day)))?;
+        lines.extend(text.lines().map(str::to_string));
+    }
+    let started = Instant::now();
+    let mut options = Replay::new(&base, PUSH_TOKEN);
+    options.concurrency = 32;
+    // One malformed body of each format: each is a warning line of its own.
+    options.bad_every = lines.len() / 3;
+    let replayed = replay(&lines, &options)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    trigger.request();
+    server.await??;
     crate::out!(
-        "answers: {sessions} contact-center sessions by status: {}{}",
-        shown.join(", "),
-        if rest > 0 {
-            format!(", {rest} in {} other statuses", counts.len() - 5)
-        } else {
-            String::new()
-        }
+        "demo: {} pushed call records posted to `serve` on {base} in JSON, XML-RPC and form bodies ({} of them sent twice, {} malformed bodies refused with err 1 and set aside: the warnings above) in {:.1} s: {} acknowledged, {} given up",
+        lines.len(),
+        replayed.resends,
+        replayed.bad_refused,
+        started.elapsed().as_secs_f64(),
+        replayed.acknowledged.len(),
+        replayed.given_up.len()
+    );
+    Ok(replayed.acknowledged.len())
+}
+
+/// Pushed calls per status: one row per record acknowledged, however often it was sent.
+fn push_answers(data: &Path, acknowledged: usize) -> anyhow::Result<()> {
+    let (rows, by_status) = count_by(&data.join("push_cdr"), "status")?;
+    crate::out!(
+        "answers: {rows} pushed calls in push_cdr for {acknowledged} acknowledged records, by status: {by_status}"
     );
     Ok(())
 }

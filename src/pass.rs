@@ -1,24 +1,37 @@
-//! One pass: for each requested day, each daily feed's file (several days at once if
-//! asked, each over its own connection), then each listed feed's files of all those
-//! days, then retention. Every unit of work (a feed's day) is held under a lease; one
-//! file's failure is recorded and the pass goes on with the rest.
+//! One pass: for each requested day, each daily feed's file (several at once if asked,
+//! each over its own connection), then each listed feed's files of those days (a week
+//! at a time), then retention. Every unit of work (a feed's day) is held under a lease,
+//! renewed while it is worked on; one file's failure is recorded and the pass goes on
+//! with the rest.
+//!
+//! # N workers
+//!
+//! Identical workers on one destination share the units through those leases: a unit
+//! another worker holds is skipped and come back to once the others are done, until it
+//! is taken (its holder finished it: the ledger then says it is done; or its holder
+//! died: its lease expires within `ingest.lease_secs` and is taken over). A unit held by
+//! a worker whose lease runs longer than ours could (another configuration, a stale
+//! record) is reported as busy instead of waited for.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::feeds::{self, Feed, Unit};
+use crate::feeds::{self, DailyFeed, Feed, Unit};
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
 use crate::pipeline::{
-    Context, FileOutcome, FileReport, IngestError, PassOptions, PassReport, millis,
+    Context, CopyReport, FileOutcome, FileReport, IngestError, PassOptions, PassReport, millis,
 };
 use crate::retention::{self, Keep, Removed, RetentionError, Target};
 use crate::schedule::Due;
 use crate::source::SourceError;
 use crate::state::json::StateError;
-use crate::state::lease::Lease;
+use crate::state::lease::{self, HeldLease, Lease};
 
 /// Runs one pass over `days`: each day's files (several days at once if asked), then
 /// the recordings of all of them. A connection is opened on first need and again after
@@ -32,35 +45,65 @@ pub async fn run(
     now: DateTime<Utc>,
     options: &PassOptions<'_>,
 ) -> PassReport {
-    let queue = Mutex::new(days.iter().copied().collect::<VecDeque<_>>());
+    let units = Mutex::new(Units::new(
+        days.iter()
+            .flat_map(|&day| daily_feeds(ctx).map(move |(category, daily)| (day, category, daily)))
+            .collect(),
+    ));
+    let count = units.lock().expect("not poisoned").fresh.len();
     let report = Mutex::new(PassReport::default());
+    let poll = poll_interval(ctx);
     let worker = || async {
-        let mut connection = Connection::new(&ctx.settings.source);
+        let mut connection = ctx.connection();
         loop {
             if options.shutdown.is_requested()
                 || report.lock().expect("not poisoned").source_error.is_some()
             {
                 break;
             }
-            let Some(day) = queue.lock().expect("not poisoned").pop_front() else {
-                break;
+            let next = units.lock().expect("not poisoned").next();
+            let (day, category, daily) = match next {
+                Next::Unit(unit) => unit,
+                Next::WaitUntil(when) => {
+                    // Its slot is free for others meanwhile (the source's logins).
+                    connection.close().await;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(when) => {}
+                        () = options.shutdown.requested() => {}
+                    }
+                    continue;
+                }
+                Next::Done => break,
             };
             match options
                 .shutdown
-                .finish_or_abandon(run_day(
+                .finish_or_abandon(run_unit(
                     ctx,
                     &mut connection,
                     day,
+                    category,
+                    daily,
                     now,
                     options.respect_retention_history,
                 ))
                 .await
             {
-                Some(Ok(files)) => {
+                Some(Ok(Claimed::Done(file))) => {
                     if let Some(observer) = options.observer {
-                        files.iter().for_each(|file| observer.file_done(file));
+                        observer.file_done(&file);
                     }
-                    report.lock().expect("not poisoned").files.extend(files);
+                    report.lock().expect("not poisoned").files.push(file);
+                }
+                Some(Ok(Claimed::Busy { holder, until })) => {
+                    if let Some(file) = units.lock().expect("not poisoned").busy(
+                        ctx,
+                        (day, category, daily),
+                        holder,
+                        until,
+                        poll,
+                    ) {
+                        report.lock().expect("not poisoned").files.push(file);
+                    }
                 }
                 Some(Err(e)) => {
                     let mut report = report.lock().expect("not poisoned");
@@ -72,21 +115,27 @@ pub async fn run(
         }
         connection.close().await;
     };
-    futures::future::join_all(
-        (0..options.parallel_days.clamp(1, days.len().max(1))).map(|_| worker()),
-    )
-    .await;
+    let workers = options
+        .parallel_days
+        .clamp(1, count.max(1))
+        .min(ctx.settings.source.max_connections);
+    futures::future::join_all((0..workers).map(|_| worker())).await;
     let mut report = report.into_inner().expect("not poisoned");
+    let units = units.into_inner().expect("not poisoned");
     report
         .not_tried
-        .extend(queue.into_inner().expect("not poisoned"));
+        .extend(units.fresh.iter().map(|&(day, _, _)| day));
+    report
+        .files
+        .extend(units.later.into_iter().map(|later| later.report()));
     report.not_tried.sort();
+    report.not_tried.dedup();
     report.files.sort_by_key(|f| (f.day, f.category));
     for feed in listed_feeds(ctx) {
         if report.source_error.is_some() || options.shutdown.is_requested() {
             break;
         }
-        let mut connection = Connection::new(&ctx.settings.source);
+        let mut connection = ctx.connection();
         match options
             .shutdown
             .finish_or_abandon(run_listed(
@@ -109,7 +158,7 @@ pub async fn run(
         if report.source_error.is_some() || options.shutdown.is_requested() {
             break;
         }
-        let mut connection = Connection::new(&ctx.settings.source);
+        let mut connection = ctx.connection();
         match options
             .shutdown
             .finish_or_abandon(run_changed(ctx, feed, &mut connection, now, &mut report))
@@ -193,65 +242,201 @@ pub(crate) async fn expired(
             "older than the retention limit ({keep}); not ingested"
         )));
     }
-    if respect_history {
-        if let Some(through) = retention::deleted_through(&ctx.json, target).await? {
-            if day <= through {
-                return Ok(Some(format!(
-                    "removed by retention (through {through}); scheduled passes do not ingest it again, a backfill can"
-                )));
-            }
-        }
+    if respect_history
+        && let Some(through) = retention::deleted_through(&ctx.json, target).await?
+        && day <= through
+    {
+        return Ok(Some(format!(
+            "removed by retention (through {through}); scheduled passes do not ingest it again, a backfill can"
+        )));
     }
     Ok(None)
 }
 
-/// The daily files of one day. An error means the source cannot be opened at all.
-async fn run_day(
-    ctx: &Context,
-    connection: &mut Connection<'_>,
-    day: NaiveDate,
-    now: DateTime<Utc>,
-    respect_history: bool,
-) -> Result<Vec<FileReport>, SourceError> {
-    let mut files = Vec::new();
-    for (category, daily) in ctx
-        .settings
+/// The daily feeds asked for, in the order of the configuration.
+fn daily_feeds(ctx: &Context) -> impl Iterator<Item = (Category, &'static dyn DailyFeed)> + '_ {
+    ctx.settings
         .ingest
         .categories
         .iter()
         .filter_map(|&category| feeds::feed(category).daily().map(|daily| (category, daily)))
-    {
-        if let Some(skipped) = skip_expired(ctx, category, day, now, respect_history).await {
-            files.push(skipped);
-            continue;
-        }
-        let lease = match claim(ctx, category, day, now).await {
-            Ok(lease) => lease,
-            Err(result) => {
-                files.push(FileReport {
-                    day,
-                    category,
-                    result,
-                });
-                continue;
-            }
-        };
-        if let Err(e) = connection.open().await {
-            tracing::error!(error = %e, "cannot open the source");
-            ctx.leases.release(&lease).await;
-            return Err(e);
-        }
-        let started = std::time::Instant::now();
-        let result = daily.ingest_day(ctx, connection, day, now).await;
-        ctx.leases.release(&lease).await;
-        log_result(day, &result, started.elapsed());
-        files.push(FileReport {
+}
+
+/// A daily feed's day.
+type DailyUnit = (NaiveDate, Category, &'static dyn DailyFeed);
+
+/// The daily units of a pass not done yet: those not tried, and those another worker
+/// held, to come back to.
+struct Units {
+    fresh: VecDeque<DailyUnit>,
+    later: Vec<Later<DailyUnit>>,
+}
+
+/// A unit another worker held when it was tried, and when to try it again.
+struct Later<U> {
+    unit: U,
+    at: Instant,
+    holder: String,
+    until: DateTime<Utc>,
+}
+
+impl Later<DailyUnit> {
+    /// The report of a unit still held by another worker when the pass ended.
+    fn report(self) -> FileReport {
+        let (day, category, _) = self.unit;
+        FileReport {
             day,
             category,
-            result,
-        });
+            result: Ok(FileOutcome::Busy {
+                holder: self.holder,
+                until: self.until,
+            }),
+        }
     }
-    Ok(files)
+}
+
+enum Next {
+    Unit(DailyUnit),
+    /// Only units other workers held are left: the earliest may be tried then.
+    WaitUntil(Instant),
+    Done,
+}
+
+impl Units {
+    fn new(fresh: VecDeque<DailyUnit>) -> Self {
+        Units {
+            fresh,
+            later: Vec::new(),
+        }
+    }
+
+    /// The next unit to try: a fresh one, else one held before whose wait is over.
+    fn next(&mut self) -> Next {
+        if let Some(unit) = self.fresh.pop_front() {
+            return Next::Unit(unit);
+        }
+        let Some(earliest) = (0..self.later.len()).min_by_key(|&i| self.later[i].at) else {
+            return Next::Done;
+        };
+        if self.later[earliest].at <= Instant::now() {
+            Next::Unit(self.later.remove(earliest).unit)
+        } else {
+            Next::WaitUntil(self.later[earliest].at)
+        }
+    }
+
+    /// Another worker holds `unit`: it is tried again after `poll`, or, if its holder's
+    /// lease runs longer than ours could, reported as busy (the report returned).
+    fn busy(
+        &mut self,
+        ctx: &Context,
+        unit: DailyUnit,
+        holder: String,
+        until: DateTime<Utc>,
+        poll: Duration,
+    ) -> Option<FileReport> {
+        let later = Later {
+            unit,
+            at: Instant::now() + poll,
+            holder,
+            until,
+        };
+        if waits_for(ctx, until) {
+            self.later.push(later);
+            None
+        } else {
+            Some(later.report())
+        }
+    }
+}
+
+/// Whether a unit whose lease expires at `until` is come back to: its holder renews a
+/// lease as long as ours (so it is one of our kind, working, or it died and the lease
+/// expires soon), not one far longer.
+fn waits_for(ctx: &Context, until: DateTime<Utc>) -> bool {
+    let lease = ctx.leases.duration();
+    let longest = Utc::now() + chrono::Duration::from_std(lease + lease / 6).unwrap_or_default();
+    until <= longest
+}
+
+/// How long to wait before trying a unit another worker held again: a tenth of a lease,
+/// from 1 to 30 seconds.
+fn poll_interval(ctx: &Context) -> Duration {
+    (ctx.leases.duration() / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// How a unit's lease was asked for.
+enum Claimed {
+    /// Tried (or skipped for retention): its report.
+    Done(FileReport),
+    /// Another worker holds it.
+    Busy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+}
+
+/// The daily file of one feed's day, under the unit's lease. An error means the source
+/// cannot be opened at all.
+async fn run_unit(
+    ctx: &Context,
+    connection: &mut Connection<'_>,
+    day: NaiveDate,
+    category: Category,
+    daily: &'static dyn DailyFeed,
+    now: DateTime<Utc>,
+    respect_history: bool,
+) -> Result<Claimed, SourceError> {
+    if let Some(skipped) = skip_expired(ctx, category, day, now, respect_history).await {
+        return Ok(Claimed::Done(skipped));
+    }
+    let lease = match claim(ctx, category, day).await {
+        Ok(Lease::Held(lease)) => lease,
+        Ok(Lease::Busy { holder, expires_at }) => {
+            return Ok(Claimed::Busy {
+                holder,
+                until: expires_at,
+            });
+        }
+        Err(e) => {
+            return Ok(Claimed::Done(FileReport {
+                day,
+                category,
+                result: Err(IngestError::State(e)),
+            }));
+        }
+    };
+    if let Err(e) = connection.open().await {
+        tracing::error!(error = %e, "cannot open the source");
+        lease.release().await;
+        return Err(e);
+    }
+    let started = std::time::Instant::now();
+    let result = fenced(
+        std::slice::from_ref(&lease),
+        daily.ingest_day(ctx, connection, day, now),
+    )
+    .await;
+    lease.release().await;
+    log_result(day, &result, started.elapsed());
+    Ok(Claimed::Done(FileReport {
+        day,
+        category,
+        result,
+    }))
+}
+
+/// `work`'s result, unless a lease in `held` is lost first: then the work stops where
+/// it is, before its commit, and the unit is reported as failed (tried again by the
+/// next run, or by whoever holds the lease now).
+async fn fenced<T>(
+    held: &[HeldLease],
+    work: impl std::future::Future<Output = Result<T, IngestError>>,
+) -> Result<T, IngestError> {
+    tokio::select! {
+        result = work => result,
+        lost = lease::first_lost(held) => Err(IngestError::State(lost)),
+    }
 }
 
 /// The listed feeds asked for, in the order of the registry.
@@ -289,10 +474,10 @@ async fn run_changed(
     let category = feed.category;
     let lease = match ctx
         .leases
-        .acquire_key(crate::sink::layout::folder_lease(category), now)
+        .acquire_key(crate::sink::layout::folder_lease(category), Utc::now())
         .await
     {
-        Ok(Lease::Held(key)) => key,
+        Ok(Lease::Held(lease)) => lease,
         Ok(Lease::Busy { holder, expires_at }) => {
             tracing::info!(%category, %holder, until = %expires_at, "another worker is taking this folder; skipped");
             return;
@@ -302,12 +487,22 @@ async fn run_changed(
             return;
         }
     };
-    let taken = crate::pipeline::changed::ingest(ctx, feed, changed, connection, now).await;
-    ctx.leases.release(&lease).await;
+    let taken = fenced(
+        std::slice::from_ref(&lease),
+        crate::pipeline::changed::ingest(ctx, feed, changed, connection, now),
+    )
+    .await;
+    lease.release().await;
     report.listed.push((category, taken));
 }
 
-/// A listed feed's files of `days`, under a lease per day.
+/// How many days of a listed feed one listing of its folder serves: a unit of work for
+/// one worker, so that N workers share a long backfill, while a nightly pass (a week)
+/// lists the folder once.
+const LISTED_DAYS: usize = 7;
+
+/// A listed feed's files of `days`, up to [`LISTED_DAYS`] at a time, each day under its
+/// lease; days other workers hold are come back to as daily units are.
 async fn run_listed(
     ctx: &Context,
     feed: &'static Feed,
@@ -321,55 +516,103 @@ async fn run_listed(
         return;
     };
     let category = feed.category;
-    let respect_history = options.respect_retention_history;
-    let mut held = Vec::new();
-    let mut leases = Vec::new();
+    let poll = poll_interval(ctx);
+    let mut fresh = VecDeque::new();
     for &day in days {
-        if let Some(skipped) = skip_expired(ctx, category, day, now, respect_history).await {
-            report.files.push(skipped);
+        match skip_expired(ctx, category, day, now, options.respect_retention_history).await {
+            Some(skipped) => report.files.push(skipped),
+            None => fresh.push_back(day),
+        }
+    }
+    let mut later: Vec<Later<NaiveDate>> = Vec::new();
+    let mut copied: Option<CopyReport> = None;
+    while !options.shutdown.is_requested() {
+        let (mut held_days, mut held) = (Vec::new(), Vec::new());
+        while held.len() < LISTED_DAYS {
+            let Some(day) = fresh.pop_front() else { break };
+            match claim(ctx, category, day).await {
+                Ok(Lease::Held(lease)) => {
+                    held_days.push(day);
+                    held.push(lease);
+                }
+                Ok(Lease::Busy { holder, expires_at }) => {
+                    let unit = Later {
+                        unit: day,
+                        at: Instant::now() + poll,
+                        holder,
+                        until: expires_at,
+                    };
+                    if waits_for(ctx, expires_at) {
+                        later.push(unit);
+                    } else {
+                        report.files.push(busy_day(category, unit));
+                    }
+                }
+                Err(e) => report.files.push(FileReport {
+                    day,
+                    category,
+                    result: Err(IngestError::State(e)),
+                }),
+            }
+        }
+        if held.is_empty() {
+            let Some(earliest) = later.iter().map(|l| l.at).min() else {
+                break;
+            };
+            // Its slot is free for others meanwhile: the holder of a day this waits for
+            // may need it to finish that day.
+            connection.close().await;
+            tokio::select! {
+                () = tokio::time::sleep_until(earliest) => {}
+                () = options.shutdown.requested() => {}
+            }
+            fresh.extend(later.drain(..).map(|l| l.unit));
             continue;
         }
-        match claim(ctx, category, day, now).await {
-            Ok(lease) => {
-                held.push(day);
-                leases.push(lease);
-            }
-            Err(result) => report.files.push(FileReport {
-                day,
-                category,
-                result,
-            }),
+        let result = fenced(
+            &held,
+            listed.ingest(ctx, connection, &held_days, now, options.observer),
+        )
+        .await;
+        for lease in &held {
+            lease.release().await;
+        }
+        match result {
+            Ok(batch) => match &mut copied {
+                Some(copied) => copied.absorb(batch),
+                None => copied = Some(batch),
+            },
+            Err(e) => report.listed.push((category, Err(e))),
         }
     }
-    if !held.is_empty() {
-        let copied = listed
-            .ingest(ctx, connection, &held, now, options.observer)
-            .await;
-        report.listed.push((category, copied));
+    if let Some(copied) = copied {
+        report.listed.push((category, Ok(copied)));
     }
-    for lease in &leases {
-        ctx.leases.release(lease).await;
+    report
+        .files
+        .extend(later.into_iter().map(|unit| busy_day(category, unit)));
+}
+
+/// The report of a listed feed's day another worker held.
+fn busy_day(category: Category, unit: Later<NaiveDate>) -> FileReport {
+    FileReport {
+        day: unit.unit,
+        category,
+        result: Ok(FileOutcome::Busy {
+            holder: unit.holder,
+            until: unit.until,
+        }),
     }
 }
 
-/// Takes the lease of one unit of work, or gives the outcome to report instead.
-async fn claim(
-    ctx: &Context,
-    category: Category,
-    day: NaiveDate,
-    now: DateTime<Utc>,
-) -> Result<object_store::path::Path, Result<FileOutcome, IngestError>> {
-    match ctx.leases.acquire(category, day, now).await {
-        Ok(Lease::Held(key)) => Ok(key),
-        Ok(Lease::Busy { holder, expires_at }) => {
-            tracing::info!(%day, %category, %holder, until = %expires_at, "another worker is ingesting this; skipped");
-            Err(Ok(FileOutcome::Busy {
-                holder,
-                until: expires_at,
-            }))
-        }
-        Err(e) => Err(Err(IngestError::State(e))),
+/// Asks for the lease of one unit of work, by the wall clock (a lease must expire in
+/// real time, whatever day the pass is about).
+async fn claim(ctx: &Context, category: Category, day: NaiveDate) -> Result<Lease, StateError> {
+    let lease = ctx.leases.acquire(category, day, Utc::now()).await;
+    if let Ok(Lease::Busy { holder, expires_at }) = &lease {
+        tracing::info!(%day, %category, %holder, until = %expires_at, "another worker is ingesting this; skipped for now");
     }
+    lease
 }
 
 fn log_result(

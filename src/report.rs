@@ -108,11 +108,15 @@ pub fn print(report: &PassReport) -> PassOutcome {
         {
             failed += r.failures.len();
             bytes += r.bytes;
+            rows += r.rows;
+            rejected += r.rejected;
             if matches!(feeds::feed(*category).unit, Unit::Changed(_)) {
                 crate::out!(
-                    "{category}: {} new or changed file(s) taken ({} bytes), {} stale version(s) ignored, {} unchanged, {} left for the next run (modified too recently), {} files in the folder",
+                    "{category}: {} new or changed file(s) taken ({} bytes): {} rows written, {} quarantined, {} stale version(s) ignored, {} unchanged, {} left for the next run (modified too recently), {} files in the folder",
                     r.copied,
                     r.bytes,
+                    r.rows,
+                    r.rejected,
                     r.stale,
                     r.already,
                     r.pending,
@@ -137,6 +141,10 @@ pub fn print(report: &PassReport) -> PassOutcome {
                 };
                 let whose = match day {
                     Some(day) => format!("{day} {category}: {} file(s)", unmatched.count),
+                    // A changed-files feed reads no date from names.
+                    None if matches!(feeds::feed(*category).unit, Unit::Changed(_)) => {
+                        format!("{category}: {} file(s)", unmatched.count)
+                    }
                     None => format!(
                         "{category}: {} file(s) with no date in the name",
                         unmatched.count

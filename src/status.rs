@@ -11,6 +11,7 @@ use crate::pass;
 use crate::pipeline::Context;
 use crate::retention::Target;
 use crate::schedule::Due;
+use crate::sink::destination;
 use crate::state::attempts::AttemptRecord;
 use crate::state::json::StateError;
 use crate::state::runs::{self, RunRecord, UnitState};
@@ -56,6 +57,29 @@ pub enum Standing {
     NeedsAttention,
 }
 
+/// The days to show of each account (its own look-back window, or the days asked for).
+pub type Window<'a> = dyn Fn(&Context) -> Vec<NaiveDate> + Sync + 'a;
+
+/// The name of `ctx`'s account, or `""` in a configuration without accounts.
+pub fn account_name(ctx: &Context) -> &str {
+    ctx.settings
+        .account
+        .as_ref()
+        .map_or("", |a| a.name.as_str())
+}
+
+/// The destination every account shares (the account's without its prefix), for
+/// messages.
+pub fn shared_destination(ctx: &Context) -> String {
+    let own = destination::redact(&ctx.settings.destination.url);
+    match &ctx.settings.account {
+        Some(account) => own
+            .strip_suffix(&format!("{}/", account.prefix))
+            .map_or(own.clone(), str::to_string),
+        None => own,
+    }
+}
+
 /// The status of `window`'s days, from the destination and the clock.
 pub async fn collect(
     ctx: &Context,
@@ -90,7 +114,11 @@ pub async fn show(
     window: &[NaiveDate],
     json: bool,
 ) -> Result<Standing, StateError> {
-    let status = collect(ctx, now, window).await?;
+    Ok(print(collect(ctx, now, window).await?, json))
+}
+
+/// Prints `status` as a table or JSON; says whether something is overdue or failed.
+pub fn print(status: Status, json: bool) -> Standing {
     let standing = status.standing();
     if json {
         crate::out!(
@@ -137,7 +165,7 @@ pub async fn show(
             crate::out!("{line}");
         }
     }
-    Ok(standing)
+    standing
 }
 
 async fn row(
@@ -174,7 +202,17 @@ async fn row(
             }
             return Ok(row);
         }
-        Unit::Changed(changed) => changed.rows_of_day(ctx, day).await?.map(|rows| (rows, 0)),
+        // Rows in the feed's first dataset (what a newest-wins feed holds is in its files).
+        Unit::Changed(_) => {
+            let dataset = feeds::feed(category).datasets[0].name;
+            crate::inventory::partition_rows(&ctx.store, dataset, day)
+                .await
+                .map_err(|e| StateError::Damaged {
+                    key: crate::sink::layout::data_folder(dataset, day).to_string(),
+                    detail: e.to_string(),
+                })?
+                .map(|rows| (rows, 0))
+        }
         Unit::Daily(_) => ctx
             .ledger
             .get(category, day)

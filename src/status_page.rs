@@ -18,18 +18,42 @@ use crate::state::json::StateError;
 use crate::state::runs::{RunRecord, UnitState};
 use crate::status::{self, Row, Standing, Status};
 
-/// The page of `window`'s days, from the destination and the clock.
+/// The page of each account's `window` of days (of the destination alone, in a
+/// configuration without accounts), from the destination and the clock.
 pub async fn render(
-    ctx: &Context,
+    accounts: &[Context],
     now: DateTime<Utc>,
-    window: &[NaiveDate],
+    window: &status::Window<'_>,
 ) -> Result<String, StateError> {
-    let status = status::collect(ctx, now, window).await?;
-    Ok(page(
-        &destination::redact(&ctx.settings.destination.url),
-        now,
-        &status,
-    ))
+    let mut statuses = Vec::new();
+    for ctx in accounts {
+        statuses.push(status::collect(ctx, now, &window(ctx)).await?);
+    }
+    Ok(page_of(accounts, now, &statuses))
+}
+
+/// [`page`] of the one destination, or [`accounts_page`] of the accounts, given the
+/// status of each.
+pub fn page_of(accounts: &[Context], now: DateTime<Utc>, statuses: &[Status]) -> String {
+    match (accounts, statuses) {
+        ([ctx], [status]) if ctx.settings.account.is_none() => page(
+            &destination::redact(&ctx.settings.destination.url),
+            now,
+            status,
+        ),
+        _ => {
+            let named: Vec<Named> = accounts
+                .iter()
+                .zip(statuses)
+                .map(|(ctx, status)| Named {
+                    name: status::account_name(ctx),
+                    destination: destination::redact(&ctx.settings.destination.url),
+                    status,
+                })
+                .collect();
+            accounts_page(&status::shared_destination(&accounts[0]), now, &named)
+        }
+    }
 }
 
 /// Every state a cell can show, in the legend's order, with its colours (background,
@@ -128,7 +152,7 @@ fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -168,18 +192,77 @@ code { font-size: 12px; }
 /// The whole page of `status`, as of `now`, for the destination named `destination`.
 pub fn page(destination: &str, now: DateTime<Utc>, status: &Status) -> String {
     let mut html = String::with_capacity(4096 + status.days.len() * 200);
-    let mut categories: Vec<&str> = Vec::new();
-    let mut days: BTreeMap<NaiveDate, Vec<&Row>> = BTreeMap::new();
-    for row in &status.days {
-        if !categories.contains(&row.category.as_str()) {
-            categories.push(&row.category);
-        }
-        days.entry(row.day).or_default().push(row);
+    head(&mut html, destination);
+    body(
+        &mut html,
+        "<h1>cdr-ingest status</h1>",
+        destination,
+        now,
+        status,
+    );
+    html.push_str("</body></html>\n");
+    html
+}
+
+/// One account's status on the accounts page.
+pub struct Named<'a> {
+    pub name: &'a str,
+    /// Its destination (the shared one under its prefix).
+    pub destination: String,
+    pub status: &'a Status,
+}
+
+/// The page of several accounts (`[[accounts]]`): a line per account (its last pass
+/// and what needs attention, linked to its part), then each account's status as
+/// [`page`] shows one, headed by its name; `destination` is the shared one.
+pub fn accounts_page(destination: &str, now: DateTime<Utc>, accounts: &[Named<'_>]) -> String {
+    let mut html = String::with_capacity(4096 + accounts.len() * 8192);
+    head(&mut html, destination);
+    let _ = write!(
+        html,
+        "<h1>cdr-ingest status</h1>\n<p class=\"sub\">{dest} · {n} accounts · as of {now} UTC</p>\n<table class=\"pass\"><tr><th>account</th><th>last pass</th><th>overdue or failed</th></tr>\n",
+        dest = escape(destination),
+        n = accounts.len(),
+        now = now.format("%Y-%m-%d %H:%M")
+    );
+    for Named { name, status, .. } in accounts {
+        let (class, last) = match &status.last_pass {
+            Some(run) => (
+                match run.outcome.as_str() {
+                    "ok" => "s-ingested",
+                    "failed" => "s-failed",
+                    _ => "s-stopped",
+                },
+                run.outcome.as_str(),
+            ),
+            None => ("s-not_due", "none yet"),
+        };
+        let bad = status.days.iter().filter(|r| r.state.is_bad()).count();
+        let _ = writeln!(
+            html,
+            "<tr><th><a href=\"#account-{name}\">{name}</a></th><td><span class=\"{class}\">&nbsp;{last}&nbsp;</span></td><td>{bad}</td></tr>",
+            name = escape(name)
+        );
     }
-    let range = match (days.keys().next(), days.keys().next_back()) {
-        (Some(first), Some(last)) => format!("{} days, {first} to {last}", days.len()),
-        _ => "no days".to_string(),
-    };
+    html.push_str("</table>\n");
+    for Named {
+        name,
+        destination,
+        status,
+    } in accounts
+    {
+        let heading = format!(
+            "<h1 id=\"account-{name}\">account {name}</h1>",
+            name = escape(name)
+        );
+        body(&mut html, &heading, destination, now, status);
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+/// The document's head, its style and the opening of its body.
+fn head(html: &mut String, destination: &str) {
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -198,9 +281,27 @@ pub fn page(destination: &str, now: DateTime<Utc>, status: &Status) -> String {
     html.push_str(
         ".s-expired { background-image: repeating-linear-gradient(45deg, transparent 0 6px, rgba(255,255,255,.45) 6px 9px); }\n",
     );
+    html.push_str("</style></head><body>\n");
+}
+
+/// One destination's (or account's) status: what needs attention, the calendar, the
+/// last pass.
+fn body(html: &mut String, heading: &str, destination: &str, now: DateTime<Utc>, status: &Status) {
+    let mut categories: Vec<&str> = Vec::new();
+    let mut days: BTreeMap<NaiveDate, Vec<&Row>> = BTreeMap::new();
+    for row in &status.days {
+        if !categories.contains(&row.category.as_str()) {
+            categories.push(&row.category);
+        }
+        days.entry(row.day).or_default().push(row);
+    }
+    let range = match (days.keys().next(), days.keys().next_back()) {
+        (Some(first), Some(last)) => format!("{} days, {first} to {last}", days.len()),
+        _ => "no days".to_string(),
+    };
     let _ = write!(
         html,
-        "</style></head><body>\n<h1>cdr-ingest status</h1>\n<p class=\"sub\">{dest} · {range} · as of {now} UTC</p>\n",
+        "{heading}\n<p class=\"sub\">{dest} · {range} · as of {now} UTC</p>\n",
         dest = escape(destination),
         now = now.format("%Y-%m-%d %H:%M")
     );
@@ -220,9 +321,9 @@ pub fn page(destination: &str, now: DateTime<Utc>, status: &Status) -> String {
     // The calendar first (left), what explains it beside it: on a laptop's screen the
     // days are what one opens the page for.
     html.push_str("<div class=\"main\"><section>\n");
-    calendar(&mut html, &categories, &days);
+    calendar(html, &categories, &days);
     html.push_str("</section>\n<aside>\n");
-    last_pass(&mut html, status.last_pass.as_ref());
+    last_pass(html, status.last_pass.as_ref());
     if !bad.is_empty() {
         html.push_str("<h2>Needs attention</h2>\n<ul class=\"problems\">\n");
         for row in &bad {
@@ -247,9 +348,8 @@ pub fn page(destination: &str, now: DateTime<Utc>, status: &Status) -> String {
         );
     }
     html.push_str(
-        "</ul>\n<p class=\"sub\">A cell shows the rows written (files copied, for recordings) and the rows quarantined; hover over it for the details or the reason. Written by <code>cdr-ingest status --html</code>.</p>\n</aside></div>\n</body></html>\n",
+        "</ul>\n<p class=\"sub\">A cell shows the rows written (files copied, for recordings) and the rows quarantined; hover over it for the details or the reason. Written by <code>cdr-ingest status --html</code>.</p>\n</aside></div>\n",
     );
-    html
 }
 
 /// When the last pass ran, how it ended, and how many files ended how.
@@ -412,6 +512,56 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2024-03-09T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn the_accounts_page_lists_each_account_and_links_its_part() {
+        let failed = Status {
+            last_pass: Some(RunRecord {
+                format_version: 1,
+                mode: "run".into(),
+                started: now(),
+                finished: now(),
+                outcome: PassOutcome::Failed,
+                files: Vec::new(),
+            }),
+            days: vec![row(
+                "2024-03-08",
+                "cdr",
+                UnitState::NotTried,
+                Some("530 Login incorrect"),
+            )],
+            pushed: Vec::new(),
+        };
+        let well = Status {
+            last_pass: None,
+            days: vec![row("2024-03-08", "cdr", UnitState::Ingested, None)],
+            pushed: Vec::new(),
+        };
+        let html = accounts_page(
+            "s3://b/p",
+            now(),
+            &[
+                Named {
+                    name: "north",
+                    destination: "s3://b/p/account=north/".into(),
+                    status: &well,
+                },
+                Named {
+                    name: "south",
+                    destination: "s3://b/p/account=south/".into(),
+                    status: &failed,
+                },
+            ],
+        );
+        assert!(html.contains("2 accounts"), "{html}");
+        for name in ["north", "south"] {
+            assert!(html.contains(&format!("<a href=\"#account-{name}\">{name}</a>")));
+            assert!(html.contains(&format!("id=\"account-{name}\"")));
+            assert!(html.contains(&format!("s3://b/p/account={name}/")));
+        }
+        assert!(html.contains("<span class=\"s-failed\">&nbsp;failed&nbsp;</span>"));
+        assert!(html.ends_with("</body></html>\n"));
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub async fn verify(ctx: &Context, repair: bool) -> Result<Verified, VerifyError
     // After the feeds' partitions, whose repairs rebuild their dates' calls already.
     for date in calls::rebuild::dates(&ctx.store).await? {
         verified.partitions += 1;
-        if calls::rebuild::is_current(&ctx.store, date).await? {
+        if calls::rebuild::is_current(&ctx.store, calls::account(&ctx.settings), date).await? {
             continue;
         }
         if repair {
@@ -199,7 +199,7 @@ async fn repair_partition(
     let held = partition_lock::hold(ctx, leases)
         .await
         .map_err(|e| VerifyError::Repair(e.to_string()))?;
-    let repaired = async {
+    let repaired = partition_lock::fenced(&held, async {
         let mut sources = BTreeSet::new();
         for key in not_in_ledger(ctx, partition, category).await? {
             if let Some((_, _, source)) = layout::parse_data_object(key.as_ref())
@@ -214,13 +214,16 @@ async fn repair_partition(
         }
         partition::settle(&ctx.store, partition, None, None, true).await?;
         if feeds_calls {
-            calls::rebuild(&ctx.store, partition.date, calls::Count::All).await?;
+            let account = calls::account(&ctx.settings);
+            calls::rebuild(&ctx.store, account, &held, partition.date, calls::Count::All)
+                .await
+                .map_err(|e| VerifyError::Repair(e.to_string()))?;
         }
         Ok::<_, VerifyError>(())
-    }
+    })
     .await;
-    partition_lock::release(ctx, &held).await;
-    repaired
+    partition_lock::release(&held).await;
+    repaired.map_err(|e| VerifyError::Repair(e.to_string()))?
 }
 
 /// The finding as lines for people.

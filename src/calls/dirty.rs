@@ -28,6 +28,7 @@ use crate::sink::layout;
 use crate::sink::partition::PartitionError;
 use crate::sink::retry;
 use crate::state::json::{FORMAT_VERSION, JsonStore};
+use crate::state::lease::Leases;
 
 const ROOT: &str = "_state/calls/dirty";
 
@@ -117,12 +118,26 @@ fn inputs_and_calls(date: NaiveDate) -> impl Iterator<Item = Path> {
 /// Rebuilds the calls of every marked date, each under the leases of its inputs and
 /// its own, and removes the marks it read: what the pass ends with.
 pub async fn settle(ctx: &Context) -> Result<Rebuilt, IngestError> {
+    let account = super::account(&ctx.settings);
+    settle_with(&ctx.store, &ctx.leases, account, None).await
+}
+
+/// [`settle`] of the marked dates among `only` (`None`: every marked date), for a
+/// writer without a pass (`serve`'s compaction).
+pub async fn settle_with(
+    store: &Arc<dyn ObjectStore>,
+    leases: &Leases,
+    account: &str,
+    only: Option<&BTreeSet<NaiveDate>>,
+) -> Result<Rebuilt, IngestError> {
+    let json = JsonStore::new(Arc::clone(store));
     let mut total = Rebuilt::default();
-    for date in marks(&ctx.store, None).await?.into_keys() {
-        let held = partition_lock::hold(ctx, inputs_and_calls(date)).await?;
-        let settled = async {
+    let dates = marks(store, None).await?.into_keys();
+    for date in dates.filter(|d| only.is_none_or(|only| only.contains(d))) {
+        let held = partition_lock::hold_with(leases, inputs_and_calls(date)).await?;
+        let settled = partition_lock::fenced(&held, async {
             // Listed again under the lease: another worker may have settled it.
-            let listed = marks(&ctx.store, Some(date))
+            let listed = marks(store, Some(date))
                 .await?
                 .remove(&date)
                 .unwrap_or_default();
@@ -131,19 +146,19 @@ pub async fn settle(ctx: &Context) -> Result<Rebuilt, IngestError> {
             }
             let mut origins = BTreeSet::new();
             for key in &listed {
-                if let Some(mark) = ctx.json.get::<Mark>(key).await? {
+                if let Some(mark) = json.get::<Mark>(key).await? {
                     origins.extend(mark.origins);
                 }
             }
-            let rebuilt = rebuild(&ctx.store, date, Count::From(&origins)).await?;
+            let rebuilt = rebuild(store, account, &held, date, Count::From(&origins)).await?;
             for key in &listed {
-                ctx.json.delete(key).await?;
+                json.delete(key).await?;
             }
             Ok::<_, IngestError>(rebuilt)
-        }
+        })
         .await;
-        partition_lock::release(ctx, &held).await;
-        total.add(settled?);
+        partition_lock::release(&held).await;
+        total.add(settled??);
     }
     Ok(total)
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{ACCOUNT, Direction, Facts, Mapping, Outcome, Rank};
+use super::{Direction, Facts, Mapping, Outcome, Rank};
 
 /// One feed's row about a call, with the mapping that read it.
 pub struct Contribution {
@@ -22,7 +22,6 @@ pub struct Contribution {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub provider: &'static str,
-    pub account: &'static str,
     /// The feed whose row gave the times and numbers (`source_object` is its).
     pub feed: &'static str,
     pub call_id: String,
@@ -140,7 +139,6 @@ pub fn one_call(group: &[Contribution]) -> Option<Call> {
     });
     Some(Call {
         provider,
-        account: ACCOUNT,
         feed: source.feed,
         call_id,
         started_at: first(&by_call, |f| f.started_at)?,
@@ -187,6 +185,7 @@ mod tests {
             direction: "",
             columns: &[],
             facts: |_| None,
+            objects: crate::calls::Objects::Every,
         }))
     }
 

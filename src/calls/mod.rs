@@ -33,7 +33,7 @@ mod record;
 pub(crate) mod runs;
 mod table;
 
-pub use dirty::{mark, settle};
+pub use dirty::{mark, settle, settle_with};
 pub use merge::Call;
 pub use rebuild::{Count, Rebuilt, rebuild};
 pub use record::Record;
@@ -173,6 +173,18 @@ pub struct Mapping {
     pub columns: &'static [&'static str],
     /// One row → what it says about a call (`None`: the row is not about a call).
     pub facts: fn(&Record<'_>) -> Option<Facts>,
+    /// Which of a date's objects hold its visible rows.
+    pub objects: Objects,
+}
+
+/// Which objects of a dataset's date folder a rebuild reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objects {
+    /// Every one (`sink::partition` keeps only visible rows in the folder).
+    Every,
+    /// The last in key order: the date is rewritten whole, each time under a higher
+    /// generation's name, and an older one is only what a crash left behind.
+    Last,
 }
 
 /// What one row of one feed says about a call; `None` is "this row does not say".
@@ -212,8 +224,16 @@ pub fn plus_seconds(micros: Option<i64>, seconds: Option<i64>) -> Option<i64> {
     Some(micros? + seconds? * 1_000_000)
 }
 
-/// The `account` column until accounts exist (issue #18).
-pub const ACCOUNT: &str = "default";
+/// The `account` column of a destination with no `[[accounts]]`.
+pub const NO_ACCOUNT: &str = "default";
+
+/// The `account` column of the calls written with `settings`: the account's name.
+pub fn account(settings: &crate::config::Settings) -> &str {
+    settings
+        .account
+        .as_ref()
+        .map_or(NO_ACCOUNT, |account| account.name.as_str())
+}
 
 #[cfg(test)]
 mod tests {

@@ -14,13 +14,14 @@ use parquet::errors::ParquetError;
 
 use super::merge::{Contribution, one_call};
 use super::runs::Runs;
-use super::{DATASET, Record, table};
+use super::{DATASET, Objects, Record, table};
 use crate::feeds::FEEDS;
 use crate::pipeline::{Context, IngestError, partition_lock};
 use crate::sink::layout;
 use crate::sink::partition::{PartitionError, fetch};
 use crate::sink::retry;
 use crate::sink::upload::upload_file;
+use crate::state::lease::HeldLease;
 
 /// What one rebuild wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -73,22 +74,26 @@ pub enum Count<'a> {
     Nothing,
 }
 
-/// Rebuilds `date`'s calls; the caller holds [`lease`] of the date.
+/// Rebuilds `date`'s calls of `account`; the caller holds [`lease`] of the date among
+/// `held`, which are confirmed still its own right before the object is written.
 pub async fn rebuild(
     store: &Arc<dyn ObjectStore>,
+    account: &str,
+    held: &[HeldLease],
     date: NaiveDate,
     count: Count<'_>,
-) -> Result<Rebuilt, PartitionError> {
-    let (file, rebuilt) = build(store, date, count).await?;
+) -> Result<Rebuilt, IngestError> {
+    let (file, rebuilt) = build(store, account, date, count).await?;
+    partition_lock::confirm(held).await?;
     let key = layout::calls_object(date);
     let Some(file) = file else {
         match retry::with_backoff("delete", retry::is_transient, || store.delete(&key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(source) => {
-                return Err(PartitionError::Delete {
+                return Err(IngestError::Partition(PartitionError::Delete {
                     key: key.to_string(),
                     source,
-                });
+                }));
             }
         }
         return Ok(rebuilt);
@@ -98,7 +103,8 @@ pub async fn rebuild(
         .map_err(|source| PartitionError::Write {
             key: key.to_string(),
             source,
-        })?;
+        })
+        .map_err(IngestError::Partition)?;
     if rebuilt.unmapped > 0 {
         let codes: Vec<&str> = rebuilt.codes.iter().map(String::as_str).collect();
         tracing::warn!(object = %key, calls = rebuilt.unmapped, codes = %codes.join(", "), "calls with an outcome code no feed's table maps: written as `other` with the code in outcome_detail; add the code to the feed's outcome table");
@@ -110,9 +116,10 @@ pub async fn rebuild(
 /// ingested before `calls` existed, or whose rebuild a crash cut short, is not.
 pub async fn is_current(
     store: &Arc<dyn ObjectStore>,
+    account: &str,
     date: NaiveDate,
 ) -> Result<bool, PartitionError> {
-    let (file, _) = build(store, date, Count::Nothing).await?;
+    let (file, _) = build(store, account, date, Count::Nothing).await?;
     let key = layout::calls_object(date);
     let stored = fetch(store, &key).await?;
     let bytes = |file: Option<std::fs::File>| -> Result<Option<Vec<u8>>, PartitionError> {
@@ -134,6 +141,7 @@ pub async fn is_current(
 /// bounded whatever the size of the date.
 async fn build(
     store: &Arc<dyn ObjectStore>,
+    account: &str,
     date: NaiveDate,
     count: Count<'_>,
 ) -> Result<(Option<std::fs::File>, Rebuilt), PartitionError> {
@@ -143,7 +151,11 @@ async fn build(
     for feed in FEEDS.iter() {
         for mapping in feed.calls {
             let folder = layout::data_folder(mapping.dataset, date);
-            for key in objects(store, &folder).await? {
+            let mut keys = objects(store, &folder).await?;
+            if mapping.objects == Objects::Last {
+                keys = keys.split_off(keys.len().saturating_sub(1));
+            }
+            for key in keys {
                 let Some(file) = fetch(store, &key).await? else {
                     continue;
                 };
@@ -193,7 +205,7 @@ async fn build(
     };
     let read = started.elapsed();
     let mut rebuilt = Rebuilt::default();
-    let mut writer = table::Writer::new();
+    let mut writer = table::Writer::new(account);
     let mut written = Ok(());
     runs.for_each_call(|group| {
         let Some(call) = one_call(&group) else {
@@ -241,9 +253,19 @@ pub async fn rebuild_days(
     let mut total = Rebuilt::default();
     for date in dates.into_iter().collect::<BTreeSet<_>>() {
         let held = partition_lock::hold(ctx, std::iter::once(lease(date))).await?;
-        let rebuilt = rebuild(&ctx.store, date, count).await;
-        partition_lock::release(ctx, &held).await;
-        total.add(rebuilt?);
+        let rebuilt = partition_lock::fenced(
+            &held,
+            rebuild(
+                &ctx.store,
+                super::account(&ctx.settings),
+                &held,
+                date,
+                count,
+            ),
+        )
+        .await;
+        partition_lock::release(&held).await;
+        total.add(rebuilt??);
     }
     Ok(total)
 }

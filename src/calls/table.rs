@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use arrow_array::builder::{
     Decimal128Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -75,14 +75,17 @@ pub fn schema() -> SchemaRef {
 }
 
 /// A date's calls written as they come, into a Parquet temporary file.
-pub struct Writer {
+pub struct Writer<'a> {
+    /// The `account` column, the same for every call of a destination.
+    account: &'a str,
     writer: Option<ArrowWriter<File>>,
     batch: Vec<Call>,
 }
 
-impl Writer {
-    pub fn new() -> Self {
+impl<'a> Writer<'a> {
+    pub fn new(account: &'a str) -> Self {
         Writer {
+            account,
             writer: None,
             batch: Vec::with_capacity(BATCH_ROWS),
         }
@@ -110,7 +113,7 @@ impl Writer {
                 .build();
             self.writer = Some(ArrowWriter::try_new(file, schema(), Some(props))?);
         }
-        let batch = batch(&self.batch)?;
+        let batch = batch(&self.batch, self.account)?;
         self.batch.clear();
         self.writer.as_mut().expect("made above").write(&batch)
     }
@@ -122,7 +125,7 @@ impl Writer {
     }
 }
 
-fn batch(calls: &[Call]) -> Result<RecordBatch, ParquetError> {
+fn batch(calls: &[Call], account: &str) -> Result<RecordBatch, ParquetError> {
     let texts = |f: &dyn Fn(&Call) -> Option<&str>| -> ArrayRef {
         let mut b = StringBuilder::new();
         for call in calls {
@@ -152,7 +155,7 @@ fn batch(calls: &[Call]) -> Result<RecordBatch, ParquetError> {
     }
     let columns: Vec<ArrayRef> = vec![
         texts(&|c| Some(c.provider)),
-        texts(&|c| Some(c.account)),
+        Arc::new(StringArray::from(vec![account; calls.len()])),
         texts(&|c| Some(c.feed)),
         texts(&|c| Some(&c.call_id)),
         times(&|c| Some(c.started_at)),

@@ -5,8 +5,10 @@
 //! `metrics`, `serve`) declares its keys (name, kind, range, default, doc: [`key`]) and reads
 //! them into its settings; this module holds [`Settings`], loading, and the collection
 //! of every problem, with [`reader`] (keys taken out of the table, environment
-//! overrides, unknown keys and variables).
+//! overrides, unknown keys and variables). A file with `[[accounts]]` is read as one
+//! [`Settings`] per account ([`accounts`]).
 
+mod accounts;
 mod destination;
 mod ingest;
 mod key;
@@ -18,15 +20,17 @@ mod secret;
 mod serve;
 mod source;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use accounts::{Account, OVERRIDABLE, check_name};
 pub use destination::DestinationSettings;
 pub use ingest::{ChangedSettings, IngestSettings};
 pub use key::Key;
 pub use metrics::{MetricsSettings, Pushgateway};
 pub use reader::{ConfigIssue, ENV_PREFIX, env_name};
-use reader::{Reader, Section};
+use reader::{Reader, Section, stray_variables};
 pub use retention::RetentionSettings;
 pub use schedule::ScheduleSettings;
 pub use secret::Secret;
@@ -61,9 +65,11 @@ const OTHER_VARIABLES: [&str; 6] = [
     "CDR_INGEST_BIN",
 ];
 
-/// Everything the worker needs, checked.
+/// Everything the worker needs, checked: for a file with `[[accounts]]`, one account's.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The account, in a file with `[[accounts]]`; its objects are under its prefix.
+    pub account: Option<Account>,
     pub source: SourceSettings,
     pub destination: DestinationSettings,
     pub ingest: IngestSettings,
@@ -116,19 +122,31 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Settings {
-    /// Reads and validates `file`, with overrides from the process environment.
+    /// Reads and validates `file`, which must have no `[[accounts]]`, with overrides
+    /// from the process environment.
     pub fn load(file: &Path) -> Result<Settings, ConfigErrors> {
-        Settings::load_with(file, true)
+        single(file, Settings::load_all(file)?)
     }
 
     /// The same for commands that never connect to the source (`status`,
     /// `quarantine`, `verify`, `retention`, `purge`): its secrets (password, key
     /// file, passphrase) need not be there.
     pub fn load_offline(file: &Path) -> Result<Settings, ConfigErrors> {
+        single(file, Settings::load_all_offline(file)?)
+    }
+
+    /// Reads and validates `file`: the settings of each of its `[[accounts]]`, in the
+    /// file's order, or of the file alone when it has none.
+    pub fn load_all(file: &Path) -> Result<Vec<Settings>, ConfigErrors> {
+        Settings::load_with(file, true)
+    }
+
+    /// [`Settings::load_all`] without the source's secrets.
+    pub fn load_all_offline(file: &Path) -> Result<Vec<Settings>, ConfigErrors> {
         Settings::load_with(file, false)
     }
 
-    fn load_with(file: &Path, secrets_required: bool) -> Result<Settings, ConfigErrors> {
+    fn load_with(file: &Path, secrets_required: bool) -> Result<Vec<Settings>, ConfigErrors> {
         let env = |name: &str| std::env::var(name).ok();
         let env_names: Vec<String> = std::env::vars_os()
             .filter_map(|(name, _)| name.into_string().ok())
@@ -149,12 +167,21 @@ impl Settings {
         })
     }
 
-    /// Validates a configuration text; `env` supplies overrides and secrets. (It
-    /// cannot list the environment, so a misspelt override is found by [`Settings::load`].)
+    /// Validates a configuration text without `[[accounts]]`; `env` supplies overrides
+    /// and secrets. (It cannot list the environment, so a misspelt override is found
+    /// by [`Settings::load`].)
     pub fn parse(
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, Vec<ConfigIssue>> {
+        only(Settings::parse_all(text, env)?)
+    }
+
+    /// Validates a configuration text: each account's settings, or the file's alone.
+    pub fn parse_all(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Settings>, Vec<ConfigIssue>> {
         Settings::parse_with(text, env, &[], true)
     }
 
@@ -165,11 +192,57 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
         env_names: &[String],
         secrets_required: bool,
-    ) -> Result<Settings, Vec<ConfigIssue>> {
-        let root: toml::Table = toml::from_str(text).map_err(|e| {
+    ) -> Result<Vec<Settings>, Vec<ConfigIssue>> {
+        let mut root: toml::Table = toml::from_str(text).map_err(|e| {
             // The error's lines (the line quoted, a caret under the column) are kept.
             vec![ConfigIssue::in_file("(syntax)", e.to_string().trim_end())]
         })?;
+        let Some(accounts) = accounts::expand(&mut root)? else {
+            let (settings, mut issues, known) = Settings::read(root, env, secrets_required);
+            issues.extend(stray_variables(env_names, &known, &OTHER_VARIABLES));
+            return match settings {
+                Some(settings) if issues.is_empty() => Ok(vec![settings]),
+                _ => Err(issues),
+            };
+        };
+        // Each account is read as a file of its own; a problem with a shared key is
+        // the same in every account and reported once, and a variable is known if any
+        // account knows it (each names its own password's).
+        let mut all = Vec::new();
+        let mut issues: Vec<ConfigIssue> = Vec::new();
+        let mut known = BTreeSet::new();
+        for expanded in accounts {
+            let (settings, found, variables) =
+                Settings::read(expanded.root.clone(), env, secrets_required);
+            known.extend(variables);
+            for issue in found {
+                let issue = accounts::attribute(issue, &expanded, &root);
+                if !issues.contains(&issue) {
+                    issues.push(issue);
+                }
+            }
+            if let Some(mut settings) = settings {
+                settings.destination.url =
+                    accounts::under(&settings.destination.url, &expanded.account.prefix);
+                settings.account = Some(expanded.account);
+                all.push(settings);
+            }
+        }
+        issues.extend(stray_variables(env_names, &known, &OTHER_VARIABLES));
+        if issues.is_empty() {
+            Ok(all)
+        } else {
+            Err(issues)
+        }
+    }
+
+    /// Reads the sections of `root`: the settings if the source and destination could
+    /// be read, every problem, and the variables the configuration knows.
+    fn read(
+        root: toml::Table,
+        env: &dyn Fn(&str) -> Option<String>,
+        secrets_required: bool,
+    ) -> (Option<Settings>, Vec<ConfigIssue>, BTreeSet<String>) {
         let mut reader = Reader::new(root, env, secrets_required);
         let source = read_section(&mut reader, "source", |s| source::read(s, env));
         let destination = read_section(&mut reader, "destination", destination::read);
@@ -178,9 +251,10 @@ impl Settings {
         let retention = read_section(&mut reader, "retention", retention::read);
         let metrics = read_section(&mut reader, "metrics", metrics::read);
         let serve = read_section(&mut reader, "serve", |s| serve::read(s, env));
-        let issues = reader.finish(env_names, &OTHER_VARIABLES);
-        match (source, destination) {
-            (Some(source), Some(destination)) if issues.is_empty() => Ok(Settings {
+        let (issues, known) = reader.finish_keys();
+        let settings = match (source, destination) {
+            (Some(source), Some(destination)) => Some(Settings {
+                account: None,
                 source,
                 destination,
                 ingest,
@@ -189,8 +263,28 @@ impl Settings {
                 metrics,
                 serve,
             }),
-            _ => Err(issues),
-        }
+            _ => None,
+        };
+        (settings, issues, known)
+    }
+}
+
+/// The one settings of a file read by a caller that takes no accounts.
+fn single(file: &Path, all: Vec<Settings>) -> Result<Settings, ConfigErrors> {
+    only(all).map_err(|issues| ConfigErrors {
+        file: file.to_owned(),
+        issues,
+    })
+}
+
+fn only(mut all: Vec<Settings>) -> Result<Settings, Vec<ConfigIssue>> {
+    if all.len() == 1 && all[0].account.is_none() {
+        Ok(all.remove(0))
+    } else {
+        Err(vec![ConfigIssue::in_file(
+            "accounts",
+            "this needs a configuration without [[accounts]]",
+        )])
     }
 }
 
@@ -307,6 +401,107 @@ mod tests {
             errors.to_string(),
             "the CDR_INGEST_* environment variables (with local.toml) have 1 problem:\n  - CDR_INGEST_SOURCE_TIMEOUT_SECS (overriding source.timeout_secs): must be a whole number from 1 to 3600"
         );
+    }
+
+    const TWO_ACCOUNTS: &str = "[destination]\nurl = \"s3://b/cdr\"\n[source]\ntimeout_secs = 10\ncdrs = \"calls\"\n[ingest]\nmax_tries = 3\n\
+        [[accounts]]\nname = \"acme\"\n[accounts.source]\nurl = \"ftps://acme@h\"\npassword_env = \"ACME_PASSWORD\"\n\
+        [[accounts]]\nname = \"beta\"\nprefix = \"resellers/beta/\"\n[accounts.source]\nurl = \"sftp://beta@h\"\ninsecure_accept_any_host_key = true\ntimeout_secs = 20\npassword_file = \"/run/beta\"\n[accounts.ingest]\nmax_tries = 9\n";
+
+    #[test]
+    fn each_account_is_the_shared_file_with_its_own_source_and_overrides() {
+        let env = |name: &str| (name == "ACME_PASSWORD").then(|| "x".to_string());
+        let all = Settings::parse_with(TWO_ACCOUNTS, &env, &[], false)
+            .unwrap_or_else(|issues| panic!("{issues:?}"));
+        let names: Vec<(&str, &str)> = all
+            .iter()
+            .map(|s| {
+                let a = s.account.as_ref().unwrap();
+                (a.name.as_str(), a.prefix.as_str())
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [("acme", "account=acme"), ("beta", "resellers/beta")]
+        );
+        assert_eq!(all[0].destination.url.as_str(), "s3://b/cdr/account=acme/");
+        assert_eq!(
+            all[1].destination.url.as_str(),
+            "s3://b/cdr/resellers/beta/"
+        );
+        assert_eq!(all[0].source.endpoint(), "h:21");
+        assert_eq!(all[1].source.endpoint(), "h:22");
+        assert_eq!(all[0].source.timeout.as_secs(), 10, "the shared [source]");
+        assert_eq!(all[1].source.timeout.as_secs(), 20, "the account's own");
+        let cdr = crate::feeds::cdr::CATEGORY;
+        assert_eq!(all[1].source.folders.of(cdr), "calls");
+        assert_eq!((all[0].ingest.max_tries, all[1].ingest.max_tries), (3, 9));
+    }
+
+    #[test]
+    fn a_file_without_accounts_has_no_account_and_parse_refuses_accounts() {
+        let settings = settings_of("[destination]\nurl = \"file:///x\"\n");
+        assert!(settings.account.is_none());
+        assert_eq!(settings.destination.url.as_str(), "file:///x");
+        let text = TWO_ACCOUNTS.replace(
+            "password_file = \"/run/beta\"",
+            "password_env = \"ACME_PASSWORD\"",
+        );
+        let env = |name: &str| (name == "ACME_PASSWORD").then(|| "x".to_string());
+        let issues = Settings::parse(&text, &env).unwrap_err();
+        assert_eq!(issues[0].key, "accounts");
+    }
+
+    #[test]
+    fn account_problems_name_the_account_and_shared_ones_come_once() {
+        let text = "[destination]\nurl = \"file:///x\"\n[source]\ncolour = 1\n[schedule]\nlookback_days = 0\n\
+            [[accounts]]\nname = \"acme\"\n[accounts.source]\nurl = \"gopher://h\"\n[accounts.schedule]\ncron = \"* * * * * *\"\n\
+            [[accounts]]\nname = \"ACME\"\n[accounts.source]\n\
+            [[accounts]]\nname = \"no/slash\"\nsource = {}\n\
+            [[accounts]]\nname = \"d\"\nprefix = \"account=acme/x\"\ndestination = {}\n[accounts.source]\nurl = \"ftps://d@h\"\n";
+        let issues = Settings::parse_with(text, &|_| None, &[], false).unwrap_err();
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "accounts.acme.schedule.cron",
+                "accounts[2].name",
+                "accounts.d.destination",
+                "accounts.ACME.name",
+                // Inside acme's prefix, and ACME's (case-blind).
+                "accounts.d.prefix",
+                "accounts.d.prefix",
+            ],
+            "{issues:#?}"
+        );
+        // With the accounts themselves right, what is left of their sources is read.
+        let text = "[destination]\nurl = \"file:///x\"\n[source]\ncolour = 1\n[schedule]\nlookback_days = 0\n\
+            [[accounts]]\nname = \"acme\"\n[accounts.source]\nurl = \"gopher://h\"\n\
+            [[accounts]]\nname = \"beta\"\n[accounts.source]\n";
+        let issues = Settings::parse_with(text, &|_| None, &[], false).unwrap_err();
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "accounts.acme.source.url",
+                "source.colour",
+                "schedule.lookback_days",
+                "accounts.beta.source.url",
+            ],
+            "{issues:#?}"
+        );
+    }
+
+    #[test]
+    fn a_variable_one_account_names_is_not_stray() {
+        let names = ["ACME_PASSWORD", "CDR_INGEST_BETA_PASSWORD"].map(String::from);
+        let text = TWO_ACCOUNTS.replace(
+            "password_file = \"/run/beta\"",
+            "password_env = \"CDR_INGEST_BETA_PASSWORD\"",
+        );
+        let env = |name: &str| names.contains(&name.to_string()).then(|| "x".to_string());
+        let all = Settings::parse_with(&text, &env, &names, true)
+            .unwrap_or_else(|issues| panic!("{issues:?}"));
+        assert_eq!(all.len(), 2);
     }
 
     #[test]

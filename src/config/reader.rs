@@ -121,36 +121,44 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reports top-level keys nobody asked for, and the variables of `env_names` that
-    /// start with `CDR_INGEST_` but override no key and are none of `others` (read
-    /// elsewhere, e.g. the log format): a misspelt override would otherwise be
-    /// ignored without a word.
-    pub fn finish(mut self, env_names: &[String], others: &[&str]) -> Vec<ConfigIssue> {
+    /// Reports top-level keys nobody asked for; returns the issues and the variables
+    /// that are known (for [`stray_variables`], when several readers share them).
+    pub fn finish_keys(mut self) -> (Vec<ConfigIssue>, BTreeSet<String>) {
         let unknown: Vec<String> = self.root.keys().cloned().collect();
         for key in unknown {
             self.issue(
                 key,
-                "unknown section or key (known sections: [source], [destination], [ingest], [schedule], [retention], [metrics])",
+                "unknown section or key (known sections: [source], [destination], [ingest], [schedule], [retention], [metrics], [serve], [[accounts]])",
             );
         }
-        let mut stray: Vec<&String> = env_names
-            .iter()
-            .filter(|name| name.starts_with(ENV_PREFIX))
-            .filter(|name| !self.variables.contains(*name) && !others.contains(&name.as_str()))
-            .collect();
-        stray.sort();
-        stray.dedup();
-        for name in stray {
-            self.issues.push(ConfigIssue {
-                key: name.clone(),
-                variable: Some(name.clone()),
-                message: format!(
-                    "overrides no configuration key (check the spelling; overrides are named {ENV_PREFIX}<SECTION>_<KEY>, e.g. CDR_INGEST_SOURCE_TIMEOUT_SECS)"
-                ),
-            });
-        }
-        self.issues
+        (self.issues, self.variables)
     }
+}
+
+/// The variables of `env_names` that start with `CDR_INGEST_` but are not `known`
+/// (override no key, named by no key) and none of `others`.
+pub fn stray_variables(
+    env_names: &[String],
+    known: &BTreeSet<String>,
+    others: &[&str],
+) -> Vec<ConfigIssue> {
+    let mut stray: Vec<&String> = env_names
+        .iter()
+        .filter(|name| name.starts_with(ENV_PREFIX))
+        .filter(|name| !known.contains(*name) && !others.contains(&name.as_str()))
+        .collect();
+    stray.sort();
+    stray.dedup();
+    stray
+        .into_iter()
+        .map(|name| ConfigIssue {
+            key: name.clone(),
+            variable: Some(name.clone()),
+            message: format!(
+                "overrides no configuration key (check the spelling; overrides are named {ENV_PREFIX}<SECTION>_<KEY>, e.g. CDR_INGEST_SOURCE_TIMEOUT_SECS)"
+            ),
+        })
+        .collect()
 }
 
 /// One `[section]` being read.
@@ -346,6 +354,13 @@ mod tests {
         None
     }
 
+    /// Every issue of `reader`, with the variables of `env_names` that override no key.
+    fn finish(reader: Reader<'_>, env_names: &[String], others: &[&str]) -> Vec<ConfigIssue> {
+        let (mut issues, known) = reader.finish_keys();
+        issues.extend(stray_variables(env_names, &known, others));
+        issues
+    }
+
     #[test]
     fn every_issue_is_collected() {
         let root: Table =
@@ -356,7 +371,7 @@ mod tests {
         assert_eq!(s.string("url"), None);
         assert_eq!(s.bool("flag"), None);
         reader.close(s);
-        let issues = reader.finish(&[], &[]);
+        let issues = finish(reader, &[], &[]);
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -372,7 +387,7 @@ mod tests {
         let mut s = reader.section("source");
         assert_eq!(s.integer("timeout_secs", 1..=600), Some(7));
         reader.close(s);
-        assert!(reader.finish(&[], &[]).is_empty());
+        assert!(finish(reader, &[], &[]).is_empty());
     }
 
     /// Regression: a bad value from a variable was reported as the file's key.
@@ -385,7 +400,7 @@ mod tests {
         let mut s = reader.section("source");
         assert_eq!(s.integer("timeout_secs", 1..=600), None);
         reader.close(s);
-        let issues = reader.finish(&[], &[]);
+        let issues = finish(reader, &[], &[]);
         assert_eq!(issues.len(), 1);
         assert_eq!(
             issues[0].variable.as_deref(),
@@ -414,7 +429,7 @@ mod tests {
             "HOME",
         ]
         .map(String::from);
-        let issues = reader.finish(&names, &["CDR_INGEST_LOG_FORMAT"]);
+        let issues = finish(reader, &names, &["CDR_INGEST_LOG_FORMAT"]);
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["CDR_INGEST_SOURCE_TIMOUT_SECS"]);
         assert!(

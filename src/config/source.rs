@@ -93,6 +93,16 @@ const MAX_LISTING_ENTRIES: Integer = Integer {
     default: 1_000_000,
 };
 
+/// Logins to the source at once, all workers on the destination together: each
+/// connection first takes one of this many slot leases (`_state/leases/connections/`).
+/// Providers cap logins per account.
+const MAX_CONNECTIONS: Integer = Integer {
+    name: "max_connections",
+    min: 1,
+    max: 64,
+    default: 4,
+};
+
 /// The remote folder a feed reads, relative to the login folder or absolute (leading
 /// `/`): each feed declares its key and default (`feeds::Feed::folder`).
 fn folder_key(feed: &Feed) -> Text {
@@ -123,6 +133,7 @@ const OWN_KEYS: &[Key] = &[
     Key::Integer(TIMEOUT_SECS),
     Key::Integer(RETRY_MAX_SECS),
     Key::Integer(MAX_LISTING_ENTRIES),
+    Key::Integer(MAX_CONNECTIONS),
     Key::Table(OPTIONS),
 ];
 
@@ -204,6 +215,8 @@ pub struct SourceSettings {
     pub retry_max: Duration,
     /// Most entries one folder listing may have.
     pub max_listing_entries: u64,
+    /// Connections at once over every worker (`source.max_connections`).
+    pub max_connections: usize,
     pub folders: RemoteFolders,
 }
 
@@ -252,6 +265,7 @@ pub(super) fn read(
     let timeout = TIMEOUT_SECS.read(s);
     let retry_max = RETRY_MAX_SECS.read(s);
     let max_listing_entries = MAX_LISTING_ENTRIES.read(s);
+    let max_connections = MAX_CONNECTIONS.read(s);
     let options = OPTIONS.read(s);
     let folders = RemoteFolders(
         FEEDS
@@ -276,13 +290,13 @@ pub(super) fn read(
     };
     let endpoint = match url.scheme() {
         "ftps" => {
-            if let Some(ca) = &ca_file {
-                if !ca.is_file() {
-                    s.issue(
-                        "ca_file",
-                        format!("{} is not a readable file", ca.display()),
-                    );
-                }
+            if let Some(ca) = &ca_file
+                && !ca.is_file()
+            {
+                s.issue(
+                    "ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                );
             }
             let password = read_password(s, env, password_env, password_file);
             let (host, port, user) = parse_login_url(s, &url, 21)?;
@@ -386,6 +400,7 @@ pub(super) fn read(
         timeout: Duration::from_secs(timeout as u64),
         retry_max: Duration::from_secs(retry_max as u64),
         max_listing_entries: max_listing_entries as u64,
+        max_connections: max_connections as usize,
         folders,
     })
 }

@@ -20,7 +20,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{ChangedFeed, ChangedLimits, Dataset, Feed, Taken, Unit};
 use crate::calls::{
-    self, Direction, Facts, Mapping, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
     rule,
 };
 use crate::formats::call_history::{CALL_HISTORY, ExportFormat, csv_rows};
@@ -29,15 +29,14 @@ use crate::formats::sheet_rows::Workbook;
 use crate::formats::table::Typing;
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
+use crate::pipeline::newest_batch::{self, Committed};
 use crate::pipeline::parse::{Counts, ParseError, parse_into};
 use crate::pipeline::transfer::Spool;
-use crate::pipeline::{Context, IngestError, partition_lock};
-use crate::sink::newest::{self, Candidate, Decision, Group, NewestError, Version};
+use crate::pipeline::{Context, IngestError};
+use crate::sink::newest::{Candidate, Decision, Group, Version};
 use crate::sink::partitioned::PartitionedWriter;
 use crate::sink::quarantine::QuarantineWriter;
-use crate::sink::{layout, partition};
 use crate::source::RemoteFile;
-use crate::state::json::StateError;
 
 /// This feed's name.
 pub const CATEGORY: Category = Category::new("call_history");
@@ -90,6 +89,7 @@ static CALLS: [Mapping; 1] = [Mapping {
         "_source_line",
     ],
     facts,
+    objects: Objects::Every,
 }];
 
 /// `attempt_result` (the stable code; else the text as sent, which no rule knows)
@@ -257,40 +257,8 @@ impl ChangedFeed for CallHistory {
             .finish()
             .map_err(|e| IngestError::Internal(format!("cannot encode Parquet: {e}")))?;
 
-        newest::recover(&ctx.store, &ctx.json, &GROUP)
-            .await
-            .map_err(newest_error)?;
-        let plan = newest::plan(&ctx.json, &GROUP, &candidates)
-            .await
-            .map_err(newest_error)?;
-        let decisions = plan.decisions.clone();
-        let partitions = plan.partitions(&GROUP);
-        let held =
-            partition_lock::hold(ctx, partitions.iter().map(|p| partition_lock::lease_of(*p)))
-                .await?;
-        // Marked before the rows change (see `calls::dirty`), for the end of the pass.
-        let origins: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        let calls_dates = partitions
-            .iter()
-            .filter(|p| calls::rebuild::reads(p.table.dataset))
-            .map(|p| p.date);
-        let applied = match calls::mark(&ctx.json, calls_dates, &origins).await {
-            Ok(()) => newest::apply(&ctx.store, &ctx.json, &GROUP, plan, vec![parts])
-                .await
-                .map_err(newest_error),
-            Err(e) => Err(e),
-        };
-        partition_lock::release(ctx, &held).await;
-        let written = applied?;
-
-        for (day, set_aside) in quarantine {
-            if let Some(file) = set_aside.finish().map_err(spool_error)? {
-                let key = quarantine_object(files, day);
-                partition::upload(&ctx.store, &key, &file)
-                    .await
-                    .map_err(IngestError::Partition)?;
-            }
-        }
+        let Committed { decisions, written } =
+            newest_batch::commit(ctx, &GROUP, &candidates, vec![parts], quarantine, files).await?;
         for (result, range) in results.iter_mut().zip(brought) {
             let Ok(taken) = result else {
                 continue;
@@ -308,15 +276,6 @@ impl ChangedFeed for CallHistory {
                 .count() as u64;
         }
         Ok(results)
-    }
-
-    async fn rows_of_day(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError> {
-        crate::inventory::partition_rows(&ctx.store, CALL_HISTORY.dataset, day)
-            .await
-            .map_err(|e| StateError::Damaged {
-                key: layout::data_folder(CALL_HISTORY.dataset, day).to_string(),
-                detail: e.to_string(),
-            })
     }
 }
 
@@ -384,11 +343,11 @@ impl Batch<'_> {
             source_file,
             self.size,
             sinks,
-            |row| {
+            |id, date| {
                 candidates.push(Candidate {
-                    key: row.id.to_string(),
+                    key: id.to_string(),
                     version: version.clone(),
-                    date: row.date.utc_date(),
+                    date,
                 })
             },
         )?;
@@ -399,47 +358,21 @@ impl Batch<'_> {
 /// Spools an export to a temporary file, rewound; one that changed while it was read
 /// is left for the next pass.
 async fn spool(connection: &mut Connection<'_>, file: &RemoteFile) -> Result<File, IngestError> {
-    let mut spool = Spool::new().map_err(spool_error)?;
+    let mut spool = Spool::new().map_err(IngestError::spool)?;
     // The file's own retry budget (`pipeline::connection`).
     let mut retries = connection.retry_budget();
     connection
         .download(&file.path, &mut spool, &mut retries)
         .await?;
-    let (mut spooled, bytes, _) = spool.finish().await.map_err(spool_error)?;
+    let (mut spooled, bytes, _) = spool.finish().await.map_err(IngestError::spool)?;
     if bytes != file.size {
         return Err(IngestError::StillUploading {
             path: file.path.clone(),
             detail: format!("listed as {} bytes, {bytes} arrived", file.size),
         });
     }
-    spooled.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+    spooled
+        .seek(SeekFrom::Start(0))
+        .map_err(IngestError::spool)?;
     Ok(spooled)
-}
-
-/// Where a batch's set-aside rows of one day go, named after the batch's files (the
-/// same batch again writes the same object).
-fn quarantine_object(files: &[RemoteFile], day: NaiveDate) -> object_store::path::Path {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for file in files {
-        hasher.update(file.path.as_bytes());
-        hasher.update(b"\n");
-    }
-    object_store::path::Path::from(format!(
-        "{}/{:016x}.jsonl",
-        layout::quarantine_folder(CALL_HISTORY.dataset, day),
-        hasher.digest()
-    ))
-}
-
-fn spool_error(e: std::io::Error) -> IngestError {
-    IngestError::Spool {
-        detail: e.to_string(),
-    }
-}
-
-fn newest_error(e: NewestError) -> IngestError {
-    match e {
-        NewestError::State(e) => IngestError::State(e),
-        NewestError::Partition(e) => IngestError::Partition(e),
-    }
 }

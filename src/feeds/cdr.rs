@@ -16,7 +16,8 @@ use async_trait::async_trait;
 
 use super::{DailyFeed, Dataset, Feed, HOSTED_PBX, Unit};
 use crate::calls::{
-    Direction, Facts, Mapping, Outcome, Rank, Record, Rule, Said, classify, plus_seconds, rule,
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
+    rule,
 };
 use crate::source::{RemoteFile, SourceError};
 use crate::state::attempts::AttemptRecord;
@@ -72,6 +73,7 @@ static CALLS: [Mapping; 1] = [Mapping {
         "_source_line",
     ],
     facts,
+    objects: Objects::Every,
 }];
 
 /// `disposition` (or `disposition/t_cause`, tried first) → outcome.

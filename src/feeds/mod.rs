@@ -165,9 +165,6 @@ pub trait ChangedFeed: Sync {
         files: &[RemoteFile],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Taken, IngestError>>, IngestError>;
-
-    /// Rows in the feed's first dataset for one date (for `status`), `None` if none.
-    async fn rows_of_day(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError>;
 }
 
 /// The `[ingest]` keys of a changed-files feed's limits, and their defaults.

@@ -19,7 +19,8 @@ use async_trait::async_trait;
 
 use super::{DailyFeed, Dataset, Feed, HOSTED_PBX, Unit};
 use crate::calls::{
-    Direction, Facts, Mapping, Outcome, Rank, Record, Rule, Said, classify, plus_seconds, rule,
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
+    rule,
 };
 use crate::state::attempts::AttemptRecord;
 
@@ -77,6 +78,7 @@ static CALLS: [Mapping; 1] = [Mapping {
         "hold_time",
     ],
     facts,
+    objects: Objects::Every,
 }];
 
 /// `final_dst_type/t_cause` → outcome: the pair, then `type/*`, then `*/t_cause`.
@@ -169,12 +171,9 @@ impl DailyFeed for QueueCalls {
         }
 
         let started = Instant::now();
-        let spool_error = |e: std::io::Error| IngestError::Spool {
-            detail: e.to_string(),
-        };
-        let mut spool = Spool::new().map_err(spool_error)?;
+        let mut spool = Spool::new().map_err(IngestError::spool)?;
         connection.download(&path, &mut spool, &mut retries).await?;
-        let (zip_file, bytes, sha256) = spool.finish().await.map_err(spool_error)?;
+        let (zip_file, bytes, sha256) = spool.finish().await.map_err(IngestError::spool)?;
         file::confirm_complete(connection, &remote, bytes, &mut retries).await?;
         let transferred = Instant::now();
 

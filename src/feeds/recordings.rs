@@ -15,7 +15,7 @@ use object_store::ObjectStoreExt;
 use async_trait::async_trait;
 
 use super::{Dataset, Feed, HOSTED_PBX, ListedFeed, OwnedFiles, Unit};
-use crate::calls::{self, Facts, Mapping, Outcome, Rank, Record, Said};
+use crate::calls::{self, Facts, Mapping, Objects, Outcome, Rank, Record, Said};
 use crate::formats::recording_name;
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
@@ -71,6 +71,7 @@ static CALLS: [Mapping; 1] = [Mapping {
         "file_name",
     ],
     facts,
+    objects: Objects::Every,
 }];
 
 /// A `recording_index` row's columns → the calls columns (README: "The calls dataset").
@@ -176,9 +177,17 @@ impl ListedFeed for Recordings {
                 tracing::info!(%day, copied = 0, bytes = 0, already, pending = 0, failed = 0, "recordings of the day copied");
                 continue;
             }
-            let workers = ctx.settings.ingest.transfers.min(jobs.len());
+            // At most `source.max_connections` (all workers together): the listing's
+            // own connection gives its slot back first.
+            connection.close().await;
+            let workers = ctx
+                .settings
+                .ingest
+                .transfers
+                .min(ctx.settings.source.max_connections)
+                .min(jobs.len());
             while pool.len() < workers {
-                pool.push(Connection::new(&ctx.settings.source));
+                pool.push(ctx.connection());
             }
             let copy_started = Instant::now();
             let queue = Mutex::new(jobs);
@@ -219,9 +228,8 @@ impl ListedFeed for Recordings {
             }
             report.index_ms += millis(index_started.elapsed());
         }
-        for connection in &mut pool {
-            connection.close().await;
-        }
+        // All at once: each goodbye waits a round trip for its answer.
+        futures::future::join_all(pool.iter_mut().map(|connection| connection.close())).await;
         tracing::info!(
             listed = report.listed,
             copied = report.copied,
@@ -306,6 +314,8 @@ async fn work(
         };
         let Some(job) = next else {
             previous.await;
+            // Its slot goes back, for whoever waits for one (another worker's copies).
+            connection.close().await;
             return;
         };
         let ((), fetched) = futures::future::join(previous, fetch(ctx, connection, &job)).await;

@@ -17,20 +17,19 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{ChangedFeed, ChangedLimits, Dataset, Feed, Taken, Unit};
 use crate::calls::{
-    self, Direction, Facts, Mapping, Outcome, Rank, Record, Rule, Said, classify, rule,
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, rule,
 };
 use crate::formats::sessions_json::{
     SESSION_PARTICIPANTS, SESSION_TABLES, SESSION_TRANSFERS, SESSIONS, SessionDocument,
 };
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
-use crate::pipeline::{Context, IngestError, partition_lock};
-use crate::sink::newest::{self, Candidate, Decision, Group, NewestError, Version};
+use crate::pipeline::newest_batch::{self, Committed};
+use crate::pipeline::{Context, IngestError};
+use crate::sink::newest::{Candidate, Decision, Group, Version};
 use crate::sink::partitioned::DatedRows;
 use crate::sink::quarantine::QuarantineWriter;
-use crate::sink::{layout, partition};
 use crate::source::{ChunkSink, RemoteFile};
-use crate::state::json::StateError;
 
 /// This feed's name.
 pub const CATEGORY: Category = Category::new("sessions");
@@ -99,6 +98,7 @@ static CALLS: [Mapping; 1] = [Mapping {
         "_source_line",
     ],
     facts,
+    objects: Objects::Every,
 }];
 
 /// `status` (its name, or the code when the name is unknown) → outcome. The states a
@@ -234,7 +234,9 @@ impl ChangedFeed for Sessions {
             let quarantine = quarantine.entry(set_aside_day).or_default();
             match SessionDocument::parse(&file.path, &bytes) {
                 Err(refused) => {
-                    quarantine.push(&refused.entry()).map_err(spool)?;
+                    quarantine
+                        .push(&refused.entry())
+                        .map_err(IngestError::spool)?;
                     taken.rejected += 1;
                     brought.push(None);
                 }
@@ -252,7 +254,7 @@ impl ChangedFeed for Sessions {
                         })
                         .unwrap_or_else(|never| match never {});
                     for item in &set_aside {
-                        quarantine.push(&item.entry()).map_err(spool)?;
+                        quarantine.push(&item.entry()).map_err(IngestError::spool)?;
                     }
                     taken.rejected += set_aside.len() as u64;
                     brought.push(Some(candidates.len()));
@@ -275,40 +277,8 @@ impl ChangedFeed for Sessions {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| IngestError::Internal(format!("cannot encode Parquet: {e}")))?;
 
-        newest::recover(&ctx.store, &ctx.json, &GROUP)
-            .await
-            .map_err(newest_error)?;
-        let plan = newest::plan(&ctx.json, &GROUP, &candidates)
-            .await
-            .map_err(newest_error)?;
-        let decisions = plan.decisions.clone();
-        let partitions = plan.partitions(&GROUP);
-        let held =
-            partition_lock::hold(ctx, partitions.iter().map(|p| partition_lock::lease_of(*p)))
-                .await?;
-        // Marked before the rows change (see `calls::dirty`), for the end of the pass.
-        let origins: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        let calls_dates = partitions
-            .iter()
-            .filter(|p| calls::rebuild::reads(p.table.dataset))
-            .map(|p| p.date);
-        let applied = match calls::mark(&ctx.json, calls_dates, &origins).await {
-            Ok(()) => newest::apply(&ctx.store, &ctx.json, &GROUP, plan, parts)
-                .await
-                .map_err(newest_error),
-            Err(e) => Err(e),
-        };
-        partition_lock::release(ctx, &held).await;
-        let written = applied?;
-
-        for (day, set_aside) in quarantine {
-            if let Some(file) = set_aside.finish().map_err(spool)? {
-                let key = quarantine_object(files, day);
-                partition::upload(&ctx.store, &key, &file)
-                    .await
-                    .map_err(IngestError::Partition)?;
-            }
-        }
+        let Committed { decisions, written } =
+            newest_batch::commit(ctx, &GROUP, &candidates, parts, quarantine, files).await?;
         for ((result, file), candidate) in results.iter_mut().zip(files).zip(&brought) {
             let (Ok(taken), Some(candidate)) = (result, candidate) else {
                 continue;
@@ -323,30 +293,6 @@ impl ChangedFeed for Sessions {
         }
         Ok(results)
     }
-
-    async fn rows_of_day(&self, ctx: &Context, day: NaiveDate) -> Result<Option<u64>, StateError> {
-        crate::inventory::partition_rows(&ctx.store, SESSIONS.dataset, day)
-            .await
-            .map_err(|e| StateError::Damaged {
-                key: layout::data_folder(SESSIONS.dataset, day).to_string(),
-                detail: e.to_string(),
-            })
-    }
-}
-
-/// Where a batch's set-aside documents of one day go, named after the batch's files
-/// (the same batch again writes the same object).
-fn quarantine_object(files: &[RemoteFile], day: NaiveDate) -> object_store::path::Path {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for file in files {
-        hasher.update(file.path.as_bytes());
-        hasher.update(b"\n");
-    }
-    object_store::path::Path::from(format!(
-        "{}/{:016x}.jsonl",
-        layout::quarantine_folder(SESSIONS.dataset, day),
-        hasher.digest()
-    ))
 }
 
 /// A session file, whole (it is within the size limit); one that changed while it was
@@ -381,18 +327,5 @@ impl ChunkSink for Bytes {
 
     fn written(&self) -> u64 {
         self.0.len() as u64
-    }
-}
-
-fn spool(e: std::io::Error) -> IngestError {
-    IngestError::Spool {
-        detail: e.to_string(),
-    }
-}
-
-fn newest_error(e: NewestError) -> IngestError {
-    match e {
-        NewestError::State(e) => IngestError::State(e),
-        NewestError::Partition(e) => IngestError::Partition(e),
     }
 }

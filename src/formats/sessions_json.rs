@@ -473,12 +473,11 @@ impl SessionDocument {
         let mut fields = Fields::new(self.line, self.text.as_str().into());
         fields.lookup("", &self.root, SESSION_KEYS);
         // The id as a number's digits: `"007"`, `"7"` and `7` are one session.
-        if let Some(id) = fields.fields.iter_mut().find(|f| f.column == "id") {
-            if let Ok(number) = id.text.trim().parse::<u64>() {
-                if id.text.trim().bytes().all(|b| b.is_ascii_digit()) {
-                    id.text = Cow::Owned(number.to_string());
-                }
-            }
+        if let Some(id) = fields.fields.iter_mut().find(|f| f.column == "id")
+            && let Ok(number) = id.text.trim().parse::<u64>()
+            && id.text.trim().bytes().all(|b| b.is_ascii_digit())
+        {
+            id.text = Cow::Owned(number.to_string());
         }
         fields.status(&self.root);
         fields.handle_duration(&self.root);

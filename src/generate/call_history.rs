@@ -173,7 +173,7 @@ pub struct ExportSpec {
 /// Writes the day's export (see the module doc) and records it in `m`.
 pub fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Result<()> {
     let start = day_start(m.date);
-    let xlsx = day_number(m.date) % 2 == 0;
+    let xlsx = day_number(m.date).is_multiple_of(2);
     let export = ExportSpec {
         seed: spec.seed,
         from: start - 6 * 3600,

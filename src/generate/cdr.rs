@@ -94,7 +94,7 @@ fn format_cdr(out: &mut Vec<u8>, call: &Call, extra_column: bool) {
     push_field(out, call.dst_name);
     if extra_column {
         out.push(b',');
-        if call.seq % 3 != 0 {
+        if !call.seq.is_multiple_of(3) {
             out.extend_from_slice(b"ticket-");
             push_u64(out, u64::from(call.seq));
         }

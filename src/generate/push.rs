@@ -72,7 +72,7 @@ pub(crate) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Re
             }
             (None, Direction::Outbound | Direction::Internal) => {
                 outbound += 1;
-                kinds = if outbound % 10 == 0 {
+                kinds = if outbound.is_multiple_of(10) {
                     vec!["Click2Call leg1", "Click2Call leg2"]
                 } else {
                     vec!["Extension Outgoing"]
@@ -80,7 +80,7 @@ pub(crate) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Re
             }
             (None, Direction::Inbound) => {
                 inbound += 1;
-                if inbound % 3 == 0 {
+                if inbound.is_multiple_of(3) {
                     let layers = 1 + inbound % 2;
                     let ivr: Vec<Value> = (1..=layers)
                         .map(|order| {

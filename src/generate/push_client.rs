@@ -214,11 +214,11 @@ pub async fn replay(lines: &[String], options: &Replay) -> Result<Replayed, Stri
                     if attempt > 0 {
                         tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
                     }
-                    if let Some((status, reply)) = post(body, text.clone()).await {
-                        if is_ok(status, &reply) {
-                            acknowledged = true;
-                            break;
-                        }
+                    if let Some((status, reply)) = post(body, text.clone()).await
+                        && is_ok(status, &reply)
+                    {
+                        acknowledged = true;
+                        break;
                     }
                 }
                 if acknowledged
@@ -226,10 +226,10 @@ pub async fn replay(lines: &[String], options: &Replay) -> Result<Replayed, Stri
                     && index % options.resend_every == options.resend_every - 1
                 {
                     seen.lock().expect("not poisoned").resends += 1;
-                    if let Some((status, reply)) = post(body, text.clone()).await {
-                        if !is_ok(status, &reply) {
-                            tracing::warn!(status, "a resend was not acknowledged");
-                        }
+                    if let Some((status, reply)) = post(body, text.clone()).await
+                        && !is_ok(status, &reply)
+                    {
+                        tracing::warn!(status, "a resend was not acknowledged");
                     }
                 }
                 if options.bad_every > 0 && index % options.bad_every == options.bad_every - 1 {

@@ -423,7 +423,7 @@ impl Session {
             rewritten_late: rng.percent(6),
             redelivered: rng.percent(6),
             offset: *rng.pick(&[0, 0, 0, 0, 0, 60, -300]),
-            bom_crlf: spec.quirks.bom_crlf && id % 7 == 0,
+            bom_crlf: spec.quirks.bom_crlf && id.is_multiple_of(7),
         }
     }
 
@@ -464,7 +464,7 @@ impl Session {
     /// The file of `version`, updated at `updated`, written at `at` as `name`.
     fn file(&self, name: String, at: i64, updated: i64, version: u32, bad_item: bool) -> Written {
         let (document, held) = self.document(updated, version, bad_item);
-        let mut text = if self.id % 2 == 0 {
+        let mut text = if self.id.is_multiple_of(2) {
             serde_json::to_string_pretty(&document).expect("a JSON value")
         } else {
             serde_json::to_string(&document).expect("a JSON value")
@@ -534,7 +534,7 @@ impl Session {
         };
         let mut doc = json!({
             "id": self.id,
-            "lang": if self.id % 3 == 0 { "pl" } else { "en" },
+            "lang": if self.id.is_multiple_of(3) { "pl" } else { "en" },
             "status": if self.numeric_status { json!(code) } else { json!(status) },
             "subStatus": match stage(status) {
                 Stage::Waiting => "in_queue",
@@ -558,7 +558,7 @@ impl Session {
             "out_ticket_id": format!("5006x{:08}", self.id % 100_000_000),
             "out_ticket_url": format!("https://crm.example.com/tickets/5006x{:08}", self.id % 100_000_000),
             "is_out_ticket_account": false,
-            "verified": self.id % 4 == 0,
+            "verified": self.id.is_multiple_of(4),
             "voip_provider": "deprecated",
             "support_number": "+48221234500",
             "menu_path": {

@@ -115,6 +115,18 @@ impl Metrics {
         started: DateTime<Utc>,
         finished: DateTime<Utc>,
     ) {
+        self.record_all(std::slice::from_ref(report), outcome, started, finished);
+    }
+
+    /// Counts one pass of several accounts (`reports`, one each) that ended as
+    /// `outcome` as a whole: a feed's last success needs it to succeed in every account.
+    pub fn record_all(
+        &mut self,
+        reports: &[PassReport],
+        outcome: PassOutcome,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+    ) {
         *self.passes.entry(outcome.as_str()).or_default() += 1;
         self.last_pass = Some(LastPass {
             finished,
@@ -126,63 +138,66 @@ impl Metrics {
         }
         let mut failed = BTreeSet::new();
         let mut overdue: BTreeMap<Category, u64> = BTreeMap::new();
-        for file in &report.files {
-            let Some(feed) = self.feed_mut(file.category) else {
-                continue;
-            };
-            let state = report::unit_state(&file.result);
-            feed.count(state.as_str(), 1);
-            if let Ok(FileOutcome::Ingested(i)) = &file.result {
-                feed.rows += i.rows_written;
-                feed.quarantined += i.rows_rejected;
-                feed.duplicates += i.duplicates_dropped;
-                feed.bytes += i.bytes;
-                feed.transfer_seconds += i.phases.transfer_ms as f64 / 1000.0;
-            }
-            if state.is_bad() {
-                failed.insert(file.category);
-            }
-            if state == UnitState::Overdue {
-                *overdue.entry(file.category).or_default() += 1;
-            }
-        }
-        if let Some(Ok(rebuilt)) = &report.calls {
-            for (name, unmapped) in &rebuilt.unmapped_by_feed {
-                if let Some(feed) = self.feeds.iter_mut().find(|f| f.category.as_str() == *name) {
-                    feed.calls_unmapped += unmapped;
+        for report in reports {
+            for file in &report.files {
+                let Some(feed) = self.feed_mut(file.category) else {
+                    continue;
+                };
+                let state = report::unit_state(&file.result);
+                feed.count(state.as_str(), 1);
+                if let Ok(FileOutcome::Ingested(i)) = &file.result {
+                    feed.rows += i.rows_written;
+                    feed.quarantined += i.rows_rejected;
+                    feed.duplicates += i.duplicates_dropped;
+                    feed.bytes += i.bytes;
+                    feed.transfer_seconds += i.phases.transfer_ms as f64 / 1000.0;
+                }
+                if state.is_bad() {
+                    failed.insert(file.category);
+                }
+                if state == UnitState::Overdue {
+                    *overdue.entry(file.category).or_default() += 1;
                 }
             }
-        }
-        for (category, copied) in &report.listed {
-            let Some(feed) = self.feed_mut(*category) else {
-                continue;
-            };
-            match copied {
-                Ok(r) => {
-                    feed.count("ingested", r.copied);
-                    feed.count("unchanged", r.already);
-                    feed.count("pending", r.pending);
-                    feed.count("failed", r.failures.len() as u64);
-                    feed.bytes += r.bytes;
-                    feed.transfer_seconds += r.copy_ms as f64 / 1000.0;
-                    if !r.failures.is_empty() {
+            if let Some(Ok(rebuilt)) = &report.calls {
+                for (name, unmapped) in &rebuilt.unmapped_by_feed {
+                    if let Some(feed) = self.feeds.iter_mut().find(|f| f.category.as_str() == *name)
+                    {
+                        feed.calls_unmapped += unmapped;
+                    }
+                }
+            }
+            for (category, copied) in &report.listed {
+                let Some(feed) = self.feed_mut(*category) else {
+                    continue;
+                };
+                match copied {
+                    Ok(r) => {
+                        feed.count("ingested", r.copied);
+                        feed.count("unchanged", r.already);
+                        feed.count("pending", r.pending);
+                        feed.count("failed", r.failures.len() as u64);
+                        feed.bytes += r.bytes;
+                        feed.transfer_seconds += r.copy_ms as f64 / 1000.0;
+                        if !r.failures.is_empty() {
+                            failed.insert(*category);
+                        }
+                    }
+                    Err(_) => {
+                        feed.count("failed", 1);
                         failed.insert(*category);
                     }
                 }
-                Err(_) => {
-                    feed.count("failed", 1);
-                    failed.insert(*category);
+            }
+            // The source could not be opened: no feed's files of those days were tried.
+            if report.source_error.is_some() {
+                for feed in &mut self.feeds {
+                    feed.count("failed", report.not_tried.len() as u64);
+                    failed.insert(feed.category);
                 }
             }
         }
-        // The source could not be opened: no feed's files of those days were tried.
-        if report.source_error.is_some() {
-            for feed in &mut self.feeds {
-                feed.count("failed", report.not_tried.len() as u64);
-                failed.insert(feed.category);
-            }
-        }
-        if !report.stopped {
+        if !reports.iter().any(|r| r.stopped) {
             for feed in &mut self.feeds {
                 feed.overdue_files = overdue.get(&feed.category).copied().unwrap_or(0);
                 if !failed.contains(&feed.category) {

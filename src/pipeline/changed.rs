@@ -82,7 +82,7 @@ pub async fn ingest(
         })
         .await?;
     if let Some(e) = spool_error {
-        return Err(spool(e));
+        return Err(IngestError::spool(e));
     }
     report.listed = listed - unmatched.count;
     report.pending = pending;
@@ -93,7 +93,7 @@ pub async fn ingest(
     let seen = Seen::new(ctx.json.clone(), category);
     let mut todo = Spool::default();
     for shard in 0..SHARDS {
-        let files = listing.take(shard).map_err(spool)?;
+        let files = listing.take(shard).map_err(IngestError::spool)?;
         if files.is_empty() {
             continue;
         }
@@ -112,7 +112,8 @@ pub async fn ingest(
                     },
                 ));
             } else {
-                todo.add(0, &Entry { shard, mark }).map_err(spool)?;
+                todo.add(0, &Entry { shard, mark })
+                    .map_err(IngestError::spool)?;
             }
         }
     }
@@ -123,9 +124,9 @@ pub async fn ingest(
     let mut done: BTreeMap<u16, Vec<Mark>> = BTreeMap::new();
     let mut batch: Vec<Entry> = Vec::new();
     let mut batch_bytes = 0;
-    let mut entries = todo.read::<Entry>(0).map_err(spool)?;
+    let mut entries = todo.read::<Entry>(0).map_err(IngestError::spool)?;
     loop {
-        let next = entries.next().transpose().map_err(spool)?;
+        let next = entries.next().transpose().map_err(IngestError::spool)?;
         let full = batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES;
         if !batch.is_empty() && (next.is_none() || full) {
             let taken = std::mem::take(&mut batch);
@@ -178,6 +179,8 @@ async fn take_batch(
                         report.copied += 1;
                         report.bytes += entry.mark.size;
                         report.stale += taken.stale;
+                        report.rows += taken.rows;
+                        report.rejected += taken.rejected;
                         done.entry(entry.shard).or_default().push(entry.mark);
                     }
                     Err(e) => report.failures.push((entry.mark.path, e)),
@@ -245,11 +248,5 @@ impl Spool {
     /// Every line of one shard.
     fn take(&mut self, shard: u16) -> std::io::Result<Vec<Mark>> {
         self.read(shard)?.collect()
-    }
-}
-
-fn spool(e: std::io::Error) -> IngestError {
-    IngestError::Spool {
-        detail: e.to_string(),
     }
 }

@@ -20,6 +20,18 @@
 //! moving data does not. A healthy download of an hour that breaks twice spends only
 //! its two failures and waits; a server that keeps refusing is given up on after
 //! `source.retry_max_secs`, the last wait ending on the limit.
+//!
+//! # How many at once
+//!
+//! Providers cap logins per account, so `source.max_connections` holds across every
+//! worker on the destination: before it logs in, a connection takes one of that many
+//! slot leases (`_state/leases/connections/slot-K.json`, renewed while held, like every
+//! lease), waiting while all are taken, and gives it back when it is closed. It keeps
+//! its slot across reconnects. Whoever holds a slot never waits for another one (a pass
+//! closes its connection before waiting for a unit another worker holds; a recordings
+//! copy closes the listing's before its transfers open, and uses at most that many), so
+//! the workers never wait on each other in a circle. A worker killed with its slots
+//! frees them when their leases expire.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -31,6 +43,7 @@ pub use crate::backoff::RetryBudget;
 use crate::backoff::{Backoff, Policy};
 use crate::config::SourceSettings;
 use crate::source::{self, ChunkSink, RemoteFile, Source, SourceError};
+use crate::state::lease::{HeldLease, Lease, Leases};
 
 /// The waits between tries: about half a second at first, doubling up to 30 s.
 const POLICY: Policy = Policy {
@@ -70,32 +83,48 @@ impl TryClock {
     }
 }
 
-/// A source connection opened on demand.
+/// A source connection opened on demand, under a slot lease taken from `leases`.
 pub struct Connection<'s> {
     settings: &'s SourceSettings,
+    leases: &'s Leases,
     open: Option<Box<dyn Source>>,
+    slot: Option<HeldLease>,
 }
 
+/// The first pause while every connection slot is taken; it doubles up to
+/// `MAX_SLOT_PAUSE`.
+const FIRST_SLOT_PAUSE: Duration = Duration::from_millis(50);
+const MAX_SLOT_PAUSE: Duration = Duration::from_secs(2);
+
 impl<'s> Connection<'s> {
-    pub fn new(settings: &'s SourceSettings) -> Self {
+    pub fn new(settings: &'s SourceSettings, leases: &'s Leases) -> Self {
         Connection {
             settings,
+            leases,
             open: None,
+            slot: None,
         }
     }
 
-    /// The open connection, opened now if need be (one try).
+    /// The open connection, opened now if need be (one try), once a slot is held.
     async fn source(&mut self) -> Result<&mut dyn Source, SourceError> {
         if self.open.is_none() {
+            if self.slot.is_none() {
+                self.slot = Some(take_slot(self.settings, self.leases).await?);
+            }
             self.open = Some(source::connect(self.settings).await?);
         }
         Ok(self.open.as_deref_mut().expect("just opened"))
     }
 
-    /// Says goodbye on the open connection, if there is one (the next use opens another).
+    /// Says goodbye on the open connection, if there is one (the next use opens
+    /// another), and gives its slot back.
     pub async fn close(&mut self) {
         if let Some(open) = self.open.take() {
             open.close().await;
+        }
+        if let Some(slot) = self.slot.take() {
+            slot.release().await;
         }
     }
 
@@ -279,6 +308,35 @@ impl<'s> Connection<'s> {
     }
 }
 
+/// One of the `source.max_connections` slots, waiting while all are taken.
+async fn take_slot(settings: &SourceSettings, leases: &Leases) -> Result<HeldLease, SourceError> {
+    let mut pause = FIRST_SLOT_PAUSE;
+    let mut waited = false;
+    loop {
+        for slot in 0..settings.max_connections {
+            let key = crate::sink::layout::connection_slot(slot);
+            match leases.acquire_key(key, chrono::Utc::now()).await {
+                Ok(Lease::Held(held)) => return Ok(held),
+                Ok(Lease::Busy { .. }) => {}
+                Err(e) => {
+                    return Err(SourceError::Slot {
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
+        if !waited {
+            tracing::info!(
+                max_connections = settings.max_connections,
+                "every connection slot is taken (source.max_connections, all workers together); waiting for one"
+            );
+            waited = true;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_SLOT_PAUSE);
+    }
+}
+
 /// Passes a download's chunks on, with a pause point after each (see `crash::pause`),
 /// and tells the try's clock when data moved (as each chunk arrives and once it is
 /// taken, so the sink's own time counts as moving).
@@ -306,6 +364,63 @@ impl ChunkSink for Pausing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `source.max_connections` holds across workers: six connections of three workers
+    /// (each its own holder of leases in one destination) wanting to be open at once,
+    /// with two slots: never more than two are open, and every one gets its turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_of_all_workers_together_stay_within_max_connections() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let drop = tempfile::tempdir().unwrap();
+        let settings = crate::config::Settings::parse(
+            &format!(
+                "[source]\nurl = \"file://{}\"\nmax_connections = 2\n[destination]\nurl = \"memory://\"\n",
+                drop.path().display()
+            ),
+            &|_| None,
+        )
+        .unwrap_or_else(|issues| panic!("{issues:?}"))
+        .source;
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let open = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let workers: Vec<Leases> = (0..3)
+            .map(|n| {
+                Leases::new(
+                    Arc::clone(&store),
+                    format!("host-{n}/pid-1/x"),
+                    Duration::from_secs(60),
+                )
+            })
+            .collect();
+        let connections = (0..6).map(|n| {
+            let (settings, leases, open, most, done) =
+                (&settings, &workers[n % 3], &open, &most, &done);
+            async move {
+                let mut connection = Connection::new(settings, leases);
+                connection.open().await.unwrap();
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                for _ in 0..20 {
+                    tokio::task::yield_now().await;
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+                connection.close().await;
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        futures::future::join_all(connections).await;
+        assert_eq!(done.load(Ordering::SeqCst), 6);
+        assert!(
+            most.load(Ordering::SeqCst) <= 2,
+            "{} open at once",
+            most.load(Ordering::SeqCst)
+        );
+    }
 
     /// A failed try counts its time before the first chunk and after the last (the
     /// stall until the timeout), not the transfer in between.

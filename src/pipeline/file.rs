@@ -58,12 +58,13 @@ pub async fn check(
         }));
     };
     let previous = ctx.ledger.get(category, day).await?;
-    if let Some(previous) = previous.as_ref().filter(|p| p.pending.is_empty()) {
-        if previous.size == remote.size && previous.modified == modified_text(&remote) {
-            return Ok(Check::Done(FileOutcome::Unchanged {
-                path: path.to_string(),
-            }));
-        }
+    if let Some(previous) = previous.as_ref().filter(|p| p.pending.is_empty())
+        && previous.size == remote.size
+        && previous.modified == modified_text(&remote)
+    {
+        return Ok(Check::Done(FileOutcome::Unchanged {
+            path: path.to_string(),
+        }));
     }
     Ok(Check::Fetch {
         remote,
@@ -233,7 +234,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         contributions.keys().map(|p| partition_lock::lease_of(*p)),
     )
     .await?;
-    let written = async {
+    let written = partition_lock::fenced(&held, async {
         // Said before anything is written, so that whatever a crash leaves is found
         // and cleaned up by the next commit of this file, even of another version.
         let mut marker = previous.clone().unwrap_or_else(|| LedgerEntry {
@@ -258,13 +259,14 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
         write_partitions(ctx, day, &path, done.is_some(), contributions, &mut entry).await?;
         remove_stale_quarantine(ctx, &marker, &entry).await?;
         crate::crash::point("before-ledger");
+        partition_lock::confirm(&held).await?;
         ctx.ledger.put(day, category, &entry).await?;
         crate::crash::point("ledger-written");
         Ok::<_, IngestError>(())
-    }
+    })
     .await;
-    partition_lock::release(ctx, &held).await;
-    written?;
+    partition_lock::release(&held).await;
+    written??;
     Ok(FileOutcome::Ingested(Ingested {
         path,
         bytes,
@@ -383,41 +385,13 @@ async fn report_correction(
     let parquet_error = |e: parquet::errors::ParquetError| IngestError::Spool {
         detail: e.to_string(),
     };
-    let Some(old) = read_object(ctx, key).await? else {
+    let Some(old) = partition::fetch(&ctx.store, key).await? else {
         return Ok(());
     };
-    let old = partition::ids(table, old, None).map_err(parquet_error)?;
-    let new =
-        partition::ids(table, new.try_clone().map_err(io_error)?, None).map_err(parquet_error)?;
-    let added = new.difference(&old).count();
-    let removed = old.difference(&new).count();
-    tracing::warn!(file = %path, dataset = table.dataset, rows_before = old.len(), rows_after = new.len(), added, removed, "corrected file: the day's rows are replaced");
+    let changes = partition::id_changes(table, old, new.try_clone().map_err(IngestError::spool)?)
+        .map_err(parquet_error)?;
+    tracing::warn!(file = %path, dataset = table.dataset, rows_before = changes.before, rows_after = changes.after, added = changes.added, removed = changes.removed, "corrected file: the day's rows are replaced");
     Ok(())
-}
-
-/// An object's bytes, or `None` if there is no such object.
-async fn read_object(ctx: &Context, key: &Path) -> Result<Option<bytes::Bytes>, IngestError> {
-    let read = retry::with_backoff("get", retry::is_transient, || async {
-        match ctx.store.get(key).await {
-            Ok(result) => result.bytes().await,
-            Err(e) => Err(e),
-        }
-    })
-    .await;
-    match read {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(IngestError::Write {
-            key: key.to_string(),
-            detail: e.to_string(),
-        }),
-    }
-}
-
-fn io_error(e: std::io::Error) -> IngestError {
-    IngestError::Spool {
-        detail: e.to_string(),
-    }
 }
 
 /// The server's time as the ledger stores it.

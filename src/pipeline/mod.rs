@@ -2,10 +2,12 @@
 //! connection that reconnects, parse, deduplicate, commit into partitions under their
 //! leases), the context a pass works in, and what a file and a pass end as.
 
+mod aside;
 pub mod changed;
 pub(crate) mod connection;
 mod dedup;
 pub(crate) mod file;
+pub(crate) mod newest_batch;
 pub mod parse;
 pub(crate) mod partition_lock;
 pub(crate) mod transfer;
@@ -58,6 +60,13 @@ impl Context {
             settings,
             store,
         }
+    }
+}
+
+impl Context {
+    /// A connection to the source, opened on first use under a connection slot.
+    pub fn connection(&self) -> connection::Connection<'_> {
+        connection::Connection::new(&self.settings.source, &self.leases)
     }
 }
 
@@ -177,6 +186,15 @@ pub enum IngestError {
     Internal(String),
 }
 
+impl IngestError {
+    /// A temporary file that could not be written or read.
+    pub fn spool(e: std::io::Error) -> Self {
+        IngestError::Spool {
+            detail: e.to_string(),
+        }
+    }
+}
+
 /// What happens to a file after a failed try: on the last one, only what will happen.
 fn after_try(tries: u32, max_tries: u32) -> &'static str {
     if tries >= max_tries {
@@ -204,6 +222,9 @@ pub struct CopyReport {
     pub pending: u64,
     /// Records older than the version already in (a changed-files feed): nothing written.
     pub stale: u64,
+    /// Rows written, and rows or documents set aside (a changed-files feed).
+    pub rows: u64,
+    pub rejected: u64,
     /// Names that do not match the pattern, by the day their name starts with, for
     /// the pass's days only (the folder holds every day's); `None`: names that tell
     /// no day, listed on every pass.
@@ -215,6 +236,27 @@ pub struct CopyReport {
     pub copy_ms: u64,
     /// Writing each touched day's index and ledger entry.
     pub index_ms: u64,
+}
+
+impl CopyReport {
+    /// Adds the report of another listing of the same folder, for other days.
+    pub fn absorb(&mut self, other: CopyReport) {
+        // The same folder listed again: its size, not a sum.
+        self.listed = self.listed.max(other.listed);
+        self.copied += other.copied;
+        self.bytes += other.bytes;
+        self.already += other.already;
+        self.pending += other.pending;
+        self.stale += other.stale;
+        for (day, unmatched) in other.unmatched {
+            // Names of no day are found by every listing; of a day, by its own only.
+            self.unmatched.entry(day).or_insert(unmatched);
+        }
+        self.failures.extend(other.failures);
+        self.list_ms += other.list_ms;
+        self.copy_ms += other.copy_ms;
+        self.index_ms += other.index_ms;
+    }
 }
 
 /// The result of one file of one day in a pass.

@@ -134,6 +134,44 @@ pub struct App {
     pub fetcher: Option<recordings::Fetcher>,
 }
 
+impl App {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn ObjectStore>,
+        token: &str,
+        fetcher: Option<recordings::Fetcher>,
+    ) -> Arc<App> {
+        Arc::new(App {
+            store,
+            fetcher,
+            token_digest: digest(token.as_bytes()),
+            metrics: Mutex::new(Default::default()),
+            settings,
+        })
+    }
+}
+
+/// Serves the endpoint on `listener` and compacts every `serve.flush_secs` until
+/// `shutdown`; then the requests in flight are answered, and the inbox compacted once
+/// more.
+pub async fn run(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let limits = crate::http::Limits {
+        connections: app.settings.serve.max_connections,
+        header_timeout: app.settings.serve.header_timeout,
+        grace: app.settings.ingest.shutdown_grace,
+    };
+    let compaction = tokio::spawn(compact_loop(Arc::clone(&app), shutdown.clone()));
+    let stop = async move { shutdown.requested().await };
+    crate::http::serve_with(listener, receive::router(app), limits, tls, stop).await?;
+    compaction.await?;
+    Ok(())
+}
+
 /// The pushed feed of the registry, whose retention limit applies.
 fn feed() -> Option<&'static feeds::Feed> {
     feeds::FEEDS
@@ -142,8 +180,13 @@ fn feed() -> Option<&'static feeds::Feed> {
         .find(|f| matches!(f.unit, Unit::Pushed(_)))
 }
 
-/// One flush, its outcome added to the metrics.
-pub async fn flush_once(app: &App, leases: &Leases) -> Result<compact::Flushed, String> {
+/// One flush, its outcome added to the metrics; `first` (a replica's first flush)
+/// also rebuilds the calls of every date still marked (`compact::CallsCatchUp`).
+pub async fn flush_once(
+    app: &App,
+    leases: &Leases,
+    first: bool,
+) -> Result<compact::Flushed, String> {
     let now = Utc::now();
     let oldest_kept = feed().and_then(|f| {
         app.settings
@@ -151,7 +194,19 @@ pub async fn flush_once(app: &App, leases: &Leases) -> Result<compact::Flushed, 
             .keep(Target::Data(f.category))
             .oldest_kept(now.date_naive())
     });
-    let flushed = compact::flush(&app.store, leases, now, oldest_kept, app.fetcher.as_ref()).await;
+    let calls = compact::CallsCatchUp {
+        account: crate::calls::account(&app.settings),
+        every_mark: first,
+    };
+    let flushed = compact::flush(
+        &app.store,
+        leases,
+        now,
+        oldest_kept,
+        app.fetcher.as_ref(),
+        calls,
+    )
+    .await;
     let backlog = backlog(&app.store, Utc::now()).await;
     {
         let mut metrics = app.metrics.lock().expect("not poisoned");
@@ -164,10 +219,10 @@ pub async fn flush_once(app: &App, leases: &Leases) -> Result<compact::Flushed, 
         }
     }
     let flushed = flushed.map_err(|e| e.to_string())?;
-    if let Some(received) = flushed.last_received {
-        if let Err(e) = remember(&app.store, received).await {
-            tracing::warn!(error = %e, "could not record the last record compacted");
-        }
+    if let Some(received) = flushed.last_received
+        && let Err(e) = remember(&app.store, received).await
+    {
+        tracing::warn!(error = %e, "could not record the last record compacted");
     }
     Ok(flushed)
 }
@@ -183,8 +238,11 @@ pub async fn compact_loop(app: Arc<App>, shutdown: Shutdown) {
         app.settings.ingest.lease.min(COMPACTION_LEASE),
     );
     let every = app.settings.serve.flush;
+    let mut first = true;
     loop {
-        match flush_once(&app, &leases).await {
+        let flushed = flush_once(&app, &leases, first).await;
+        first &= !matches!(&flushed, Ok(f) if !f.busy);
+        match flushed {
             Ok(flushed) if flushed.busy => {
                 tracing::debug!("another replica is compacting");
             }
@@ -210,7 +268,7 @@ pub async fn compact_loop(app: Arc<App>, shutdown: Shutdown) {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = shutdown.requested() => {
-                if let Err(e) = flush_once(&app, &leases).await {
+                if let Err(e) = flush_once(&app, &leases, false).await {
                     tracing::error!(error = %e, "the last compaction failed; the records stay in the inbox");
                 }
                 return;

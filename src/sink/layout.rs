@@ -82,6 +82,11 @@ pub fn unit_lease(category: Category, day: NaiveDate) -> Path {
     Path::from(format!("_state/leases/{category}/{day}.json"))
 }
 
+/// The lease on slot `slot` of the source's logins (`source.max_connections`).
+pub fn connection_slot(slot: usize) -> Path {
+    Path::from(format!("_state/leases/connections/slot-{slot}.json"))
+}
+
 /// The lease on a changed-files feed's folder (`pipeline::changed`): one worker a pass.
 pub fn folder_lease(category: Category) -> Path {
     Path::from(format!("_state/leases/{category}/folder.json"))

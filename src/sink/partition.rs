@@ -416,6 +416,21 @@ pub fn ids<R: ChunkReader + 'static>(
     input: R,
     among: Option<&HashSet<String>>,
 ) -> Result<HashSet<String>, ParquetError> {
+    let mut found = HashSet::new();
+    for_each_id(table, input, |value| {
+        if among.is_none_or(|wanted| wanted.contains(value)) {
+            found.insert(value.to_string());
+        }
+    })?;
+    Ok(found)
+}
+
+/// Calls `f` with the id of each `table` row in a Parquet file, reading only that column.
+fn for_each_id<R: ChunkReader + 'static>(
+    table: &'static Table,
+    input: R,
+    mut f: impl FnMut(&str),
+) -> Result<(), ParquetError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(input)?;
     let id = table.columns[table.id_column].name;
     let index = builder
@@ -423,16 +438,57 @@ pub fn ids<R: ChunkReader + 'static>(
         .index_of(id)
         .map_err(|e| ParquetError::General(e.to_string()))?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
-    let mut found = HashSet::new();
     for batch in builder.with_projection(mask).build()? {
         let batch = batch.map_err(|e| ParquetError::General(e.to_string()))?;
-        for value in batch.column(0).as_string::<i32>().iter().flatten() {
-            if among.is_none_or(|wanted| wanted.contains(value)) {
-                found.insert(value.to_string());
-            }
-        }
+        batch
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .for_each(&mut f);
     }
-    Ok(found)
+    Ok(())
+}
+
+/// How a file's rows changed from `old` to `new` (Parquet files of `table`), by id.
+#[derive(Debug, PartialEq, Eq)]
+pub struct IdChanges {
+    pub before: u64,
+    pub after: u64,
+    pub added: u64,
+    pub removed: u64,
+}
+
+/// Compares the ids of two Parquet files of `table` through 64-bit hashes of them:
+/// 8 bytes a row of `old` and one bit a row of `new`, where sets of the ids as text
+/// took about 70 bytes a row of each (1.4 GB for a corrected day of 10,000,000 rows).
+/// Two ids of one hash would count as one; this only feeds a log line.
+pub fn id_changes<R: ChunkReader + 'static>(
+    table: &'static Table,
+    old: R,
+    new: R,
+) -> Result<IdChanges, ParquetError> {
+    let mut old_ids = Vec::new();
+    for_each_id(table, old, |id| {
+        old_ids.push(xxhash_rust::xxh3::xxh3_64(id.as_bytes()))
+    })?;
+    old_ids.sort_unstable();
+    old_ids.dedup();
+    let mut kept = vec![false; old_ids.len()];
+    let (mut after, mut added) = (0, 0);
+    for_each_id(table, new, |id| {
+        after += 1;
+        match old_ids.binary_search(&xxhash_rust::xxh3::xxh3_64(id.as_bytes())) {
+            Ok(index) => kept[index] = true,
+            Err(_) => added += 1,
+        }
+    })?;
+    Ok(IdChanges {
+        before: old_ids.len() as u64,
+        after,
+        added,
+        removed: kept.iter().filter(|k| !**k).count() as u64,
+    })
 }
 
 /// The file without the rows whose id is in `drop`, or `None` when nothing is left.
@@ -514,6 +570,21 @@ mod tests {
             found.insert(object.location.to_string(), ids);
         }
         found
+    }
+
+    #[test]
+    fn id_changes_count_calls_added_and_gone() {
+        let old = rows(&[("a", 1), ("b", 1), ("c", 1)]);
+        let new = rows(&[("b", 2), ("c", 1), ("d", 1), ("e", 1)]);
+        assert_eq!(
+            id_changes(&CDR, old, new).unwrap(),
+            IdChanges {
+                before: 3,
+                after: 4,
+                added: 2,
+                removed: 1
+            }
+        );
     }
 
     fn set(ids: &[&str]) -> BTreeSet<String> {

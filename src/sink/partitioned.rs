@@ -84,6 +84,29 @@ impl PartitionedWriter {
         Ok(())
     }
 
+    /// Adds `batch` (rows of this table) to the file of `date`, after the rows pushed
+    /// so far.
+    pub fn push_batch(&mut self, date: NaiveDate, batch: RecordBatch) -> Result<(), ParquetError> {
+        let table = self.table;
+        let (builder, rows) = self
+            .open
+            .entry(date)
+            .or_insert_with(|| (TableBatch::new(table), 0));
+        *rows += batch.num_rows() as u64;
+        let mut batches = vec![batch];
+        if !builder.is_empty() {
+            batches.insert(0, builder.take());
+        }
+        for batch in batches {
+            if self.batches.send((date, batch)).is_err() {
+                return Err(self.join().err().unwrap_or_else(|| {
+                    ParquetError::General("the Parquet encoder stopped".into())
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Rows added so far, all dates together.
     pub fn rows(&self) -> u64 {
         self.open.values().map(|(_, rows)| rows).sum()

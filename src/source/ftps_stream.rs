@@ -54,7 +54,7 @@ impl AsyncTlsConnector for FlushingConnector {
 /// A stream that flushes what was written before it reads, and sends a TLS
 /// close_notify when dropped.
 #[derive(Debug)]
-pub struct FlushingStream<S: CloseNotify>(S);
+pub struct FlushingStream<S: CloseNotify>(pub(super) S);
 
 /// A stream that can send its goodbye without waiting.
 pub trait CloseNotify {

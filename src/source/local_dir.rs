@@ -74,10 +74,10 @@ impl FolderLister for LocalDirSource {
             if meta.is_file() {
                 each(remote_file(format!("{folder}/{name}"), &meta));
                 files += 1;
-            } else if meta.is_dir() {
-                if let Some(subfolders) = subfolders.as_deref_mut() {
-                    subfolders.push(format!("{folder}/{name}"));
-                }
+            } else if meta.is_dir()
+                && let Some(subfolders) = subfolders.as_deref_mut()
+            {
+                subfolders.push(format!("{folder}/{name}"));
             }
         }
         Ok(files)

@@ -168,6 +168,9 @@ pub enum SourceError {
     /// source is not at fault, and its own error is reported where it happened.
     #[error("could not take the data of {path:?}: {detail}")]
     Sink { path: String, detail: String },
+    /// The destination, where logins are counted (`source.max_connections`), failed.
+    #[error("cannot take a connection slot (source.max_connections) in the destination: {detail}")]
+    Slot { detail: String },
     #[error("cannot set up TLS: {0}")]
     TlsSetup(String),
     #[error(

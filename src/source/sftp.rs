@@ -43,13 +43,47 @@ pub struct SftpSource {
 /// The SSH session, which sends an SSH disconnect when dropped: without one, OpenSSH
 /// logs the end of every session as `Connection closed by …` (ProFTPD's mod_sftp as
 /// `Connection reset by peer` or `Broken pipe`).
-struct Disconnecting(Session);
+struct Disconnecting {
+    session: Session,
+    /// The session's connection, to close gracefully after the disconnect.
+    socket: Option<TcpStream>,
+}
+
+/// How long a closing session waits for the server to close its side.
+const LINGER: Duration = Duration::from_secs(2);
 
 impl Drop for Disconnecting {
     fn drop(&mut self) {
-        // One small packet, bounded by the session's timeout; nothing is waited for.
-        if let Err(e) = self.0.disconnect(None, "cdr-ingest is done", None) {
+        // One small packet, bounded by the session's timeout.
+        if let Err(e) = self.session.disconnect(None, "cdr-ingest is done", None) {
             tracing::debug!(error = %e, "the SSH disconnect was not sent");
+        }
+        // Closing a socket with unread data in it resets the connection: the server's
+        // answer to the channel's close, still arriving, would be lost with our
+        // disconnect, and mod_sftp logs `Broken pipe`. So our side is shut for writing
+        // and what the server still sends is read until it closes (a round trip).
+        if let Some(socket) = self.socket.take() {
+            linger(socket);
+        }
+    }
+}
+
+fn linger(mut socket: TcpStream) {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + LINGER;
+    // libssh2 made the socket non-blocking (for this duplicate too): reads here wait.
+    if socket.shutdown(std::net::Shutdown::Write).is_err() || socket.set_nonblocking(false).is_err()
+    {
+        return;
+    }
+    let mut buffer = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match socket.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }
@@ -124,8 +158,11 @@ fn connect_blocking(
     tcp.set_nodelay(true)
         .map_err(|e| connect_error(e.to_string()))?;
     // Wrapped at once, so a refused login or host key also ends with a disconnect.
-    let mut owned = Disconnecting(Session::new().map_err(ssh_error)?);
-    let session = &mut owned.0;
+    let mut owned = Disconnecting {
+        session: Session::new().map_err(ssh_error)?,
+        socket: tcp.try_clone().ok(),
+    };
+    let session = &mut owned.session;
     session.set_tcp_stream(tcp);
     session.set_timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32);
     session

@@ -34,6 +34,10 @@ pub enum StateError {
         "the state object {key} has format {found}, newer than this release understands ({FORMAT_VERSION}); upgrade cdr-ingest"
     )]
     TooNew { key: String, found: u32 },
+    #[error(
+        "this worker lost its lease {key} (another worker took it over, or it could not be renewed in time) and stopped before committing; the work is done by the lease's holder or tried again on the next run"
+    )]
+    LeaseLost { key: String },
 }
 
 /// Reads and writes state objects in the destination.

@@ -358,3 +358,56 @@ fn every_key_is_documented_and_every_documented_key_is_accepted() {
         }
     }
 }
+
+/// `config/accounts-300.toml` is what `scripts/accounts-example.sh 300` writes, and it
+/// is valid: 300 accounts, each under its own prefix, the overrides where it sets them.
+#[test]
+fn the_300_accounts_example_is_its_scripts_output_and_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let committed = std::fs::read_to_string(format!("{root}/config/accounts-300.toml")).unwrap();
+    let written = Command::new("bash")
+        .args(["scripts/accounts-example.sh", "300"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(written.status.success());
+    assert!(
+        written.stdout == committed.as_bytes(),
+        "config/accounts-300.toml is not what scripts/accounts-example.sh 300 writes: run it again"
+    );
+    // The known_hosts file of the example's SFTP accounts is this machine's to make.
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let file = dir.path().join("accounts.toml");
+    std::fs::write(
+        &file,
+        committed.replace("/etc/cdr-ingest/known_hosts", known_hosts.to_str().unwrap()),
+    )
+    .unwrap();
+    let all = Settings::load_all_offline(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.len(), 300);
+    let recordings = cdr_ingest::feeds::recordings::CATEGORY;
+    for (i, settings) in all.iter().enumerate() {
+        let n = i + 1;
+        let account = settings.account.as_ref().unwrap();
+        assert_eq!(account.name, format!("acct{n:03}"));
+        assert_eq!(
+            settings.destination.url.as_str(),
+            format!("s3://cdr-archive/provider/account=acct{n:03}/")
+        );
+        let (keep, lookback) = if n % 25 == 0 { (730, 14) } else { (365, 7) };
+        assert_eq!(
+            settings
+                .retention
+                .keep(cdr_ingest::retention::Target::Data(recordings))
+                .to_string(),
+            format!("{keep} days"),
+            "{}",
+            account.name
+        );
+        assert_eq!(settings.schedule.lookback_days, lookback);
+        let port = if n % 50 == 0 { 22 } else { 21 };
+        assert!(settings.source.endpoint().ends_with(&format!(":{port}")));
+    }
+}

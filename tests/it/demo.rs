@@ -36,6 +36,26 @@ fn the_demo_ingests_a_week_answers_and_is_safe_to_rerun() {
             .contains("answers: 280 contact-center sessions by status: finished "),
         "{first:?}"
     );
+    // The pushed records: every one acknowledged is one row, however often it was sent.
+    let pushed = first
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("answers: ")?
+                .split_once(" pushed calls in push_cdr for ")
+        })
+        .unwrap_or_else(|| panic!("no pushed answer: {first:?}"));
+    let acknowledged = pushed.1.split(' ').next().unwrap();
+    assert_eq!(pushed.0, acknowledged, "{first:?}");
+    assert!(
+        first
+            .stdout
+            .contains("3 malformed bodies refused with err 1")
+            && first
+                .stdout
+                .contains(&format!("{acknowledged} acknowledged, 0 given up")),
+        "{first:?}"
+    );
     assert!(out.join("data/cdr").is_dir() && out.join("data/recordings").is_dir());
     assert!(out.join("data/sessions").is_dir() && out.join("data/session_participants").is_dir());
     // Regression: the planted quirks looked like errors, amid one line per recording.
@@ -53,9 +73,10 @@ fn the_demo_ingests_a_week_answers_and_is_safe_to_rerun() {
     );
     // Short enough to read at a glance: a line per daily file, the listed feeds' lines,
     // a warning per file with an unknown column (CDRs and call-history exports), the
-    // quirks explained and the answers.
+    // quirks explained, the pushed records (with a warning per malformed body) and the
+    // answers.
     let lines = first.stdout.lines().count() + first.stderr.lines().count();
-    assert!(lines < 60, "{lines} lines: {first:?}");
+    assert!(lines < 66, "{lines} lines: {first:?}");
     assert!(!first.stderr.contains("recording copied"), "{first:?}");
     let again = demo();
     assert_eq!(again.code, 0, "{again:?}");

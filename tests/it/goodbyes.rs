@@ -1,8 +1,10 @@
 //! Every session ends the way its protocol says goodbye, so the provider's server logs
 //! no error for it: FTP `QUIT` → 221 and TLS close_notify on the control and data
 //! connections (vsftpd, ProFTPD, which logs an `SSL_shutdown` error for a session
-//! without), an SSH disconnect (OpenSSH). Checked in the servers' own logs, after a run
-//! that opens several connections (the day's files, a pool for recordings).
+//! without), an SSH disconnect and a graceful close (OpenSSH; ProFTPD's mod_sftp, which
+//! logs `Broken pipe` for a connection closed with its answers unread). Checked in the
+//! servers' own logs, after a run that opens several connections (the day's files, a
+//! pool for recordings).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -252,5 +254,22 @@ fn proftpd_ftps_sessions_end_without_an_ssl_shutdown_error() {
             lines.iter().any(|l| l.trim_end() == format!("{pid} QUIT")),
             "session {pid} sent no QUIT: {lines:#?}"
         );
+    }
+}
+
+#[test]
+fn proftpd_sftp_sessions_end_without_a_broken_pipe() {
+    let source = format!(
+        "url = \"sftp://{}@127.0.0.1:{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"",
+        env("CDR_TEST_PROFTPD_USER"),
+        env("CDR_TEST_PROFTPD_SFTP_PORT"),
+        env("CDR_TEST_SFTP_KEY"),
+        env("CDR_TEST_PROFTPD_SFTP_KNOWN_HOSTS")
+    );
+    let sessions = proftpd_sessions("goodbye-proftpd-sftp", &source, "proftpd-sftp.log");
+    assert!(sessions.len() >= 2, "{sessions:#?}");
+    for (pid, lines) in &sessions {
+        let errors: Vec<_> = lines.iter().filter(|l| is_error(l)).collect();
+        assert!(errors.is_empty(), "session {pid}: {errors:#?}");
     }
 }

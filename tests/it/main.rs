@@ -1,11 +1,13 @@
 //! Integration tests: the real binary against real servers started by `scripts/test.sh`.
 
+mod accounts;
 mod architecture;
 mod call_history;
 mod calls;
 mod config_example;
 mod conformance;
 mod crash_safety;
+mod delay_proxy;
 mod demo;
 mod exactly_once;
 mod faults;
@@ -35,3 +37,4 @@ mod ssh_errors;
 mod status_page;
 mod util;
 mod verify;
+mod workers;

@@ -35,7 +35,7 @@ fn destination(bucket: &str, prefix: &str) -> String {
 }
 
 /// Points a config file written by `Case` at S3 instead of its local folder.
-fn use_s3(config: &Path, prefix: &str) {
+pub fn use_s3(config: &Path, prefix: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     let start = text.find("[destination]").unwrap();
     let end = text.find("[ingest]").unwrap();
@@ -48,7 +48,7 @@ fn use_s3(config: &Path, prefix: &str) {
     std::fs::write(config, text).unwrap();
 }
 
-fn with_credentials(command: &mut Command) -> &mut Command {
+pub fn with_credentials(command: &mut Command) -> &mut Command {
     command
         .env("AWS_ACCESS_KEY_ID", env("CDR_TEST_S3_ACCESS_KEY_ID"))
         .env(
@@ -76,16 +76,8 @@ pub fn bucket() -> Arc<dyn ObjectStore> {
 /// Uploads every file under `dir` to `prefix/` in the test bucket, after deleting what
 /// an earlier run left there; big files go up in parts, streamed from disk.
 pub async fn upload_tree(dir: &Path, prefix: &str) {
+    clear(prefix).await;
     let store = bucket();
-    let old: Vec<_> = store
-        .list(Some(&Key::from(prefix)))
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .unwrap();
-    for key in old {
-        store.delete(&key).await.unwrap();
-    }
     let mut stack = vec![dir.to_path_buf()];
     while let Some(folder) = stack.pop() {
         for entry in std::fs::read_dir(&folder).unwrap() {
@@ -106,8 +98,22 @@ pub async fn upload_tree(dir: &Path, prefix: &str) {
     }
 }
 
+/// Deletes whatever an earlier run left under `prefix/` in the test bucket.
+pub async fn clear(prefix: &str) {
+    let store = bucket();
+    let old: Vec<_> = store
+        .list(Some(&Key::from(prefix)))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .unwrap();
+    for key in old {
+        store.delete(&key).await.unwrap();
+    }
+}
+
 /// Every object under `prefix` with its bytes, sorted, leases left out.
-async fn objects(prefix: &str) -> Vec<(String, Vec<u8>)> {
+pub async fn objects(prefix: &str) -> Vec<(String, Vec<u8>)> {
     let store = bucket();
     let metas: Vec<_> = store
         .list(Some(&Key::from(prefix)))
