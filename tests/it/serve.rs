@@ -16,19 +16,19 @@ use serde_json::{Map, Value, json};
 
 use crate::util::read_parquet;
 
-const TOKEN: &str = "t0ken-for-tests";
+pub(crate) const TOKEN: &str = "t0ken-for-tests";
 
 /// A running `serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     /// Its log lines so far.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts `serve` on `config` and waits until it listens.
-    fn start(config: &Path, crash_at: Option<&str>) -> Server {
+    pub(crate) fn start(config: &Path, crash_at: Option<&str>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
         command
             .args(["--log-format", "json", "serve", "--config"])
@@ -78,7 +78,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits for it to exit; returns its exit code.
-    fn stop(&mut self) -> Option<i32> {
+    pub(crate) fn stop(&mut self) -> Option<i32> {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
