@@ -904,8 +904,7 @@ async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyho
             crate::out!("{target}: kept forever");
             continue;
         }
-        let removed =
-            retention::enforce(&ctx.store, &ctx.json, target, keep, today, dry_run).await?;
+        let removed = retention::enforce_and_rebuild(ctx, target, keep, today, dry_run).await?;
         let days = match (removed.days.first(), removed.days.last()) {
             (Some(first), Some(last)) => format!(" ({first} to {last})"),
             _ => String::new(),
@@ -949,6 +948,7 @@ async fn purge(ctx: &Context, target: Target, confirm: Option<String>) -> anyhow
         return Ok(EXIT_FAILED);
     }
     let removed = retention::purge(&ctx.store, owned).await?;
+    retention::rebuild_after_purge(ctx, target).await?;
     crate::out!(
         "{target}: purged {} objects, {} bytes",
         removed.objects,

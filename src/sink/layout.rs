@@ -5,6 +5,7 @@
 //! _quarantine/cdr/date=<source day>/<source day>.jsonl   rows set aside, one JSON object a line
 //! recordings/YYYY/MM/DD/<original name>.mp3       the recordings, by call date
 //! recording_index/date=YYYY-MM-DD/recordings.parquet   one row per recording
+//! calls/date=YYYY-MM-DD/calls.parquet             one row per call, every feed joined
 //! _state/ledger/<category>/<day>.json             what was ingested from each source file
 //! _state/spill/cdr/date=YYYY-MM-DD/<source day>.parquet   a file's whole rows for another day (sink::partition)
 //! _state/leases/<category>/<day>.json             a worker's claim on a unit of work
@@ -155,6 +156,14 @@ pub fn recording_index_object(call_date: NaiveDate) -> Path {
     Path::from(format!(
         "{RECORDING_INDEX}/date={call_date}/recordings.parquet"
     ))
+}
+
+/// The dataset of one row per call, joined from every feed.
+pub const CALLS: &str = "calls";
+
+/// The `calls` rows of one call date.
+pub fn calls_object(call_date: NaiveDate) -> Path {
+    Path::from(format!("{CALLS}/date={call_date}/{CALLS}.parquet"))
 }
 
 /// The root of every dataset's quarantine.
