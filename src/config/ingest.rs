@@ -47,13 +47,14 @@ const TRANSFERS: IntegerOrWord = IntegerOrWord {
     word: "auto",
     default: NumberOrWord::Word,
 };
-/// How long a worker's claim on a category of a day lasts if it is not released (the
-/// worker crashed).
+/// How long a worker's claim on a unit of work lasts if it is not renewed (the worker
+/// was killed): held leases are renewed every third of it, so it need not outlast the
+/// work, only a stall; a minute has the units of a killed worker taken over soon.
 const LEASE_SECS: Integer = Integer {
     name: "lease_secs",
     min: 10,
     max: 7 * 86_400,
-    default: 3600,
+    default: 60,
 };
 /// After SIGTERM/SIGINT, how long files in flight may take to finish before they are
 /// abandoned.
@@ -294,7 +295,7 @@ mod tests {
         assert_eq!(settings.ingest.categories, every);
         assert_eq!(settings.ingest.zip_limits, ZipLimits::default());
         assert_eq!(settings.ingest.max_tries, 5);
-        assert_eq!(settings.ingest.lease, Duration::from_secs(3600));
+        assert_eq!(settings.ingest.lease, Duration::from_secs(60));
         assert_eq!(settings.ingest.transfers, Transfers::Auto);
     }
 

@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::{Dataset, Feed, ListedFeed, OwnedFiles, Unit};
+use super::{Dataset, Feed, HOSTED_PBX, ListedFeed, OwnedFiles, Unit};
+use crate::calls::{self, Facts, Mapping, Objects, Outcome, Rank, Record, Said};
 use crate::formats::recording_name;
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
@@ -49,7 +50,52 @@ pub static FEED: Feed = Feed {
     unit: Unit::Listed(&Recordings),
     files: Some(&Recordings),
     generate: crate::generate::recordings::write,
+    calls: &CALLS,
 };
+
+/// A recording says who talked (its SIP user) and where the audio is; a call with a
+/// recording was answered.
+static CALLS: [Mapping; 1] = [Mapping {
+    dataset: layout::RECORDING_INDEX,
+    provider: HOSTED_PBX,
+    rank: Rank {
+        call: 2,
+        outcome: 2,
+        routing: 1,
+    },
+    outcomes: &[],
+    direction: "none (the CDR's)",
+    columns: &[
+        "unique_id",
+        "started",
+        "caller_id",
+        "called_no",
+        "sip_user",
+        "object_key",
+        "file_name",
+    ],
+    facts,
+    objects: Objects::Every,
+}];
+
+/// A `recording_index` row's columns → the calls columns (README: "The calls dataset").
+fn facts(r: &Record<'_>) -> Option<Facts> {
+    Some(Facts {
+        call_id: r.owned("unique_id")?,
+        started_at: r.micros("started"),
+        from_number: r.owned("caller_id"),
+        to_number: r.owned("called_no"),
+        agent_id: r.owned("sip_user"),
+        recording_key: r.owned("object_key"),
+        said: Said {
+            outcome: Some(Outcome::Answered),
+            detail: None,
+            unmapped: false,
+        },
+        source_object: r.owned("file_name").unwrap_or_default(),
+        ..Facts::default()
+    })
+}
 
 struct Recordings;
 
@@ -405,8 +451,9 @@ async fn work(ctx: &Context, pool: &Pool<'_>, observer: Option<&dyn Observer>) {
     }
 }
 
-/// Writes a day's index, then its ledger entry (the ledger never names an object that
-/// is not complete).
+/// Writes a day's index, marks the day's calls for the end of the pass, then writes
+/// its ledger entry (the
+/// ledger never names an object that is not complete).
 async fn commit_day(
     ctx: &Context,
     day: NaiveDate,
@@ -424,6 +471,7 @@ async fn commit_day(
             key: key.to_string(),
             detail: e.to_string(),
         })?;
+    calls::mark(&ctx.json, [day], &[]).await?;
     ctx.ledger.put_copies(CATEGORY, day, &entry).await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod accounts;
 mod architecture;
 mod call_history;
+mod calls;
 mod config_example;
 mod conformance;
 mod crash_safety;
