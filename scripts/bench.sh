@@ -21,7 +21,8 @@
 #               (runs scripts/bench-retention.sh, which also measures retention)
 #   latency     600 × 256 KiB recordings over FTPS and SFTP through the delay proxy
 #               (examples/delay_proxy) at 0 / 10 / 40 ms round trip, ours (transfers
-#               4/8/16) vs `rclone copy --transfers 4/8/16`; and round trips
+#               4/8/16, and "auto" up to BENCH_AUTO_MAX) vs `rclone copy --transfers
+#               4/8/16`; and round trips
 #               per file: on the critical path (the proxy's logical count, one
 #               transfer, 40 ms) and FTP commands per file (vsftpd's protocol log).
 #               Not in the default list (it takes about 15 minutes): name it.
@@ -35,7 +36,8 @@
 #   BENCH_PROFILE   cargo profile of the binaries, default release (debug: a quick look
 #                   whose wall times are not comparable with the release figures)
 #   BENCH_RTTS      round trips (ms) of the latency section, default "0 10 40"
-#   BENCH_TRANSFERS transfers of the latency section, default "4 8 16"
+#   BENCH_TRANSFERS transfers of the latency section, default "4 8 16 auto"
+#   BENCH_AUTO_MAX  source.max_connections of ours with transfers "auto", default 16
 #
 # Every figure is wall time (min and median of the repetitions) and peak RSS (max) as
 # GNU time reports them for the whole command, startup included; output is written to
@@ -140,15 +142,21 @@ expect_files() {
     fi
 }
 
+# TRANSFERS "auto" copies with up to BENCH_AUTO_MAX (default 16) connections; a number,
+# with that many (source.max_connections is raised to it: its default, 4, would cap
+# every count above it).
 ours_config() {
+    local transfers=$4 max=$4
+    if [[ $4 == auto ]]; then transfers='"auto"' max=${BENCH_AUTO_MAX:-16}; fi
     cat >"$1" <<TOML
 [source]
 $2
+max_connections = $max
 [destination]
 url = "file://$5"
 [ingest]
 categories = [$3]
-transfers = $4
+transfers = $transfers
 recordings_min_age_secs = 0
 TOML
 }
@@ -454,7 +462,7 @@ section_latency() {
         path=$name/recordings
         [[ $proto == sftp ]] && path=$CDR_TEST_SFTP_ROOT/$name/recordings
         for rtt in ${BENCH_RTTS:-0 10 40}; do
-            for n in ${BENCH_TRANSFERS:-4 8 16}; do
+            for n in ${BENCH_TRANSFERS:-4 8 16 auto}; do
                 proxy_start "$rtt" "$upstream" "$data"
                 ours_config "$work/lat.toml" "$(latency_source "$proto" "$path")" '"recordings"' "$n" "$dest"
                 for _ in $(seq "$reps"); do
@@ -462,6 +470,7 @@ section_latency() {
                     measure latency "${rtt}ms-$proto" cdr-ingest "$n" "$files" "$bytes" -- \
                         ours run --config "$work/lat.toml" --date "$day"
                     expect_files "$dest/recordings" "$files" "cdr-ingest latency $rtt ms $proto $n"
+                    [[ $n == auto ]] && continue # rclone has no such setting
                     rm -rf "$dest"
                     measure latency "${rtt}ms-$proto" rclone "$n" "$files" "$bytes" -- \
                         latency_rclone "$proto" "$path" "$dest" "$n"

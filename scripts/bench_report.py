@@ -165,7 +165,8 @@ def section_latency(runs, work):
         out.append("|---|---:|---:|---:|---:|---:|---:|")
         for case in cases:
             rtt = int(case.split("ms")[0])
-            for n in sorted({k[3] for k in keys if k[1] == case}, key=int):
+            # "auto" after the numbers; its RT/file is not computed (its count varies).
+            for n in sorted({k[3] for k in keys if k[1] == case}, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0)):
                 med = {}
                 for tool in ("cdr-ingest", "rclone"):
                     k = ("latency", case, tool, n)
@@ -173,7 +174,7 @@ def section_latency(runs, work):
                         med[tool] = stats(runs[k])[1]
                 files = stats(runs[("latency", case, "cdr-ingest", n)])[3] if ("latency", case, "cdr-ingest", n) in runs else 600
                 ours, theirs = med.get("cdr-ingest"), med.get("rclone")
-                per = lambda w: f"{w * int(n) / (files * rtt / 1000):.1f}" if w and rtt else "-"
+                per = lambda w: f"{w * int(n) / (files * rtt / 1000):.1f}" if w and rtt and n.isdigit() else "-"
                 out.append(f"| {rtt} ms | {n} | {ours or float('nan'):.2f} | {theirs or float('nan'):.2f} | "
                            f"{(theirs / ours) if ours and theirs else float('nan'):.2f}× | {per(ours)} | {per(theirs)} |")
         out.append("")

@@ -10,7 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::Instrument as _;
 
-use crate::config::{ConfigErrors, Settings};
+use crate::account_turns;
+use crate::config::{ConfigErrors, Settings, SourceEndpoint};
 use crate::daemon::{self, SystemClock};
 use crate::demo;
 use crate::feeds::{self, FEEDS, Unit};
@@ -270,6 +271,23 @@ impl ConfigArg {
         self.select(Settings::load_all(&self.config)?)
     }
 
+    /// [`Self::load`] for a command that reads the source, which a configuration for
+    /// `serve` alone does not have.
+    fn load_with_source(&self) -> anyhow::Result<Vec<Settings>> {
+        let all = self.load()?;
+        if all
+            .iter()
+            .any(|s| matches!(s.source.endpoint, SourceEndpoint::None))
+        {
+            return Err(UsageError(format!(
+                "{} has [serve] and no [source]: it only receives pushed records (cdr-ingest serve); to read a drop, add [source] with url = \"ftps://user@host\" (or sftp://, s3://, file://)",
+                self.config.display()
+            ))
+            .into());
+        }
+        Ok(all)
+    }
+
     /// The same for commands that never connect to the source (no secrets needed).
     fn load_offline(&self) -> anyhow::Result<Vec<Settings>> {
         self.select(Settings::load_all_offline(&self.config)?)
@@ -371,7 +389,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             from,
             to,
         } => {
-            let accounts = contexts(config.load()?)?;
+            let accounts = contexts(config.load_with_source()?)?;
             let now = Utc::now();
             let named = requested_days(date, from, to)?;
             let scheduled = named.is_none();
@@ -402,7 +420,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             serve(accounts.remove(0)).await
         }
         Command::Daemon { config } => {
-            let accounts = contexts(config.load()?)?;
+            let accounts = contexts(config.load_with_source()?)?;
             let ctx = &accounts[0];
             let shutdown = Shutdown::on_signals(ctx.settings.ingest.shutdown_grace);
             let options = PassOptions {
@@ -450,7 +468,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             if from > to {
                 return Err(UsageError(format!("--from {from} is after --to {to}")).into());
             }
-            let accounts = contexts(config.load()?)?;
+            let accounts = contexts(config.load_with_source()?)?;
             let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
             let daily: usize = accounts
                 .iter()
@@ -886,8 +904,7 @@ async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyho
             crate::out!("{target}: kept forever");
             continue;
         }
-        let removed =
-            retention::enforce(&ctx.store, &ctx.json, target, keep, today, dry_run).await?;
+        let removed = retention::enforce_and_rebuild(ctx, target, keep, today, dry_run).await?;
         let days = match (removed.days.first(), removed.days.last()) {
             (Some(first), Some(last)) => format!(" ({first} to {last})"),
             _ => String::new(),
@@ -931,6 +948,7 @@ async fn purge(ctx: &Context, target: Target, confirm: Option<String>) -> anyhow
         return Ok(EXIT_FAILED);
     }
     let removed = retention::purge(&ctx.store, owned).await?;
+    retention::rebuild_after_purge(ctx, target).await?;
     crate::out!(
         "{target}: purged {} objects, {} bytes",
         removed.objects,
@@ -1017,7 +1035,8 @@ fn exit_code(outcome: PassOutcome) -> u8 {
 }
 
 /// One pass of each account over its `days`: ingest, print, record in the account's
-/// state; one account's failure does not stop the next. Then the metrics of all of
+/// state; one account's failure does not stop the next. With several accounts they are
+/// taken in the turns `account_turns` gives, so that N workers spread over them. Then the metrics of all of
 /// them, sent where `[metrics]` says. Returns the exit code: stopped if a shutdown
 /// cut the pass short, else failed if any account's pass failed.
 async fn passes(
@@ -1028,40 +1047,87 @@ async fn passes(
     options: &PassOptions<'_>,
     metrics: &Mutex<Metrics>,
 ) -> u8 {
+    let began = Utc::now();
     let mut reports = Vec::new();
-    let mut ended: Vec<(&str, PassOutcome)> = Vec::new();
-    for ctx in accounts {
-        let name = status::account_name(ctx);
-        if options.shutdown.is_requested() {
-            ended.push((name, PassOutcome::Stopped));
-            continue;
-        }
-        heading(ctx);
-        // A later account's pass starts later than the first's.
-        let started = if reports.is_empty() { now } else { Utc::now() };
-        // Every log line of an account's pass names the account.
-        let span = match &ctx.settings.account {
-            Some(account) => tracing::info_span!("account", account = %account.name),
-            None => tracing::Span::none(),
+    let mut ended: Vec<(usize, &str, PassOutcome)> = Vec::new();
+    // With several accounts, N workers spread over them: each first takes those no other
+    // worker is on, then comes back to the rest (see `account_turns`).
+    let spread = accounts.len() > 1;
+    let mut later = Vec::new();
+    for round in [Round::First, Round::Again] {
+        let order: Vec<usize> = match round {
+            Round::First => (0..accounts.len()).collect(),
+            Round::Again => std::mem::take(&mut later),
         };
-        let report = pass::run(ctx, &days(ctx), started, options)
-            .instrument(span.clone())
-            .await;
-        let outcome = span.in_scope(|| report::print(&report));
-        let record = report::record(&report, mode, started, outcome);
-        if let Err(e) = runs::put(&ctx.json, &record).await {
-            tracing::warn!(account = name, error = %e, "could not record the pass for `status`");
+        for index in order {
+            let ctx = &accounts[index];
+            let name = status::account_name(ctx);
+            if options.shutdown.is_requested() {
+                ended.push((index, name, PassOutcome::Stopped));
+                continue;
+            }
+            let turn = match (spread, round) {
+                (false, _) => account_turns::Turn::Shared,
+                (true, Round::First) => match account_turns::first(ctx).await {
+                    Some(turn) => turn,
+                    None => {
+                        later.push(index);
+                        continue;
+                    }
+                },
+                (true, Round::Again) => account_turns::again(ctx, began, &days(ctx)).await,
+            };
+            heading(ctx);
+            let lease = match turn {
+                account_turns::Turn::Done(record) => {
+                    crate::out!(
+                        "done by another worker: its pass over these days began {} and ended ok at {}",
+                        record.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                        record.finished.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
+                    ended.push((index, name, PassOutcome::Ok));
+                    continue;
+                }
+                account_turns::Turn::Own(lease) => Some(lease),
+                account_turns::Turn::Shared => None,
+            };
+            // A later account's pass starts later than the first's.
+            let started = if reports.is_empty() { now } else { Utc::now() };
+            // Every log line of an account's pass names the account.
+            let span = match &ctx.settings.account {
+                Some(account) => tracing::info_span!("account", account = %account.name),
+                None => tracing::Span::none(),
+            };
+            let report = pass::run(ctx, &days(ctx), started, options)
+                .instrument(span.clone())
+                .await;
+            let outcome = span.in_scope(|| report::print(&report));
+            let record = report::record(&report, mode, started, outcome);
+            if let Err(e) = runs::put(&ctx.json, &record).await {
+                tracing::warn!(account = name, error = %e, "could not record the pass for `status`");
+            }
+            // Released once the pass is recorded, so that who comes back to the account
+            // finds the record.
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            if ctx.settings.account.is_some() {
+                tracing::info!(
+                    account = name,
+                    outcome = outcome.as_str(),
+                    "account's pass finished"
+                );
+            }
+            reports.push(report);
+            ended.push((index, name, outcome));
         }
-        if ctx.settings.account.is_some() {
-            tracing::info!(
-                account = name,
-                outcome = outcome.as_str(),
-                "account's pass finished"
-            );
-        }
-        reports.push(report);
-        ended.push((name, outcome));
     }
+    // The summary in the file's order, whatever order the accounts were taken in.
+    ended.sort_by_key(|&(index, _, _)| index);
+    let ended: Vec<(&str, PassOutcome)> = ended
+        .into_iter()
+        .map(|(_, name, outcome)| (name, outcome))
+        .collect();
     let outcome = if ended.iter().any(|(_, o)| *o == PassOutcome::Stopped) {
         PassOutcome::Stopped
     } else if ended.iter().any(|(_, o)| *o == PassOutcome::Failed) {
@@ -1079,6 +1145,15 @@ async fn passes(
     };
     metrics::export::after_pass(&accounts[0].settings.metrics, &snapshot).await;
     exit_code(outcome)
+}
+
+/// The two rounds of a pass over accounts (see `account_turns`).
+#[derive(Clone, Copy)]
+enum Round {
+    /// The accounts no other worker is on.
+    First,
+    /// The others.
+    Again,
 }
 
 /// The pass summary of a configuration with accounts: how each account's pass ended.
@@ -1318,7 +1393,11 @@ async fn push_drop(
 
 async fn validate(config: &ConfigArg, connect: bool) -> anyhow::Result<u8> {
     let file = &config.config;
-    let accounts = config.load()?;
+    let accounts = if connect {
+        config.load_with_source()?
+    } else {
+        config.load()?
+    };
     match accounts.len() {
         1 if accounts[0].account.is_none() => {
             crate::out!("{}: configuration is valid", file.display())

@@ -17,6 +17,7 @@ use arrow_array::{Array, RecordBatch};
 use chrono::{DateTime, NaiveDate, Timelike};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::calls;
 use crate::config::{DEFAULT_PASSWORD_ENV, Settings};
 use crate::demo_server;
 use crate::generate::push::push_path;
@@ -91,7 +92,7 @@ pub async fn run(out: &Path) -> anyhow::Result<PassOutcome> {
         .filter(|f| matches!(f.result, Ok(FileOutcome::Ingested(_))))
         .count();
     crate::out!(
-        "demo: {} in {:.1} s; the output is in {} (Parquet under cdr/, queue_call/, queue_user_call/, recording_index/, sessions/, session_participants/, session_transfers/, call_history/; recordings/; _quarantine/)",
+        "demo: {} in {:.1} s; the output is in {} (Parquet under calls/, one row per call from every feed, and cdr/, queue_call/, queue_user_call/, recording_index/, sessions/, session_participants/, session_transfers/, call_history/; recordings/; _quarantine/)",
         if fresh == 0 {
             "nothing new to ingest (run before)"
         } else {
@@ -177,43 +178,66 @@ fn batches(folder: &Path) -> anyhow::Result<Vec<RecordBatch>> {
     Ok(found)
 }
 
-/// The top-line answers: calls, answer rate, busiest hour, top agents.
+/// The top-line answers, all from the normalized `calls` dataset (so they read the
+/// same for any provider): calls by outcome, busiest hour, top agents of queue calls,
+/// and the missed inbound callers nobody has spoken to since.
 fn answers(data: &Path) -> anyhow::Result<()> {
-    let (mut calls, mut answered) = (0u64, 0u64);
+    let mut calls = 0u64;
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut per_hour = [0u64; 24];
-    for batch in batches(&data.join("cdr"))? {
+    let mut agents: BTreeMap<String, u64> = BTreeMap::new();
+    // Per outside number: its last missed inbound call, and its last answered one.
+    let mut missed: BTreeMap<String, i64> = BTreeMap::new();
+    let mut spoken: BTreeMap<String, i64> = BTreeMap::new();
+    for batch in batches(&data.join(calls::DATASET))? {
+        let text = |name: &str| batch.column_by_name(name).map(|c| c.as_string::<i32>());
+        let (Some(outcome), Some(direction), Some(from), Some(to), Some(queue), Some(agent)) = (
+            text("outcome"),
+            text("direction"),
+            text("from_number"),
+            text("to_number"),
+            text("queue_id"),
+            text("agent_id"),
+        ) else {
+            continue;
+        };
         let times = batch
-            .column_by_name("calldate")
-            .expect("calldate")
+            .column_by_name("started_at")
+            .expect("started_at")
             .as_primitive::<TimestampMicrosecondType>();
-        let dispositions = batch
-            .column_by_name("disposition")
-            .expect("disposition")
-            .as_string::<i32>();
         for row in 0..batch.num_rows() {
             calls += 1;
-            if dispositions.is_valid(row) && dispositions.value(row) == "ANSWERED" {
-                answered += 1;
-            }
-            if let Some(time) = DateTime::from_timestamp_micros(times.value(row)) {
+            let (ended, started) = (outcome.value(row), times.value(row));
+            *outcomes.entry(ended.to_string()).or_default() += 1;
+            if let Some(time) = DateTime::from_timestamp_micros(started) {
                 per_hour[time.hour() as usize] += 1;
             }
-        }
-    }
-    let mut agents: BTreeMap<String, u64> = BTreeMap::new();
-    for batch in batches(&data.join("queue_user_call"))? {
-        let users = batch
-            .column_by_name("user_id")
-            .expect("user_id")
-            .as_string::<i32>();
-        let causes = batch
-            .column_by_name("t_cause")
-            .expect("t_cause")
-            .as_string::<i32>();
-        for row in 0..batch.num_rows() {
-            if users.is_valid(row) && causes.is_valid(row) && causes.value(row) == "C" {
-                *agents.entry(users.value(row).to_string()).or_default() += 1;
+            let answered = ended == "answered";
+            if let (true, Some(_), Some(agent)) = (answered, value(queue, row), value(agent, row)) {
+                *agents.entry(agent.to_string()).or_default() += 1;
             }
+            let number = match value(direction, row) {
+                Some("inbound") => value(from, row),
+                Some("outbound") => value(to, row),
+                _ => None,
+            };
+            let Some(number) = number.filter(|n| {
+                n.len() >= 5
+                    && n.trim_start_matches('+')
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+            }) else {
+                continue;
+            };
+            let last = if answered {
+                &mut spoken
+            } else if value(direction, row) == Some("inbound") {
+                &mut missed
+            } else {
+                continue;
+            };
+            let at = last.entry(number.to_string()).or_insert(started);
+            *at = (*at).max(started);
         }
     }
     let (busiest, busiest_calls) = per_hour
@@ -226,11 +250,20 @@ fn answers(data: &Path) -> anyhow::Result<()> {
     let top: Vec<String> = top
         .iter()
         .take(3)
-        .map(|(user, n)| format!("user {user} ({n} calls)"))
+        .map(|(agent, n)| format!("{agent} ({n} calls)"))
         .collect();
+    let answered = outcomes.get("answered").copied().unwrap_or(0);
+    let mut by_outcome: Vec<(String, u64)> = outcomes.into_iter().collect();
+    by_outcome.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let by_outcome: Vec<String> = by_outcome.iter().map(|(o, n)| format!("{o} {n}")).collect();
+    let call_back = missed
+        .iter()
+        .filter(|(number, at)| spoken.get(*number).is_none_or(|talked| talked < *at))
+        .count();
     crate::out!(
-        "answers: {calls} calls, {:.1} % answered",
-        100.0 * answered as f64 / calls.max(1) as f64
+        "answers: {calls} calls (from calls/), {:.1} % answered; by outcome: {}",
+        100.0 * answered as f64 / calls.max(1) as f64,
+        by_outcome.join(", ")
     );
     crate::out!(
         "answers: busiest hour {busiest:02}:00-{busiest:02}:59 UTC with {busiest_calls} calls over the week"
@@ -238,6 +271,9 @@ fn answers(data: &Path) -> anyhow::Result<()> {
     crate::out!(
         "answers: agents who took the most queue calls: {}",
         top.join(", ")
+    );
+    crate::out!(
+        "answers: {call_back} callers missed and not spoken to since: to call back (examples/queries/missed_and_abandoned.sql lists them)"
     );
     session_answers(data)
 }
@@ -335,4 +371,9 @@ fn push_answers(data: &Path, acknowledged: usize) -> anyhow::Result<()> {
         "answers: {rows} pushed calls in push_cdr for {acknowledged} acknowledged records, by status: {by_status}"
     );
     Ok(())
+}
+
+/// A text column's value, `None` when NULL.
+fn value(column: &arrow_array::StringArray, row: usize) -> Option<&str> {
+    column.is_valid(row).then(|| column.value(row))
 }

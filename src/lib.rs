@@ -11,7 +11,10 @@
 //! model/     exact value types (UTC microseconds, fixed-point money), a feed's name
 //! feeds/     one module per thing a provider delivers (cdr, queue, recordings, push) and
 //!            FEEDS, the registry every other part iterates
+//! calls/     the normalized `calls` dataset: each feed's mapping joined into one row
+//!            per call, rebuilt by whoever changes one of its inputs
 //! pass       one pass: each daily feed's day, then each listed feed, then retention
+//! account_turns  the order a worker takes a pass's accounts in (N workers spread out)
 //! pipeline/  the steps a feed's file goes through: check the ledger → transfer →
 //!            parse → commit into partitions under their leases; what files end as
 //! sink/      every object key (layout), Parquet, partitions (one row per id across
@@ -61,7 +64,9 @@ macro_rules! out {
     }};
 }
 
+pub mod account_turns;
 pub mod backoff;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod crash;

@@ -180,8 +180,25 @@ pub fn print(report: &PassReport) -> PassOutcome {
             }
         }
     }
+    let unmapped = match &report.calls {
+        Some(Ok(rebuilt)) => rebuilt.unmapped,
+        Some(Err(e)) => {
+            failed += 1;
+            eprintln!("FAILED calls: {e}; the next pass rebuilds them");
+            0
+        }
+        None => 0,
+    };
+    // A provider code no outcome table knows is said, not hidden (see `calls`).
+    let unmapped_note = if unmapped > 0 {
+        format!(
+            "; {unmapped} calls with an outcome code no mapping knows (written as `other`, see the log)"
+        )
+    } else {
+        String::new()
+    };
     crate::out!(
-        "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped"
+        "summary: {ingested} ingested, {skipped} already up to date, {pending} not there yet, {failed} failed; {rows} rows written, {rejected} quarantined, {duplicates} duplicates dropped{unmapped_note}"
     );
     let outcome = if report.stopped {
         PassOutcome::Stopped
@@ -199,6 +216,7 @@ pub fn print(report: &PassReport) -> PassOutcome {
         rows,
         rejected,
         duplicates,
+        calls_unmapped = unmapped,
         bytes,
         "pass finished"
     );

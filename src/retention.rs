@@ -14,8 +14,10 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 use serde::{Deserialize, Serialize};
 
+use crate::calls;
 use crate::feeds::{self, FEEDS};
 use crate::model::Category;
+use crate::pipeline::Context;
 use crate::sink::layout;
 use crate::state::json::{FORMAT_VERSION, JsonStore, StateError};
 
@@ -124,6 +126,14 @@ impl Target {
             }
         }
         paths
+    }
+
+    /// Whether its rows go into `calls`, which must then be rebuilt when they go.
+    fn feeds_calls(self) -> bool {
+        match self {
+            Target::Data(category) => !feeds::feed(category).calls.is_empty(),
+            Target::Quarantine => false,
+        }
     }
 
     /// Everything this target owns, for `purge`.
@@ -246,6 +256,38 @@ pub async fn enforce(
         json.put(&state_key(target), &state).await?;
     }
     Ok(removed)
+}
+
+/// [`enforce`], then the `calls` of each deleted day rebuilt from what is left of the
+/// other feeds (nothing left: its calls object goes too).
+pub async fn enforce_and_rebuild(
+    ctx: &Context,
+    target: Target,
+    keep: Keep,
+    today: NaiveDate,
+    dry_run: bool,
+) -> Result<Removed, RetentionError> {
+    let removed = enforce(&ctx.store, &ctx.json, target, keep, today, dry_run).await?;
+    if !dry_run && target.feeds_calls() {
+        calls::rebuild::rebuild_days(ctx, removed.days.iter().copied(), calls::Count::All)
+            .await
+            .map_err(|e| RetentionError::Calls(e.to_string()))?;
+    }
+    Ok(removed)
+}
+
+/// Rebuilds every day's `calls` after `target` was purged.
+pub async fn rebuild_after_purge(ctx: &Context, target: Target) -> Result<(), RetentionError> {
+    if !target.feeds_calls() {
+        return Ok(());
+    }
+    let days = calls::rebuild::dates(&ctx.store)
+        .await
+        .map_err(|e| RetentionError::Calls(e.to_string()))?;
+    calls::rebuild::rebuild_days(ctx, days, calls::Count::All)
+        .await
+        .map_err(|e| RetentionError::Calls(e.to_string()))?;
+    Ok(())
 }
 
 /// Everything `target` owns (and nothing else), listed so that `purge` can say what
@@ -425,6 +467,8 @@ pub enum RetentionError {
     Store(object_store::Error),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("the calls of the deleted days could not be rebuilt: {0}; run retention again")]
+    Calls(String),
 }
 
 #[cfg(test)]

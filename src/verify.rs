@@ -1,7 +1,7 @@
 //! `cdr-ingest verify`: checks a destination against the rule of `sink::partition`
 //! (each id once in a partition, no object whose rows all belong to another file,
-//! nothing left behind by an ingestion that did not finish), and with `--repair`
-//! makes it so, under each partition's lease, so it is safe beside a running pass.
+//! nothing left behind by an ingestion that did not finish; each date's `calls` as its
+//! feeds' partitions give it), and with `--repair` makes it so, under each partition's lease, so it is safe beside a running pass.
 
 use std::collections::BTreeSet;
 
@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use object_store::path::Path;
 use thiserror::Error;
 
+use crate::calls;
 use crate::feeds;
 use crate::model::Category;
 use crate::pipeline::{Context, partition_lock};
@@ -26,6 +27,9 @@ pub enum Problem {
     NotInLedger { key: Path },
     /// What the rule would change.
     Change(Change),
+    /// A date's `calls` object is not what its feeds' partitions give (a day ingested
+    /// before `calls` existed, say).
+    CallsNotCurrent,
 }
 
 /// One partition's problems.
@@ -80,6 +84,22 @@ pub async fn verify(ctx: &Context, repair: bool) -> Result<Verified, VerifyError
                 problems,
             });
         }
+    }
+    // After the feeds' partitions, whose repairs rebuild their dates' calls already.
+    for date in calls::rebuild::dates(&ctx.store).await? {
+        verified.partitions += 1;
+        if calls::rebuild::is_current(&ctx.store, calls::account(&ctx.settings), date).await? {
+            continue;
+        }
+        if repair {
+            calls::rebuild::rebuild_days(ctx, [date], calls::Count::All)
+                .await
+                .map_err(|e| VerifyError::Repair(e.to_string()))?;
+        }
+        verified.findings.push(Finding {
+            partition: layout::data_folder(calls::DATASET, date),
+            problems: vec![Problem::CallsNotCurrent],
+        });
     }
     Ok(verified)
 }
@@ -173,7 +193,10 @@ async fn repair_partition(
     partition: Partition,
     category: Category,
 ) -> Result<(), VerifyError> {
-    let held = partition_lock::hold(ctx, std::iter::once(partition))
+    let feeds_calls = calls::rebuild::reads(partition.table.dataset);
+    let calls_lease = feeds_calls.then(|| calls::rebuild::lease(partition.date));
+    let leases = std::iter::once(partition_lock::lease_of(partition)).chain(calls_lease);
+    let held = partition_lock::hold(ctx, leases)
         .await
         .map_err(|e| VerifyError::Repair(e.to_string()))?;
     let repaired = partition_lock::fenced(&held, async {
@@ -190,6 +213,12 @@ async fn repair_partition(
             partition::put(&ctx.store, partition, source, None).await?;
         }
         partition::settle(&ctx.store, partition, None, None, true).await?;
+        if feeds_calls {
+            let account = calls::account(&ctx.settings);
+            calls::rebuild(&ctx.store, account, &held, partition.date, calls::Count::All)
+                .await
+                .map_err(|e| VerifyError::Repair(e.to_string()))?;
+        }
         Ok::<_, VerifyError>(())
     })
     .await;
@@ -215,5 +244,6 @@ pub fn describe(problem: &Problem) -> String {
         Problem::Change(Change::Delete { key, rows }) => {
             format!("{key}: all {rows} of its rows belong to other files; repair removes it")
         }
+        Problem::CallsNotCurrent => "the calls of this date are not what its feeds' partitions give (a day ingested before calls existed, or a rebuild cut short); repair rebuilds them".to_string(),
     }
 }

@@ -1,34 +1,28 @@
 -- Question: at which hours of the day (UTC) do calls come and go? Busiest first.
 --
 -- Returns 24 rows, one per hour of day 0..23 (hours without calls included, with 0):
---   hour               INTEGER        hour of calldate, UTC
+--   hour               INTEGER        hour of started_at, UTC
 --   calls              BIGINT         calls started in that hour, all days together
---   answered           BIGINT         of which disposition = 'ANSWERED'
---   inbound            BIGINT         of which inbound (not outbound PSTN, not internal)
+--   answered           BIGINT         of which outcome = 'answered'
+--   inbound            BIGINT         of which direction = 'inbound'
 --   share_pct          DECIMAL(5,1)   calls in that hour / all calls, percent
 --   avg_calls_per_day  DECIMAL(10,1)  calls / number of call dates in the data
 -- Ordered by calls descending, then hour.
 --
 -- Run from the output folder (the destination root):
 --   cd /var/lib/cdr-ingest && duckdb -c ".read /path/to/cdr-ingest/examples/queries/busiest_hours.sql"
--- `calldate` is a UTC instant; `AT TIME ZONE 'UTC'` keeps the hour in UTC whatever the
+-- `started_at` is a UTC instant; `AT TIME ZONE 'UTC'` keeps the hour in UTC whatever the
 -- session's TimeZone (use e.g. 'Europe/Warsaw' instead for local office hours).
 WITH c AS (
-    SELECT
-        hour(calldate AT TIME ZONE 'UTC') AS hour,
-        date,
-        disposition,
-        src_id IS NULL
-            AND NOT (regexp_full_match(src, '[0-9]{2,6}')
-                     AND regexp_full_match(dst, '[0-9]{2,6}')) AS is_inbound
-    FROM read_parquet('cdr/**/*.parquet', hive_partitioning = true)
+    SELECT hour(started_at AT TIME ZONE 'UTC') AS hour, date, outcome, direction
+    FROM read_parquet('calls/**/*.parquet', hive_partitioning = true)
 ),
 per_hour AS (
     SELECT
         hour,
-        count(*)                                         AS calls,
-        count(*) FILTER (WHERE disposition = 'ANSWERED') AS answered,
-        count(*) FILTER (WHERE is_inbound)               AS inbound
+        count(*)                                       AS calls,
+        count(*) FILTER (WHERE outcome = 'answered')   AS answered,
+        count(*) FILTER (WHERE direction = 'inbound')  AS inbound
     FROM c
     GROUP BY hour
 ),

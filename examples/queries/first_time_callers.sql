@@ -5,11 +5,12 @@
 -- inbound call in the whole dataset, newest day first:
 --   date                  DATE       the day of the number's first call (UTC partition)
 --   number_e164           VARCHAR    the caller's number in E.164 (see below)
---   number                VARCHAR    the number as presented on that first call (cdr.src)
+--   number                VARCHAR    the number as presented on that first call (from_number)
 --   first_call_at         TIMESTAMP  its first call, UTC
---   first_called_name     VARCHAR    whom that first call was for (user, queue or IVR)
+--   first_called          VARCHAR    what that first call was for: the queue's name, or
+--                                    the number dialled (did)
 --   calls_that_day        BIGINT     inbound calls from the number that day
---   answered_that_day     BIGINT     of which ANSWERED
+--   answered_that_day     BIGINT     of which outcome = 'answered'
 --   new_callers_that_day  BIGINT     first-time callers that day (same for every row of the day)
 --   days_of_history       INTEGER    days of data before this date: with 0 (the first
 --                                    day in the output) every caller is "new"
@@ -20,33 +21,32 @@
 --   SELECT date, any_value(new_callers_that_day) FROM (<this query>) GROUP BY date ORDER BY date;
 -- 'anonymous' and other non-numbers are left out. Numbers come in E.164 (+48…),
 -- national (0…) or international (00…) form and are compared in E.164, reading
--- national numbers as the PBX's own country: change '+48' below to yours.
+-- national numbers as the account's own country: change '+48' below to yours.
 -- Note that "first in the dataset" depends on how far back the output goes
--- (cdr retention, first ingested day).
+-- (retention, first ingested day).
 WITH inbound AS (
     SELECT
         date,
-        calldate,
-        id,
-        src,
-        dst_name,
-        disposition,
-        CASE WHEN NOT regexp_full_match(src, '\+?[0-9]{5,}') THEN NULL
-             WHEN src LIKE '+%'  THEN src
-             WHEN src LIKE '00%' THEN '+' || src[3:]
-             WHEN src LIKE '0%'  THEN '+48' || src[2:]
-             ELSE src END AS number_e164
-    FROM read_parquet('cdr/**/*.parquet', hive_partitioning = true)
-    WHERE src_id IS NULL
-      AND NOT (regexp_full_match(src, '[0-9]{2,6}') AND regexp_full_match(dst, '[0-9]{2,6}'))
+        started_at,
+        call_id,
+        from_number,
+        coalesce(queue_name, did) AS called,
+        outcome,
+        CASE WHEN NOT regexp_full_match(from_number, '\+?[0-9]{5,}') THEN NULL
+             WHEN from_number LIKE '+%'  THEN from_number
+             WHEN from_number LIKE '00%' THEN '+' || from_number[3:]
+             WHEN from_number LIKE '0%'  THEN '+48' || from_number[2:]
+             ELSE from_number END AS number_e164
+    FROM read_parquet('calls/**/*.parquet', hive_partitioning = true)
+    WHERE direction = 'inbound'
 ),
 firsts AS (
     SELECT
         number_e164,
-        arg_min(date, (calldate, id))     AS date,
-        min(calldate)                     AS first_call,
-        arg_min(src, (calldate, id))      AS number,
-        arg_min(dst_name, (calldate, id)) AS first_called_name
+        arg_min(date, (started_at, call_id))        AS date,
+        min(started_at)                             AS first_call,
+        arg_min(from_number, (started_at, call_id)) AS number,
+        arg_min(called, (started_at, call_id))      AS first_called
     FROM inbound
     WHERE number_e164 IS NOT NULL
     GROUP BY number_e164
@@ -55,8 +55,8 @@ that_day AS (
     SELECT
         number_e164,
         date,
-        count(*)                                         AS calls,
-        count(*) FILTER (WHERE disposition = 'ANSWERED') AS answered
+        count(*)                                     AS calls,
+        count(*) FILTER (WHERE outcome = 'answered') AS answered
     FROM inbound
     WHERE number_e164 IS NOT NULL
     GROUP BY ALL
@@ -66,7 +66,7 @@ SELECT
     f.number_e164,
     f.number,
     f.first_call AT TIME ZONE 'UTC'                      AS first_call_at,
-    f.first_called_name,
+    f.first_called,
     d.calls                                              AS calls_that_day,
     d.answered                                           AS answered_that_day,
     count(*) OVER (PARTITION BY f.date)                  AS new_callers_that_day,

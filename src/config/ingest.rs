@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::key::{Integer, Key, List, Text};
+use super::key::{Integer, IntegerOrWord, Key, List, NumberOrWord, Text};
 use super::reader::Section;
 use crate::feeds::{self, FEEDS, Unit};
 use crate::formats::queue_zip::ZipLimits;
@@ -37,20 +37,24 @@ const RECORDINGS_MIN_AGE_SECS: Integer = Integer {
     max: 86_400,
     default: 120,
 };
-/// Connections used at once to copy recordings, each with its own TLS session.
-const TRANSFERS: Integer = Integer {
+/// Connections used at once to copy recordings, each with its own TLS session: a
+/// number, or `"auto"`: from 4, more while they pay off and the server takes them
+/// (`pipeline::transfers`); never above `source.max_connections` either way.
+const TRANSFERS: IntegerOrWord = IntegerOrWord {
     name: "transfers",
     min: 1,
     max: 64,
-    default: 4,
+    word: "auto",
+    default: NumberOrWord::Word,
 };
-/// How long a worker's claim on a category of a day lasts if it is not released (the
-/// worker crashed).
+/// How long a worker's claim on a unit of work lasts if it is not renewed (the worker
+/// was killed): held leases are renewed every third of it, so it need not outlast the
+/// work, only a stall; a minute has the units of a killed worker taken over soon.
 const LEASE_SECS: Integer = Integer {
     name: "lease_secs",
     min: 10,
     max: 7 * 86_400,
-    default: 3600,
+    default: 60,
 };
 /// After SIGTERM/SIGINT, how long files in flight may take to finish before they are
 /// abandoned.
@@ -153,11 +157,20 @@ const OWN_KEYS: &[Key] = &[
     Key::Integer(ZIP_MAX_COMPRESSION_RATIO),
     Key::Integer(MAX_TRIES),
     Key::Integer(RECORDINGS_MIN_AGE_SECS),
-    Key::Integer(TRANSFERS),
+    Key::IntegerOrWord(TRANSFERS),
     Key::Integer(LEASE_SECS),
     Key::Integer(SHUTDOWN_GRACE_SECS),
     Key::Text(CALL_HISTORY_TIMEZONE),
 ];
+
+/// How many connections copy recordings at once (`ingest.transfers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfers {
+    /// This many (up to `source.max_connections`).
+    Fixed(usize),
+    /// As many as pay off, up to `source.max_connections` and what the server accepts.
+    Auto,
+}
 
 /// How files are handled once found.
 #[derive(Debug, Clone)]
@@ -171,7 +184,7 @@ pub struct IngestSettings {
     /// A recording modified more recently than this may still be uploading: left for later.
     pub recordings_min_age: Duration,
     /// Connections used at once to copy recordings.
-    pub transfers: usize,
+    pub transfers: Transfers,
     /// How long a worker's claim on a unit of work (a category of a day) lasts if it
     /// is not released, e.g. because the worker crashed.
     pub lease: Duration,
@@ -207,7 +220,10 @@ pub(super) fn read(s: &mut Section<'_>) -> IngestSettings {
         },
         max_tries: MAX_TRIES.read(s) as u32,
         recordings_min_age: secs(RECORDINGS_MIN_AGE_SECS.read(s)),
-        transfers: TRANSFERS.read(s) as usize,
+        transfers: match TRANSFERS.read(s) {
+            NumberOrWord::Number(n) => Transfers::Fixed(n as usize),
+            NumberOrWord::Word => Transfers::Auto,
+        },
         lease: secs(LEASE_SECS.read(s)),
         shutdown_grace: secs(SHUTDOWN_GRACE_SECS.read(s)),
         call_history_timezone: read_zone(s, CALL_HISTORY_TIMEZONE),
@@ -279,6 +295,37 @@ mod tests {
         assert_eq!(settings.ingest.categories, every);
         assert_eq!(settings.ingest.zip_limits, ZipLimits::default());
         assert_eq!(settings.ingest.max_tries, 5);
-        assert_eq!(settings.ingest.lease, Duration::from_secs(3600));
+        assert_eq!(settings.ingest.lease, Duration::from_secs(60));
+        assert_eq!(settings.ingest.transfers, Transfers::Auto);
+    }
+
+    /// `ingest.transfers` is "auto" or a number, also from the environment; anything
+    /// else is reported with the key and what it may be.
+    #[test]
+    fn transfers_are_auto_or_a_number() {
+        const BASE: &str = "[source]\nurl = \"file:///tmp\"\n[destination]\nurl = \"file:///y\"\n";
+        let of = |value: &str| {
+            crate::config::Settings::parse(
+                &format!("{BASE}[ingest]\ntransfers = {value}\n"),
+                &|_| None,
+            )
+            .map(|s| s.ingest.transfers)
+        };
+        assert_eq!(of("\"auto\"").unwrap(), Transfers::Auto);
+        assert_eq!(of("8").unwrap(), Transfers::Fixed(8));
+        assert_eq!(of("\"12\"").unwrap(), Transfers::Fixed(12));
+        for bad in ["0", "65", "\"many\"", "2.5", "true"] {
+            let issues = of(bad).unwrap_err();
+            assert_eq!(issues.len(), 1, "{bad}: {issues:?}");
+            let text = issues[0].to_string();
+            assert!(
+                text.starts_with("ingest.transfers: is ")
+                    && text.ends_with("it must be \"auto\" or a whole number from 1 to 64"),
+                "{bad}: {text}"
+            );
+        }
+        let env = |name: &str| (name == "CDR_INGEST_INGEST_TRANSFERS").then(|| "6".to_string());
+        let settings = crate::config::Settings::parse(BASE, &env).unwrap();
+        assert_eq!(settings.ingest.transfers, Transfers::Fixed(6));
     }
 }

@@ -21,6 +21,7 @@ pub enum Key {
     List(List),
     Table(Table),
     Retention(Retention),
+    IntegerOrWord(IntegerOrWord),
 }
 
 impl Key {
@@ -32,6 +33,7 @@ impl Key {
             Key::List(k) => k.name,
             Key::Table(k) => k.name,
             Key::Retention(k) => k.name,
+            Key::IntegerOrWord(k) => k.name,
         }
     }
 }
@@ -133,6 +135,49 @@ impl Retention {
                 );
                 self.default
             }),
+        }
+    }
+}
+
+/// A whole number from `min` to `max`, or one word that stands for something else
+/// (e.g. `"auto"`); a number may also be given as text (as from the environment).
+#[derive(Debug, Clone, Copy)]
+pub struct IntegerOrWord {
+    pub name: &'static str,
+    pub min: i64,
+    pub max: i64,
+    pub word: &'static str,
+    pub default: NumberOrWord,
+}
+
+/// The value of an [`IntegerOrWord`] key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberOrWord {
+    Number(i64),
+    Word,
+}
+
+impl IntegerOrWord {
+    pub fn read(&self, s: &mut Section<'_>) -> NumberOrWord {
+        let Some(text) = s.take_scalar(self.name) else {
+            return self.default;
+        };
+        let text = text.trim();
+        if text == self.word {
+            return NumberOrWord::Word;
+        }
+        match text.parse::<i64>() {
+            Ok(n) if (self.min..=self.max).contains(&n) => NumberOrWord::Number(n),
+            _ => {
+                s.issue(
+                    self.name,
+                    format!(
+                        "is {text:?}; it must be {:?} or a whole number from {} to {}",
+                        self.word, self.min, self.max
+                    ),
+                );
+                self.default
+            }
         }
     }
 }

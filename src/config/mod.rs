@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 pub use accounts::{Account, OVERRIDABLE, check_name};
 pub use destination::DestinationSettings;
-pub use ingest::{ChangedSettings, IngestSettings};
-pub use key::Key;
+pub use ingest::{ChangedSettings, IngestSettings, Transfers};
+pub use key::{Key, NumberOrWord};
 pub use metrics::{MetricsSettings, Pushgateway};
 pub use reader::{ConfigIssue, ENV_PREFIX, env_name};
 use reader::{Reader, Section, stray_variables};
@@ -243,8 +243,9 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
         secrets_required: bool,
     ) -> (Option<Settings>, Vec<ConfigIssue>, BTreeSet<String>) {
+        let serve_only = root.contains_key("serve") && !root.contains_key("source");
         let mut reader = Reader::new(root, env, secrets_required);
-        let source = read_section(&mut reader, "source", |s| source::read(s, env));
+        let source = read_section(&mut reader, "source", |s| source::read(s, env, serve_only));
         let destination = read_section(&mut reader, "destination", destination::read);
         let ingest = read_section(&mut reader, "ingest", ingest::read);
         let schedule = read_section(&mut reader, "schedule", schedule::read);

@@ -148,6 +148,9 @@ pub enum SourceEndpoint {
     LocalDir(PathBuf),
     /// A bucket or container in the same layout (`s3://`, `gs://`, `az://`).
     Bucket(BucketSettings),
+    /// None: a configuration without `[source]` but with `[serve]` only receives
+    /// pushed records; the commands that read a source refuse it.
+    None,
 }
 
 /// A bucket source: its URL (bucket and prefix) and the store's options.
@@ -228,6 +231,7 @@ impl SourceSettings {
             SourceEndpoint::Sftp(sftp) => format!("{}:{}", sftp.host, sftp.port),
             SourceEndpoint::LocalDir(root) => root.display().to_string(),
             SourceEndpoint::Bucket(bucket) => crate::store::redact(&bucket.url),
+            SourceEndpoint::None => "(no source)".to_string(),
         }
     }
 }
@@ -243,9 +247,11 @@ impl RemoteFolders {
     }
 }
 
+/// `serve_only`: the file has `[serve]` and no `[source]`, so the URL may be left out.
 pub(super) fn read(
     s: &mut Section<'_>,
     env: &dyn Fn(&str) -> Option<String>,
+    serve_only: bool,
 ) -> Option<SourceSettings> {
     let url = URL.read_set(s);
     let password_env = PASSWORD_ENV.read_set(s);
@@ -274,10 +280,21 @@ pub(super) fn read(
             .collect(),
     );
 
+    let settings = |endpoint| SourceSettings {
+        endpoint,
+        timeout: Duration::from_secs(timeout as u64),
+        retry_max: Duration::from_secs(retry_max as u64),
+        max_listing_entries: max_listing_entries as u64,
+        max_connections: max_connections as usize,
+        folders,
+    };
     let Some(url) = url else {
+        if serve_only {
+            return Some(settings(SourceEndpoint::None));
+        }
         s.issue(
             "url",
-            "is required, e.g. \"ftps://user@ftp.example.com:21\"",
+            "is required, e.g. \"ftps://user@ftp.example.com:21\" (only a configuration for serve alone, with [serve] and no [source], goes without)",
         );
         return None;
     };
@@ -395,14 +412,7 @@ pub(super) fn read(
             "only a bucket source (s3://, gs://, az://) takes options",
         );
     }
-    Some(SourceSettings {
-        endpoint,
-        timeout: Duration::from_secs(timeout as u64),
-        retry_max: Duration::from_secs(retry_max as u64),
-        max_listing_entries: max_listing_entries as u64,
-        max_connections: max_connections as usize,
-        folders,
-    })
+    Some(settings(endpoint))
 }
 
 fn folder(s: &mut Section<'_>, key: &Text) -> String {

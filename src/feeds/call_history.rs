@@ -19,6 +19,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{ChangedFeed, ChangedLimits, Dataset, Feed, Taken, Unit};
+use crate::calls::{
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
+    rule,
+};
 use crate::formats::call_history::{CALL_HISTORY, ExportFormat, csv_rows};
 use crate::formats::rows::RowSource;
 use crate::formats::sheet_rows::Workbook;
@@ -51,7 +55,100 @@ pub static FEED: Feed = Feed {
     unit: Unit::Changed(&CallHistory),
     files: None,
     generate: crate::generate::call_history::write,
+    calls: &CALLS,
 };
+
+/// The provider of the call-history exports (`../shared/PROVIDER.md` §4).
+pub const CLOUD_CONTACT_CENTER: &str = "cloud_contact_center";
+
+/// Each export row is one call attempt, its own call.
+static CALLS: [Mapping; 1] = [Mapping {
+    dataset: CALL_HISTORY.dataset,
+    provider: CLOUD_CONTACT_CENTER,
+    rank: Rank {
+        call: 0,
+        outcome: 0,
+        routing: 0,
+    },
+    outcomes: &OUTCOMES,
+    direction: "`type`: `inbound` or `outbound` (from Входящий/Исходящий, Inbound/Outbound, Incoming/Outgoing)",
+    columns: &[
+        "time",
+        "type",
+        "attempt_result",
+        "attempt_result_text",
+        "ring_duration",
+        "talk_duration",
+        "to",
+        "call_key",
+        "from",
+        "operator",
+        "queue",
+        "price",
+        "_source_file",
+        "_source_line",
+    ],
+    facts,
+    objects: Objects::Every,
+}];
+
+/// `attempt_result` (the stable code; else the text as sent, which no rule knows)
+/// → outcome.
+static OUTCOMES: [Rule; 14] = [
+    rule("answered", Some(Outcome::Answered)),
+    rule("no_answer", Some(Outcome::NoAnswer)),
+    rule("busy", Some(Outcome::Busy)),
+    rule("unreachable", Some(Outcome::Failed)),
+    rule("rejected", Some(Outcome::Rejected)),
+    rule("voicemail", Some(Outcome::Voicemail)),
+    rule("abandoned", Some(Outcome::Abandoned)),
+    rule("dnc_blocked", Some(Outcome::Rejected)),
+    rule("dial_error", Some(Outcome::Failed)),
+    rule("cancelled", Some(Outcome::Cancelled)),
+    rule("wrong_number", Some(Outcome::Failed)),
+    rule("insufficient_funds", Some(Outcome::Failed)),
+    rule("missed_by_operator", Some(Outcome::NoAnswer)),
+    rule("ended_in_ivr", Some(Outcome::Cancelled)),
+];
+
+/// A `call_history` row's columns → the calls columns (README: "The calls dataset").
+fn facts(r: &Record<'_>) -> Option<Facts> {
+    let started = r.micros("time");
+    let direction = match r.text("type") {
+        Some("inbound") => Some(Direction::Inbound),
+        Some("outbound") => Some(Direction::Outbound),
+        _ => None,
+    };
+    let said = match (r.owned("attempt_result"), r.owned("attempt_result_text")) {
+        (Some(code), _) => classify(&OUTCOMES, std::slice::from_ref(&code), code.clone()),
+        (None, Some(text)) => classify(&OUTCOMES, std::slice::from_ref(&text), text.clone()),
+        (None, None) => Said::default(),
+    };
+    let (ring, talk) = (r.whole("ring_duration"), r.whole("talk_duration"));
+    let answered = talk.is_some_and(|t| t > 0);
+    let to = r.owned("to");
+    Some(Facts {
+        call_id: r.owned("call_key")?,
+        started_at: started,
+        answered_at: answered
+            .then(|| plus_seconds(started, Some(ring.unwrap_or(0))))
+            .flatten(),
+        ended_at: plus_seconds(started, Some(ring.unwrap_or(0) + talk.unwrap_or(0))),
+        direction,
+        from_number: r.owned("from"),
+        did: to.clone().filter(|_| direction == Some(Direction::Inbound)),
+        to_number: to,
+        agent_name: r.owned("operator"),
+        queue_name: r.owned("queue"),
+        ring_seconds: ring,
+        talk_seconds: talk,
+        said,
+        cost: r.decimal("price"),
+        source_object: r.owned("_source_file").unwrap_or_default(),
+        source_line: r.whole("_source_line"),
+        ..Facts::default()
+    })
+}
 
 /// One row per call key across the dataset.
 pub static GROUP: Group = Group {

@@ -14,7 +14,11 @@ use crate::pipeline::transfer;
 use crate::pipeline::{Context, FileOutcome, IngestError};
 use async_trait::async_trait;
 
-use super::{DailyFeed, Dataset, Feed, Unit};
+use super::{DailyFeed, Dataset, Feed, HOSTED_PBX, Unit};
+use crate::calls::{
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
+    rule,
+};
 use crate::source::{RemoteFile, SourceError};
 use crate::state::attempts::AttemptRecord;
 use crate::state::json::StateError;
@@ -37,7 +41,118 @@ pub static FEED: Feed = Feed {
     unit: Unit::Daily(&Cdrs),
     files: None,
     generate: crate::generate::cdr::write,
+    calls: &CALLS,
 };
+
+/// A CDR is the call itself: its times, numbers and cost come first.
+static CALLS: [Mapping; 1] = [Mapping {
+    dataset: CDR.dataset,
+    provider: HOSTED_PBX,
+    rank: Rank {
+        call: 0,
+        outcome: 1,
+        routing: 2,
+    },
+    outcomes: &OUTCOMES,
+    direction: "`outbound` when `src_id` is set (only outbound PSTN calls carry it); `internal` when `src` and `dst` are both extensions (2 to 6 digits); else `inbound`",
+    columns: &[
+        "calldate",
+        "duration",
+        "billsec",
+        "src",
+        "dst",
+        "src_id",
+        "disposition",
+        "t_cause",
+        "clid",
+        "id",
+        "destination",
+        "dst_name",
+        "charge",
+        "_source_file",
+        "_source_line",
+    ],
+    facts,
+    objects: Objects::Every,
+}];
+
+/// `disposition` (or `disposition/t_cause`, tried first) → outcome.
+static OUTCOMES: [Rule; 7] = [
+    rule("ANSWERED", Some(Outcome::Answered)),
+    rule("NO ANSWER/Cancelled", Some(Outcome::Cancelled)),
+    rule("NO ANSWER", Some(Outcome::NoAnswer)),
+    rule("BUSY", Some(Outcome::Busy)),
+    rule("FAILED/Call Rejected", Some(Outcome::Rejected)),
+    rule("FAILED", Some(Outcome::Failed)),
+    rule("CONGESTION", Some(Outcome::Failed)),
+];
+
+/// A CDR row's columns → the calls columns (README: "The calls dataset").
+fn facts(r: &Record<'_>) -> Option<Facts> {
+    let started = r.micros("calldate");
+    let (duration, billsec) = (r.whole("duration"), r.whole("billsec"));
+    let (src, dst) = (r.text("src"), r.text("dst"));
+    let direction = if r.text("src_id").is_some() {
+        Direction::Outbound
+    } else if src.is_some_and(is_extension) && dst.is_some_and(is_extension) {
+        Direction::Internal
+    } else {
+        Direction::Inbound
+    };
+    let said = match r.text("disposition") {
+        None => Said::default(),
+        Some(code) => {
+            let mut candidates = Vec::with_capacity(2);
+            if let Some(cause) = r.text("t_cause") {
+                candidates.push(format!("{code}/{cause}"));
+            }
+            candidates.push(code.to_string());
+            classify(&OUTCOMES, &candidates, code.to_string())
+        }
+    };
+    let answered = billsec.is_some_and(|b| b > 0);
+    let rang = match (duration, billsec) {
+        (Some(d), Some(b)) => Some((d - b).max(0)),
+        (Some(d), None) => Some(d),
+        _ => None,
+    };
+    let caller_name = r.text("clid").and_then(clid_name).map(str::to_string);
+    Some(Facts {
+        call_id: r.owned("id")?,
+        started_at: started,
+        answered_at: answered.then(|| plus_seconds(started, rang)).flatten(),
+        ended_at: plus_seconds(started, duration),
+        direction: Some(direction),
+        from_number: src.map(str::to_string),
+        to_number: dst.map(str::to_string),
+        did: dst
+            .filter(|_| direction == Direction::Inbound)
+            .map(str::to_string),
+        destination: r.owned("destination"),
+        called_name: r.owned("dst_name"),
+        agent_id: r.owned("src_id"),
+        agent_name: caller_name.filter(|_| direction != Direction::Inbound),
+        ring_seconds: rang,
+        talk_seconds: billsec,
+        said,
+        cost: r.decimal("charge"),
+        source_object: r.owned("_source_file").unwrap_or_default(),
+        source_line: r.whole("_source_line"),
+        ..Facts::default()
+    })
+}
+
+/// An extension: a short all-digit number.
+fn is_extension(number: &str) -> bool {
+    (2..=6).contains(&number.len()) && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The name in a caller ID such as `"Anna Nowak" <101>`.
+fn clid_name(clid: &str) -> Option<&str> {
+    let quoted = clid.strip_prefix('"')?;
+    let end = quoted.rfind("\" <")?;
+    Some(&quoted[..end]).filter(|name| !name.is_empty())
+}
 
 struct Cdrs;
 

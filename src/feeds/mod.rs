@@ -11,8 +11,12 @@
 //! by file, or records the provider pushes (`serve`) that no pass polls. The ingestion itself is the feed's code, built from the steps in
 //! `pipeline` (check against the ledger, transfer, confirm, commit).
 //!
+//! A feed that knows about calls also maps its rows onto the normalized `calls`
+//! dataset ([`Feed::calls`], see [`crate::calls`]): its columns, its outcome codes and
+//! its direction rule, as one table in its module.
+//!
 //! Adding a feed: one module here, one line in [`FEEDS`], its generator in
-//! `generate/`, its tests, its README section.
+//! `generate/`, its tests, its README section (with its calls mapping).
 
 pub mod call_history;
 pub mod cdr;
@@ -24,6 +28,7 @@ pub mod sessions;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::calls::Mapping;
 use crate::formats::table::Table;
 use crate::generate::WriteFeed;
 use crate::model::Category;
@@ -57,7 +62,13 @@ pub struct Feed {
     pub files: Option<&'static dyn OwnedFiles>,
     /// Writes a day of its fake data (`generate/`): the oracle its parser is tested against.
     pub generate: WriteFeed,
+    /// How its datasets' rows become `calls` rows (none: it says nothing about calls).
+    pub calls: &'static [Mapping],
 }
+
+/// The provider of the FTPS/SFTP drop (`../shared/PROVIDER.md` §1), whose feeds' calls
+/// join on the call's unique id.
+pub const HOSTED_PBX: &str = "hosted_pbx";
 
 /// One dataset a feed writes.
 pub struct Dataset {

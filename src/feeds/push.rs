@@ -8,7 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Dataset, Feed, PushedFeed, Unit};
+use crate::calls::{
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
+    rule,
+};
 use crate::model::Category;
+use crate::model::DECIMAL_SCALE;
 use crate::pipeline::Context;
 use crate::serve::{self, compact};
 use crate::state::json::StateError;
@@ -42,7 +47,126 @@ pub static FEED: Feed = Feed {
     unit: Unit::Pushed(&Pushed),
     files: None,
     generate: crate::generate::push::write,
+    calls: &CALLS,
 };
+
+/// The provider that pushes call records (`../shared/PROVIDER.md` §2).
+pub const PUSH_PBX: &str = "push_pbx";
+
+/// A pushed record is the call (the two legs of a click-to-call share its
+/// `ivruniqueid`, so they are one call). Only the committed generation of a day is read.
+static CALLS: [Mapping; 1] = [Mapping {
+    dataset: serve::DATASET,
+    provider: PUSH_PBX,
+    rank: Rank {
+        call: 0,
+        outcome: 0,
+        routing: 0,
+    },
+    outcomes: &OUTCOMES,
+    direction: "from `type`: `inbound` for Incoming Call, Queue, VoiceMail and the Incoming kinds of Click 2 IVR/Queue; `internal` for Callference, XferCDR, Attended CDR legs and Auto forward; `outbound` for the others (Extension Outgoing, Click2Call and ProductiveCall legs, Click 2 IVR, Scrubber, …)",
+    columns: &[
+        "ivruniqueid",
+        "type",
+        "time",
+        "caller",
+        "target",
+        "status",
+        "did",
+        "queueid",
+        "queuename",
+        "representative_code",
+        "representative_name",
+        "duration",
+        "dialtime",
+        "seconds_waiting_in_queue",
+        "price_agorot",
+    ],
+    facts,
+    objects: Objects::Last,
+}];
+
+/// `status` → outcome. `TE` is documented without a meaning: it says nothing.
+static OUTCOMES: [Rule; 14] = [
+    rule("ANSWER", Some(Outcome::Answered)),
+    rule("NOANSWER", Some(Outcome::NoAnswer)),
+    rule("BUSY", Some(Outcome::Busy)),
+    rule("CANCEL", Some(Outcome::Cancelled)),
+    rule("ABANDONE", Some(Outcome::Abandoned)),
+    rule("VOICEMAIL", Some(Outcome::Voicemail)),
+    rule("VOEND", Some(Outcome::Voicemail)),
+    rule("CONGESTION", Some(Outcome::Failed)),
+    rule("CHANUNAVAIL", Some(Outcome::Failed)),
+    rule("INVALIDARGS", Some(Outcome::Failed)),
+    rule("NOTDIALED", Some(Outcome::Failed)),
+    rule("NOTCALLED", Some(Outcome::Failed)),
+    rule("SSWPREAUTH", Some(Outcome::Rejected)),
+    rule("TE", None),
+];
+
+/// A `push_cdr` row's columns → the calls columns (README: "The calls dataset").
+fn facts(r: &Record<'_>) -> Option<Facts> {
+    let id = r.owned("ivruniqueid")?;
+    let kind = r.text("type").unwrap_or_default();
+    let direction = direction_of(kind);
+    let started = r.micros("time");
+    let (talk, ring) = (r.whole("duration"), r.whole("dialtime"));
+    let said = match r.owned("status") {
+        None => Said::default(),
+        Some(code) => classify(&OUTCOMES, std::slice::from_ref(&code), code.clone()),
+    };
+    let answered = talk.is_some_and(|t| t > 0);
+    // `queueid` 0 is "no queue".
+    let queue_id = r.owned("queueid").filter(|q| q != "0");
+    Some(Facts {
+        // Where the record was stored as it arrived (a record has no file).
+        source_object: format!(
+            "{}/{}",
+            serve::inbox::INBOX,
+            serve::inbox::object_name(&id, kind)
+        ),
+        call_id: id,
+        started_at: started,
+        answered_at: answered
+            .then(|| plus_seconds(started, Some(ring.unwrap_or(0))))
+            .flatten(),
+        ended_at: plus_seconds(started, Some(ring.unwrap_or(0) + talk.unwrap_or(0))),
+        direction: Some(direction),
+        from_number: r.owned("caller"),
+        to_number: r.owned("target"),
+        did: r.owned("did").filter(|_| direction == Direction::Inbound),
+        agent_id: r.owned("representative_code"),
+        agent_name: r.owned("representative_name"),
+        queue_name: queue_id.as_ref().and_then(|_| r.owned("queuename")),
+        queue_id,
+        ring_seconds: ring,
+        wait_seconds: r.whole("seconds_waiting_in_queue"),
+        talk_seconds: talk,
+        said,
+        // Agorot, 1/100 of a shekel.
+        cost: r
+            .whole("price_agorot")
+            .map(|agorot| i128::from(agorot) * 10i128.pow(DECIMAL_SCALE as u32 - 2)),
+        currency: r.whole("price_agorot").map(|_| "ILS".to_string()),
+        source_line: None,
+        ..Facts::default()
+    })
+}
+
+/// A record's `type` → which way the call went.
+fn direction_of(kind: &str) -> Direction {
+    let kind = kind.to_ascii_lowercase();
+    if kind.contains("incoming") || kind == "queue" || kind == "voicemail" {
+        Direction::Inbound
+    } else if ["callference", "xfercdr", "attended cdr", "auto forward"]
+        .iter()
+        .any(|k| kind.starts_with(k))
+    {
+        Direction::Internal
+    } else {
+        Direction::Outbound
+    }
+}
 
 struct Pushed;
 

@@ -17,7 +17,11 @@ use crate::pipeline::transfer::Spool;
 use crate::pipeline::{Context, FileOutcome, IngestError};
 use async_trait::async_trait;
 
-use super::{DailyFeed, Dataset, Feed, Unit};
+use super::{DailyFeed, Dataset, Feed, HOSTED_PBX, Unit};
+use crate::calls::{
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
+    rule,
+};
 use crate::state::attempts::AttemptRecord;
 
 /// This feed's name.
@@ -44,7 +48,91 @@ pub static FEED: Feed = Feed {
     unit: Unit::Daily(&QueueCalls),
     files: None,
     generate: crate::generate::queue::write,
+    calls: &CALLS,
 };
+
+/// A `queue_call` row tells what a CDR cannot: the queue, the wait, the agent who took
+/// the call, and whether the caller gave up or was sent to voicemail.
+static CALLS: [Mapping; 1] = [Mapping {
+    dataset: QUEUE_CALL.dataset,
+    provider: HOSTED_PBX,
+    rank: Rank {
+        call: 1,
+        outcome: 0,
+        routing: 0,
+    },
+    outcomes: &OUTCOMES,
+    direction: "`inbound` (only inbound calls enter a queue)",
+    columns: &[
+        "start_time",
+        "_source_file",
+        "call_id",
+        "cli",
+        "ddi",
+        "final_dst_id",
+        "queue_id",
+        "final_dst_type",
+        "t_cause",
+        "_source_line",
+        "conn_time",
+        "hold_time",
+    ],
+    facts,
+    objects: Objects::Every,
+}];
+
+/// `final_dst_type/t_cause` → outcome: the pair, then `type/*`, then `*/t_cause`.
+/// `None`: passed on to another queue or an IVR, so the CDR says how the call ended.
+static OUTCOMES: [Rule; 6] = [
+    rule("U/C", Some(Outcome::Answered)),
+    rule("U/H", Some(Outcome::Abandoned)),
+    rule("V/*", Some(Outcome::Voicemail)),
+    rule("Q/*", None),
+    rule("R/*", None),
+    rule("*/H", Some(Outcome::Abandoned)),
+];
+
+/// A `queue_call` row's columns → the calls columns (README: "The calls dataset").
+fn facts(r: &Record<'_>) -> Option<Facts> {
+    let started = r.micros("start_time");
+    let hold = r.whole("hold_time");
+    let (kind, cause) = (r.text("final_dst_type"), r.text("t_cause"));
+    let said = if kind.is_none() && cause.is_none() {
+        Said::default()
+    } else {
+        let (kind, cause) = (kind.unwrap_or_default(), cause.unwrap_or_default());
+        classify(
+            &OUTCOMES,
+            &[
+                format!("{kind}/{cause}"),
+                format!("{kind}/*"),
+                format!("*/{cause}"),
+            ],
+            format!("{kind}/{cause}"),
+        )
+    };
+    let connected = said.outcome == Some(Outcome::Answered);
+    let answered_at = plus_seconds(started, hold);
+    Some(Facts {
+        call_id: r.owned("call_id")?,
+        started_at: started,
+        answered_at: answered_at.filter(|_| connected),
+        ended_at: plus_seconds(answered_at, r.whole("conn_time")),
+        direction: Some(Direction::Inbound),
+        from_number: r.owned("cli"),
+        to_number: r.owned("ddi"),
+        did: r.owned("ddi"),
+        agent_id: r.owned("final_dst_id").filter(|_| connected),
+        queue_id: r.owned("queue_id"),
+        ring_seconds: hold,
+        wait_seconds: hold,
+        talk_seconds: r.whole("conn_time"),
+        said,
+        source_object: r.owned("_source_file").unwrap_or_default(),
+        source_line: r.whole("_source_line"),
+        ..Facts::default()
+    })
+}
 
 struct QueueCalls;
 

@@ -7,23 +7,28 @@ use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
-use super::{Dataset, Feed, ListedFeed, OwnedFiles, Unit};
+use super::{Dataset, Feed, HOSTED_PBX, ListedFeed, OwnedFiles, Unit};
+use crate::calls::{self, Facts, Mapping, Objects, Outcome, Rank, Record, Said};
 use crate::formats::recording_name;
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
 use crate::pipeline::file::modified_text;
 use crate::pipeline::transfer::ObjectUpload;
+use crate::pipeline::transfer_count::{self, Controller};
 use crate::pipeline::{Context, CopyReport, IngestError, Observer, millis};
 use crate::sink::{layout, upload::put_bytes};
 use crate::sink::{recording_index, retry};
-use crate::source::RemoteFile;
+use crate::source::{ChunkSink, RemoteFile};
 use crate::state::json::FORMAT_VERSION;
 use crate::state::json::StateError;
 use crate::state::ledger::{RecordingFile, RecordingsEntry};
@@ -45,7 +50,52 @@ pub static FEED: Feed = Feed {
     unit: Unit::Listed(&Recordings),
     files: Some(&Recordings),
     generate: crate::generate::recordings::write,
+    calls: &CALLS,
 };
+
+/// A recording says who talked (its SIP user) and where the audio is; a call with a
+/// recording was answered.
+static CALLS: [Mapping; 1] = [Mapping {
+    dataset: layout::RECORDING_INDEX,
+    provider: HOSTED_PBX,
+    rank: Rank {
+        call: 2,
+        outcome: 2,
+        routing: 1,
+    },
+    outcomes: &[],
+    direction: "none (the CDR's)",
+    columns: &[
+        "unique_id",
+        "started",
+        "caller_id",
+        "called_no",
+        "sip_user",
+        "object_key",
+        "file_name",
+    ],
+    facts,
+    objects: Objects::Every,
+}];
+
+/// A `recording_index` row's columns → the calls columns (README: "The calls dataset").
+fn facts(r: &Record<'_>) -> Option<Facts> {
+    Some(Facts {
+        call_id: r.owned("unique_id")?,
+        started_at: r.micros("started"),
+        from_number: r.owned("caller_id"),
+        to_number: r.owned("called_no"),
+        agent_id: r.owned("sip_user"),
+        recording_key: r.owned("object_key"),
+        said: Said {
+            outcome: Some(Outcome::Answered),
+            detail: None,
+            unmapped: false,
+        },
+        source_object: r.owned("file_name").unwrap_or_default(),
+        ..Facts::default()
+    })
+}
 
 struct Recordings;
 
@@ -108,7 +158,10 @@ impl ListedFeed for Recordings {
         // Day by day: a day's index and ledger entry are written as soon as its copies are
         // done, so memory holds one day's results and ledger (plus the listed names), and
         // a long backfill keeps what it did.
-        let mut pool = Vec::new();
+        let controller = Mutex::new(Controller::new(
+            ctx.settings.ingest.transfers,
+            ctx.settings.source.max_connections,
+        ));
         for (day, files) in candidates {
             let looked_up = Instant::now();
             let mut entry = ctx.ledger.copies(CATEGORY, day).await?.unwrap_or_default();
@@ -134,29 +187,13 @@ impl ListedFeed for Recordings {
             // At most `source.max_connections` (all workers together): the listing's
             // own connection gives its slot back first.
             connection.close().await;
-            let workers = ctx
-                .settings
-                .ingest
-                .transfers
-                .min(ctx.settings.source.max_connections)
-                .min(jobs.len());
-            while pool.len() < workers {
-                pool.push(ctx.connection());
-            }
             let copy_started = Instant::now();
-            let queue = Mutex::new(jobs);
-            let results = Mutex::new(Vec::new());
-            futures::future::join_all(
-                pool[..workers]
-                    .iter_mut()
-                    .map(|connection| work(ctx, connection, &queue, &results, observer)),
-            )
-            .await;
+            let results = copy_day(ctx, jobs, &controller, observer).await;
             report.copy_ms += millis(copy_started.elapsed());
 
             let index_started = Instant::now();
             let (mut copied, mut bytes, mut pending, mut failed) = (0, 0, 0, 0);
-            for (job, result) in results.into_inner().expect("not poisoned") {
+            for (job, result) in results {
                 match result {
                     Ok(file) => {
                         copied += 1;
@@ -182,8 +219,6 @@ impl ListedFeed for Recordings {
             }
             report.index_ms += millis(index_started.elapsed());
         }
-        // All at once: each goodbye waits a round trip for its answer.
-        futures::future::join_all(pool.iter_mut().map(|connection| connection.close())).await;
         tracing::info!(
             listed = report.listed,
             copied = report.copied,
@@ -242,17 +277,134 @@ struct Job {
 
 type Copied = (Job, Result<RecordingFile, IngestError>);
 
-/// One connection's share of a day: takes jobs from `queue` until it is empty. The
-/// previous file's upload completes while the next one downloads: storing an object
-/// (a rename on disk, a PUT and a HEAD on S3) would otherwise add its latency to every
-/// file. One at a time, so memory stays at two files a connection.
-async fn work(
+/// Copies a day's recordings over as many connections as `controller` says (see
+/// `pipeline::transfer_count`): workers are started up to its count while there is
+/// work, and stop (after their file) when it falls; while all of them are busy, the
+/// bytes moved in each window are measured for it.
+async fn copy_day(
     ctx: &Context,
-    connection: &mut Connection<'_>,
-    queue: &Mutex<VecDeque<Job>>,
-    results: &Mutex<Vec<Copied>>,
+    jobs: VecDeque<Job>,
+    controller: &Mutex<Controller>,
     observer: Option<&dyn Observer>,
-) {
+) -> Vec<Copied> {
+    let pool = Pool {
+        queue: Mutex::new(jobs),
+        results: Mutex::new(Vec::new()),
+        controller,
+        live: AtomicUsize::new(0),
+        opening: AtomicUsize::new(0),
+        moved: AtomicU64::new(0),
+    };
+    let mut workers = FuturesUnordered::new();
+    // The start of a window of measurement and the bytes moved by then.
+    let mut window: Option<(Instant, u64)> = None;
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let target = pool.target();
+        // Not more than there are files for: each worker opening takes one.
+        while pool.live.load(Ordering::SeqCst) < target
+            && pool.opening.load(Ordering::SeqCst) < lock(&pool.queue).len()
+        {
+            pool.live.fetch_add(1, Ordering::SeqCst);
+            pool.opening.fetch_add(1, Ordering::SeqCst);
+            workers.push(work(ctx, &pool, observer));
+            window = None;
+        }
+        if workers.is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = workers.next() => window = None,
+            _ = tick.tick() => {
+                // Measured only while the count holds, every connection is open and busy.
+                let steady = pool.opening.load(Ordering::SeqCst) == 0
+                    && pool.live.load(Ordering::SeqCst) == target
+                    && !pool.queue_is_empty();
+                let (now, moved) = (Instant::now(), pool.moved.load(Ordering::SeqCst));
+                match window {
+                    _ if !steady => window = None,
+                    None => window = Some((now, moved)),
+                    Some((start, before)) if now - start >= transfer_count::WINDOW => {
+                        let elapsed = now - start;
+                        lock(controller).measured(moved - before, elapsed);
+                        window = None;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    drop(workers);
+    pool.results.into_inner().expect("not poisoned")
+}
+
+/// How often the copy looks at its workers and its window.
+const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What the workers of a day's copy share.
+struct Pool<'c> {
+    queue: Mutex<VecDeque<Job>>,
+    results: Mutex<Vec<Copied>>,
+    controller: &'c Mutex<Controller>,
+    /// Workers running (opening their connection or copying).
+    live: AtomicUsize,
+    /// Workers still opening their connection.
+    opening: AtomicUsize,
+    /// Bytes downloaded, as they arrive.
+    moved: AtomicU64,
+}
+
+impl Pool<'_> {
+    fn target(&self) -> usize {
+        lock(self.controller).target()
+    }
+
+    fn queue_is_empty(&self) -> bool {
+        lock(&self.queue).is_empty()
+    }
+
+    /// Leaves the pool if more workers run than `still_wanted` allows of them; a
+    /// worker never leaves as the last one.
+    fn leave_if(&self, still_wanted: impl Fn(usize) -> bool) -> bool {
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |live| {
+                (live > 1 && !still_wanted(live)).then(|| live - 1)
+            })
+            .is_ok()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().expect("not poisoned")
+}
+
+/// One worker of a day's copy: opens its connection (beside others, with one try: if
+/// the server refuses it, or no slot is free, it leaves and says so to the
+/// controller), then takes jobs until the queue is empty or the count falls below the
+/// workers running. The previous file's upload completes while the next one
+/// downloads: storing an object (a rename on disk, a PUT and a HEAD on S3) would
+/// otherwise add its latency to every file. One at a time, so memory stays at two
+/// files a connection.
+async fn work(ctx: &Context, pool: &Pool<'_>, observer: Option<&dyn Observer>) {
+    let mut connection = ctx.connection();
+    let opened = connection.try_open().await;
+    pool.opening.fetch_sub(1, Ordering::SeqCst);
+    // The last worker, or one whose error no retry changes, goes on as always: each
+    // operation is retried (and its failure reported) on its own.
+    let refused = match &opened {
+        Ok(true) => false,
+        Ok(false) => true,
+        Err(e) => e.is_transient(),
+    };
+    if refused && pool.leave_if(|_| false) {
+        let others = pool.live.load(Ordering::SeqCst);
+        match &opened {
+            Err(e) => lock(pool.controller).refused(others, e),
+            _ => lock(pool.controller).no_slot(others),
+        };
+        connection.close().await;
+        return;
+    }
     let done = |result: &Result<RecordingFile, IngestError>| {
         if let Some(observer) = observer {
             observer.recordings_done(1, result.as_ref().map_or(0, |file| file.size));
@@ -260,7 +412,15 @@ async fn work(
     };
     let mut storing: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
     loop {
-        let next = queue.lock().expect("not poisoned").pop_front();
+        let next = if pool.leave_if(|live| live <= pool.target()) {
+            None
+        } else {
+            let next = lock(&pool.queue).pop_front();
+            if next.is_none() {
+                pool.live.fetch_sub(1, Ordering::SeqCst);
+            }
+            next
+        };
         let previous = async {
             if let Some(storing) = storing.take() {
                 storing.await;
@@ -272,26 +432,28 @@ async fn work(
             connection.close().await;
             return;
         };
-        let ((), fetched) = futures::future::join(previous, fetch(ctx, connection, &job)).await;
+        let fetching = fetch(ctx, &mut connection, &job, &pool.moved);
+        let ((), fetched) = futures::future::join(previous, fetching).await;
         match fetched {
             Ok(upload) => {
                 storing = Some(Box::pin(async move {
                     let result = store(ctx, &job, upload).await;
                     done(&result);
-                    results.lock().expect("not poisoned").push((job, result));
+                    lock(&pool.results).push((job, result));
                 }));
             }
             Err(e) => {
                 let result = Err(e);
                 done(&result);
-                results.lock().expect("not poisoned").push((job, result));
+                lock(&pool.results).push((job, result));
             }
         }
     }
 }
 
-/// Writes a day's index, then its ledger entry (the ledger never names an object that
-/// is not complete).
+/// Writes a day's index, marks the day's calls for the end of the pass, then writes
+/// its ledger entry (the
+/// ledger never names an object that is not complete).
 async fn commit_day(
     ctx: &Context,
     day: NaiveDate,
@@ -309,6 +471,7 @@ async fn commit_day(
             key: key.to_string(),
             detail: e.to_string(),
         })?;
+    calls::mark(&ctx.json, [day], &[]).await?;
     ctx.ledger.put_copies(CATEGORY, day, &entry).await?;
     Ok(())
 }
@@ -319,13 +482,18 @@ async fn fetch(
     ctx: &Context,
     connection: &mut Connection<'_>,
     job: &Job,
+    moved: &AtomicU64,
 ) -> Result<ObjectUpload, IngestError> {
     let key = layout::recording_object(job.day, &job.name);
     let mut upload = ObjectUpload::new(&ctx.store, key, job.remote.size);
     // The recording's own retry budget (`pipeline::connection`).
     let mut retries = connection.retry_budget();
+    let mut counted = Counted {
+        inner: &mut upload,
+        moved,
+    };
     let copied = match connection
-        .download(&job.remote.path, &mut upload, &mut retries)
+        .download(&job.remote.path, &mut counted, &mut retries)
         .await
     {
         Ok(copied) => copied,
@@ -342,6 +510,24 @@ async fn fetch(
         });
     }
     Ok(upload)
+}
+
+/// Passes a download on, adding its bytes to the copy's count as they arrive.
+struct Counted<'a> {
+    inner: &'a mut dyn ChunkSink,
+    moved: &'a AtomicU64,
+}
+
+#[async_trait]
+impl ChunkSink for Counted<'_> {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.moved.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        self.inner.write(chunk).await
+    }
+
+    fn written(&self) -> u64 {
+        self.inner.written()
+    }
 }
 
 /// Completes a downloaded recording's object and checks what the store holds.

@@ -16,6 +16,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{ChangedFeed, ChangedLimits, Dataset, Feed, Taken, Unit};
+use crate::calls::{
+    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, rule,
+};
 use crate::formats::sessions_json::{
     SESSION_PARTICIPANTS, SESSION_TABLES, SESSION_TRANSFERS, SESSIONS, SessionDocument,
 };
@@ -57,7 +60,113 @@ pub static FEED: Feed = Feed {
     unit: Unit::Changed(&Sessions),
     files: None,
     generate: crate::generate::sessions::write,
+    calls: &CALLS,
 };
+
+/// The provider of the session metadata files (`../shared/PROVIDER.md` §3).
+pub const CONTACT_CENTER_AI: &str = "contact_center_ai";
+
+/// A voice session is a call; chats are not.
+static CALLS: [Mapping; 1] = [Mapping {
+    dataset: SESSIONS.dataset,
+    provider: CONTACT_CENTER_AI,
+    rank: Rank {
+        call: 0,
+        outcome: 0,
+        routing: 0,
+    },
+    outcomes: &OUTCOMES,
+    direction: "`outbound` when `call_type` (or `session_type_v2`) says Outbound or Campaign; else `inbound`",
+    columns: &[
+        "call_type",
+        "session_type_v2",
+        "status",
+        "status_code",
+        "support_number",
+        "outbound_number",
+        "id",
+        "created_at",
+        "connected_at",
+        "ended_at",
+        "agent_id",
+        "agent_name",
+        "menu_path",
+        "menu_path_id",
+        "wait_duration",
+        "call_duration",
+        "_source_file",
+        "_source_line",
+    ],
+    facts,
+    objects: Objects::Every,
+}];
+
+/// `status` (its name, or the code when the name is unknown) → outcome. The states a
+/// session passes through before it ends say nothing yet.
+static OUTCOMES: [Rule; 20] = [
+    rule("finished", Some(Outcome::Answered)),
+    rule("failed", Some(Outcome::Failed)),
+    rule("deflected", Some(Outcome::Rejected)),
+    rule("recovered", Some(Outcome::Abandoned)),
+    rule("voicemail", Some(Outcome::Voicemail)),
+    rule("voicemail_received", Some(Outcome::Voicemail)),
+    rule("scheduled", None),
+    rule("queued", None),
+    rule("assigned", None),
+    rule("connecting", None),
+    rule("switching", None),
+    rule("connected", None),
+    rule("selecting", None),
+    rule("va_assigned", None),
+    rule("va_connected", None),
+    rule("preview_pending", None),
+    rule("preview_ready", None),
+    rule("campaign_connecting", None),
+    rule("campaign_connected", None),
+    rule("requeued", None),
+];
+
+/// A `sessions` row's columns → the calls columns (README: "The calls dataset").
+fn facts(r: &Record<'_>) -> Option<Facts> {
+    let voice = r
+        .text("call_type")
+        .or_else(|| r.text("session_type_v2").filter(|t| t.starts_with("Voice")))?;
+    let outbound = voice.contains("Outbound") || voice.contains("Campaign");
+    let direction = if outbound {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    };
+    let code = r
+        .owned("status")
+        .or_else(|| r.whole("status_code").map(|c| c.to_string()));
+    let said = match code {
+        None => Said::default(),
+        Some(code) => classify(&OUTCOMES, std::slice::from_ref(&code), code.clone()),
+    };
+    let (support, outbound_number) = (r.owned("support_number"), r.owned("outbound_number"));
+    Some(Facts {
+        call_id: r.whole("id")?.to_string(),
+        started_at: r.micros("created_at"),
+        answered_at: r.micros("connected_at"),
+        ended_at: r.micros("ended_at"),
+        direction: Some(direction),
+        from_number: if outbound { outbound_number } else { None },
+        to_number: if outbound { None } else { support.clone() },
+        did: if outbound { None } else { support },
+        agent_id: r.whole("agent_id").map(|id| id.to_string()),
+        agent_name: r.owned("agent_name"),
+        queue_name: r.owned("menu_path"),
+        queue_id: r.owned("menu_path_id"),
+        wait_seconds: r.whole("wait_duration"),
+        talk_seconds: r.whole("call_duration"),
+        said,
+        recording_key: None,
+        source_object: r.owned("_source_file").unwrap_or_default(),
+        source_line: r.whole("_source_line"),
+        ..Facts::default()
+    })
+}
 
 /// The sessions and the rows that follow each: a session's participants and
 /// transfers carry its id in `session_id`.

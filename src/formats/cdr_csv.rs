@@ -2,16 +2,7 @@
 
 use std::sync::OnceLock;
 
-use super::table::{Column, Kind, Table};
-
-const fn col(name: &'static str, kind: Kind, required: bool) -> Column {
-    Column {
-        name,
-        kind,
-        required,
-        headers: &[],
-    }
-}
+use super::table::{Kind, Table, col};
 
 /// The CDR columns as the provider documents them, in the order we write them.
 pub static CDR: Table = Table {

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::table::{Column, Kind, Table};
+use super::table::{Column, Kind, Table, col};
 
 /// `final_dst_type`: where the call ended.
 const FINAL_DESTINATION: &[(&str, &str)] = &[
@@ -17,15 +17,6 @@ const FINAL_DESTINATION: &[(&str, &str)] = &[
 ];
 /// `t_cause`: how it ended.
 const TERMINATION: &[(&str, &str)] = &[("C", "connected"), ("H", "hung_up")];
-
-const fn col(name: &'static str, kind: Kind, required: bool) -> Column {
-    Column {
-        name,
-        kind,
-        required,
-        headers: &[],
-    }
-}
 
 /// Every documented queue-report column, in the order we write them.
 const COLUMNS: &[Column] = &[

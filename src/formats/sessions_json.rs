@@ -26,20 +26,9 @@ use std::sync::OnceLock;
 use serde_json::Value as Json;
 
 use super::rows::Record;
-use super::table::{
-    Column, Kind, Refusal, Row, Table, Unreadable, Value, fingerprint, type_record,
-};
+use super::table::{Kind, Refusal, Row, Table, Unreadable, Value, col, fingerprint, type_record};
 use crate::model::TimestampMicros;
 use crate::sink::quarantine::QuarantineEntry;
-
-const fn col(name: &'static str, kind: Kind, required: bool) -> Column {
-    Column {
-        name,
-        kind,
-        required,
-        headers: &[],
-    }
-}
 
 /// One row per session (its newest version, once the feed has chosen it).
 pub static SESSIONS: Table = Table {

@@ -88,6 +88,16 @@ pub struct Column {
     pub headers: &'static [&'static str],
 }
 
+/// A column known by its name alone (no other header texts).
+pub const fn col(name: &'static str, kind: Kind, required: bool) -> Column {
+    Column {
+        name,
+        kind,
+        required,
+        headers: &[],
+    }
+}
+
 /// A provider file format and the dataset it becomes.
 #[derive(Debug)]
 pub struct Table {

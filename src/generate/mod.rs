@@ -266,6 +266,11 @@ pub struct DayManifest {
     pub push_records: usize,
     /// IVR layers in its records.
     pub push_ivr_layers: usize,
+    /// Its calls (the two legs of a click-to-call are one), by `status`.
+    pub push_calls_per_status: BTreeMap<String, usize>,
+    /// Their talk seconds (`duration`, once per call) and prices in agorot.
+    pub push_talk_seconds: u64,
+    pub push_price_agorot: u64,
     /// The session files of the sessions created on the day (`sessions.rs`).
     pub sessions: sessions::SessionsDay,
     /// `call_history/YYYY-MM/YYYY-MM-DD.xlsx` or `.csv`, if written.

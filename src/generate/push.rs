@@ -4,7 +4,8 @@
 //!
 //! One record per call, `ivruniqueid` = the CDR `id`, `time` = its `calldate` (epoch
 //! seconds), `caller`/`target` = `src`/`dst`, `duration` = `billsec`, `dialtime` =
-//! `duration - billsec`, `status` ANSWER/NOANSWER/BUSY/CONGESTION from the disposition,
+//! `duration - billsec`, `status` ANSWER/NOANSWER/BUSY/CONGESTION from the disposition
+//! (ABANDONE for a queue call the caller hung up on),
 //! `price` = the charge in agorot (charge × 100, rounded half up), `record` = an https
 //! URL for a recorded call. `type`: `Queue` for a queue call (with `queueid`,
 //! `queuename`, `seconds_waiting_in_queue`), `Incoming Call`, `Extension Outgoing`;
@@ -18,7 +19,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::calls::{CallStream, Direction, Disposition, push_id};
+use super::calls::{CallStream, Direction, Disposition, QueueEnd, push_id};
 use super::{BIG_BUFFER, DayManifest, DropSpec, create};
 
 /// `push/YYYY-MM-DD.jsonl`
@@ -36,12 +37,17 @@ pub(crate) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Re
         let mut id = Vec::new();
         push_id(&mut id, &call);
         let id = String::from_utf8(id).expect("ids are ASCII");
-        let status = match call.disposition {
-            Disposition::Answered => "ANSWER",
-            Disposition::NoAnswer => "NOANSWER",
-            Disposition::Busy => "BUSY",
-            Disposition::Failed => "CONGESTION",
+        let status = match (call.disposition, call.queue.map(|q| q.end)) {
+            (_, Some(QueueEnd::Abandoned)) => "ABANDONE",
+            (Disposition::Answered, _) => "ANSWER",
+            (Disposition::NoAnswer, _) => "NOANSWER",
+            (Disposition::Busy, _) => "BUSY",
+            (Disposition::Failed, _) => "CONGESTION",
         };
+        *m.push_calls_per_status
+            .entry(status.to_string())
+            .or_default() += 1;
+        m.push_talk_seconds += u64::from(call.billsec);
         let mut record = json!({
             "caller": String::from_utf8_lossy(call.src.as_bytes()),
             "target": String::from_utf8_lossy(call.dst.as_bytes()),
@@ -54,7 +60,9 @@ pub(crate) fn write(root: &Path, spec: &DropSpec, m: &mut DayManifest) -> io::Re
         });
         let fields = record.as_object_mut().expect("an object");
         if let Some(charge) = call.charge_e4() {
-            fields.insert("price".into(), json!((charge + 50) / 100));
+            let agorot = (charge + 50) / 100;
+            m.push_price_agorot += agorot;
+            fields.insert("price".into(), json!(agorot));
         }
         if call.recorded_user.is_some() {
             fields.insert(

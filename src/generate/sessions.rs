@@ -144,6 +144,8 @@ pub struct SessionsDay {
     pub current: BTreeMap<u64, String>,
     /// Current versions by status name.
     pub per_status: BTreeMap<String, usize>,
+    /// Those of voice sessions (the calls; chats are not).
+    pub voice_per_status: BTreeMap<String, usize>,
     /// Participant and transfer items of the current versions (bad items excluded).
     pub participants: usize,
     pub transfers: usize,
@@ -234,6 +236,11 @@ pub fn write_as_of(
         *day.per_status
             .entry(current.status.to_string())
             .or_default() += 1;
+        if current.voice {
+            *day.voice_per_status
+                .entry(current.status.to_string())
+                .or_default() += 1;
+        }
         day.participants += current.participants;
         day.transfers += current.transfers;
         if let Some(bad) = &current.bad_item {
@@ -262,6 +269,8 @@ struct Held {
     id: u64,
     updated_at: i64,
     status: &'static str,
+    /// A voice session (a call), not a chat.
+    voice: bool,
     participants: usize,
     transfers: usize,
     bad_item: Option<String>,
@@ -727,6 +736,7 @@ impl Session {
             id: self.id,
             updated_at: updated,
             status,
+            voice: !self.chat,
             participants: counted,
             transfers: transfer_count,
             bad_item: bad,

@@ -55,6 +55,7 @@ struct FeedMetrics {
     rows: u64,
     quarantined: u64,
     duplicates: u64,
+    calls_unmapped: u64,
     bytes: u64,
     transfer_seconds: f64,
     overdue_files: u64,
@@ -82,6 +83,7 @@ impl Metrics {
                     rows: 0,
                     quarantined: 0,
                     duplicates: 0,
+                    calls_unmapped: 0,
                     bytes: 0,
                     transfer_seconds: 0.0,
                     overdue_files: 0,
@@ -155,6 +157,14 @@ impl Metrics {
                 }
                 if state == UnitState::Overdue {
                     *overdue.entry(file.category).or_default() += 1;
+                }
+            }
+            if let Some(Ok(rebuilt)) = &report.calls {
+                for (name, unmapped) in &rebuilt.unmapped_by_feed {
+                    if let Some(feed) = self.feeds.iter_mut().find(|f| f.category.as_str() == *name)
+                    {
+                        feed.calls_unmapped += unmapped;
+                    }
                 }
             }
             for (category, copied) in &report.listed {
@@ -319,6 +329,12 @@ impl Metrics {
                 "Repeated identical rows dropped.",
                 Kind::Counter,
                 &|f| Some(Value::Int(f.duplicates)),
+            ),
+            per_feed(
+                "cdr_ingest_calls_unmapped_outcomes_total",
+                "Calls written with outcome other: no mapping knows their code.",
+                Kind::Counter,
+                &|f| Some(Value::Int(f.calls_unmapped)),
             ),
             per_feed(
                 "cdr_ingest_bytes_total",
@@ -537,6 +553,12 @@ mod tests {
                     ..CopyReport::default()
                 }),
             )],
+            calls: Some(Ok(crate::calls::Rebuilt {
+                calls: 10,
+                unmapped: 3,
+                unmapped_by_feed: [("cdr", 3)].into(),
+                codes: ["ANSWERD".to_string()].into(),
+            })),
             ..PassReport::default()
         }
     }
@@ -586,6 +608,10 @@ cdr_ingest_quarantined_rows_total{feed="recordings"} 0
 # TYPE cdr_ingest_duplicates_dropped_total counter
 cdr_ingest_duplicates_dropped_total{feed="cdr"} 1
 cdr_ingest_duplicates_dropped_total{feed="recordings"} 0
+# HELP cdr_ingest_calls_unmapped_outcomes_total Calls written with outcome other: no mapping knows their code.
+# TYPE cdr_ingest_calls_unmapped_outcomes_total counter
+cdr_ingest_calls_unmapped_outcomes_total{feed="cdr"} 3
+cdr_ingest_calls_unmapped_outcomes_total{feed="recordings"} 0
 # HELP cdr_ingest_bytes_total Bytes transferred from the source.
 # TYPE cdr_ingest_bytes_total counter
 cdr_ingest_bytes_total{feed="cdr"} 1000

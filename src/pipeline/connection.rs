@@ -128,6 +128,20 @@ impl<'s> Connection<'s> {
         }
     }
 
+    /// Opens the connection if it is not open, with one try and without waiting for a
+    /// slot: for a connection beside others, which can be done without when the
+    /// server refuses it. `Ok(false)`: every slot is taken.
+    pub async fn try_open(&mut self) -> Result<bool, SourceError> {
+        if self.open.is_none() && self.slot.is_none() {
+            match try_take_slot(self.settings, self.leases).await? {
+                Some(slot) => self.slot = Some(slot),
+                None => return Ok(false),
+            }
+        }
+        self.source().await?;
+        Ok(true)
+    }
+
     /// A fresh budget of `source.retry_max_secs`, for one file's operations.
     pub fn retry_budget(&self) -> RetryBudget {
         RetryBudget::new(self.settings.retry_max)
@@ -313,17 +327,8 @@ async fn take_slot(settings: &SourceSettings, leases: &Leases) -> Result<HeldLea
     let mut pause = FIRST_SLOT_PAUSE;
     let mut waited = false;
     loop {
-        for slot in 0..settings.max_connections {
-            let key = crate::sink::layout::connection_slot(slot);
-            match leases.acquire_key(key, chrono::Utc::now()).await {
-                Ok(Lease::Held(held)) => return Ok(held),
-                Ok(Lease::Busy { .. }) => {}
-                Err(e) => {
-                    return Err(SourceError::Slot {
-                        detail: e.to_string(),
-                    });
-                }
-            }
+        if let Some(held) = try_take_slot(settings, leases).await? {
+            return Ok(held);
         }
         if !waited {
             tracing::info!(
@@ -335,6 +340,26 @@ async fn take_slot(settings: &SourceSettings, leases: &Leases) -> Result<HeldLea
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_SLOT_PAUSE);
     }
+}
+
+/// One of the `source.max_connections` slots if one is free.
+async fn try_take_slot(
+    settings: &SourceSettings,
+    leases: &Leases,
+) -> Result<Option<HeldLease>, SourceError> {
+    for slot in 0..settings.max_connections {
+        let key = crate::sink::layout::connection_slot(slot);
+        match leases.acquire_key(key, chrono::Utc::now()).await {
+            Ok(Lease::Held(held)) => return Ok(Some(held)),
+            Ok(Lease::Busy { .. }) => {}
+            Err(e) => {
+                return Err(SourceError::Slot {
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Passes a download's chunks on, with a pause point after each (see `crash::pause`),

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::time::Instant;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
@@ -13,6 +13,7 @@ use object_store::path::Path;
 use super::connection::{Connection, RetryBudget};
 use super::parse::Parsed;
 use super::{Context, FileOutcome, IngestError, Ingested, Phases, millis, partition_lock};
+use crate::calls;
 use crate::feeds;
 use crate::formats::table::Table;
 use crate::model::Category;
@@ -222,7 +223,17 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
                 .or_insert(None);
         }
     }
-    let held = partition_lock::hold(ctx, contributions.keys().copied()).await?;
+    // The calls of every date whose input changes, rebuilt at the end of the pass.
+    let calls_dates: BTreeSet<NaiveDate> = contributions
+        .keys()
+        .filter(|p| calls::rebuild::reads(p.table.dataset))
+        .map(|p| p.date)
+        .collect();
+    let held = partition_lock::hold(
+        ctx,
+        contributions.keys().map(|p| partition_lock::lease_of(*p)),
+    )
+    .await?;
     let written = partition_lock::fenced(&held, async {
         // Said before anything is written, so that whatever a crash leaves is found
         // and cleaned up by the next commit of this file, even of another version.
@@ -240,6 +251,7 @@ pub async fn commit(ctx: &Context, fetched: Fetched) -> Result<FileOutcome, Inge
             }
         }
         ctx.ledger.put(day, category, &marker).await?;
+        calls::mark(&ctx.json, calls_dates, &[&path]).await?;
         for (key, file) in quarantine {
             upload(ctx, &key, file).await?;
             entry.quarantine.push(key.to_string());

@@ -11,6 +11,7 @@ pub(crate) mod newest_batch;
 pub mod parse;
 pub(crate) mod partition_lock;
 pub(crate) mod transfer;
+pub(crate) mod transfer_count;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -280,6 +281,9 @@ pub struct PassReport {
     pub stopped: bool,
     /// What retention removed after the ingestion, per target.
     pub retention: Vec<(Target, Result<Removed, RetentionError>)>,
+    /// The `calls` of the dates the pass (or an earlier, cut short) changed, rebuilt
+    /// once each at its end (`None`: the pass stopped before).
+    pub calls: Option<Result<crate::calls::Rebuilt, IngestError>>,
 }
 
 impl PassReport {
@@ -291,6 +295,7 @@ impl PassReport {
         });
         listed_ok
             && self.source_error.is_none()
+            && !matches!(self.calls, Some(Err(_)))
             && self.retention.iter().all(|(_, r)| r.is_ok())
             && self.files.iter().all(|f| {
                 matches!(&f.result, Ok(o) if !matches!(o, FileOutcome::NotThereYet { due: Due::Overdue { .. }, .. }))

@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use object_store::path::Path;
 
 use super::{Context, IngestError, partition_lock};
+use crate::calls;
 use crate::sink::newest::{self, Candidate, Decision, Group, NewestError};
+use crate::sink::partition::Partition;
 use crate::sink::partitioned::Part;
 use crate::sink::quarantine::QuarantineWriter;
 use crate::sink::{layout, partition};
@@ -42,14 +44,18 @@ pub async fn commit(
         .await
         .map_err(newest_error)?;
     let decisions = plan.decisions.clone();
-    let held = partition_lock::hold(ctx, plan.partitions(group).into_iter()).await?;
-    let applied = partition_lock::fenced(
-        &held,
-        newest::apply(&ctx.store, &ctx.json, group, plan, parts),
-    )
+    let partitions = plan.partitions(group);
+    let held =
+        partition_lock::hold(ctx, partitions.iter().map(|p| partition_lock::lease_of(*p))).await?;
+    let applied = partition_lock::fenced(&held, async {
+        mark_calls(ctx, &partitions, files).await?;
+        newest::apply(&ctx.store, &ctx.json, group, plan, parts)
+            .await
+            .map_err(newest_error)
+    })
     .await;
     partition_lock::release(&held).await;
-    let written = applied?.map_err(newest_error)?;
+    let written = applied??;
 
     let dataset = group.tables[0].0.dataset;
     for (day, set_aside) in quarantine {
@@ -61,6 +67,21 @@ pub async fn commit(
         }
     }
     Ok(Committed { decisions, written })
+}
+
+/// Marks the dates of `partitions` that `calls` reads, for the end of the pass
+/// (`calls::dirty`): under their leases, before their rows change.
+async fn mark_calls(
+    ctx: &Context,
+    partitions: &[Partition],
+    files: &[RemoteFile],
+) -> Result<(), IngestError> {
+    let origins: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let dates = partitions
+        .iter()
+        .filter(|p| calls::rebuild::reads(p.table.dataset))
+        .map(|p| p.date);
+    calls::mark(&ctx.json, dates, &origins).await
 }
 
 fn quarantine_object(dataset: &str, files: &[RemoteFile], day: NaiveDate) -> Path {

@@ -1,9 +1,10 @@
 //! The leases of the partitions a file writes into (`sink::partition` says why): taken
-//! in key order, so two files that share partitions never wait on each other in a
+//! in one order, so two files that share partitions never wait on each other in a
 //! circle, and waited for while another worker holds one, since its work there takes
-//! seconds. They are renewed while held (`state::lease`); a writer checks them with
-//! [`confirm`] right before its commit point, and races its writes against their
-//! loss ([`fenced`]).
+//! seconds. The order: a feed's datasets by dataset and date, then `calls` by date
+//! (which is rebuilt from them, see [`crate::calls`]). They are renewed while held
+//! (`state::lease`); a writer checks them with [`confirm`] right before its commit
+//! point, and races its writes against their loss ([`fenced`]).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use super::{Context, IngestError};
 use crate::sink::layout;
 use crate::sink::partition::Partition;
 use crate::state::json::StateError;
-use crate::state::lease::{self, HeldLease, Lease};
+use crate::state::lease::{self, HeldLease, Lease, Leases};
 
 /// How long a file waits for a partition another worker is writing before it gives up
 /// until the next run (a worker that crashed on another machine holds it until its
@@ -24,15 +25,27 @@ const WAIT: Duration = Duration::from_secs(120);
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const MAX_PAUSE: Duration = Duration::from_millis(500);
 
-/// Takes the lease of every partition in `partitions`, which must come in order.
+/// The lease key of a feed dataset's partition.
+pub fn lease_of(partition: Partition) -> Path {
+    layout::partition_lease(partition.table.dataset, partition.date)
+}
+
+/// Takes every lease in `keys`, which must come in the order above.
 pub async fn hold(
     ctx: &Context,
-    partitions: impl Iterator<Item = Partition>,
+    keys: impl Iterator<Item = Path>,
+) -> Result<Vec<HeldLease>, IngestError> {
+    hold_with(&ctx.leases, keys).await
+}
+
+/// [`hold`] for a writer without a pass's context (`serve`'s compaction).
+pub async fn hold_with(
+    leases: &Leases,
+    keys: impl Iterator<Item = Path>,
 ) -> Result<Vec<HeldLease>, IngestError> {
     let mut held = Vec::new();
-    for partition in partitions {
-        let key = layout::partition_lease(partition.table.dataset, partition.date);
-        match wait_for(ctx, key).await {
+    for key in keys {
+        match wait_for(leases, key).await {
             Ok(key) => held.push(key),
             Err(e) => {
                 release(&held).await;
@@ -70,12 +83,12 @@ pub async fn fenced<T>(
     }
 }
 
-async fn wait_for(ctx: &Context, key: Path) -> Result<HeldLease, IngestError> {
+async fn wait_for(leases: &Leases, key: Path) -> Result<HeldLease, IngestError> {
     let deadline = Instant::now() + WAIT;
     let mut pause = FIRST_PAUSE;
     loop {
         // The wall clock, not the pass's: a lease must expire in real time.
-        match ctx.leases.acquire_key(key.clone(), Utc::now()).await? {
+        match leases.acquire_key(key.clone(), Utc::now()).await? {
             Lease::Held(held) => return Ok(held),
             Lease::Busy { holder, .. } if Instant::now() >= deadline => {
                 return Err(IngestError::PartitionBusy {

@@ -18,7 +18,7 @@
 //! acknowledged is lost (it stays in the inbox until a committed file has it) and no
 //! key is in a day's files twice.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -41,8 +41,11 @@ use thiserror::Error;
 use super::inbox::{self, Accepted};
 use super::recordings::Fetcher;
 use super::{DATASET, IVR_DATASET};
+use crate::calls;
 use crate::formats::push_record::PushRecord;
+use crate::pipeline::{IngestError, partition_lock};
 use crate::sink::{layout, retry};
+use crate::state::json::JsonStore;
 use crate::state::lease::{Lease, Leases};
 
 /// Why a flush stopped; what it had not finished stays for the next.
@@ -62,6 +65,27 @@ pub enum CompactError {
         "{key} was written by another compaction first (its lease had expired); this flush stops and the next one goes on from there"
     )]
     Overtaken { key: String },
+    /// A partition lease, a calls mark or the rebuild of a day's calls.
+    #[error("{0}")]
+    Calls(Box<IngestError>),
+}
+
+impl From<IngestError> for CompactError {
+    fn from(e: IngestError) -> Self {
+        CompactError::Calls(Box::new(e))
+    }
+}
+
+/// How a flush keeps `calls` up with the days it compacts (`crate::calls`): each
+/// compacted day is marked before its file changes, under that partition's lease, and
+/// rebuilt at the end of the flush, as a pass does.
+#[derive(Debug, Clone, Copy)]
+pub struct CallsCatchUp<'a> {
+    /// The `account` column (`calls::account`).
+    pub account: &'a str,
+    /// Rebuild every marked date, not only those compacted now: a replica's first
+    /// flush, for what a crash left marked.
+    pub every_mark: bool,
 }
 
 /// What one flush did.
@@ -101,6 +125,7 @@ pub async fn flush(
     now: DateTime<Utc>,
     oldest_kept: Option<NaiveDate>,
     fetcher: Option<&Fetcher>,
+    calls: CallsCatchUp<'_>,
 ) -> Result<Flushed, CompactError> {
     let held = match leases
         .acquire_key(lease_key(), now)
@@ -118,7 +143,7 @@ pub async fn flush(
     // A replica that lost the lease (stalled past it) stops where it is, as a crash
     // would; the next holder's flush finishes what it left.
     let flushed = tokio::select! {
-        flushed = flush_held(store, oldest_kept, fetcher) => flushed,
+        flushed = flush_held(store, leases, oldest_kept, fetcher, calls) => flushed,
         () = held.lost() => Err(CompactError::Lease(format!("the compaction lease {} was lost", held.key()))),
     };
     held.release().await;
@@ -127,8 +152,10 @@ pub async fn flush(
 
 async fn flush_held(
     store: &Arc<dyn ObjectStore>,
+    leases: &Leases,
     oldest_kept: Option<NaiveDate>,
     fetcher: Option<&Fetcher>,
+    calls: CallsCatchUp<'_>,
 ) -> Result<Flushed, CompactError> {
     let listed = inbox::list(store)
         .await
@@ -182,11 +209,19 @@ async fn flush_held(
             remove_all(store, records.iter().map(|(key, _)| key)).await?;
             continue;
         }
-        let (written, duplicates) = compact_day(store, day, &records, fetcher.is_some()).await?;
+        let (written, duplicates) =
+            compact_day(store, leases, day, &records, fetcher.is_some()).await?;
         if written > 0 {
             flushed.written.insert(day, written);
         }
         flushed.duplicates += duplicates;
+    }
+    if calls::rebuild::reads(DATASET) {
+        let compacted: BTreeSet<NaiveDate> = flushed.written.keys().copied().collect();
+        let only = (!calls.every_mark).then_some(&compacted);
+        if calls.every_mark || !compacted.is_empty() {
+            calls::settle_with(store, leases, calls.account, only).await?;
+        }
     }
     if let Some(fetcher) = fetcher {
         flushed.recordings = Some(super::recordings::fetch_pending(store, fetcher).await?);
@@ -259,6 +294,7 @@ pub async fn committed(
 /// files already had.
 async fn compact_day(
     store: &Arc<dyn ObjectStore>,
+    leases: &Leases,
     day: NaiveDate,
     records: &[(Path, Accepted)],
     fetch: bool,
@@ -294,32 +330,27 @@ async fn compact_day(
         .collect();
     let duplicates = (records.len() - fresh.len()) as u64;
     if !fresh.is_empty() {
-        let next = current.map_or(1, |g| g + 1);
-        let new_layers = layer_batch(&fresh);
-        if new_layers.num_rows() > 0 || !old_layers.is_empty() {
-            let mut all = old_layers;
-            all.push(new_layers);
-            put_parquet(
-                store,
-                &day_object(IVR_DATASET, day, next),
-                &layer_schema(),
-                &all,
-            )
-            .await?;
-        }
-        crate::crash::point("push-ivr-written");
-        let mut all = old_calls;
-        all.push(call_batch(&fresh));
-        put_parquet(store, &day_object(DATASET, day, next), &call_schema(), &all).await?;
-        crate::crash::point("push-committed");
-        if let Some(g) = current {
-            remove_all(
-                store,
-                [day_object(DATASET, day, g), day_object(IVR_DATASET, day, g)].iter(),
-            )
-            .await?;
-        }
-        tracing::info!(%day, records = fresh.len(), generation = next, "pushed records compacted");
+        // The day's partition lease, which a rebuild of its calls holds too, so that
+        // none reads the day halfway through a commit (and loses the mark below).
+        let held = partition_lock::hold_with(
+            leases,
+            std::iter::once(layout::partition_lease(DATASET, day)),
+        )
+        .await?;
+        let committed = partition_lock::fenced(&held, async {
+            if calls::rebuild::reads(DATASET) {
+                let origins: Vec<String> = fresh
+                    .iter()
+                    .map(|a| inbox::object(&a.record).to_string())
+                    .collect();
+                let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
+                calls::mark(&JsonStore::new(Arc::clone(store)), [day], &origins).await?;
+            }
+            commit_day(store, day, current, old_calls, old_layers, &fresh).await
+        })
+        .await;
+        partition_lock::release(&held).await;
+        committed.map_err(|lost| CompactError::Lease(lost.to_string()))??;
     }
     if fetch {
         // Before the inbox objects go: a record's job must outlive it.
@@ -328,6 +359,45 @@ async fn compact_day(
     crate::crash::point("push-before-inbox-removed");
     remove_all(store, records.iter().map(|(key, _)| key)).await?;
     Ok((fresh.len() as u64, duplicates))
+}
+
+/// Writes the day's next generation (the IVR file, then the `push_cdr` file: the
+/// commit point) with `fresh` added, then removes the generation before.
+async fn commit_day(
+    store: &Arc<dyn ObjectStore>,
+    day: NaiveDate,
+    current: Option<u64>,
+    old_calls: Vec<RecordBatch>,
+    old_layers: Vec<RecordBatch>,
+    fresh: &[&Accepted],
+) -> Result<(), CompactError> {
+    let next = current.map_or(1, |g| g + 1);
+    let new_layers = layer_batch(fresh);
+    if new_layers.num_rows() > 0 || !old_layers.is_empty() {
+        let mut all = old_layers;
+        all.push(new_layers);
+        put_parquet(
+            store,
+            &day_object(IVR_DATASET, day, next),
+            &layer_schema(),
+            &all,
+        )
+        .await?;
+    }
+    crate::crash::point("push-ivr-written");
+    let mut all = old_calls;
+    all.push(call_batch(fresh));
+    put_parquet(store, &day_object(DATASET, day, next), &call_schema(), &all).await?;
+    crate::crash::point("push-committed");
+    if let Some(g) = current {
+        remove_all(
+            store,
+            [day_object(DATASET, day, g), day_object(IVR_DATASET, day, g)].iter(),
+        )
+        .await?;
+    }
+    tracing::info!(%day, records = fresh.len(), generation = next, "pushed records compacted");
+    Ok(())
 }
 
 pub(super) async fn remove_all<'a>(

@@ -180,8 +180,13 @@ fn feed() -> Option<&'static feeds::Feed> {
         .find(|f| matches!(f.unit, Unit::Pushed(_)))
 }
 
-/// One flush, its outcome added to the metrics.
-pub async fn flush_once(app: &App, leases: &Leases) -> Result<compact::Flushed, String> {
+/// One flush, its outcome added to the metrics; `first` (a replica's first flush)
+/// also rebuilds the calls of every date still marked (`compact::CallsCatchUp`).
+pub async fn flush_once(
+    app: &App,
+    leases: &Leases,
+    first: bool,
+) -> Result<compact::Flushed, String> {
     let now = Utc::now();
     let oldest_kept = feed().and_then(|f| {
         app.settings
@@ -189,7 +194,19 @@ pub async fn flush_once(app: &App, leases: &Leases) -> Result<compact::Flushed, 
             .keep(Target::Data(f.category))
             .oldest_kept(now.date_naive())
     });
-    let flushed = compact::flush(&app.store, leases, now, oldest_kept, app.fetcher.as_ref()).await;
+    let calls = compact::CallsCatchUp {
+        account: crate::calls::account(&app.settings),
+        every_mark: first,
+    };
+    let flushed = compact::flush(
+        &app.store,
+        leases,
+        now,
+        oldest_kept,
+        app.fetcher.as_ref(),
+        calls,
+    )
+    .await;
     let backlog = backlog(&app.store, Utc::now()).await;
     {
         let mut metrics = app.metrics.lock().expect("not poisoned");
@@ -221,8 +238,11 @@ pub async fn compact_loop(app: Arc<App>, shutdown: Shutdown) {
         app.settings.ingest.lease.min(COMPACTION_LEASE),
     );
     let every = app.settings.serve.flush;
+    let mut first = true;
     loop {
-        match flush_once(&app, &leases).await {
+        let flushed = flush_once(&app, &leases, first).await;
+        first &= !matches!(&flushed, Ok(f) if !f.busy);
+        match flushed {
             Ok(flushed) if flushed.busy => {
                 tracing::debug!("another replica is compacting");
             }
@@ -248,7 +268,7 @@ pub async fn compact_loop(app: Arc<App>, shutdown: Shutdown) {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = shutdown.requested() => {
-                if let Err(e) = flush_once(&app, &leases).await {
+                if let Err(e) = flush_once(&app, &leases, false).await {
                     tracing::error!(error = %e, "the last compaction failed; the records stay in the inbox");
                 }
                 return;

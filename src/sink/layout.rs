@@ -5,12 +5,14 @@
 //! _quarantine/cdr/date=<source day>/<source day>.jsonl   rows set aside, one JSON object a line
 //! recordings/YYYY/MM/DD/<original name>.mp3       the recordings, by call date
 //! recording_index/date=YYYY-MM-DD/recordings.parquet   one row per recording
+//! calls/date=YYYY-MM-DD/calls.parquet             one row per call, every feed joined
 //! _state/ledger/<category>/<day>.json             what was ingested from each source file
 //! _state/spill/cdr/date=YYYY-MM-DD/<source day>.parquet   a file's whole rows for another day (sink::partition)
 //! _state/leases/<category>/<day>.json             a worker's claim on a unit of work
 //! _state/leases/<category>/folder.json            … on a changed-files feed's folder
 //! _state/seen/<category>/<shard>.json             the files a changed-files feed took (state::seen)
 //! _state/leases/partitions/<dataset>/<date>.json  a worker's claim on a partition while it writes it
+//! _state/leases/pass.json                         with accounts: a worker's pass is on this account
 //! ```
 //! Keys are derived from the data only (never the clock), so reruns are deterministic.
 
@@ -75,6 +77,11 @@ pub fn spill_root(dataset: &str) -> String {
 }
 
 const SPILL: &str = "_state/spill";
+
+/// The lease on one account's pass while a worker is on it (`account_turns`).
+pub fn account_pass_lease() -> Path {
+    Path::from("_state/leases/pass.json")
+}
 
 /// The lease on one unit of work (a category of a day).
 pub fn unit_lease(category: Category, day: NaiveDate) -> Path {
@@ -149,6 +156,14 @@ pub fn recording_index_object(call_date: NaiveDate) -> Path {
     Path::from(format!(
         "{RECORDING_INDEX}/date={call_date}/recordings.parquet"
     ))
+}
+
+/// The dataset of one row per call, joined from every feed.
+pub const CALLS: &str = "calls";
+
+/// The `calls` rows of one call date.
+pub fn calls_object(call_date: NaiveDate) -> Path {
+    Path::from(format!("{CALLS}/date={call_date}/{CALLS}.parquet"))
 }
 
 /// The root of every dataset's quarantine.

@@ -262,5 +262,9 @@ pub async fn connect(settings: &SourceSettings) -> Result<Box<dyn Source>, Sourc
             bucket,
             settings.timeout,
         )?)),
+        SourceEndpoint::None => Err(SourceError::Connect {
+            endpoint: settings.endpoint(),
+            detail: "the configuration has no [source] url".into(),
+        }),
     }
 }

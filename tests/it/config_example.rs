@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use cdr_ingest::config::{Key, Settings, env_name, sections};
+use cdr_ingest::config::{Key, NumberOrWord, Settings, env_name, sections};
 
 #[test]
 fn the_example_config_parses() {
@@ -345,6 +345,10 @@ fn every_key_is_documented_and_every_documented_key_is_accepted() {
                         .collect(),
                 )),
                 Key::Retention(k) => Some(toml::Value::String(k.default.to_string())),
+                Key::IntegerOrWord(k) => Some(match k.default {
+                    NumberOrWord::Number(n) => toml::Value::Integer(n),
+                    NumberOrWord::Word => toml::Value::String(k.word.to_string()),
+                }),
                 Key::Table(_) => None,
             };
             if let Some(default) = default {

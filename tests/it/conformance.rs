@@ -545,7 +545,7 @@ async fn a_silent_server_times_out(kind: Kind) {
                 .options
                 .insert("endpoint".into(), format!("http://127.0.0.1:{port}"));
         }
-        SourceEndpoint::LocalDir(_) => unreachable!(),
+        SourceEndpoint::LocalDir(_) | SourceEndpoint::None => unreachable!(),
     }
     let started = std::time::Instant::now();
     // Opening a bucket sends nothing: its first request is what goes unanswered.

@@ -81,7 +81,7 @@ impl OwnSshd {
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
-            if wait_for_banner(&mut child, port) {
+            if wait_for_greeting(&mut child, port, b"SSH-2.0") {
                 return OwnSshd {
                     port,
                     log,
@@ -100,8 +100,9 @@ impl OwnSshd {
     }
 }
 
-/// Polls until the server sends its banner; false if it exited (its port was taken).
-fn wait_for_banner(child: &mut Child, port: u16) -> bool {
+/// Polls until the server on `port` sends a greeting starting with `start`; false if
+/// it exited (its port was taken).
+pub fn wait_for_greeting(child: &mut Child, port: u16, start: &[u8]) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
@@ -111,8 +112,8 @@ fn wait_for_banner(child: &mut Child, port: u16) -> bool {
             socket
                 .set_read_timeout(Some(Duration::from_secs(2)))
                 .unwrap();
-            let mut banner = [0u8; 8];
-            if socket.read_exact(&mut banner).is_ok() && banner.starts_with(b"SSH-2.0") {
+            let mut greeting = vec![0u8; start.len()];
+            if socket.read_exact(&mut greeting).is_ok() && greeting == start {
                 return true;
             }
         }

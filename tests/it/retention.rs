@@ -67,6 +67,24 @@ impl Setup {
         path
     }
 
+    /// The feeds of the `calls` rows of one date.
+    fn calls_feeds(&self, date: &str) -> std::collections::BTreeSet<String> {
+        use arrow_array::cast::AsArray;
+        let path = self.out().join(format!("calls/date={date}/calls.parquet"));
+        let file = std::fs::File::open(&path).unwrap();
+        let mut feeds = std::collections::BTreeSet::new();
+        for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("feed").unwrap().as_string::<i32>();
+            feeds.extend(column.iter().flatten().map(str::to_string));
+        }
+        feeds
+    }
+
     /// Whether an object, or any object under a folder, exists (the local store
     /// leaves empty folders behind when it deletes).
     fn has(&self, key: &str) -> bool {
@@ -110,6 +128,16 @@ async fn a_day_n_days_old_is_kept_and_the_day_before_is_deleted_with_its_ledger(
     // Other categories keep their own (default: forever) limits.
     assert!(setup.has("queue_call/date=2024-03-01"));
     assert!(setup.has("recordings/2024/03/01"));
+    // The day's calls lost the CDRs' rows and keep what the queue reports and the
+    // recordings still say; with every category gone, the day's calls go too.
+    let feeds = setup.calls_feeds("2024-03-07");
+    assert!(!feeds.is_empty() && !feeds.contains("cdr"), "{feeds:?}");
+    assert!(setup.calls_feeds("2024-03-08").contains("cdr"));
+    let all = "cdr = 3\nqueue = 3\nrecordings = 3";
+    let report = ingest(&setup.context(all), 10..=10, noon(11), true).await;
+    assert!(report.is_success(), "{report:?}");
+    assert!(!setup.has("calls/date=2024-03-07"));
+    assert!(setup.has("calls/date=2024-03-08"));
 }
 
 #[tokio::test]

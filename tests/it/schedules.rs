@@ -3,7 +3,9 @@
 //! `--parallel`, killed at random crash points, while files are corrected on the server
 //! between passes, must end (after one catch-up run) with exactly the dataset a clean
 //! sequential run of the final drop writes: every data and quarantine object byte for
-//! byte, and the ledger.
+//! byte, the `calls` rows joined from both feeds among them, and the ledger. A day's
+//! CDR file and queue zip may be held back together or one without the other, so the
+//! join sees them arrive in either order, in different passes.
 //!
 //! Each seed gives one schedule; the thread interleavings inside it are the machine's.
 //! `CDR_TEST_SCHEDULE_SEEDS=N` runs seeds 1..=N (default 12), `CDR_TEST_SCHEDULE_SEED=S`
@@ -64,16 +66,35 @@ enum Step {
 
 #[derive(Debug)]
 struct Schedule {
-    held_back: Vec<u32>,
+    held_back: Vec<(u32, Held)>,
     steps: Vec<Step>,
+}
+
+/// Which of a day's files are held back.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    Both,
+    Cdr,
+    Queue,
+}
+
+impl Held {
+    fn files(self, d: u32) -> Vec<String> {
+        match self {
+            Held::Both => vec![cdr_path(day(d)), queue_zip_path(day(d))],
+            Held::Cdr => vec![cdr_path(day(d))],
+            Held::Queue => vec![queue_zip_path(day(d))],
+        }
+    }
 }
 
 impl Schedule {
     fn from_seed(seed: u64) -> Schedule {
         let mut rng = Rng(seed);
         let mut held_back = Vec::new();
-        if rng.chance(30) {
-            held_back.push(rng.range(1, DAYS));
+        if rng.chance(45) {
+            let held = [Held::Both, Held::Cdr, Held::Queue][rng.below(3) as usize];
+            held_back.push((rng.range(1, DAYS), held));
         }
         let mut steps = Vec::new();
         let mut waiting = held_back.clone();
@@ -87,12 +108,12 @@ impl Schedule {
                 }
                 6..=8 => steps.push(Step::Correct(random_correction(&mut rng))),
                 _ => match waiting.pop() {
-                    Some(d) => steps.push(Step::Appear(d)),
+                    Some((d, _)) => steps.push(Step::Appear(d)),
                     None => steps.push(Step::Together(vec![random_process(&mut rng)])),
                 },
             }
         }
-        for d in waiting {
+        for (d, _) in waiting {
             steps.push(Step::Appear(d));
         }
         Schedule { held_back, steps }
@@ -145,7 +166,7 @@ struct Drop {
 }
 
 impl Drop {
-    fn new(work: &Path, held_back: &[u32]) -> Drop {
+    fn new(work: &Path, held_back: &[(u32, Held)]) -> Drop {
         let root = work.join("drop");
         let mut spec = DropSpec::new(91, day(1), day(DAYS));
         spec.cdr_rows_per_day = 40;
@@ -160,24 +181,31 @@ impl Drop {
             aside,
             corrections: 0,
         };
-        for &d in held_back {
-            for rel in [cdr_path(day(d)), queue_zip_path(day(d))] {
+        for &(d, held) in held_back {
+            for rel in held.files(d) {
                 std::fs::rename(drop.root.join(&rel), drop.aside.join(&rel)).unwrap();
             }
         }
         drop
     }
 
-    /// The days whose files are not on the server yet.
+    /// The days with a file not on the server yet.
     fn held_back(&self) -> Vec<u32> {
         (1..=DAYS)
-            .filter(|&d| self.aside.join(cdr_path(day(d))).exists())
+            .filter(|&d| {
+                Held::Both
+                    .files(d)
+                    .iter()
+                    .any(|rel| self.aside.join(rel).exists())
+            })
             .collect()
     }
 
     fn appear(&self, d: u32) {
-        for rel in [cdr_path(day(d)), queue_zip_path(day(d))] {
-            std::fs::rename(self.aside.join(&rel), self.root.join(&rel)).unwrap();
+        for rel in Held::Both.files(d) {
+            if self.aside.join(&rel).exists() {
+                std::fs::rename(self.aside.join(&rel), self.root.join(&rel)).unwrap();
+            }
         }
     }
 
@@ -438,6 +466,15 @@ fn explore(seed: u64) -> Result<(), String> {
     let (got, want) = (
         dataset(&work.path().join("shared")),
         dataset(&work.path().join("reference")),
+    );
+    // The join is part of the comparison: every day has its calls.
+    let calls = want
+        .iter()
+        .filter(|(key, _)| key.starts_with("calls/date="))
+        .count();
+    assert!(
+        calls >= DAYS as usize,
+        "the reference has {calls} calls objects"
     );
     if got != want {
         return Err(format!("{}exits:\n{log}", difference(&got, &want)));

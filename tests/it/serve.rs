@@ -16,19 +16,19 @@ use serde_json::{Map, Value, json};
 
 use crate::util::read_parquet;
 
-const TOKEN: &str = "t0ken-for-tests";
+pub(crate) const TOKEN: &str = "t0ken-for-tests";
 
 /// A running `serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     /// Its log lines so far.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts `serve` on `config` and waits until it listens.
-    fn start(config: &Path, crash_at: Option<&str>) -> Server {
+    pub(crate) fn start(config: &Path, crash_at: Option<&str>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cdr-ingest"));
         command
             .args(["--log-format", "json", "serve", "--config"])
@@ -78,7 +78,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits for it to exit; returns its exit code.
-    fn stop(&mut self) -> Option<i32> {
+    pub(crate) fn stop(&mut self) -> Option<i32> {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
@@ -102,7 +102,7 @@ fn config_with(dir: &Path, dest: &Path, ingest: &str, serve: &str) -> PathBuf {
     std::fs::write(
         &file,
         format!(
-            "[source]\nurl = \"ftps://unused@h\"\n[destination]\nurl = \"file://{}\"\n[ingest]\nshutdown_grace_secs = 5\n{ingest}[serve]\nlisten = \"127.0.0.1:0\"\nflush_secs = 1\n{serve}",
+            "[destination]\nurl = \"file://{}\"\n[ingest]\nshutdown_grace_secs = 5\n{ingest}[serve]\nlisten = \"127.0.0.1:0\"\nflush_secs = 1\n{serve}",
             dest.display()
         ),
     )
@@ -313,6 +313,128 @@ async fn each_format_is_answered_in_kind_stored_once_and_compacted_typed() {
     );
 }
 
+/// `(call_id, outcome, outcome_detail, direction, queue_id)` of each row of a day's
+/// `calls`, once the object has `rows` rows (the flush rebuilds it after compacting).
+fn calls_of_day(dest: &Path, day: &str, rows: usize) -> Vec<[Option<String>; 5]> {
+    let object = dest.join(format!("calls/date={day}/calls.parquet"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found: Vec<[Option<String>; 5]> = if object.exists() {
+            read_parquet(&object)
+                .iter()
+                .flat_map(|batch| {
+                    let text = |name: &str, row: usize| {
+                        let column = batch.column_by_name(name).unwrap().as_string::<i32>();
+                        (!arrow_array::Array::is_null(column, row))
+                            .then(|| column.value(row).to_string())
+                    };
+                    (0..batch.num_rows())
+                        .map(|row| {
+                            [
+                                "call_id",
+                                "outcome",
+                                "outcome_detail",
+                                "direction",
+                                "queue_id",
+                            ]
+                            .map(|name| text(name, row))
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if found.len() == rows || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Regression (issue 21): pushed records had no `calls` rows, and serve runs no pass
+/// to rebuild them. Each flush now rebuilds the calls of the days it compacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_records_become_calls_of_their_day_as_they_are_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dest");
+    let mut server = Server::start(&config(dir.path(), &dest, ""), None);
+    let client = reqwest::Client::new();
+    let time = 1_709_287_200; // 2024-03-01 10:00:00 UTC
+    let mut abandoned = record("1709287200.3", "Queue", time + 20);
+    abandoned.insert("status".into(), json!("ABANDONE"));
+    abandoned.insert("queueid".into(), json!("7"));
+    abandoned.insert("queuename".into(), json!("Support"));
+    let mut unknown = record("1709287200.4", "Incoming Call", time + 30);
+    unknown.insert("status".into(), json!("ZAPPED"));
+    let records = [
+        record("1709287200.1", "Incoming Call", time),
+        record("1709287200.2", "Click2Call leg1", time + 10),
+        record("1709287200.2", "Click2Call leg2", time + 10),
+        abandoned,
+        unknown,
+    ];
+    for (n, one) in records.iter().enumerate() {
+        // The first three in one flush, the others in a later one.
+        if n == 3 {
+            wait_for_compaction(&dest);
+            assert_eq!(calls_of_day(&dest, "2024-03-01", 2).len(), 2);
+        }
+        let (status, ..) = post(
+            &client,
+            &url(&server),
+            "application/json",
+            Body::Json.encode(one),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+    }
+    wait_for_compaction(&dest);
+    let some = |text: &str| Some(text.to_string());
+    let mut calls = calls_of_day(&dest, "2024-03-01", 4);
+    calls.sort();
+    assert_eq!(
+        calls,
+        vec![
+            [
+                some("1709287200.1"),
+                some("answered"),
+                some("ANSWER"),
+                some("inbound"),
+                None
+            ],
+            [
+                some("1709287200.2"),
+                some("answered"),
+                some("ANSWER"),
+                some("outbound"),
+                None
+            ],
+            [
+                some("1709287200.3"),
+                some("abandoned"),
+                some("ABANDONE"),
+                some("inbound"),
+                some("7")
+            ],
+            [
+                some("1709287200.4"),
+                some("other"),
+                some("ZAPPED"),
+                some("inbound"),
+                None
+            ],
+        ],
+        "the two legs of a click-to-call are one call"
+    );
+    assert!(
+        files_under(&dest.join("_state/calls/dirty")).is_empty(),
+        "every mark settled"
+    );
+    assert_eq!(server.stop(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_tokens_oversized_and_malformed_bodies_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -455,20 +577,32 @@ async fn a_failing_store_gets_err_2_then_the_resend_is_stored() {
     assert_eq!(status, 200, "{answer}");
     wait_for_compaction(&dest);
     assert_eq!(stored_keys(&dest, "push_cdr").len(), 1);
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
+    let lines = [
         "cdr_ingest_push_requests_total{format=\"json\",outcome=\"store_failed\"} 1",
         "cdr_ingest_push_requests_total{format=\"json\",outcome=\"stored\"} 1",
         "cdr_ingest_push_records_compacted_total 1",
-    ] {
-        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    ];
+    // Regression: the flush counts its records when it ends, after the inbox is
+    // emptied (and the day's calls rebuilt), so the count may come a moment later.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = client
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let missing: Vec<&str> = lines.into_iter().filter(|l| !metrics.contains(l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing:?} missing from:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(server.stop(), Some(0), "a stop on SIGTERM is a normal end");
 }
@@ -492,7 +626,7 @@ async fn healthz_is_ready_only_while_the_destination_answers() {
     std::fs::write(
         &file,
         format!(
-            "[source]\nurl = \"ftps://unused@h\"\n[destination]\nurl = \"s3://bucket/p\"\n[destination.options]\nendpoint = \"http://127.0.0.1:{closed}\"\nallow_http = \"true\"\nregion = \"us-east-1\"\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\n[serve]\nlisten = \"127.0.0.1:0\"\n"
+            "[destination]\nurl = \"s3://bucket/p\"\n[destination.options]\nendpoint = \"http://127.0.0.1:{closed}\"\nallow_http = \"true\"\nregion = \"us-east-1\"\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\n[serve]\nlisten = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
@@ -675,6 +809,29 @@ fn command(config: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A configuration for `serve` alone has no `[source]`: it is valid, and the commands
+/// that read a source say what is missing instead of failing on a connection.
+#[test]
+fn a_configuration_for_serve_alone_needs_no_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config(dir.path(), &dir.path().join("dest"), "");
+    let valid = command(&file, &["validate"]);
+    assert_eq!(valid.status.code(), Some(0), "{valid:?}");
+    for args in [
+        &["run"][..],
+        &["validate", "--connect"],
+        &["backfill", "--from", "2024-03-01", "--to", "2024-03-01"],
+    ] {
+        let refused = command(&file, args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("has [serve] and no [source]"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_retention_and_purge_know_the_pushed_records() {
     let dir = tempfile::tempdir().unwrap();
@@ -788,7 +945,7 @@ async fn two_replicas_on_s3_store_each_record_once() {
     std::fs::write(
         &file,
         format!(
-            "[source]\nurl = \"ftps://unused@h\"\n[destination]\nurl = \"s3://{}/{prefix}\"\n[destination.options]\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = \"true\"\nvirtual_hosted_style_request = \"false\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\nflush_secs = 1\n",
+            "[destination]\nurl = \"s3://{}/{prefix}\"\n[destination.options]\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = \"true\"\nvirtual_hosted_style_request = \"false\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\nflush_secs = 1\n",
             s3_env("CDR_TEST_S3_BUCKET"),
             s3_env("CDR_TEST_S3_ENDPOINT"),
             s3_env("CDR_TEST_S3_REGION"),

@@ -102,4 +102,26 @@ fn verify_finds_duplicates_and_stray_objects_and_repair_removes_them() {
     assert_eq!(data(&out), data(&work.path().join("reference")));
     let again = verify(&broken, false);
     assert_eq!(again.code, 0, "{again:?}");
+
+    // An output written before `calls` existed (or whose rebuild was cut short): verify
+    // says so, and repair writes the calls a clean run does.
+    let calls = |out: &Path| -> Vec<(String, Vec<u8>)> {
+        tree(out)
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("calls/"))
+            .collect()
+    };
+    assert_eq!(calls(&out), calls(&work.path().join("reference")));
+    std::fs::remove_dir_all(out.join("calls")).unwrap();
+    let stale = verify(&broken, false);
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert!(
+        stale.stdout.contains(
+            "calls/date=2024-03-02: the calls of this date are not what its feeds' partitions give"
+        ),
+        "{stale:?}"
+    );
+    assert_eq!(verify(&broken, true).code, 0);
+    assert_eq!(calls(&out), calls(&work.path().join("reference")));
+    assert!(out.join("calls/date=2024-03-02/calls.parquet").is_file());
 }

@@ -5,7 +5,8 @@
 //! lease (10 s here) has expired. Each worker poses as its own machine (`HOSTNAME`), so
 //! the takeover waits for the lease rather than seeing a dead process on this host.
 //! `source.max_connections = 1` in one of them makes the three take turns to log in.
-//! `CDR_TEST_WORKERS_SEED=N` picks the crash.
+//! `CDR_TEST_WORKERS_SEED=N` picks the crash. With accounts, a worker takes first the
+//! accounts no other worker is on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -223,4 +224,82 @@ fn a_worker_killed_mid_way_has_its_units_taken_over_by_the_others() {
         "seed {seed} ({crash}):\n{}",
         difference(&got, &want)
     );
+}
+
+/// With accounts, a worker first takes those no other worker is on, so that N workers
+/// spread over the accounts instead of crowding onto the first (issue 22's benchmark:
+/// four workers on one account share its four logins and wait for each other's last
+/// units, and were no faster than one). An account whose pass lease a live worker on
+/// another machine holds is come back to at the end, and joined then: it is still
+/// ingested, and the summary keeps the file's order.
+#[test]
+fn a_worker_takes_the_accounts_nobody_is_on_first() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let mut config = format!(
+        "[destination]\nurl = \"file://{}\"\n[ingest]\ncategories = [\"cdr\"]\n",
+        out.display()
+    );
+    for (seed, name) in [(1, "alpha"), (2, "beta")] {
+        let drop = work.path().join(format!("drop-{name}"));
+        let mut spec = DropSpec::new(seed, day(1), day(2));
+        spec.cdr_rows_per_day = 20;
+        spec.recordings_per_day = Some(0);
+        spec.queue = false;
+        spec.sessions_per_day = 0;
+        write_drop(&drop, &spec).unwrap();
+        config.push_str(&format!(
+            "[[accounts]]\nname = \"{name}\"\n[accounts.source]\nurl = \"file://{}\"\n",
+            drop.display()
+        ));
+    }
+    let config_path = work.path().join("accounts.toml");
+    std::fs::write(&config_path, config).unwrap();
+    // Another worker is on alpha's pass (its lease, as it writes and renews it).
+    let lease = out.join("account=alpha/_state/leases/pass.json");
+    std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
+    let expires_at = chrono::Utc::now() + chrono::Duration::minutes(10);
+    std::fs::write(
+        &lease,
+        serde_json::json!({
+            "format_version": 1,
+            "holder": "another-machine/pid-1/1",
+            "expires_at": expires_at,
+            "token": "t",
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    let run = Run::from(
+        Command::new(env!("CARGO_BIN_EXE_cdr-ingest"))
+            .args(["backfill", "--config", config_path.to_str().unwrap()])
+            .args(["--from", "2024-03-01", "--to", "2024-03-02"])
+            .env("CDR_INGEST_LOG_FORMAT", "text")
+            .env("RUST_LOG", "info")
+            .env("HOSTNAME", "this-machine")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let finished: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("account's pass finished"))
+        .collect();
+    assert_eq!(finished.len(), 2, "{run:?}");
+    assert!(
+        finished[0].contains("beta") && finished[1].contains("alpha"),
+        "beta (nobody on it) first, then alpha: {finished:#?}"
+    );
+    assert!(
+        run.stdout.contains("accounts: 2 ok, 0 failed, 0 stopped"),
+        "{run:?}"
+    );
+    for name in ["alpha", "beta"] {
+        let ids = cdr_ids(&out.join(format!("account={name}")));
+        assert_eq!(ids.len(), 40, "{name}: {ids:?}");
+    }
+    // The other worker's lease is its own: not released by this one.
+    assert!(lease.exists());
 }

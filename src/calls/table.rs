@@ -1,0 +1,185 @@
+//! The `calls` columns as Arrow and Parquet: [`schema`] is the README's table.
+
+use std::fs::File;
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::builder::{
+    Decimal128Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+
+use super::Call;
+use crate::model::{DECIMAL_PRECISION, DECIMAL_SCALE};
+
+/// The dataset's name: `calls/date=D/calls.parquet`.
+pub const DATASET: &str = crate::sink::layout::CALLS;
+
+/// Rows per Arrow batch written, and per row group (which the writer holds encoded
+/// until it is complete): what bounds the memory of writing a date's calls.
+const BATCH_ROWS: usize = 8 * 1024;
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// The columns of `calls`, in order.
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+            let time = |name: &str, nullable| {
+                Field::new(
+                    name,
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    nullable,
+                )
+            };
+            let whole = |name: &str| Field::new(name, DataType::Int64, true);
+            Arc::new(Schema::new(vec![
+                text("provider", false),
+                text("account", false),
+                text("feed", false),
+                text("call_id", false),
+                time("started_at", false),
+                time("answered_at", true),
+                time("ended_at", true),
+                text("direction", true),
+                text("from_number", true),
+                text("to_number", true),
+                text("did", true),
+                text("destination", true),
+                text("agent_id", true),
+                text("agent_name", true),
+                text("queue_id", true),
+                text("queue_name", true),
+                whole("ring_seconds"),
+                whole("wait_seconds"),
+                whole("talk_seconds"),
+                text("outcome", false),
+                text("outcome_detail", true),
+                Field::new(
+                    "cost",
+                    DataType::Decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+                    true,
+                ),
+                text("currency", true),
+                text("recording_key", true),
+                text("source_object", false),
+                whole("source_line"),
+            ]))
+        })
+        .clone()
+}
+
+/// A date's calls written as they come, into a Parquet temporary file.
+pub struct Writer<'a> {
+    /// The `account` column, the same for every call of a destination.
+    account: &'a str,
+    writer: Option<ArrowWriter<File>>,
+    batch: Vec<Call>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(account: &'a str) -> Self {
+        Writer {
+            account,
+            writer: None,
+            batch: Vec::with_capacity(BATCH_ROWS),
+        }
+    }
+
+    pub fn push(&mut self, call: Call) -> Result<(), ParquetError> {
+        self.batch.push(call);
+        if self.batch.len() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ParquetError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                // No library version in the file: the same calls give the same bytes.
+                .set_created_by("cdr-ingest".to_string())
+                .build();
+            self.writer = Some(ArrowWriter::try_new(file, schema(), Some(props))?);
+        }
+        let batch = batch(&self.batch, self.account)?;
+        self.batch.clear();
+        self.writer.as_mut().expect("made above").write(&batch)
+    }
+
+    /// The file (`None`: no calls were pushed).
+    pub fn finish(mut self) -> Result<Option<File>, ParquetError> {
+        self.flush()?;
+        self.writer.map(ArrowWriter::into_inner).transpose()
+    }
+}
+
+fn batch(calls: &[Call], account: &str) -> Result<RecordBatch, ParquetError> {
+    let texts = |f: &dyn Fn(&Call) -> Option<&str>| -> ArrayRef {
+        let mut b = StringBuilder::new();
+        for call in calls {
+            b.append_option(f(call));
+        }
+        Arc::new(b.finish())
+    };
+    let times = |f: &dyn Fn(&Call) -> Option<i64>| -> ArrayRef {
+        let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        for call in calls {
+            b.append_option(f(call));
+        }
+        Arc::new(b.finish())
+    };
+    let wholes = |f: &dyn Fn(&Call) -> Option<i64>| -> ArrayRef {
+        let mut b = Int64Builder::new();
+        for call in calls {
+            b.append_option(f(call));
+        }
+        Arc::new(b.finish())
+    };
+    let mut cost = Decimal128Builder::new()
+        .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
+        .map_err(|e| ParquetError::General(e.to_string()))?;
+    for call in calls {
+        cost.append_option(call.cost);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        texts(&|c| Some(c.provider)),
+        Arc::new(StringArray::from(vec![account; calls.len()])),
+        texts(&|c| Some(c.feed)),
+        texts(&|c| Some(&c.call_id)),
+        times(&|c| Some(c.started_at)),
+        times(&|c| c.answered_at),
+        times(&|c| c.ended_at),
+        texts(&|c| c.direction.map(|d| d.as_str())),
+        texts(&|c| c.from_number.as_deref()),
+        texts(&|c| c.to_number.as_deref()),
+        texts(&|c| c.did.as_deref()),
+        texts(&|c| c.destination.as_deref()),
+        texts(&|c| c.agent_id.as_deref()),
+        texts(&|c| c.agent_name.as_deref()),
+        texts(&|c| c.queue_id.as_deref()),
+        texts(&|c| c.queue_name.as_deref()),
+        wholes(&|c| c.ring_seconds),
+        wholes(&|c| c.wait_seconds),
+        wholes(&|c| c.talk_seconds),
+        texts(&|c| Some(c.outcome.as_str())),
+        texts(&|c| c.outcome_detail.as_deref()),
+        Arc::new(cost.finish()),
+        texts(&|c| c.currency.as_deref()),
+        texts(&|c| c.recording_key.as_deref()),
+        texts(&|c| Some(&c.source_object)),
+        wholes(&|c| c.source_line),
+    ];
+    RecordBatch::try_new(schema(), columns).map_err(|e| ParquetError::General(e.to_string()))
+}
