@@ -20,9 +20,16 @@ use parquet::schema::types::ColumnPath;
 use super::table_parquet::{TableBatch, schema};
 use crate::formats::table::Table;
 
-/// Rows per Arrow batch handed to the Parquet writer.
+/// Rows per Arrow batch handed to the Parquet writer, and at most this many rows wait
+/// in the batches of all dates together (a file whose rows spread over many dates
+/// would otherwise hold them all until the end).
 const BATCH_ROWS: usize = 32 * 1024;
-/// Rows per row group: bounds the encoded data the writer holds before flushing.
+/// Encoded bytes the writers of all dates may hold before the biggest writes its row
+/// group out; so may [`ROW_GROUP_ROWS`] rows over all dates (a row group is then
+/// shorter than that).
+const ENCODED_BUDGET: usize = 64 << 20;
+/// Rows per row group, and over the row groups in progress of all dates together:
+/// bounds the encoded data the writers hold.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Batches waiting for the encoder; more would only hold memory.
 const QUEUED_BATCHES: usize = 2;
@@ -39,6 +46,8 @@ pub struct Part {
 pub struct PartitionedWriter {
     table: &'static Table,
     open: BTreeMap<NaiveDate, (TableBatch, u64)>,
+    /// Rows in the batches of `open`, all dates together.
+    waiting: usize,
     batches: SyncSender<(NaiveDate, RecordBatch)>,
     encoder: Option<JoinHandle<Encoded>>,
 }
@@ -55,6 +64,7 @@ impl PartitionedWriter {
         PartitionedWriter {
             table,
             open: BTreeMap::new(),
+            waiting: 0,
             batches,
             encoder: Some(encoder),
         }
@@ -73,13 +83,26 @@ impl PartitionedWriter {
             .or_insert_with(|| (TableBatch::new(table), 0));
         add(builder);
         *rows += 1;
-        if builder.len() >= BATCH_ROWS {
-            let batch = builder.take();
-            if self.batches.send((date, batch)).is_err() {
-                return Err(self.join().err().unwrap_or_else(|| {
-                    ParquetError::General("the Parquet encoder stopped".into())
-                }));
-            }
+        self.waiting += 1;
+        if self.waiting >= BATCH_ROWS {
+            self.send_biggest()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the date with the most waiting rows to the encoder.
+    fn send_biggest(&mut self) -> Result<(), ParquetError> {
+        let Some((&date, (builder, _))) = self.open.iter_mut().max_by_key(|(_, (b, _))| b.len())
+        else {
+            return Ok(());
+        };
+        self.waiting -= builder.len();
+        let batch = builder.take();
+        if self.batches.send((date, batch)).is_err() {
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| ParquetError::General("the Parquet encoder stopped".into())));
         }
         Ok(())
     }
@@ -95,6 +118,7 @@ impl PartitionedWriter {
         *rows += batch.num_rows() as u64;
         let mut batches = vec![batch];
         if !builder.is_empty() {
+            self.waiting -= builder.len();
             batches.insert(0, builder.take());
         }
         for batch in batches {
@@ -305,6 +329,15 @@ fn encode(
             }
         };
         writer.write(&batch)?;
+        // A writer holds its row group's pages and column dictionaries until it ends
+        // the row group: over many dates, the rows of every date would be held.
+        let rows: usize = writers.values().map(ArrowWriter::in_progress_rows).sum();
+        let bytes: usize = writers.values().map(ArrowWriter::in_progress_size).sum();
+        if (rows > ROW_GROUP_ROWS || bytes > ENCODED_BUDGET)
+            && let Some(biggest) = writers.values_mut().max_by_key(|w| w.in_progress_rows())
+        {
+            biggest.flush()?;
+        }
     }
     writers
         .into_iter()
@@ -325,6 +358,46 @@ mod tests {
         file.rewind().unwrap();
         file.read_to_end(&mut bytes).unwrap();
         bytes
+    }
+
+    /// Rows spread over many dates do not all wait until the end: at most a batch of
+    /// them waits, over every date, and each date's file still has all of its rows.
+    #[test]
+    fn rows_over_many_dates_wait_a_batch_at_most() {
+        let mut csv = "id,calldate,src,dst,duration,billsec,disposition\n".to_string();
+        let (count, days) = (3 * BATCH_ROWS, 90);
+        for id in 0..count {
+            csv.push_str(&format!("{id},2024-03-01 00:00:00,1,2,{id},0,A\n"));
+        }
+        let mut streamed = PartitionedWriter::new(&CDR);
+        let (mut line, mut most_waiting) = (0, 0);
+        read::<_, ()>(
+            &CDR,
+            csv.as_bytes(),
+            |_| Ok(()),
+            |row, _| {
+                let date =
+                    NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(line % days);
+                line += 1;
+                streamed
+                    .push(date, |b| b.push(&row.unwrap(), "test.csv"))
+                    .unwrap();
+                most_waiting = most_waiting.max(streamed.waiting);
+                Ok(())
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert!(most_waiting < BATCH_ROWS, "{most_waiting} rows waited");
+        let parts = streamed.finish().unwrap();
+        assert_eq!(parts.len(), days as usize);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.rows == (count / days as usize) as u64
+                    || p.rows == (count / days as usize + 1) as u64)
+        );
+        assert_eq!(parts.iter().map(|p| p.rows).sum::<u64>(), count as u64);
     }
 
     /// The rows of three dates, one of them over a batch of rows, give the same files
