@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
@@ -18,7 +17,7 @@ use super::{DATASET, Objects, Record, table};
 use crate::feeds::FEEDS;
 use crate::pipeline::{Context, IngestError, partition_lock};
 use crate::sink::layout;
-use crate::sink::partition::{PartitionError, fetch};
+use crate::sink::partition::{self, PartitionError, fetch};
 use crate::sink::retry;
 use crate::sink::upload::upload_file;
 use crate::state::lease::HeldLease;
@@ -301,14 +300,7 @@ pub async fn dates(store: &Arc<dyn ObjectStore>) -> Result<BTreeSet<NaiveDate>, 
 
 /// The Parquet objects directly in `folder`, in key order.
 async fn objects(store: &Arc<dyn ObjectStore>, folder: &Path) -> Result<Vec<Path>, PartitionError> {
-    let listed: Vec<_> = retry::with_backoff("list", retry::is_transient, || {
-        store.list(Some(folder)).try_collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|source| PartitionError::Read {
-        key: folder.to_string(),
-        source,
-    })?;
+    let listed = partition::list_folder(store, folder).await?;
     let mut keys: Vec<Path> = listed
         .into_iter()
         .map(|o| o.location)

@@ -65,7 +65,6 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::DataType;
 use arrow_select::filter::filter_record_batch;
 use chrono::NaiveDate;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -517,14 +516,7 @@ async fn date_objects(
     date: NaiveDate,
 ) -> Result<Vec<Path>, PartitionError> {
     let folder = Path::from(format!("{dataset}/date={date}"));
-    let listed: Vec<_> = retry::with_backoff("list", retry::is_transient, || {
-        store.list(Some(&folder)).try_collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|source| PartitionError::Read {
-        key: folder.to_string(),
-        source,
-    })?;
+    let listed = partition::list_folder(store, &folder).await?;
     let mut objects: Vec<Path> = listed
         .into_iter()
         .map(|o| o.location)

@@ -317,19 +317,27 @@ pub async fn duplicate_rows(
     Ok(repeated)
 }
 
-/// The sources with an object directly in `folder` (named `<source day>.parquet`).
-async fn sources(
+/// Everything under `folder`, listed with retries of transient store errors.
+pub(crate) async fn list_folder(
     store: &Arc<dyn ObjectStore>,
     folder: &Path,
-) -> Result<BTreeSet<NaiveDate>, PartitionError> {
-    let listed: Vec<_> = retry::with_backoff("list", retry::is_transient, || {
+) -> Result<Vec<object_store::ObjectMeta>, PartitionError> {
+    retry::with_backoff("list", retry::is_transient, || {
         store.list(Some(folder)).try_collect::<Vec<_>>()
     })
     .await
     .map_err(|source| PartitionError::Read {
         key: folder.to_string(),
         source,
-    })?;
+    })
+}
+
+/// The sources with an object directly in `folder` (named `<source day>.parquet`).
+async fn sources(
+    store: &Arc<dyn ObjectStore>,
+    folder: &Path,
+) -> Result<BTreeSet<NaiveDate>, PartitionError> {
+    let listed = list_folder(store, folder).await?;
     Ok(listed
         .iter()
         .filter_map(|o| {
