@@ -5,10 +5,13 @@
 #
 #   scripts/bench-sessions.sh [local] [s3] [s3s]      default: local s3s
 #
-# For each source: the first pass (every file new) and, after 1,000 of the files are
-# rewritten with a newer updated_at, a second pass, which must read only those 1,000:
-# its report line gives the files taken and the bytes read, and the JSON log the time of
-# the listing. Figures are wall time, user+sys CPU and peak RSS of the whole command
+# For each source: the first pass (every file new); a pass after 1,000 of the files are
+# rewritten with a newer updated_at, ids evenly apart, so on every one of the 28 days
+# (every date's objects are merged); a pass after 1,000 more are rewritten as the
+# platform rewrites them, 15 minutes after the session ends: the newest ids, on the
+# last day; a pass with nothing new. Each rewritten pass must read only those 1,000:
+# its report line gives the files taken and the bytes read, and the JSON log the time
+# of the listing. Figures are wall time, user+sys CPU and peak RSS of the whole command
 # (GNU time). moto's listing is quadratic in the objects of a bucket, so its figures say
 # more about moto than about us: s3s-fs (an S3 server over a folder, whose drop is
 # written into its folder directly) is the bucket to measure by.
@@ -29,6 +32,7 @@ sections=("$@")
 ((${#sections[@]})) || sections=(local s3s)
 
 mkdir -p "$work"
+export TOTAL=$files
 bin="$work/cdr-ingest"
 if [[ -n ${BENCH_BIN:-} ]]; then
     cp "$BENCH_BIN" "$bin"
@@ -38,15 +42,20 @@ else
 fi
 
 # The drop: one folder of $files documents (about 700 bytes each: every common field,
-# two participants, one transfer), modified an hour ago; then $rewritten of them again.
-write_sessions() { # FOLDER FIRST COUNT VERSION
+# two participants, one transfer), ids growing with time over 28 days, modified an
+# hour ago; then $rewritten of them again: `spread`, ids evenly apart (on every day),
+# or `recent`, the newest ids (on the last day).
+write_sessions() { # FOLDER COUNT VERSION [spread|recent]
     python3 - "$@" <<'EOF'
 import json, os, sys, time
-folder, first, count, version = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+folder, count, version = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+pick = sys.argv[4] if len(sys.argv) > 4 else "spread"
+total = int(os.environ["TOTAL"])
 os.makedirs(folder, exist_ok=True)
 stamp = time.time() - 3600 + version
-for n in range(first, first + count):
-    day = 1 + n % 28
+numbers = range(total - count, total) if pick == "recent" else range(0, total, total // count)
+for n in numbers:
+    day = 1 + n * 28 // total
     doc = {
         "id": 1_000_000 + n, "lang": "en", "call_type": "Voice Inbound (App)",
         "session_type_v2": "Voice Inbound (IVR using Mobile)",
@@ -96,12 +105,14 @@ for section in "${sections[@]}"; do
     local)
         drop="$work/local-drop"
         rm -rf "$drop"
-        write_sessions "$drop/sessions" 0 "$files" 0
+        write_sessions "$drop/sessions" "$files" 0
         cfg=$(config local "url = \"file://$drop\"")
         echo "local folder, $files files of $(du -sh "$drop" | cut -f1):"
         measure local-first "$cfg"
-        write_sessions "$drop/sessions" 0 "$rewritten" 1
-        measure local-rewritten "$cfg"
+        write_sessions "$drop/sessions" "$rewritten" 1 spread
+        measure local-rewritten-spread "$cfg"
+        write_sessions "$drop/sessions" "$rewritten" 2 recent
+        measure local-rewritten-recent "$cfg"
         measure local-nothing-new "$cfg"
         ;;
     s3)
@@ -110,7 +121,7 @@ for section in "${sections[@]}"; do
         trap stop_test_servers EXIT
         drop="$work/s3-drop"
         rm -rf "$drop"
-        write_sessions "$drop/sessions" 0 "$files" 0
+        write_sessions "$drop/sessions" "$files" 0
         upload() { # FOLDER FIRST COUNT
             python3 - "$@" <<'EOF'
 import os, sys, boto3
@@ -140,9 +151,9 @@ access_key_id = \"$CDR_TEST_S3_ACCESS_KEY_ID\"
 secret_access_key = \"$CDR_TEST_S3_SECRET_ACCESS_KEY\"")
         echo "moto bucket, $files objects:"
         measure s3-first "$cfg"
-        write_sessions "$drop/sessions" 0 "$rewritten" 1
+        write_sessions "$drop/sessions" "$rewritten" 1 spread
         upload "$drop/sessions" 0 "$rewritten"
-        measure s3-rewritten "$cfg"
+        measure s3-rewritten-spread "$cfg"
         measure s3-nothing-new "$cfg"
         ;;
     s3s)
@@ -150,7 +161,7 @@ secret_access_key = \"$CDR_TEST_S3_SECRET_ACCESS_KEY\"")
         root="$work/s3s-root"
         rm -rf "$root"
         # The bucket `bench` is a folder of the root: the drop is written into it.
-        write_sessions "$root/bench/drop/sessions" 0 "$files" 0
+        write_sessions "$root/bench/drop/sessions" "$files" 0
         port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         "$s3s_fs" --host 127.0.0.1 --port "$port" --access-key bench --secret-key bench-secret \
             "$root" >"$work/s3s-fs.log" 2>&1 &
@@ -170,8 +181,10 @@ access_key_id = \"bench\"
 secret_access_key = \"bench-secret\"")
         echo "s3s-fs bucket, $files objects:"
         measure s3s-first "$cfg"
-        write_sessions "$root/bench/drop/sessions" 0 "$rewritten" 1
-        measure s3s-rewritten "$cfg"
+        write_sessions "$root/bench/drop/sessions" "$rewritten" 1 spread
+        measure s3s-rewritten-spread "$cfg"
+        write_sessions "$root/bench/drop/sessions" "$rewritten" 2 recent
+        measure s3s-rewritten-recent "$cfg"
         measure s3s-nothing-new "$cfg"
         ;;
     *)

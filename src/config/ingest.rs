@@ -163,7 +163,8 @@ const OWN_KEYS: &[Key] = &[
     Key::Text(CALL_HISTORY_TIMEZONE),
 ];
 
-/// How many connections copy recordings at once (`ingest.transfers`).
+/// How many connections copy recordings (and fetch a batch of session files) at once
+/// (`ingest.transfers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transfers {
     /// This many (up to `source.max_connections`).

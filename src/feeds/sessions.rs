@@ -24,12 +24,13 @@ use crate::formats::sessions_json::{
 };
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
+use crate::pipeline::fetch;
 use crate::pipeline::newest_batch::{self, Committed};
 use crate::pipeline::{Context, IngestError};
 use crate::sink::newest::{Candidate, Decision, Group, Version};
 use crate::sink::partitioned::DatedRows;
 use crate::sink::quarantine::QuarantineWriter;
-use crate::source::{ChunkSink, RemoteFile};
+use crate::source::RemoteFile;
 
 /// This feed's name.
 pub const CATEGORY: Category = Category::new("sessions");
@@ -219,13 +220,13 @@ impl ChangedFeed for Sessions {
         // The candidate each file brought, by the file's position.
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut brought: Vec<Option<usize>> = Vec::with_capacity(files.len());
-        for file in files {
-            let bytes = match download(connection, file).await {
+        fetch::each_whole(ctx, connection, files, |file, bytes| {
+            let bytes = match bytes {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     results.push(Err(e));
                     brought.push(None);
-                    continue;
+                    return Ok(());
                 }
             };
             crate::crash::point("downloaded");
@@ -234,9 +235,7 @@ impl ChangedFeed for Sessions {
             let quarantine = quarantine.entry(set_aside_day).or_default();
             match SessionDocument::parse(&file.path, &bytes) {
                 Err(refused) => {
-                    quarantine
-                        .push(&refused.entry())
-                        .map_err(IngestError::spool)?;
+                    quarantine.push(&refused.entry())?;
                     taken.rejected += 1;
                     brought.push(None);
                 }
@@ -254,7 +253,7 @@ impl ChangedFeed for Sessions {
                         })
                         .unwrap_or_else(|never| match never {});
                     for item in &set_aside {
-                        quarantine.push(&item.entry()).map_err(IngestError::spool)?;
+                        quarantine.push(&item.entry())?;
                     }
                     taken.rejected += set_aside.len() as u64;
                     brought.push(Some(candidates.len()));
@@ -270,7 +269,10 @@ impl ChangedFeed for Sessions {
                 }
             }
             results.push(Ok(taken));
-        }
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .map_err(IngestError::spool)?;
         let parts = writers
             .into_iter()
             .map(|w| w.finish())
@@ -292,40 +294,5 @@ impl ChangedFeed for Sessions {
             }
         }
         Ok(results)
-    }
-}
-
-/// A session file, whole (it is within the size limit); one that changed while it was
-/// read is left for the next pass.
-async fn download(
-    connection: &mut Connection<'_>,
-    file: &RemoteFile,
-) -> Result<Vec<u8>, IngestError> {
-    let mut sink = Bytes(Vec::with_capacity(file.size as usize));
-    // The file's own retry budget (`pipeline::connection`).
-    let mut retries = connection.retry_budget();
-    connection
-        .download(&file.path, &mut sink, &mut retries)
-        .await?;
-    if sink.0.len() as u64 != file.size {
-        return Err(IngestError::StillUploading {
-            path: file.path.clone(),
-            detail: format!("listed as {} bytes, {} arrived", file.size, sink.0.len()),
-        });
-    }
-    Ok(sink.0)
-}
-
-struct Bytes(Vec<u8>);
-
-#[async_trait]
-impl ChunkSink for Bytes {
-    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.0.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn written(&self) -> u64 {
-        self.0.len() as u64
     }
 }

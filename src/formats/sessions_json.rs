@@ -90,7 +90,7 @@ pub static SESSIONS: Table = Table {
 
 /// Where each [`SESSIONS`] column is found in a document: the first pointer that is
 /// present and not null. Columns not listed are derived (see [`session_fields`]).
-const SESSION_KEYS: &[(&str, &[&str])] = &[
+const SESSION_KEYS: Keys = &[
     ("id", &["/id"]),
     ("created_at", &["/created_at"]),
     ("updated_at", &["/updated_at"]),
@@ -172,7 +172,7 @@ pub static SESSION_PARTICIPANTS: Table = Table {
     schema: OnceLock::new(),
 };
 
-const PARTICIPANT_KEYS: &[(&str, &[&str])] = &[
+const PARTICIPANT_KEYS: Keys = &[
     ("participant_id", &["/id"]),
     ("type", &["/type"]),
     ("status", &["/status"]),
@@ -220,7 +220,7 @@ pub static SESSION_TRANSFERS: Table = Table {
     schema: OnceLock::new(),
 };
 
-const TRANSFER_KEYS: &[(&str, &[&str])] = &[
+const TRANSFER_KEYS: Keys = &[
     ("transfer_id", &["/id"]),
     ("status", &["/status"]),
     ("created_at", &["/created_at"]),
@@ -460,7 +460,7 @@ impl SessionDocument {
     /// The session row's fields.
     fn session_record(&self) -> Fields<'_> {
         let mut fields = Fields::new(self.line, self.text.as_str().into());
-        fields.lookup("", &self.root, SESSION_KEYS);
+        fields.lookup(&self.root, SESSION_KEYS);
         // The id as a number's digits: `"007"`, `"7"` and `7` are one session.
         if let Some(id) = fields.fields.iter_mut().find(|f| f.column == "id")
             && let Ok(number) = id.text.trim().parse::<u64>()
@@ -470,41 +470,35 @@ impl SessionDocument {
         }
         fields.status(&self.root);
         fields.handle_duration(&self.root);
-        fields.push("document", self.text.as_str().into(), String::new());
+        fields.push("document", self.text.as_str().into(), Place::Row);
         fields
     }
 
     /// The fields of the list item at `pointer`, the `position`th of its list.
     fn child_record<'a>(
         &'a self,
-        pointer: &str,
+        pointer: &'a str,
         item: &'a Json,
-        keys: &[(&'static str, &[&str])],
+        keys: Keys,
         position: usize,
     ) -> Fields<'a> {
         let mut fields = Fields::new(self.line, item.to_string().into());
+        fields.prefix = pointer;
         let id = self.version.id;
-        fields.push(
-            "row_key",
-            format!("{id}/{position}").into(),
-            pointer.to_string(),
-        );
+        fields.push("row_key", format!("{id}/{position}").into(), Place::Row);
         fields.push(
             "session_created_at",
             self.root_text("/created_at"),
-            "/created_at".into(),
+            Place::Root("/created_at"),
         );
-        fields.push("session_id", id.to_string().into(), "/id".into());
-        fields.push("position", position.to_string().into(), pointer.to_string());
-        fields.lookup(pointer, item, keys);
+        fields.push("session_id", id.to_string().into(), Place::Root("/id"));
+        fields.push("position", position.to_string().into(), Place::Row);
+        fields.lookup(item, keys);
         fields
     }
 
     fn root_text(&self, pointer: &str) -> Cow<'_, str> {
-        self.root
-            .pointer(pointer)
-            .and_then(text)
-            .unwrap_or_default()
+        at(&self.root, pointer).and_then(text).unwrap_or_default()
     }
 }
 
@@ -533,12 +527,43 @@ fn text(value: &Json) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Columns, each with the JSON pointers it is looked for at, the first present wins
+/// (written without `~` escapes: [`at`] takes them as they are).
+type Keys = &'static [(&'static str, &'static [&'static str])];
+
+/// The value at `pointer` (`/a/0/b`) in `value`: [`Json::pointer`] without its
+/// unescaping, which allocated twice a step for every field of every document.
+fn at<'j>(value: &'j Json, pointer: &str) -> Option<&'j Json> {
+    pointer
+        .strip_prefix('/')?
+        .split('/')
+        .try_fold(value, |value, step| match value {
+            Json::Object(map) => map.get(step),
+            Json::Array(list) => list.get(step.parse::<usize>().ok()?),
+            _ => None,
+        })
+}
+
+/// Where in the document a field's value was: written out as a JSON pointer only when
+/// a refusal names it.
+#[derive(Debug)]
+enum Place {
+    /// The row's own object ([`Fields::prefix`]).
+    Row,
+    /// A pointer from the document's root.
+    Root(&'static str),
+    /// A pointer inside the row's object.
+    Here(&'static str),
+    /// A pointer written out.
+    Exact(String),
+}
+
 /// One field of a row: the column it fills, its text, and where in the document it was.
 #[derive(Debug)]
 struct Field<'a> {
     column: &'static str,
     text: Cow<'a, str>,
-    pointer: String,
+    place: Place,
 }
 
 /// One row's fields, named after the table's columns: a [`Record`] for
@@ -548,8 +573,11 @@ struct Fields<'a> {
     line: u64,
     raw: Cow<'a, str>,
     fields: Vec<Field<'a>>,
+    /// The pointer of the row's object: empty for the session, `/participants/0` for a
+    /// participant.
+    prefix: &'a str,
     /// Where each column would have been looked for, for a missing one's pointer.
-    looked_up: Vec<(&'static str, String)>,
+    looked_up: Vec<(&'static str, Place)>,
 }
 
 impl<'a> Fields<'a> {
@@ -558,45 +586,58 @@ impl<'a> Fields<'a> {
             line,
             raw,
             fields: Vec::new(),
+            prefix: "",
             looked_up: Vec::new(),
         }
     }
 
-    fn push(&mut self, column: &'static str, text: Cow<'a, str>, pointer: String) {
+    fn push(&mut self, column: &'static str, text: Cow<'a, str>, place: Place) {
         self.fields.push(Field {
             column,
             text,
-            pointer,
+            place,
         });
     }
 
-    /// Each column of `keys` from `object` (at `prefix` in the document): the first
-    /// of its pointers whose value is present and not null.
-    fn lookup(&mut self, prefix: &str, object: &'a Json, keys: &[(&'static str, &[&str])]) {
+    /// Each column of `keys` from `object` (the row's object): the first of its
+    /// pointers whose value is present and not null.
+    fn lookup(&mut self, object: &'a Json, keys: Keys) {
         for &(column, pointers) in keys {
-            self.looked_up
-                .push((column, format!("{prefix}{}", pointers[0])));
-            let found = pointers.iter().find_map(|pointer| {
-                let value = object.pointer(pointer)?;
+            self.looked_up.push((column, Place::Here(pointers[0])));
+            let found = pointers.iter().find_map(|&pointer| {
+                let value = at(object, pointer)?;
                 // `/menu_path` stands for `/menu_path/name` only when it is not an
                 // object (an object without a name has none).
-                let inside = format!("{pointer}/");
-                if value.is_object() && pointers.iter().any(|p| p.starts_with(&inside)) {
+                let has_inside = |p: &&str| {
+                    p.strip_prefix(pointer)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                };
+                if value.is_object() && pointers.iter().any(has_inside) {
                     return None;
                 }
-                text(value).map(|text| (text, format!("{prefix}{pointer}")))
+                text(value).map(|text| (text, pointer))
             });
             if let Some((text, pointer)) = found {
-                self.push(column, text, pointer);
+                self.push(column, text, Place::Here(pointer));
             }
+        }
+    }
+
+    /// A place as a JSON pointer into the document.
+    fn written(&self, place: &Place) -> String {
+        match place {
+            Place::Row => self.prefix.to_string(),
+            Place::Root(pointer) => pointer.to_string(),
+            Place::Here(pointer) => format!("{}{pointer}", self.prefix),
+            Place::Exact(pointer) => pointer.clone(),
         }
     }
 
     /// `status` and `status_code` from `/status`, a name or a numeric code: each is
     /// completed from the other where [`STATUS_CODES`] knows it.
     fn status(&mut self, root: &'a Json) {
-        let pointer = "/status".to_string();
-        self.looked_up.push(("status", pointer.clone()));
+        const POINTER: &str = "/status";
+        self.looked_up.push(("status", Place::Root(POINTER)));
         let Some(sent) = root.get("status").and_then(text) else {
             return;
         };
@@ -608,9 +649,13 @@ impl<'a> Fields<'a> {
                 .find(|(_, name)| name.eq_ignore_ascii_case(trimmed))
                 .map(|(code, _)| code.to_string());
             if let Some(code) = code {
-                self.push("status_code", code.into(), pointer.clone());
+                self.push("status_code", code.into(), Place::Root(POINTER));
             }
-            self.push("status", Cow::Owned(trimmed.to_string()), pointer);
+            self.push(
+                "status",
+                Cow::Owned(trimmed.to_string()),
+                Place::Root(POINTER),
+            );
         } else {
             // A code; a value that is neither a name nor a number is refused as one.
             let name = trimmed
@@ -618,9 +663,9 @@ impl<'a> Fields<'a> {
                 .ok()
                 .and_then(|code| STATUS_CODES.iter().find(|(known, _)| *known == code));
             if let Some((_, name)) = name {
-                self.push("status", Cow::Borrowed(*name), pointer.clone());
+                self.push("status", Cow::Borrowed(*name), Place::Root(POINTER));
             }
-            self.push("status_code", sent, pointer);
+            self.push("status_code", sent, Place::Root(POINTER));
         }
     }
 
@@ -628,8 +673,9 @@ impl<'a> Fields<'a> {
     /// time plus their before- and after-call work. A part that is not a whole number
     /// is given as the column's text, so the row is refused with its pointer.
     fn handle_duration(&mut self, root: &'a Json) {
-        let pointer = "/handle_durations".to_string();
-        self.looked_up.push(("handle_duration", pointer.clone()));
+        const POINTER: &str = "/handle_durations";
+        self.looked_up
+            .push(("handle_duration", Place::Root(POINTER)));
         let Some(items) = root.get("handle_durations").and_then(Json::as_array) else {
             return;
         };
@@ -652,14 +698,18 @@ impl<'a> Fields<'a> {
                         self.push(
                             "handle_duration",
                             value,
-                            format!("{pointer}/{index}/{part}"),
+                            Place::Exact(format!("{POINTER}/{index}/{part}")),
                         );
                         return;
                     }
                 }
             }
         }
-        self.push("handle_duration", total.to_string().into(), pointer);
+        self.push(
+            "handle_duration",
+            total.to_string().into(),
+            Place::Root(POINTER),
+        );
     }
 
     /// The pointer a refusal is about: where its column's value was, or would have
@@ -668,17 +718,18 @@ impl<'a> Fields<'a> {
         let Some(column) = refusal.column.map(|c| table.columns[c].name) else {
             return String::new();
         };
-        self.fields
+        let place = self
+            .fields
             .iter()
             .find(|f| f.column == column)
-            .map(|f| f.pointer.clone())
+            .map(|f| &f.place)
             .or_else(|| {
                 self.looked_up
                     .iter()
                     .find(|(c, _)| *c == column)
-                    .map(|(_, p)| p.clone())
-            })
-            .unwrap_or_default()
+                    .map(|(_, p)| p)
+            });
+        place.map(|p| self.written(p)).unwrap_or_default()
     }
 }
 

@@ -6,6 +6,7 @@ mod aside;
 pub mod changed;
 pub(crate) mod connection;
 mod dedup;
+pub(crate) mod fetch;
 pub(crate) mod file;
 pub(crate) mod newest_batch;
 pub mod parse;
