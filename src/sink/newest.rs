@@ -143,6 +143,9 @@ pub struct Plan<'c> {
     dates: BTreeSet<NaiveDate>,
     /// The dates that winners take rows out of: merged.
     merged: BTreeSet<NaiveDate>,
+    /// The dates whose candidates all won, with their number: a batch's own file of
+    /// such a date holds only winning rows.
+    all_won: BTreeMap<NaiveDate, u64>,
 }
 
 impl Plan<'_> {
@@ -329,6 +332,17 @@ pub async fn plan<'c>(
         }
     }
     let winners = Winners::new(candidates, &by_shard, key_hash);
+    let mut tally: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
+    for (candidate, decision) in candidates.iter().zip(&decisions) {
+        let (all, won) = tally.entry(candidate.date).or_default();
+        *all += 1;
+        *won += u64::from(matches!(decision, Decision::Won { .. }));
+    }
+    let all_won = tally
+        .into_iter()
+        .filter(|(_, (all, won))| all == won)
+        .map(|(date, (all, _))| (date, all))
+        .collect();
     Ok(Plan {
         batch,
         decisions,
@@ -336,6 +350,7 @@ pub async fn plan<'c>(
         by_shard,
         dates,
         merged,
+        all_won,
     })
 }
 
@@ -373,12 +388,42 @@ pub async fn apply(
         .collect();
     json.put(&head_object(group), &head).await?;
 
+    // A date that is not merged and whose candidates all won, each with its one main
+    // row in the batch's file (every row a candidate's): the batch's files of that date
+    // hold only winning rows and go in as they are, neither read nor encoded again (the
+    // first pass over a drop).
+    let as_they_are: BTreeSet<NaiveDate> = parts
+        .first()
+        .into_iter()
+        .flatten()
+        .filter(|p| !plan.merged.contains(&p.date) && plan.all_won.get(&p.date) == Some(&p.rows))
+        .map(|p| p.date)
+        .collect();
+    for &position in &plan.by_shard {
+        let winner = &plan.winners.candidates[position as usize];
+        if as_they_are.contains(&winner.date) {
+            match written.get_mut(&*winner.version.file) {
+                Some(rows) => *rows += 1,
+                None => {
+                    written.insert(winner.version.file.to_string(), 1);
+                }
+            }
+        }
+    }
     let mut replaced = Vec::new();
     for (position, (&(table, key_column), parts)) in group.tables.iter().zip(parts).enumerate() {
         let mut parts: BTreeMap<NaiveDate, Part> = parts.into_iter().map(|p| (p.date, p)).collect();
         let mut count = (position == 0).then_some(&mut written);
         for &date in &dates {
             let key = batch_object(table.dataset, date, plan.batch);
+            if as_they_are.contains(&date) {
+                if let Some(part) = parts.remove(&date) {
+                    tracing::debug!(%key, rows = part.rows, "writing a batch's rows as they are");
+                    partition::upload(store, &key, &part.file).await?;
+                    crate::crash::point("data-written");
+                }
+                continue;
+            }
             let mut out = FileWriter::new(table);
             if plan.merged.contains(&date) {
                 for old in date_objects(store, table.dataset, date).await? {
