@@ -35,9 +35,7 @@ pub async fn each_whole<E>(
 ) -> Result<(), E> {
     let count = fetchers(ctx).min(files.len()).max(1);
     let given = Mutex::new(Some(connection));
-    let extra = Mutex::new(Vec::new());
-    let opened = (1..count).map(|_| ctx.connection()).collect::<Vec<_>>();
-    extra.lock().expect("not poisoned").extend(opened);
+    let extra = Mutex::new((1..count).map(|_| ctx.connection()).collect::<Vec<_>>());
     let result = async {
         // By position: a closure over `&RemoteFile` is not general enough for a `Send`
         // future (rust-lang/rust#102211).
