@@ -153,8 +153,8 @@ def section_history(runs, work):
 def section_latency(runs, work):
     out = ["600 × 256 KiB recordings through the delay proxy (`examples/delay_proxy`: each "
            "direction half the round trip late, a connection's setup a round trip, FTP "
-           "passive ports proxied). Wall times were taken on a shared machine, under load; "
-           "the round-trip counts below them do not depend on load.", ""]
+           "passive ports proxied). The round-trip counts below the tables do not depend on "
+           "the machine's load; wall times do. rclone has no `auto`.", ""]
     keys = [k for k in runs if k[0] == "latency"]
     for proto in ("ftps", "sftp"):
         cases = sorted({k[1] for k in keys if k[1].endswith(proto)}, key=lambda c: int(c.split("ms")[0]))
@@ -175,8 +175,9 @@ def section_latency(runs, work):
                 files = stats(runs[("latency", case, "cdr-ingest", n)])[3] if ("latency", case, "cdr-ingest", n) in runs else 600
                 ours, theirs = med.get("cdr-ingest"), med.get("rclone")
                 per = lambda w: f"{w * int(n) / (files * rtt / 1000):.1f}" if w and rtt and n.isdigit() else "-"
-                out.append(f"| {rtt} ms | {n} | {ours or float('nan'):.2f} | {theirs or float('nan'):.2f} | "
-                           f"{(theirs / ours) if ours and theirs else float('nan'):.2f}× | {per(ours)} | {per(theirs)} |")
+                seconds = lambda w: f"{w:.2f}" if w else "–"
+                ratio = f"{theirs / ours:.2f}×" if ours and theirs else "–"
+                out.append(f"| {rtt} ms | {n} | {seconds(ours)} | {seconds(theirs)} | {ratio} | {per(ours)} | {per(theirs)} |")
         out.append("")
     counts = Path(work, "latency-counts.tsv")
     if counts.exists():

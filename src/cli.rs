@@ -904,7 +904,8 @@ async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyho
             crate::out!("{target}: kept forever");
             continue;
         }
-        let removed = retention::enforce_and_rebuild(ctx, target, keep, today, dry_run).await?;
+        let removed =
+            retention::enforce(&ctx.store, &ctx.json, target, keep, today, dry_run).await?;
         let days = match (removed.days.first(), removed.days.last()) {
             (Some(first), Some(last)) => format!(" ({first} to {last})"),
             _ => String::new(),
@@ -915,6 +916,9 @@ async fn retention_pass(ctx: &Context, today: NaiveDate, dry_run: bool) -> anyho
             removed.objects,
             removed.bytes
         );
+    }
+    if !dry_run {
+        retention::settle_calls(ctx).await?;
     }
     Ok(EXIT_OK)
 }

@@ -170,10 +170,10 @@ pub async fn run(
     }
     report.stopped |= options.shutdown.is_requested();
     if !report.stopped {
-        // Once per changed date, after every feed's files (a stopped pass leaves its
-        // marks to the next).
-        report.calls = Some(crate::calls::settle(ctx).await);
         report.retention = enforce_retention(ctx, now.date_naive()).await;
+        // Once per changed date, after every feed's files and retention's deletions (a
+        // stopped pass leaves its marks to the next).
+        report.calls = Some(crate::calls::settle(ctx).await);
     }
     report
 }
@@ -189,7 +189,7 @@ async fn enforce_retention(
         if keep != Keep::Forever {
             results.push((
                 target,
-                retention::enforce_and_rebuild(ctx, target, keep, today, false).await,
+                retention::enforce(&ctx.store, &ctx.json, target, keep, today, false).await,
             ));
         }
     }

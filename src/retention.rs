@@ -245,7 +245,17 @@ pub async fn enforce(
         removed.objects += objects.len() as u64;
         removed.bytes += bytes;
         if !dry_run {
+            if target.feeds_calls() {
+                // Marked before its rows go, so that the day's calls are rebuilt from
+                // what is left even if the process stops right after the delete: the
+                // next pass would find nothing left to delete, and a call would outlive
+                // its rows' retention.
+                calls::mark(json, [day], &[])
+                    .await
+                    .map_err(|e| RetentionError::Calls(e.to_string()))?;
+            }
             delete(store, objects).await?;
+            crate::crash::point("retention-deleted");
         }
     }
     if !dry_run {
@@ -258,22 +268,14 @@ pub async fn enforce(
     Ok(removed)
 }
 
-/// [`enforce`], then the `calls` of each deleted day rebuilt from what is left of the
-/// other feeds (nothing left: its calls object goes too).
-pub async fn enforce_and_rebuild(
-    ctx: &Context,
-    target: Target,
-    keep: Keep,
-    today: NaiveDate,
-    dry_run: bool,
-) -> Result<Removed, RetentionError> {
-    let removed = enforce(&ctx.store, &ctx.json, target, keep, today, dry_run).await?;
-    if !dry_run && target.feeds_calls() {
-        calls::rebuild::rebuild_days(ctx, removed.days.iter().copied(), calls::Count::All)
-            .await
-            .map_err(|e| RetentionError::Calls(e.to_string()))?;
-    }
-    Ok(removed)
+/// Rebuilds the `calls` of every day retention deleted rows of (marked by [`enforce`]),
+/// once, after every target's deletions: a day that expires in every feed at once is
+/// not rebuilt from rows about to go, and its calls object goes with them.
+pub async fn settle_calls(ctx: &Context) -> Result<(), RetentionError> {
+    calls::settle(ctx)
+        .await
+        .map(|_| ())
+        .map_err(|e| RetentionError::Calls(e.to_string()))
 }
 
 /// Rebuilds every day's `calls` after `target` was purged.

@@ -67,7 +67,8 @@ pub enum Count<'a> {
     /// date's last rebuild (`super::dirty`): each is counted once, by the file that
     /// brought it, however often its date is rebuilt.
     From(&'a BTreeSet<String>),
-    /// Every one (retention, purge and repairs rebuild what files brought before).
+    /// Every one (purge and repairs rebuild what files brought before; retention
+    /// rebuilds through the marks, with no file of its own).
     All,
     /// None: the rebuild brings no code of its own (a recordings index).
     Nothing,
