@@ -174,11 +174,12 @@ async fn build(
                     .map_err(damaged)?;
                 for batch in reader {
                     let batch = batch.map_err(|e| damaged(ParquetError::General(e.to_string())))?;
+                    let arrays = Record::arrays(&batch, mapping.columns);
                     for row in 0..batch.num_rows() {
                         if let Some(facts) = (mapping.facts)(&Record {
-                            batch: &batch,
                             row,
                             columns: mapping.columns,
+                            arrays: &arrays,
                         }) {
                             runs.push(Contribution {
                                 feed: feed.category.as_str(),

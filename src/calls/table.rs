@@ -12,6 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::Call;
 use crate::model::{DECIMAL_PRECISION, DECIMAL_SCALE};
@@ -109,8 +110,21 @@ impl<'a> Writer<'a> {
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
                 .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                 // No library version in the file: the same calls give the same bytes.
-                .set_created_by("cdr-ingest".to_string())
-                .build();
+                .set_created_by("cdr-ingest".to_string());
+            // Columns whose values are (nearly) all different: a dictionary only costs
+            // time, 10 % of a rebuild (as in `sink::partitioned`).
+            let props = [
+                "call_id",
+                "started_at",
+                "answered_at",
+                "ended_at",
+                "source_line",
+            ]
+            .into_iter()
+            .fold(props, |p, name| {
+                p.set_column_dictionary_enabled(ColumnPath::from(name), false)
+            })
+            .build();
             self.writer = Some(ArrowWriter::try_new(file, schema(), Some(props))?);
         }
         let batch = batch(&self.batch, self.account)?;
