@@ -112,7 +112,7 @@ impl<'a> Writer<'a> {
                 // No library version in the file: the same calls give the same bytes.
                 .set_created_by("cdr-ingest".to_string());
             // Columns whose values are (nearly) all different: a dictionary only costs
-            // time, 10 % of a rebuild (as in `sink::partitioned`).
+            // time (as in `sink::partitioned`).
             let props = [
                 "call_id",
                 "started_at",

@@ -73,9 +73,9 @@ fn is_aes_128(suite: &rustls::SupportedCipherSuite) -> bool {
 
 /// The system's trusted roots, read once per process. Reading them opens and parses
 /// every file under `/etc/ssl/certs` (some 300 system calls on Debian), and every
-/// control connection needs them: five for a pass with four transfers. A changed system store is seen
-/// after a restart, as with most clients. Unreadable system stores are not fatal when a
-/// CA file is given.
+/// control connection needs them: five for a pass with four transfers. A changed
+/// system store is seen after a restart, as with most clients. Unreadable system
+/// stores are not fatal when a CA file is given.
 fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
