@@ -186,6 +186,7 @@ mod tests {
             columns: &[],
             facts: |_| None,
             objects: crate::calls::Objects::Every,
+            per_call: crate::calls::PerCall::Many,
         }))
     }
 

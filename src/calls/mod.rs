@@ -175,6 +175,19 @@ pub struct Mapping {
     pub facts: fn(&Record<'_>) -> Option<Facts>,
     /// Which of a date's objects hold its visible rows.
     pub objects: Objects,
+    /// How many of those rows can be about one call.
+    pub per_call: PerCall,
+}
+
+/// How many of a dataset's visible rows of a date can be about one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PerCall {
+    /// At most one: its row id is the call id, and a partition holds one row per id
+    /// (`sink::partition`). A date only this dataset reports needs no join: each row
+    /// is a call, written in the order read.
+    One,
+    /// Any number (a call's recordings, its queue attempts, its pushed records).
+    Many,
 }
 
 /// Which objects of a dataset's date folder a rebuild reads.

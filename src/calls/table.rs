@@ -1,7 +1,9 @@
 //! The `calls` columns as Arrow and Parquet: [`schema`] is the README's table.
 
 use std::fs::File;
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 
 use arrow_array::builder::{
     Decimal128Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
@@ -75,68 +77,118 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
-/// A date's calls written as they come, into a Parquet temporary file.
+/// A date's calls written as they come, into a Parquet temporary file. Once a first
+/// batch is full, the batches are made into columns and encoded on a thread of their
+/// own, beside the reading of the next ones; a smaller date is encoded in place.
 pub struct Writer<'a> {
     /// The `account` column, the same for every call of a destination.
     account: &'a str,
-    writer: Option<ArrowWriter<File>>,
     batch: Vec<Call>,
+    encoder: Option<Encoder>,
+}
+
+/// The encoder thread: the batches sent to it, and its result once they end.
+struct Encoder {
+    batches: SyncSender<Vec<Call>>,
+    done: JoinHandle<Result<Option<File>, ParquetError>>,
 }
 
 impl<'a> Writer<'a> {
     pub fn new(account: &'a str) -> Self {
         Writer {
             account,
-            writer: None,
             batch: Vec::with_capacity(BATCH_ROWS),
+            encoder: None,
         }
     }
 
     pub fn push(&mut self, call: Call) -> Result<(), ParquetError> {
         self.batch.push(call);
-        if self.batch.len() >= BATCH_ROWS {
-            self.flush()?;
+        if self.batch.len() < BATCH_ROWS {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
+        let account = self.account.to_string();
+        let encoder = self.encoder.get_or_insert_with(|| {
+            // Two batches in flight: the reader never waits for a batch being encoded.
+            let (batches, received) = sync_channel(2);
+            let done = std::thread::spawn(move || encode(&account, received));
+            Encoder { batches, done }
+        });
+        if encoder.batches.send(full).is_err() {
+            // It stops early only on an error, which it returns.
+            return Err(self.finish_encoder().err().unwrap_or_else(stopped_early));
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), ParquetError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        if self.writer.is_none() {
-            let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                // No library version in the file: the same calls give the same bytes.
-                .set_created_by("cdr-ingest".to_string());
-            // Columns whose values are (nearly) all different: a dictionary only costs
-            // time (as in `sink::partitioned`).
-            let props = [
-                "call_id",
-                "started_at",
-                "answered_at",
-                "ended_at",
-                "source_line",
-            ]
-            .into_iter()
-            .fold(props, |p, name| {
-                p.set_column_dictionary_enabled(ColumnPath::from(name), false)
-            })
-            .build();
-            self.writer = Some(ArrowWriter::try_new(file, schema(), Some(props))?);
-        }
-        let batch = batch(&self.batch, self.account)?;
-        self.batch.clear();
-        self.writer.as_mut().expect("made above").write(&batch)
+    /// Ends the encoder thread and takes its result.
+    fn finish_encoder(&mut self) -> Result<Option<File>, ParquetError> {
+        let Some(Encoder { batches, done }) = self.encoder.take() else {
+            return Ok(None);
+        };
+        drop(batches);
+        done.join()
+            .unwrap_or_else(|_| Err(ParquetError::General("the calls encoder panicked".into())))
     }
 
     /// The file (`None`: no calls were pushed).
     pub fn finish(mut self) -> Result<Option<File>, ParquetError> {
-        self.flush()?;
-        self.writer.map(ArrowWriter::into_inner).transpose()
+        let last = std::mem::take(&mut self.batch);
+        let Some(encoder) = &self.encoder else {
+            return encode(self.account, std::iter::once(last));
+        };
+        let sent = encoder.batches.send(last).is_ok();
+        let file = self.finish_encoder()?;
+        if sent { Ok(file) } else { Err(stopped_early()) }
     }
+}
+
+fn stopped_early() -> ParquetError {
+    ParquetError::General("the calls encoder stopped before its last batch".into())
+}
+
+/// Writes `batches` of calls into a Parquet temporary file (`None`: none had calls).
+fn encode(
+    account: &str,
+    batches: impl IntoIterator<Item = Vec<Call>>,
+) -> Result<Option<File>, ParquetError> {
+    let mut writer = None;
+    for calls in batches {
+        if calls.is_empty() {
+            continue;
+        }
+        let writer = match &mut writer {
+            Some(writer) => writer,
+            None => writer.insert(new_writer()?),
+        };
+        writer.write(&batch(&calls, account)?)?;
+    }
+    writer.map(ArrowWriter::into_inner).transpose()
+}
+
+fn new_writer() -> Result<ArrowWriter<File>, ParquetError> {
+    let file = tempfile::tempfile().map_err(|e| ParquetError::External(Box::new(e)))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // No library version in the file: the same calls give the same bytes.
+        .set_created_by("cdr-ingest".to_string());
+    // Columns whose values are (nearly) all different: a dictionary only costs
+    // time (as in `sink::partitioned`).
+    let props = [
+        "call_id",
+        "started_at",
+        "answered_at",
+        "ended_at",
+        "source_line",
+    ]
+    .into_iter()
+    .fold(props, |p, name| {
+        p.set_column_dictionary_enabled(ColumnPath::from(name), false)
+    })
+    .build();
+    ArrowWriter::try_new(file, schema(), Some(props))
 }
 
 fn batch(calls: &[Call], account: &str) -> Result<RecordBatch, ParquetError> {

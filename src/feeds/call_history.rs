@@ -20,8 +20,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{ChangedFeed, ChangedLimits, Dataset, Feed, Taken, Unit};
 use crate::calls::{
-    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
-    rule,
+    Direction, Facts, Mapping, Objects, Outcome, PerCall, Rank, Record, Rule, Said, classify,
+    plus_seconds, rule,
 };
 use crate::formats::call_history::{CALL_HISTORY, ExportFormat, csv_rows};
 use crate::formats::rows::RowSource;
@@ -90,6 +90,7 @@ static CALLS: [Mapping; 1] = [Mapping {
     ],
     facts,
     objects: Objects::Every,
+    per_call: PerCall::One,
 }];
 
 /// `attempt_result` (the stable code; else the text as sent, which no rule knows)

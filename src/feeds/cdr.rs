@@ -16,8 +16,8 @@ use async_trait::async_trait;
 
 use super::{DailyFeed, Dataset, Feed, HOSTED_PBX, Unit};
 use crate::calls::{
-    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
-    rule,
+    Direction, Facts, Mapping, Objects, Outcome, PerCall, Rank, Record, Rule, Said, classify,
+    plus_seconds, rule,
 };
 use crate::source::{RemoteFile, SourceError};
 use crate::state::attempts::AttemptRecord;
@@ -74,6 +74,7 @@ static CALLS: [Mapping; 1] = [Mapping {
     ],
     facts,
     objects: Objects::Every,
+    per_call: PerCall::One,
 }];
 
 /// `disposition` (or `disposition/t_cause`, tried first) → outcome.

@@ -9,8 +9,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Dataset, Feed, PushedFeed, Unit};
 use crate::calls::{
-    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
-    rule,
+    Direction, Facts, Mapping, Objects, Outcome, PerCall, Rank, Record, Rule, Said, classify,
+    plus_seconds, rule,
 };
 use crate::model::Category;
 use crate::model::DECIMAL_SCALE;
@@ -84,6 +84,7 @@ static CALLS: [Mapping; 1] = [Mapping {
     ],
     facts,
     objects: Objects::Last,
+    per_call: PerCall::Many,
 }];
 
 /// `status` → outcome. `TE` is documented without a meaning: it says nothing.

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 
 use super::{DailyFeed, Dataset, Feed, HOSTED_PBX, Unit};
 use crate::calls::{
-    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, plus_seconds,
-    rule,
+    Direction, Facts, Mapping, Objects, Outcome, PerCall, Rank, Record, Rule, Said, classify,
+    plus_seconds, rule,
 };
 use crate::state::attempts::AttemptRecord;
 
@@ -79,6 +79,7 @@ static CALLS: [Mapping; 1] = [Mapping {
     ],
     facts,
     objects: Objects::Every,
+    per_call: PerCall::Many,
 }];
 
 /// `final_dst_type/t_cause` → outcome: the pair, then `type/*`, then `*/t_cause`.

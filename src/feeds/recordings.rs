@@ -18,7 +18,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::{Dataset, Feed, HOSTED_PBX, ListedFeed, OwnedFiles, Unit};
-use crate::calls::{self, Facts, Mapping, Objects, Outcome, Rank, Record, Said};
+use crate::calls::{self, Facts, Mapping, Objects, Outcome, PerCall, Rank, Record, Said};
 use crate::formats::recording_name;
 use crate::model::Category;
 use crate::pipeline::connection::Connection;
@@ -76,6 +76,7 @@ static CALLS: [Mapping; 1] = [Mapping {
     ],
     facts,
     objects: Objects::Every,
+    per_call: PerCall::Many,
 }];
 
 /// A `recording_index` row's columns → the calls columns (README: "The calls dataset").

@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{ChangedFeed, ChangedLimits, Dataset, Feed, Taken, Unit};
 use crate::calls::{
-    Direction, Facts, Mapping, Objects, Outcome, Rank, Record, Rule, Said, classify, rule,
+    Direction, Facts, Mapping, Objects, Outcome, PerCall, Rank, Record, Rule, Said, classify, rule,
 };
 use crate::formats::sessions_json::{
     SESSION_PARTICIPANTS, SESSION_TABLES, SESSION_TRANSFERS, SESSIONS, SessionDocument,
@@ -100,6 +100,7 @@ static CALLS: [Mapping; 1] = [Mapping {
     ],
     facts,
     objects: Objects::Every,
+    per_call: PerCall::One,
 }];
 
 /// `status` (its name, or the code when the name is unknown) → outcome. The states a

@@ -96,7 +96,7 @@ pub mod push;
 pub mod push_client;
 pub(crate) mod queue;
 pub(crate) mod recordings;
-mod rng;
+pub(crate) mod rng;
 pub mod sessions;
 #[cfg(test)]
 mod testing;

@@ -19,10 +19,10 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// SplitMix64: tiny, fast, and fixed here so output never changes with a dependency.
-pub(super) struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub(super) fn derive(seed: u64, parts: &[u64]) -> Self {
+    pub(crate) fn derive(seed: u64, parts: &[u64]) -> Self {
         let mut h = mix(seed.wrapping_add(GOLDEN));
         for &p in parts {
             h = mix(h ^ mix(p.wrapping_add(GOLDEN)));
@@ -30,13 +30,13 @@ impl Rng {
         Rng(h)
     }
 
-    pub(super) fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(GOLDEN);
         mix(self.0)
     }
 
     /// Uniform in `0..n` (multiply-shift; the bias of at most n/2^32 does not matter here).
-    pub(super) fn below(&mut self, n: u32) -> u32 {
+    pub(crate) fn below(&mut self, n: u32) -> u32 {
         (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 
@@ -49,7 +49,7 @@ impl Rng {
         r.start() + ((u128::from(self.next_u64()) * span) >> 64) as u64
     }
 
-    pub(super) fn percent(&mut self, p: u32) -> bool {
+    pub(crate) fn percent(&mut self, p: u32) -> bool {
         self.below(100) < p
     }
 
