@@ -12,58 +12,59 @@ use std::collections::BTreeSet;
 use super::{Direction, Facts, Mapping, Outcome, Rank};
 
 /// One feed's row about a call, with the mapping that read it.
-pub struct Contribution {
+pub struct Contribution<'a> {
     pub feed: &'static str,
     pub mapping: &'static Mapping,
-    pub facts: Facts,
+    pub facts: Facts<'a>,
 }
 
-/// One `calls` row.
+/// One `calls` row, its texts borrowed from the contributions it was made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
+pub struct Call<'g> {
     pub provider: &'static str,
     /// The feed whose row gave the times and numbers (`source_object` is its).
     pub feed: &'static str,
-    pub call_id: String,
+    pub call_id: &'g str,
     pub started_at: i64,
     pub answered_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub direction: Option<Direction>,
-    pub from_number: Option<String>,
-    pub to_number: Option<String>,
-    pub did: Option<String>,
-    pub destination: Option<String>,
-    pub agent_id: Option<String>,
-    pub agent_name: Option<String>,
-    pub queue_id: Option<String>,
-    pub queue_name: Option<String>,
+    pub from_number: Option<&'g str>,
+    pub to_number: Option<&'g str>,
+    pub did: Option<&'g str>,
+    pub destination: Option<&'g str>,
+    pub agent_id: Option<&'g str>,
+    pub agent_name: Option<&'g str>,
+    pub queue_id: Option<&'g str>,
+    pub queue_name: Option<&'g str>,
     pub ring_seconds: Option<i64>,
     pub wait_seconds: Option<i64>,
     pub talk_seconds: Option<i64>,
     pub outcome: Outcome,
-    pub outcome_detail: Option<String>,
+    pub outcome_detail: Option<&'g str>,
     pub cost: Option<i128>,
-    pub currency: Option<String>,
-    pub recording_key: Option<String>,
-    pub source_object: String,
+    pub currency: Option<&'g str>,
+    pub recording_key: Option<&'g str>,
+    pub source_object: &'g str,
     pub source_line: Option<i64>,
     /// The codes of this call that no feed's table knows, with the feed and source
     /// object of the row that has each (counted, never written).
-    pub unmapped: BTreeSet<(&'static str, String, String)>,
+    pub unmapped: BTreeSet<(&'static str, &'g str, &'g str)>,
 }
 
 /// Joins the contributions into calls, in (`provider`, `call_id`) order: what a
 /// rebuild writes, all in memory (the rebuild itself goes through
 /// `runs::Runs` the same way).
 #[cfg(test)]
-pub fn merge(contributions: Vec<Contribution>) -> Vec<Call> {
+pub fn merge(contributions: Vec<Contribution<'_>>) -> Vec<Call<'static>> {
     let mut runs = super::runs::Runs::default();
     let mut calls = Vec::new();
     for c in contributions {
         runs.push(c).expect("in memory");
     }
     runs.for_each_call(|group| {
-        calls.extend(one_call(&group));
+        // A test's few groups outlive it, for the calls to borrow.
+        calls.extend(one_call(Vec::leak(group)));
         Ok(())
     })
     .expect("in memory");
@@ -71,16 +72,16 @@ pub fn merge(contributions: Vec<Contribution>) -> Vec<Call> {
 }
 
 /// The one row of a call from all its contributions (`None`: none gives a start).
-pub fn one_call(group: &[Contribution]) -> Option<Call> {
+pub fn one_call<'g>(group: &'g [Contribution<'_>]) -> Option<Call<'g>> {
     let first_row = group.first()?;
-    let (provider, call_id) = (first_row.mapping.provider, first_row.facts.call_id.clone());
+    let (provider, call_id) = (first_row.mapping.provider, &*first_row.facts.call_id);
     let ordered = |rank: fn(&Rank) -> u8| {
         let mut order: Vec<&Contribution> = group.iter().collect();
         order.sort_by_key(|c| {
             (
                 rank(&c.mapping.rank),
                 c.facts.started_at,
-                c.facts.source_object.as_str(),
+                &*c.facts.source_object,
                 c.facts.source_line,
             )
         });
@@ -89,7 +90,10 @@ pub fn one_call(group: &[Contribution]) -> Option<Call> {
     let by_call = ordered(|r| r.call);
     let by_outcome = ordered(|r| r.outcome);
     let by_routing = ordered(|r| r.routing);
-    fn first<T: Clone>(order: &[&Contribution], field: impl Fn(&Facts) -> Option<T>) -> Option<T> {
+    fn first<'g, T>(
+        order: &[&'g Contribution<'_>],
+        field: impl Fn(&'g Facts<'_>) -> Option<T>,
+    ) -> Option<T> {
         order.iter().find_map(|c| field(&c.facts))
     }
     let source = by_call.first()?;
@@ -106,10 +110,13 @@ pub fn one_call(group: &[Contribution]) -> Option<Call> {
                 .find(|s| s.unmapped)
         });
     let (outcome, outcome_detail) = match said {
-        Some(said) => (said.outcome.unwrap_or(Outcome::Other), said.detail.clone()),
+        Some(said) => (
+            said.outcome.unwrap_or(Outcome::Other),
+            said.detail.as_deref(),
+        ),
         None => (
             Outcome::Other,
-            first(&by_outcome, |f| f.said.detail.clone()),
+            first(&by_outcome, |f| f.said.detail.as_deref()),
         ),
     };
     let unmapped = group
@@ -118,19 +125,19 @@ pub fn one_call(group: &[Contribution]) -> Option<Call> {
         .filter_map(|c| {
             Some((
                 c.feed,
-                c.facts.source_object.clone(),
-                c.facts.said.detail.clone()?,
+                &*c.facts.source_object,
+                c.facts.said.detail.as_deref()?,
             ))
         })
         .collect();
 
     let direction = first(&by_call, |f| f.direction);
-    let called_name = first(&by_call, |f| f.called_name.clone());
-    let queue_id = first(&by_routing, |f| f.queue_id.clone());
-    let agent_id = first(&by_routing, |f| f.agent_id.clone());
-    let queue_name = first(&by_routing, |f| f.queue_name.clone())
-        .or_else(|| queue_id.as_ref().and(called_name.clone()));
-    let agent_name = first(&by_routing, |f| f.agent_name.clone()).or_else(|| {
+    let called_name = first(&by_call, |f| f.called_name.as_deref());
+    let queue_id = first(&by_routing, |f| f.queue_id.as_deref());
+    let agent_id = first(&by_routing, |f| f.agent_id.as_deref());
+    let queue_name =
+        first(&by_routing, |f| f.queue_name.as_deref()).or_else(|| queue_id.and(called_name));
+    let agent_name = first(&by_routing, |f| f.agent_name.as_deref()).or_else(|| {
         let answered_inbound = queue_id.is_none()
             && direction == Some(Direction::Inbound)
             && outcome == Outcome::Answered
@@ -145,10 +152,10 @@ pub fn one_call(group: &[Contribution]) -> Option<Call> {
         answered_at: first(&by_call, |f| f.answered_at),
         ended_at: first(&by_call, |f| f.ended_at),
         direction,
-        from_number: first(&by_call, |f| f.from_number.clone()),
-        to_number: first(&by_call, |f| f.to_number.clone()),
-        did: first(&by_call, |f| f.did.clone()),
-        destination: first(&by_call, |f| f.destination.clone()),
+        from_number: first(&by_call, |f| f.from_number.as_deref()),
+        to_number: first(&by_call, |f| f.to_number.as_deref()),
+        did: first(&by_call, |f| f.did.as_deref()),
+        destination: first(&by_call, |f| f.destination.as_deref()),
         agent_id,
         agent_name,
         queue_id,
@@ -159,9 +166,9 @@ pub fn one_call(group: &[Contribution]) -> Option<Call> {
         outcome,
         outcome_detail,
         cost: first(&by_call, |f| f.cost),
-        currency: first(&by_call, |f| f.currency.clone()),
-        recording_key: first(&by_routing, |f| f.recording_key.clone()),
-        source_object: source.facts.source_object.clone(),
+        currency: first(&by_call, |f| f.currency.as_deref()),
+        recording_key: first(&by_routing, |f| f.recording_key.as_deref()),
+        source_object: &source.facts.source_object,
         source_line: source.facts.source_line,
         unmapped,
     })
@@ -190,7 +197,7 @@ mod tests {
         }))
     }
 
-    fn said(outcome: Outcome, detail: &str) -> Said {
+    fn said(outcome: Outcome, detail: &'static str) -> Said<'static> {
         Said {
             outcome: Some(outcome),
             detail: Some(detail.into()),
@@ -252,15 +259,15 @@ mod tests {
         assert_eq!(want.len(), 1);
         let call = &want[0];
         assert_eq!((call.feed, call.started_at), ("a", 10));
-        assert_eq!(call.from_number.as_deref(), Some("+481"));
+        assert_eq!(call.from_number, Some("+481"));
         assert_eq!(
-            (call.outcome, call.outcome_detail.as_deref()),
+            (call.outcome, call.outcome_detail),
             (Outcome::Abandoned, Some("U/H"))
         );
-        assert_eq!(call.queue_name.as_deref(), Some("Sales queue"));
+        assert_eq!(call.queue_name, Some("Sales queue"));
         assert_eq!(call.agent_name, None, "a queue's name is not an agent's");
-        assert_eq!(call.agent_id.as_deref(), Some("sales-anna"));
-        assert_eq!(call.recording_key.as_deref(), Some("r/1.mp3"));
+        assert_eq!(call.agent_id, Some("sales-anna"));
+        assert_eq!(call.recording_key, Some("r/1.mp3"));
         for order in [[2, 1, 0], [1, 0, 2], [0, 2, 1]] {
             let mut all: Vec<Option<Contribution>> = rows().into_iter().map(Some).collect();
             let shuffled = order.iter().map(|&i| all[i].take().unwrap()).collect();
@@ -278,12 +285,12 @@ mod tests {
                 feed: "cdr",
                 mapping,
                 facts: Facts {
-                    call_id: format!("{}", (n * 7919) % 173),
+                    call_id: format!("{}", (n * 7919) % 173).into(),
                     started_at: Some(i64::from(n)),
-                    from_number: (n % 3 == 0).then(|| format!("+48{n}")),
+                    from_number: (n % 3 == 0).then(|| format!("+48{n}").into()),
                     cost: (n % 5 == 0).then_some(i128::from(n) * 1_000_000),
                     said: said(Outcome::Busy, "BUSY"),
-                    source_object: format!("f{}", n % 4),
+                    source_object: format!("f{}", n % 4).into(),
                     source_line: Some(i64::from(n)),
                     ..Facts::default()
                 },
@@ -295,7 +302,7 @@ mod tests {
             }
             let mut calls = Vec::new();
             runs.for_each_call(|group| {
-                calls.extend(one_call(&group));
+                calls.extend(one_call(Vec::leak(group)));
                 Ok(())
             })
             .unwrap();
@@ -311,7 +318,7 @@ mod tests {
     #[test]
     fn an_unmapped_code_yields_to_a_mapped_one_and_is_still_counted() {
         let (first, second) = (mapping(0, 0, 0), mapping(1, 1, 1));
-        let facts = |said: Said, object: &str| Facts {
+        let facts = |said: Said<'static>, object: &'static str| Facts {
             call_id: "7".into(),
             started_at: Some(1),
             said,
@@ -331,17 +338,14 @@ mod tests {
             },
         ]);
         assert_eq!(merged[0].outcome, Outcome::Busy);
-        assert_eq!(
-            merged[0].unmapped,
-            [("a", "a".to_string(), "ZAP".to_string())].into()
-        );
+        assert_eq!(merged[0].unmapped, [("a", "a", "ZAP")].into());
         let alone = merge(vec![Contribution {
             feed: "a",
             mapping: first,
             facts: facts(said(Outcome::Other, "ZAP"), "a"),
         }]);
         assert_eq!(
-            (alone[0].outcome, alone[0].outcome_detail.as_deref()),
+            (alone[0].outcome, alone[0].outcome_detail),
             (Outcome::Other, Some("ZAP"))
         );
     }

@@ -26,6 +26,8 @@
 //!   `outcome_detail` and is counted, unless another feed reporting the same call has a
 //!   mapped outcome.
 
+use std::borrow::Cow;
+
 pub mod dirty;
 mod merge;
 pub mod rebuild;
@@ -114,10 +116,10 @@ pub const fn rule(code: &'static str, outcome: Option<Outcome>) -> Rule {
 
 /// What one code of a row says about the outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Said {
+pub struct Said<'a> {
     pub outcome: Option<Outcome>,
     /// The provider's code as the table matched it (or, unmapped, as sent).
-    pub detail: Option<String>,
+    pub detail: Option<Cow<'a, str>>,
     /// No rule knows the code: the outcome is [`Outcome::Other`].
     pub unmapped: bool,
 }
@@ -125,15 +127,19 @@ pub struct Said {
 /// Looks a row's codes up in `rules`: each of `candidates` in turn (most specific
 /// first), the first rule that matches decides. None matching: `other`, with
 /// `unmapped` kept as the detail.
-pub fn classify(rules: &[Rule], candidates: &[String], unmapped: String) -> Said {
+pub fn classify<'a>(
+    rules: &[Rule],
+    candidates: impl IntoIterator<Item = Cow<'a, str>>,
+    unmapped: Cow<'a, str>,
+) -> Said<'a> {
     for candidate in candidates {
         if let Some(rule) = rules
             .iter()
-            .find(|r| r.code.eq_ignore_ascii_case(candidate))
+            .find(|r| r.code.eq_ignore_ascii_case(&candidate))
         {
             return Said {
                 outcome: rule.outcome,
-                detail: Some(candidate.clone()),
+                detail: Some(candidate),
                 unmapped: false,
             };
         }
@@ -171,8 +177,9 @@ pub struct Mapping {
     /// The columns `facts` reads: only they are decoded (a rebuild reads a date's
     /// whole partitions); reading another is a bug that debug builds catch.
     pub columns: &'static [&'static str],
-    /// One row → what it says about a call (`None`: the row is not about a call).
-    pub facts: fn(&Record<'_>) -> Option<Facts>,
+    /// One row → what it says about a call (`None`: the row is not about a call); its
+    /// texts are borrowed from the row where they are the row's.
+    pub facts: for<'a> fn(&Record<'a>) -> Option<Facts<'a>>,
     /// Which of a date's objects hold its visible rows.
     pub objects: Objects,
     /// How many of those rows can be about one call.
@@ -202,34 +209,70 @@ pub enum Objects {
 
 /// What one row of one feed says about a call; `None` is "this row does not say".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
-    pub call_id: String,
+pub struct Facts<'a> {
+    pub call_id: Cow<'a, str>,
     /// UTC microseconds.
     pub started_at: Option<i64>,
     pub answered_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub direction: Option<Direction>,
-    pub from_number: Option<String>,
-    pub to_number: Option<String>,
-    pub did: Option<String>,
-    pub destination: Option<String>,
+    pub from_number: Option<Cow<'a, str>>,
+    pub to_number: Option<Cow<'a, str>>,
+    pub did: Option<Cow<'a, str>>,
+    pub destination: Option<Cow<'a, str>>,
     /// The called party's name (a user, a queue, an IVR): becomes `queue_name` when
     /// the call went to a queue, `agent_name` when someone answered an inbound call.
-    pub called_name: Option<String>,
-    pub agent_id: Option<String>,
-    pub agent_name: Option<String>,
-    pub queue_id: Option<String>,
-    pub queue_name: Option<String>,
+    pub called_name: Option<Cow<'a, str>>,
+    pub agent_id: Option<Cow<'a, str>>,
+    pub agent_name: Option<Cow<'a, str>>,
+    pub queue_id: Option<Cow<'a, str>>,
+    pub queue_name: Option<Cow<'a, str>>,
     pub ring_seconds: Option<i64>,
     pub wait_seconds: Option<i64>,
     pub talk_seconds: Option<i64>,
-    pub said: Said,
+    pub said: Said<'a>,
     /// Fixed point, [`crate::model::DECIMAL_SCALE`] digits.
     pub cost: Option<i128>,
-    pub currency: Option<String>,
-    pub recording_key: Option<String>,
-    pub source_object: String,
+    pub currency: Option<Cow<'a, str>>,
+    pub recording_key: Option<Cow<'a, str>>,
+    pub source_object: Cow<'a, str>,
     pub source_line: Option<i64>,
+}
+
+impl Facts<'_> {
+    /// The same facts, owning their texts (to outlive the row they were read from).
+    pub fn into_owned(self) -> Facts<'static> {
+        let own = |text: Option<Cow<'_, str>>| text.map(|t| Cow::Owned(t.into_owned()));
+        Facts {
+            call_id: Cow::Owned(self.call_id.into_owned()),
+            started_at: self.started_at,
+            answered_at: self.answered_at,
+            ended_at: self.ended_at,
+            direction: self.direction,
+            from_number: own(self.from_number),
+            to_number: own(self.to_number),
+            did: own(self.did),
+            destination: own(self.destination),
+            called_name: own(self.called_name),
+            agent_id: own(self.agent_id),
+            agent_name: own(self.agent_name),
+            queue_id: own(self.queue_id),
+            queue_name: own(self.queue_name),
+            ring_seconds: self.ring_seconds,
+            wait_seconds: self.wait_seconds,
+            talk_seconds: self.talk_seconds,
+            said: Said {
+                outcome: self.said.outcome,
+                detail: own(self.said.detail),
+                unmapped: self.said.unmapped,
+            },
+            cost: self.cost,
+            currency: own(self.currency),
+            recording_key: own(self.recording_key),
+            source_object: Cow::Owned(self.source_object.into_owned()),
+            source_line: self.source_line,
+        }
+    }
 }
 
 /// Seconds to add to a timestamp in microseconds.
@@ -262,20 +305,20 @@ mod tests {
     fn the_most_specific_code_wins_and_an_unknown_one_is_other() {
         let said = classify(
             RULES,
-            &["no answer/cancelled".into(), "no answer".into()],
+            ["no answer/cancelled".into(), "no answer".into()],
             "x".into(),
         );
         assert_eq!(said.outcome, Some(Outcome::Cancelled));
         let said = classify(
             RULES,
-            &["NO ANSWER/Busy".into(), "NO ANSWER".into()],
+            ["NO ANSWER/Busy".into(), "NO ANSWER".into()],
             "x".into(),
         );
         assert_eq!(said.outcome, Some(Outcome::NoAnswer));
         assert_eq!(said.detail.as_deref(), Some("NO ANSWER"));
-        let said = classify(RULES, &["Q/*".into()], "Q/C".into());
+        let said = classify(RULES, ["Q/*".into()], "Q/C".into());
         assert_eq!((said.outcome, said.unmapped), (None, false));
-        let said = classify(RULES, &["ANSWERD".into()], "ANSWERD".into());
+        let said = classify(RULES, ["ANSWERD".into()], "ANSWERD".into());
         assert_eq!(
             said,
             Said {

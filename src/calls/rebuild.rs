@@ -231,14 +231,14 @@ struct Calls<'a> {
 }
 
 impl Calls<'_> {
-    fn contribution(&mut self, contribution: Contribution) -> std::io::Result<()> {
+    fn contribution(&mut self, contribution: Contribution<'_>) -> std::io::Result<()> {
         match &mut self.runs {
             Some(runs) => runs.push(contribution),
             None => self.call(std::slice::from_ref(&contribution)),
         }
     }
 
-    fn call(&mut self, group: &[Contribution]) -> std::io::Result<()> {
+    fn call(&mut self, group: &[Contribution<'_>]) -> std::io::Result<()> {
         let Some(call) = one_call(group) else {
             return Ok(());
         };
@@ -263,10 +263,12 @@ impl Calls<'_> {
             let rebuilt = &mut self.rebuilt;
             rebuilt.unmapped += 1;
             *rebuilt.unmapped_by_feed.entry(feed).or_default() += 1;
-            rebuilt.codes.extend(found.map(|(_, _, code)| code.clone()));
+            rebuilt
+                .codes
+                .extend(found.map(|(_, _, code)| code.to_string()));
         }
         self.rebuilt.calls += 1;
-        self.writer.push(call).map_err(std::io::Error::other)
+        self.writer.push(&call).map_err(std::io::Error::other)
     }
 
     fn finish(mut self) -> std::io::Result<(Option<std::fs::File>, Rebuilt)> {
@@ -357,28 +359,31 @@ mod tests {
     use arrow_select::concat::concat_batches;
     use arrow_select::take::take_record_batch;
 
+    use std::borrow::Cow;
+
     use super::*;
     use crate::calls::{Direction, Facts, Outcome, Said};
     use crate::generate::rng::Rng;
 
     /// `n` rows of a dataset with one row per call, each field present or not as
     /// the seed draws it, in a random order of their ids.
-    fn rows(seed: u64, n: u32) -> Vec<Contribution> {
+    fn rows(seed: u64, n: u32) -> Vec<Contribution<'static>> {
         let cdr = FEEDS
             .iter()
             .find(|f| f.calls.iter().any(|m| m.per_call == PerCall::One))
             .expect("a feed with one row per call");
         let mapping = &cdr.calls[0];
         let mut rng = Rng::derive(seed, &[]);
-        let text = |rng: &mut Rng, what: &str| {
-            rng.percent(70).then(|| format!("{what}-{}", rng.below(50)))
+        let text = |rng: &mut Rng, what: &str| -> Option<Cow<'static, str>> {
+            rng.percent(70)
+                .then(|| format!("{what}-{}", rng.below(50)).into())
         };
         (0..n)
             .map(|i| {
                 let started = i64::from(rng.below(86_400)) * 1_000_000;
                 let facts = Facts {
                     // Unique (an odd multiplier permutes `u32`), in no order.
-                    call_id: format!("call-{:08x}", i.wrapping_mul(0x9E37_79B1)),
+                    call_id: format!("call-{:08x}", i.wrapping_mul(0x9E37_79B1)).into(),
                     started_at: rng.percent(95).then_some(started),
                     answered_at: rng.percent(50).then_some(started + 5_000_000),
                     ended_at: rng.percent(80).then_some(started + 60_000_000),
@@ -397,7 +402,7 @@ mod tests {
                         unmapped: rng.percent(5),
                     },
                     cost: rng.percent(30).then_some(i128::from(rng.below(10_000))),
-                    source_object: format!("CDRs/2024-03-0{}.csv", 1 + rng.below(2)),
+                    source_object: format!("CDRs/2024-03-0{}.csv", 1 + rng.below(2)).into(),
                     source_line: Some(i64::from(rng.below(1_000_000))),
                     ..Facts::default()
                 };
@@ -411,7 +416,7 @@ mod tests {
     }
 
     /// The calls written from `rows`, joined or not, read back as one batch.
-    fn written(rows: Vec<Contribution>, joined: Option<Runs>) -> (RecordBatch, Rebuilt) {
+    fn written(rows: Vec<Contribution<'static>>, joined: Option<Runs>) -> (RecordBatch, Rebuilt) {
         let mut calls = Calls {
             count: Count::All,
             rebuilt: Rebuilt::default(),

@@ -1,6 +1,8 @@
 //! One row of a feed's dataset as read back from its Parquet objects, with typed
 //! getters by column name: what a [`super::Mapping`]'s `facts` reads.
 
+use std::borrow::Cow;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
@@ -48,8 +50,9 @@ impl<'a> Record<'a> {
         (!value.trim().is_empty()).then_some(value)
     }
 
-    pub fn owned(&self, name: &str) -> Option<String> {
-        self.text(name).map(str::to_string)
+    /// A text column's value as a call's text, borrowed from the batch.
+    pub fn value(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.text(name).map(Cow::Borrowed)
     }
 
     /// A timestamp column's value in UTC microseconds.

@@ -3,6 +3,7 @@
 //! more than one, spilled to a temporary file; the runs are then merged back, so the
 //! contributions of one call come out together, whatever the size of the date.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -18,7 +19,7 @@ const RUN: usize = 16 * 1024;
 /// Contributions of one date, in runs.
 pub struct Runs {
     run: usize,
-    held: Vec<Contribution>,
+    held: Vec<Contribution<'static>>,
     spilled: Vec<File>,
 }
 
@@ -28,8 +29,8 @@ impl Default for Runs {
     }
 }
 
-fn key(c: &Contribution) -> (&'static str, &str) {
-    (c.mapping.provider, c.facts.call_id.as_str())
+fn key<'c>(c: &'c Contribution<'_>) -> (&'static str, &'c str) {
+    (c.mapping.provider, &c.facts.call_id)
 }
 
 impl Runs {
@@ -42,8 +43,13 @@ impl Runs {
         }
     }
 
-    pub fn push(&mut self, contribution: Contribution) -> io::Result<()> {
-        self.held.push(contribution);
+    /// Keeps `contribution`, its texts owned: it outlives the batch it was read from.
+    pub fn push(&mut self, contribution: Contribution<'_>) -> io::Result<()> {
+        self.held.push(Contribution {
+            feed: contribution.feed,
+            mapping: contribution.mapping,
+            facts: contribution.facts.into_owned(),
+        });
         if self.held.len() >= self.run {
             self.spill()?;
         }
@@ -65,7 +71,7 @@ impl Runs {
     /// Hands each call's contributions to `call`, in (`provider`, `call_id`) order.
     pub fn for_each_call(
         mut self,
-        mut call: impl FnMut(Vec<Contribution>) -> io::Result<()>,
+        mut call: impl FnMut(Vec<Contribution<'static>>) -> io::Result<()>,
     ) -> io::Result<()> {
         if !self.spilled.is_empty() && !self.held.is_empty() {
             self.spill()?;
@@ -81,7 +87,7 @@ impl Runs {
         };
         // The head of each run, smallest first; the run's index breaks ties.
         let mut heads = BinaryHeap::new();
-        let mut pending: Vec<Option<Contribution>> = Vec::with_capacity(sources.len());
+        let mut pending: Vec<Option<Contribution<'static>>> = Vec::with_capacity(sources.len());
         for (index, source) in sources.iter_mut().enumerate() {
             let head = source.next()?;
             if let Some(c) = &head {
@@ -93,7 +99,7 @@ impl Runs {
             }
             pending.push(head);
         }
-        let mut group: Vec<Contribution> = Vec::new();
+        let mut group: Vec<Contribution<'static>> = Vec::new();
         while let Some(Reverse((_, _, index))) = heads.pop() {
             let c = pending[index].take().expect("a head for each entry");
             if group.first().is_some_and(|g| key(g) != key(&c)) {
@@ -118,12 +124,12 @@ impl Runs {
 }
 
 enum Source {
-    Held(std::vec::IntoIter<Contribution>),
+    Held(std::vec::IntoIter<Contribution<'static>>),
     Spilled(BufReader<File>),
 }
 
 impl Source {
-    fn next(&mut self) -> io::Result<Option<Contribution>> {
+    fn next(&mut self) -> io::Result<Option<Contribution<'static>>> {
         match self {
             Source::Held(rows) => Ok(rows.next()),
             Source::Spilled(file) => decode(file),
@@ -135,7 +141,7 @@ impl Source {
 // `Facts` in order (a text as its length and bytes, `u32::MAX` for NULL; a number as a
 // presence byte and its bytes). Written and read by this process only.
 
-fn encode(c: &Contribution, out: &mut impl Write) -> io::Result<()> {
+fn encode(c: &Contribution<'_>, out: &mut impl Write) -> io::Result<()> {
     let (feed, mapping) = place(c.mapping);
     out.write_all(&feed.to_le_bytes())?;
     out.write_all(&mapping.to_le_bytes())?;
@@ -186,7 +192,7 @@ fn encode(c: &Contribution, out: &mut impl Write) -> io::Result<()> {
     number(out, f.source_line)
 }
 
-fn decode(input: &mut impl Read) -> io::Result<Option<Contribution>> {
+fn decode(input: &mut impl Read) -> io::Result<Option<Contribution<'static>>> {
     let mut places = [0u8; 4];
     match input.read_exact(&mut places) {
         Ok(()) => {}
@@ -207,7 +213,7 @@ fn decode(input: &mut impl Read) -> io::Result<Option<Contribution>> {
         3 => Some(Direction::Internal),
         _ => None,
     };
-    let mut texts = [const { None::<String> }; 9];
+    let mut texts = [const { None::<Cow<'static, str>> }; 9];
     for t in texts.iter_mut() {
         *t = read_text(input)?;
     }
@@ -312,7 +318,7 @@ fn byte(input: &mut impl Read) -> io::Result<u8> {
     Ok(b[0])
 }
 
-fn read_text(input: &mut impl Read) -> io::Result<Option<String>> {
+fn read_text(input: &mut impl Read) -> io::Result<Option<Cow<'static, str>>> {
     let mut len = [0u8; 4];
     input.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len);
@@ -322,7 +328,7 @@ fn read_text(input: &mut impl Read) -> io::Result<Option<String>> {
     let mut bytes = vec![0u8; len as usize];
     input.read_exact(&mut bytes)?;
     String::from_utf8(bytes)
-        .map(Some)
+        .map(|text| Some(Cow::Owned(text)))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

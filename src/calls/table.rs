@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use arrow_array::builder::{
     Decimal128Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -77,19 +77,21 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
-/// A date's calls written as they come, into a Parquet temporary file. Once a first
-/// batch is full, the batches are made into columns and encoded on a thread of their
-/// own, beside the reading of the next ones; a smaller date is encoded in place.
+/// A date's calls written as they come, into a Parquet temporary file: each call's
+/// values are copied into the columns of the batch being made (so a call may borrow
+/// them from the rows it was made of); once a first batch is full, the batches are
+/// encoded on a thread of their own, beside the making of the next ones, while a
+/// smaller date is encoded in place.
 pub struct Writer<'a> {
     /// The `account` column, the same for every call of a destination.
     account: &'a str,
-    batch: Vec<Call>,
+    columns: Columns,
     encoder: Option<Encoder>,
 }
 
 /// The encoder thread: the batches sent to it, and its result once they end.
 struct Encoder {
-    batches: SyncSender<Vec<Call>>,
+    batches: SyncSender<RecordBatch>,
     done: JoinHandle<Result<Option<File>, ParquetError>>,
 }
 
@@ -97,22 +99,21 @@ impl<'a> Writer<'a> {
     pub fn new(account: &'a str) -> Self {
         Writer {
             account,
-            batch: Vec::with_capacity(BATCH_ROWS),
+            columns: Columns::default(),
             encoder: None,
         }
     }
 
-    pub fn push(&mut self, call: Call) -> Result<(), ParquetError> {
-        self.batch.push(call);
-        if self.batch.len() < BATCH_ROWS {
+    pub fn push(&mut self, call: &Call<'_>) -> Result<(), ParquetError> {
+        self.columns.push(call, self.account);
+        if self.columns.rows < BATCH_ROWS {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
-        let account = self.account.to_string();
+        let full = self.columns.finish()?;
         let encoder = self.encoder.get_or_insert_with(|| {
             // Two batches in flight: the reader never waits for a batch being encoded.
             let (batches, received) = sync_channel(2);
-            let done = std::thread::spawn(move || encode(&account, received));
+            let done = std::thread::spawn(move || encode(received));
             Encoder { batches, done }
         });
         if encoder.batches.send(full).is_err() {
@@ -134,9 +135,9 @@ impl<'a> Writer<'a> {
 
     /// The file (`None`: no calls were pushed).
     pub fn finish(mut self) -> Result<Option<File>, ParquetError> {
-        let last = std::mem::take(&mut self.batch);
+        let last = self.columns.finish()?;
         let Some(encoder) = &self.encoder else {
-            return encode(self.account, std::iter::once(last));
+            return encode(std::iter::once(last));
         };
         let sent = encoder.batches.send(last).is_ok();
         let file = self.finish_encoder()?;
@@ -149,20 +150,17 @@ fn stopped_early() -> ParquetError {
 }
 
 /// Writes `batches` of calls into a Parquet temporary file (`None`: none had calls).
-fn encode(
-    account: &str,
-    batches: impl IntoIterator<Item = Vec<Call>>,
-) -> Result<Option<File>, ParquetError> {
+fn encode(batches: impl IntoIterator<Item = RecordBatch>) -> Result<Option<File>, ParquetError> {
     let mut writer = None;
-    for calls in batches {
-        if calls.is_empty() {
+    for batch in batches {
+        if batch.num_rows() == 0 {
             continue;
         }
         let writer = match &mut writer {
             Some(writer) => writer,
             None => writer.insert(new_writer()?),
         };
-        writer.write(&batch(&calls, account)?)?;
+        writer.write(&batch)?;
     }
     writer.map(ArrowWriter::into_inner).transpose()
 }
@@ -191,61 +189,143 @@ fn new_writer() -> Result<ArrowWriter<File>, ParquetError> {
     ArrowWriter::try_new(file, schema(), Some(props))
 }
 
-fn batch(calls: &[Call], account: &str) -> Result<RecordBatch, ParquetError> {
-    let texts = |f: &dyn Fn(&Call) -> Option<&str>| -> ArrayRef {
-        let mut b = StringBuilder::new();
-        for call in calls {
-            b.append_option(f(call));
+/// The columns of the batch being made, one builder per column of [`schema`].
+struct Columns {
+    rows: usize,
+    texts: [StringBuilder; TEXTS],
+    times: [TimestampMicrosecondBuilder; 3],
+    wholes: [Int64Builder; 4],
+    cost: Decimal128Builder,
+}
+
+/// The text columns of [`Columns::push`], in its order.
+const TEXTS: usize = 18;
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns {
+            rows: 0,
+            texts: std::array::from_fn(|_| StringBuilder::new()),
+            times: std::array::from_fn(|_| TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            wholes: std::array::from_fn(|_| Int64Builder::new()),
+            cost: decimal_builder(),
         }
-        Arc::new(b.finish())
-    };
-    let times = |f: &dyn Fn(&Call) -> Option<i64>| -> ArrayRef {
-        let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        for call in calls {
-            b.append_option(f(call));
-        }
-        Arc::new(b.finish())
-    };
-    let wholes = |f: &dyn Fn(&Call) -> Option<i64>| -> ArrayRef {
-        let mut b = Int64Builder::new();
-        for call in calls {
-            b.append_option(f(call));
-        }
-        Arc::new(b.finish())
-    };
-    let mut cost = Decimal128Builder::new()
-        .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
-        .map_err(|e| ParquetError::General(e.to_string()))?;
-    for call in calls {
-        cost.append_option(call.cost);
     }
-    let columns: Vec<ArrayRef> = vec![
-        texts(&|c| Some(c.provider)),
-        Arc::new(StringArray::from(vec![account; calls.len()])),
-        texts(&|c| Some(c.feed)),
-        texts(&|c| Some(&c.call_id)),
-        times(&|c| Some(c.started_at)),
-        times(&|c| c.answered_at),
-        times(&|c| c.ended_at),
-        texts(&|c| c.direction.map(|d| d.as_str())),
-        texts(&|c| c.from_number.as_deref()),
-        texts(&|c| c.to_number.as_deref()),
-        texts(&|c| c.did.as_deref()),
-        texts(&|c| c.destination.as_deref()),
-        texts(&|c| c.agent_id.as_deref()),
-        texts(&|c| c.agent_name.as_deref()),
-        texts(&|c| c.queue_id.as_deref()),
-        texts(&|c| c.queue_name.as_deref()),
-        wholes(&|c| c.ring_seconds),
-        wholes(&|c| c.wait_seconds),
-        wholes(&|c| c.talk_seconds),
-        texts(&|c| Some(c.outcome.as_str())),
-        texts(&|c| c.outcome_detail.as_deref()),
-        Arc::new(cost.finish()),
-        texts(&|c| c.currency.as_deref()),
-        texts(&|c| c.recording_key.as_deref()),
-        texts(&|c| Some(&c.source_object)),
-        wholes(&|c| c.source_line),
-    ];
-    RecordBatch::try_new(schema(), columns).map_err(|e| ParquetError::General(e.to_string()))
+}
+
+fn decimal_builder() -> Decimal128Builder {
+    Decimal128Builder::new()
+        .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
+        .expect("the model's precision and scale are valid")
+}
+
+impl Columns {
+    fn push(&mut self, c: &Call<'_>, account: &str) {
+        let texts: [Option<&str>; TEXTS] = [
+            Some(c.provider),
+            Some(account),
+            Some(c.feed),
+            Some(c.call_id),
+            c.direction.map(|d| d.as_str()),
+            c.from_number,
+            c.to_number,
+            c.did,
+            c.destination,
+            c.agent_id,
+            c.agent_name,
+            c.queue_id,
+            c.queue_name,
+            Some(c.outcome.as_str()),
+            c.outcome_detail,
+            c.currency,
+            c.recording_key,
+            Some(c.source_object),
+        ];
+        for (builder, value) in self.texts.iter_mut().zip(texts) {
+            builder.append_option(value);
+        }
+        for (builder, value) in
+            self.times
+                .iter_mut()
+                .zip([Some(c.started_at), c.answered_at, c.ended_at])
+        {
+            builder.append_option(value);
+        }
+        for (builder, value) in self.wholes.iter_mut().zip([
+            c.ring_seconds,
+            c.wait_seconds,
+            c.talk_seconds,
+            c.source_line,
+        ]) {
+            builder.append_option(value);
+        }
+        self.cost.append_option(c.cost);
+        self.rows += 1;
+    }
+
+    /// The batch made so far, in [`schema`]'s order; the builders start again empty.
+    fn finish(&mut self) -> Result<RecordBatch, ParquetError> {
+        self.rows = 0;
+        let [
+            provider,
+            account,
+            feed,
+            call_id,
+            direction,
+            from_number,
+            to_number,
+            did,
+            destination,
+            agent_id,
+            agent_name,
+            queue_id,
+            queue_name,
+            outcome,
+            outcome_detail,
+            currency,
+            recording_key,
+            source_object,
+        ] = self
+            .texts
+            .each_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef);
+        let [started_at, answered_at, ended_at] = self
+            .times
+            .each_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef);
+        let [ring_seconds, wait_seconds, talk_seconds, source_line] = self
+            .wholes
+            .each_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef);
+        let cost = Arc::new(std::mem::replace(&mut self.cost, decimal_builder()).finish());
+        let columns: Vec<ArrayRef> = vec![
+            provider,
+            account,
+            feed,
+            call_id,
+            started_at,
+            answered_at,
+            ended_at,
+            direction,
+            from_number,
+            to_number,
+            did,
+            destination,
+            agent_id,
+            agent_name,
+            queue_id,
+            queue_name,
+            ring_seconds,
+            wait_seconds,
+            talk_seconds,
+            outcome,
+            outcome_detail,
+            cost,
+            currency,
+            recording_key,
+            source_object,
+            source_line,
+        ];
+        RecordBatch::try_new(schema(), columns).map_err(|e| ParquetError::General(e.to_string()))
+    }
 }

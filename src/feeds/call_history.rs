@@ -113,39 +113,39 @@ static OUTCOMES: [Rule; 14] = [
 ];
 
 /// A `call_history` row's columns → the calls columns (README: "The calls dataset").
-fn facts(r: &Record<'_>) -> Option<Facts> {
+fn facts<'a>(r: &Record<'a>) -> Option<Facts<'a>> {
     let started = r.micros("time");
     let direction = match r.text("type") {
         Some("inbound") => Some(Direction::Inbound),
         Some("outbound") => Some(Direction::Outbound),
         _ => None,
     };
-    let said = match (r.owned("attempt_result"), r.owned("attempt_result_text")) {
-        (Some(code), _) => classify(&OUTCOMES, std::slice::from_ref(&code), code.clone()),
-        (None, Some(text)) => classify(&OUTCOMES, std::slice::from_ref(&text), text.clone()),
+    let said = match (r.value("attempt_result"), r.value("attempt_result_text")) {
+        (Some(code), _) => classify(&OUTCOMES, [code.clone()], code),
+        (None, Some(text)) => classify(&OUTCOMES, [text.clone()], text),
         (None, None) => Said::default(),
     };
     let (ring, talk) = (r.whole("ring_duration"), r.whole("talk_duration"));
     let answered = talk.is_some_and(|t| t > 0);
-    let to = r.owned("to");
+    let to = r.value("to");
     Some(Facts {
-        call_id: r.owned("call_key")?,
+        call_id: r.value("call_key")?,
         started_at: started,
         answered_at: answered
             .then(|| plus_seconds(started, Some(ring.unwrap_or(0))))
             .flatten(),
         ended_at: plus_seconds(started, Some(ring.unwrap_or(0) + talk.unwrap_or(0))),
         direction,
-        from_number: r.owned("from"),
+        from_number: r.value("from"),
         did: to.clone().filter(|_| direction == Some(Direction::Inbound)),
         to_number: to,
-        agent_name: r.owned("operator"),
-        queue_name: r.owned("queue"),
+        agent_name: r.value("operator"),
+        queue_name: r.value("queue"),
         ring_seconds: ring,
         talk_seconds: talk,
         said,
         cost: r.decimal("price"),
-        source_object: r.owned("_source_file").unwrap_or_default(),
+        source_object: r.value("_source_file").unwrap_or_default(),
         source_line: r.whole("_source_line"),
         ..Facts::default()
     })

@@ -1,6 +1,8 @@
 //! One day's CDR file: check the ledger → download while parsing (the CSV streams
 //! straight into the parser) → confirm it is whole → commit; a failed try is recorded.
 
+use std::borrow::Cow;
+
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -89,7 +91,7 @@ static OUTCOMES: [Rule; 7] = [
 ];
 
 /// A CDR row's columns → the calls columns (README: "The calls dataset").
-fn facts(r: &Record<'_>) -> Option<Facts> {
+fn facts<'a>(r: &Record<'a>) -> Option<Facts<'a>> {
     let started = r.micros("calldate");
     let (duration, billsec) = (r.whole("duration"), r.whole("billsec"));
     let (src, dst) = (r.text("src"), r.text("dst"));
@@ -103,12 +105,11 @@ fn facts(r: &Record<'_>) -> Option<Facts> {
     let said = match r.text("disposition") {
         None => Said::default(),
         Some(code) => {
-            let mut candidates = Vec::with_capacity(2);
-            if let Some(cause) = r.text("t_cause") {
-                candidates.push(format!("{code}/{cause}"));
-            }
-            candidates.push(code.to_string());
-            classify(&OUTCOMES, &candidates, code.to_string())
+            let with_cause = r
+                .text("t_cause")
+                .map(|cause| Cow::Owned(format!("{code}/{cause}")));
+            let candidates = with_cause.into_iter().chain([Cow::Borrowed(code)]);
+            classify(&OUTCOMES, candidates, Cow::Borrowed(code))
         }
     };
     let answered = billsec.is_some_and(|b| b > 0);
@@ -117,27 +118,27 @@ fn facts(r: &Record<'_>) -> Option<Facts> {
         (Some(d), None) => Some(d),
         _ => None,
     };
-    let caller_name = r.text("clid").and_then(clid_name).map(str::to_string);
+    let caller_name = r.text("clid").and_then(clid_name).map(Cow::Borrowed);
     Some(Facts {
-        call_id: r.owned("id")?,
+        call_id: r.value("id")?,
         started_at: started,
         answered_at: answered.then(|| plus_seconds(started, rang)).flatten(),
         ended_at: plus_seconds(started, duration),
         direction: Some(direction),
-        from_number: src.map(str::to_string),
-        to_number: dst.map(str::to_string),
+        from_number: src.map(Cow::Borrowed),
+        to_number: dst.map(Cow::Borrowed),
         did: dst
             .filter(|_| direction == Direction::Inbound)
-            .map(str::to_string),
-        destination: r.owned("destination"),
-        called_name: r.owned("dst_name"),
-        agent_id: r.owned("src_id"),
+            .map(Cow::Borrowed),
+        destination: r.value("destination"),
+        called_name: r.value("dst_name"),
+        agent_id: r.value("src_id"),
         agent_name: caller_name.filter(|_| direction != Direction::Inbound),
         ring_seconds: rang,
         talk_seconds: billsec,
         said,
         cost: r.decimal("charge"),
-        source_object: r.owned("_source_file").unwrap_or_default(),
+        source_object: r.value("_source_file").unwrap_or_default(),
         source_line: r.whole("_source_line"),
         ..Facts::default()
     })

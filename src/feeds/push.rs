@@ -4,6 +4,8 @@
 //! it is in the registry for retention, purge, `status` and `ls`, which iterate it.
 //! Its `[source]` folder is where `generate` writes the bodies its push client replays.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -106,26 +108,26 @@ static OUTCOMES: [Rule; 14] = [
 ];
 
 /// A `push_cdr` row's columns → the calls columns (README: "The calls dataset").
-fn facts(r: &Record<'_>) -> Option<Facts> {
-    let id = r.owned("ivruniqueid")?;
+fn facts<'a>(r: &Record<'a>) -> Option<Facts<'a>> {
+    let id = r.value("ivruniqueid")?;
     let kind = r.text("type").unwrap_or_default();
     let direction = direction_of(kind);
     let started = r.micros("time");
     let (talk, ring) = (r.whole("duration"), r.whole("dialtime"));
-    let said = match r.owned("status") {
+    let said = match r.value("status") {
         None => Said::default(),
-        Some(code) => classify(&OUTCOMES, std::slice::from_ref(&code), code.clone()),
+        Some(code) => classify(&OUTCOMES, [code.clone()], code),
     };
     let answered = talk.is_some_and(|t| t > 0);
     // `queueid` 0 is "no queue".
-    let queue_id = r.owned("queueid").filter(|q| q != "0");
+    let queue_id = r.value("queueid").filter(|q| q != "0");
     Some(Facts {
         // Where the record was stored as it arrived (a record has no file).
-        source_object: format!(
+        source_object: Cow::Owned(format!(
             "{}/{}",
             serve::inbox::INBOX,
             serve::inbox::object_name(&id, kind)
-        ),
+        )),
         call_id: id,
         started_at: started,
         answered_at: answered
@@ -133,12 +135,12 @@ fn facts(r: &Record<'_>) -> Option<Facts> {
             .flatten(),
         ended_at: plus_seconds(started, Some(ring.unwrap_or(0) + talk.unwrap_or(0))),
         direction: Some(direction),
-        from_number: r.owned("caller"),
-        to_number: r.owned("target"),
-        did: r.owned("did").filter(|_| direction == Direction::Inbound),
-        agent_id: r.owned("representative_code"),
-        agent_name: r.owned("representative_name"),
-        queue_name: queue_id.as_ref().and_then(|_| r.owned("queuename")),
+        from_number: r.value("caller"),
+        to_number: r.value("target"),
+        did: r.value("did").filter(|_| direction == Direction::Inbound),
+        agent_id: r.value("representative_code"),
+        agent_name: r.value("representative_name"),
+        queue_name: queue_id.as_ref().and_then(|_| r.value("queuename")),
         queue_id,
         ring_seconds: ring,
         wait_seconds: r.whole("seconds_waiting_in_queue"),
@@ -148,7 +150,7 @@ fn facts(r: &Record<'_>) -> Option<Facts> {
         cost: r
             .whole("price_agorot")
             .map(|agorot| i128::from(agorot) * 10i128.pow(DECIMAL_SCALE as u32 - 2)),
-        currency: r.whole("price_agorot").map(|_| "ILS".to_string()),
+        currency: r.whole("price_agorot").map(|_| Cow::Borrowed("ILS")),
         source_line: None,
         ..Facts::default()
     })

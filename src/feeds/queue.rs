@@ -3,6 +3,8 @@
 //! not marked done; its tries are counted so that it is reported as failed after
 //! `ingest.max_tries` and not downloaded again until it changes.
 
+use std::borrow::Cow;
+
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -94,7 +96,7 @@ static OUTCOMES: [Rule; 6] = [
 ];
 
 /// A `queue_call` row's columns → the calls columns (README: "The calls dataset").
-fn facts(r: &Record<'_>) -> Option<Facts> {
+fn facts<'a>(r: &Record<'a>) -> Option<Facts<'a>> {
     let started = r.micros("start_time");
     let hold = r.whole("hold_time");
     let (kind, cause) = (r.text("final_dst_type"), r.text("t_cause"));
@@ -104,32 +106,33 @@ fn facts(r: &Record<'_>) -> Option<Facts> {
         let (kind, cause) = (kind.unwrap_or_default(), cause.unwrap_or_default());
         classify(
             &OUTCOMES,
-            &[
+            [
                 format!("{kind}/{cause}"),
                 format!("{kind}/*"),
                 format!("*/{cause}"),
-            ],
-            format!("{kind}/{cause}"),
+            ]
+            .map(Cow::Owned),
+            Cow::Owned(format!("{kind}/{cause}")),
         )
     };
     let connected = said.outcome == Some(Outcome::Answered);
     let answered_at = plus_seconds(started, hold);
     Some(Facts {
-        call_id: r.owned("call_id")?,
+        call_id: r.value("call_id")?,
         started_at: started,
         answered_at: answered_at.filter(|_| connected),
         ended_at: plus_seconds(answered_at, r.whole("conn_time")),
         direction: Some(Direction::Inbound),
-        from_number: r.owned("cli"),
-        to_number: r.owned("ddi"),
-        did: r.owned("ddi"),
-        agent_id: r.owned("final_dst_id").filter(|_| connected),
-        queue_id: r.owned("queue_id"),
+        from_number: r.value("cli"),
+        to_number: r.value("ddi"),
+        did: r.value("ddi"),
+        agent_id: r.value("final_dst_id").filter(|_| connected),
+        queue_id: r.value("queue_id"),
         ring_seconds: hold,
         wait_seconds: hold,
         talk_seconds: r.whole("conn_time"),
         said,
-        source_object: r.owned("_source_file").unwrap_or_default(),
+        source_object: r.value("_source_file").unwrap_or_default(),
         source_line: r.whole("_source_line"),
         ..Facts::default()
     })

@@ -80,20 +80,20 @@ static CALLS: [Mapping; 1] = [Mapping {
 }];
 
 /// A `recording_index` row's columns → the calls columns (README: "The calls dataset").
-fn facts(r: &Record<'_>) -> Option<Facts> {
+fn facts<'a>(r: &Record<'a>) -> Option<Facts<'a>> {
     Some(Facts {
-        call_id: r.owned("unique_id")?,
+        call_id: r.value("unique_id")?,
         started_at: r.micros("started"),
-        from_number: r.owned("caller_id"),
-        to_number: r.owned("called_no"),
-        agent_id: r.owned("sip_user"),
-        recording_key: r.owned("object_key"),
+        from_number: r.value("caller_id"),
+        to_number: r.value("called_no"),
+        agent_id: r.value("sip_user"),
+        recording_key: r.value("object_key"),
         said: Said {
             outcome: Some(Outcome::Answered),
             detail: None,
             unmapped: false,
         },
-        source_object: r.owned("file_name").unwrap_or_default(),
+        source_object: r.value("file_name").unwrap_or_default(),
         ..Facts::default()
     })
 }

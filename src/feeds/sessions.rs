@@ -10,6 +10,8 @@
 //! (nothing to do) or older (stale: nothing written). Documents that cannot be read go
 //! to `_quarantine/sessions/` with the file, JSON pointer and reason.
 
+use std::borrow::Cow;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -129,7 +131,7 @@ static OUTCOMES: [Rule; 20] = [
 ];
 
 /// A `sessions` row's columns → the calls columns (README: "The calls dataset").
-fn facts(r: &Record<'_>) -> Option<Facts> {
+fn facts<'a>(r: &Record<'a>) -> Option<Facts<'a>> {
     let voice = r
         .text("call_type")
         .or_else(|| r.text("session_type_v2").filter(|t| t.starts_with("Voice")))?;
@@ -140,15 +142,15 @@ fn facts(r: &Record<'_>) -> Option<Facts> {
         Direction::Inbound
     };
     let code = r
-        .owned("status")
-        .or_else(|| r.whole("status_code").map(|c| c.to_string()));
+        .value("status")
+        .or_else(|| r.whole("status_code").map(|c| Cow::Owned(c.to_string())));
     let said = match code {
         None => Said::default(),
-        Some(code) => classify(&OUTCOMES, std::slice::from_ref(&code), code.clone()),
+        Some(code) => classify(&OUTCOMES, [code.clone()], code),
     };
-    let (support, outbound_number) = (r.owned("support_number"), r.owned("outbound_number"));
+    let (support, outbound_number) = (r.value("support_number"), r.value("outbound_number"));
     Some(Facts {
-        call_id: r.whole("id")?.to_string(),
+        call_id: Cow::Owned(r.whole("id")?.to_string()),
         started_at: r.micros("created_at"),
         answered_at: r.micros("connected_at"),
         ended_at: r.micros("ended_at"),
@@ -156,15 +158,15 @@ fn facts(r: &Record<'_>) -> Option<Facts> {
         from_number: if outbound { outbound_number } else { None },
         to_number: if outbound { None } else { support.clone() },
         did: if outbound { None } else { support },
-        agent_id: r.whole("agent_id").map(|id| id.to_string()),
-        agent_name: r.owned("agent_name"),
-        queue_name: r.owned("menu_path"),
-        queue_id: r.owned("menu_path_id"),
+        agent_id: r.whole("agent_id").map(|id| Cow::Owned(id.to_string())),
+        agent_name: r.value("agent_name"),
+        queue_name: r.value("menu_path"),
+        queue_id: r.value("menu_path_id"),
         wait_seconds: r.whole("wait_duration"),
         talk_seconds: r.whole("call_duration"),
         said,
         recording_key: None,
-        source_object: r.owned("_source_file").unwrap_or_default(),
+        source_object: r.value("_source_file").unwrap_or_default(),
         source_line: r.whole("_source_line"),
         ..Facts::default()
     })
