@@ -7,6 +7,7 @@
 //! column by column. Then the called party's name becomes `queue_name` when the call
 //! went to a queue, else `agent_name` of an inbound call someone answered.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use super::{Direction, Facts, Mapping, Outcome, Rank};
@@ -75,7 +76,12 @@ pub fn merge(contributions: Vec<Contribution<'_>>) -> Vec<Call<'static>> {
 pub fn one_call<'g>(group: &'g [Contribution<'_>]) -> Option<Call<'g>> {
     let first_row = group.first()?;
     let (provider, call_id) = (first_row.mapping.provider, &*first_row.facts.call_id);
-    let ordered = |rank: fn(&Rank) -> u8| {
+    // A call of one row (most of them) needs no order, nor the memory of one.
+    let alone = [first_row];
+    let ordered = |rank: fn(&Rank) -> u8| -> Cow<'_, [&Contribution]> {
+        if group.len() == 1 {
+            return Cow::Borrowed(&alone);
+        }
         let mut order: Vec<&Contribution> = group.iter().collect();
         order.sort_by_key(|c| {
             (
@@ -85,7 +91,7 @@ pub fn one_call<'g>(group: &'g [Contribution<'_>]) -> Option<Call<'g>> {
                 c.facts.source_line,
             )
         });
-        order
+        Cow::Owned(order)
     };
     let by_call = ordered(|r| r.call);
     let by_outcome = ordered(|r| r.outcome);
