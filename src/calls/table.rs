@@ -189,143 +189,110 @@ fn new_writer() -> Result<ArrowWriter<File>, ParquetError> {
     ArrowWriter::try_new(file, schema(), Some(props))
 }
 
-/// The columns of the batch being made, one builder per column of [`schema`].
+/// The columns of the batch being made, one builder per column of [`schema`], in its
+/// order.
 struct Columns {
     rows: usize,
-    texts: [StringBuilder; TEXTS],
-    times: [TimestampMicrosecondBuilder; 3],
-    wholes: [Int64Builder; 4],
-    cost: Decimal128Builder,
+    builders: Vec<Builder>,
 }
 
-/// The text columns of [`Columns::push`], in its order.
-const TEXTS: usize = 18;
+/// One column's builder, by the column's type.
+enum Builder {
+    Text(StringBuilder),
+    Time(TimestampMicrosecondBuilder),
+    Whole(Int64Builder),
+    Cost(Decimal128Builder),
+}
+
+/// One value of a call, for the builder of its column.
+enum Value<'c> {
+    Text(Option<&'c str>),
+    Time(Option<i64>),
+    Whole(Option<i64>),
+    Cost(Option<i128>),
+}
 
 impl Default for Columns {
     fn default() -> Self {
-        Columns {
-            rows: 0,
-            texts: std::array::from_fn(|_| StringBuilder::new()),
-            times: std::array::from_fn(|_| TimestampMicrosecondBuilder::new().with_timezone("UTC")),
-            wholes: std::array::from_fn(|_| Int64Builder::new()),
-            cost: decimal_builder(),
-        }
+        let builders = schema()
+            .fields()
+            .iter()
+            .map(|field| match field.data_type() {
+                DataType::Utf8 => Builder::Text(StringBuilder::new()),
+                DataType::Timestamp(..) => {
+                    Builder::Time(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+                }
+                DataType::Int64 => Builder::Whole(Int64Builder::new()),
+                _ => Builder::Cost(
+                    Decimal128Builder::new()
+                        .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
+                        .expect("the model's precision and scale are valid"),
+                ),
+            })
+            .collect();
+        Columns { rows: 0, builders }
     }
-}
-
-fn decimal_builder() -> Decimal128Builder {
-    Decimal128Builder::new()
-        .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
-        .expect("the model's precision and scale are valid")
 }
 
 impl Columns {
     fn push(&mut self, c: &Call<'_>, account: &str) {
-        let texts: [Option<&str>; TEXTS] = [
-            Some(c.provider),
-            Some(account),
-            Some(c.feed),
-            Some(c.call_id),
-            c.direction.map(|d| d.as_str()),
-            c.from_number,
-            c.to_number,
-            c.did,
-            c.destination,
-            c.agent_id,
-            c.agent_name,
-            c.queue_id,
-            c.queue_name,
-            Some(c.outcome.as_str()),
-            c.outcome_detail,
-            c.currency,
-            c.recording_key,
-            Some(c.source_object),
+        use Value::{Cost, Text, Time, Whole};
+        // In [`schema`]'s order.
+        let values = [
+            Text(Some(c.provider)),
+            Text(Some(account)),
+            Text(Some(c.feed)),
+            Text(Some(c.call_id)),
+            Time(Some(c.started_at)),
+            Time(c.answered_at),
+            Time(c.ended_at),
+            Text(c.direction.map(|d| d.as_str())),
+            Text(c.from_number),
+            Text(c.to_number),
+            Text(c.did),
+            Text(c.destination),
+            Text(c.agent_id),
+            Text(c.agent_name),
+            Text(c.queue_id),
+            Text(c.queue_name),
+            Whole(c.ring_seconds),
+            Whole(c.wait_seconds),
+            Whole(c.talk_seconds),
+            Text(Some(c.outcome.as_str())),
+            Text(c.outcome_detail),
+            Cost(c.cost),
+            Text(c.currency),
+            Text(c.recording_key),
+            Text(Some(c.source_object)),
+            Whole(c.source_line),
         ];
-        for (builder, value) in self.texts.iter_mut().zip(texts) {
-            builder.append_option(value);
+        for (builder, value) in self.builders.iter_mut().zip(values) {
+            match (builder, value) {
+                (Builder::Text(b), Text(v)) => b.append_option(v),
+                (Builder::Time(b), Time(v)) => b.append_option(v),
+                (Builder::Whole(b), Whole(v)) => b.append_option(v),
+                (Builder::Cost(b), Cost(v)) => b.append_option(v),
+                _ => unreachable!("a value of another type than its column's"),
+            }
         }
-        for (builder, value) in
-            self.times
-                .iter_mut()
-                .zip([Some(c.started_at), c.answered_at, c.ended_at])
-        {
-            builder.append_option(value);
-        }
-        for (builder, value) in self.wholes.iter_mut().zip([
-            c.ring_seconds,
-            c.wait_seconds,
-            c.talk_seconds,
-            c.source_line,
-        ]) {
-            builder.append_option(value);
-        }
-        self.cost.append_option(c.cost);
         self.rows += 1;
     }
 
-    /// The batch made so far, in [`schema`]'s order; the builders start again empty.
+    /// The batch made so far; the builders start again empty.
     fn finish(&mut self) -> Result<RecordBatch, ParquetError> {
         self.rows = 0;
-        let [
-            provider,
-            account,
-            feed,
-            call_id,
-            direction,
-            from_number,
-            to_number,
-            did,
-            destination,
-            agent_id,
-            agent_name,
-            queue_id,
-            queue_name,
-            outcome,
-            outcome_detail,
-            currency,
-            recording_key,
-            source_object,
-        ] = self
-            .texts
-            .each_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef);
-        let [started_at, answered_at, ended_at] = self
-            .times
-            .each_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef);
-        let [ring_seconds, wait_seconds, talk_seconds, source_line] = self
-            .wholes
-            .each_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef);
-        let cost = Arc::new(std::mem::replace(&mut self.cost, decimal_builder()).finish());
-        let columns: Vec<ArrayRef> = vec![
-            provider,
-            account,
-            feed,
-            call_id,
-            started_at,
-            answered_at,
-            ended_at,
-            direction,
-            from_number,
-            to_number,
-            did,
-            destination,
-            agent_id,
-            agent_name,
-            queue_id,
-            queue_name,
-            ring_seconds,
-            wait_seconds,
-            talk_seconds,
-            outcome,
-            outcome_detail,
-            cost,
-            currency,
-            recording_key,
-            source_object,
-            source_line,
-        ];
+        let columns: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(|builder| -> ArrayRef {
+                match builder {
+                    Builder::Text(b) => Arc::new(b.finish()),
+                    Builder::Time(b) => Arc::new(b.finish()),
+                    Builder::Whole(b) => Arc::new(b.finish()),
+                    Builder::Cost(b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
         RecordBatch::try_new(schema(), columns).map_err(|e| ParquetError::General(e.to_string()))
     }
 }
