@@ -448,8 +448,9 @@ mod tests {
             .and_then(|s| s.parse().ok())
             .unwrap_or(3);
         for seed in 1..=seeds {
-            // More than a written batch and many runs: the encoder thread and the spill.
-            let n = [10, 20_000, 40_000][(seed % 3) as usize];
+            // One batch; several, encoded in place; more than are encoded in place (the
+            // encoder thread); many runs (the spill) in the last two.
+            let n = [10, 20_000, 150_000][(seed % 3) as usize];
             let (alone, counted_alone) = written(rows(seed, n), None);
             let (joined, counted_joined) = written(rows(seed, n), Some(Runs::of(1_000)));
             assert_eq!(counted_alone, counted_joined, "seed {seed}");
