@@ -213,6 +213,17 @@ async fn removed_days_are_never_ingested_again_by_a_scheduled_pass_but_a_backfil
     assert!(setup.has("cdr/date=2024-03-05"));
 }
 
+/// A destination with days 1–10 ingested, as of noon on day 11.
+async fn ten_days_ingested() -> Setup {
+    let setup = Setup::new();
+    assert!(
+        ingest(&setup.context(""), 1..=10, noon(11), false)
+            .await
+            .is_success()
+    );
+    setup
+}
+
 fn cdr_ingest(args: &[&str]) -> Run {
     cdr_ingest_crashing_at(args, None)
 }
@@ -295,22 +306,12 @@ async fn retention_stopped_anywhere_ends_as_if_never_interrupted() {
             .collect();
         let context = format!("seed {seed}: {limits:?}, crashes at deletions {crashes:?}");
 
-        let clean = Setup::new();
-        assert!(
-            ingest(&clean.context(""), 1..=10, noon(11), false)
-                .await
-                .is_success()
-        );
+        let clean = ten_days_ingested().await;
         let config = clean.config_file(&limits);
         let run = cdr_ingest(&["retention", "--config", config.to_str().unwrap()]);
         assert_eq!(run.code, 0, "{context}: {run:?}");
 
-        let stopped = Setup::new();
-        assert!(
-            ingest(&stopped.context(""), 1..=10, noon(11), false)
-                .await
-                .is_success()
-        );
+        let stopped = ten_days_ingested().await;
         let config = stopped.config_file(&limits);
         let args = ["retention", "--config", config.to_str().unwrap()];
         for nth in &crashes {
