@@ -37,7 +37,7 @@ pub use secret::Secret;
 pub use serve::{RecordingFetch, ServeSettings};
 pub use source::{
     BucketSettings, DEFAULT_PASSWORD_ENV, FtpsSettings, RemoteFolders, SftpAuth, SftpSettings,
-    SourceEndpoint, SourceSettings,
+    SourceEndpoint, SourceSettings, TlsVersion,
 };
 
 /// Every section and its keys: what the reader accepts (the feeds add theirs).

@@ -44,6 +44,15 @@ const INSECURE_SKIP_TLS_VERIFY: Flag = Flag {
     name: "insecure_skip_tls_verify",
     default: false,
 };
+/// FTPS: the newest TLS version offered, `"1.3"` or `"1.2"`. With 1.3 each data
+/// connection makes a fresh key exchange; `"1.2"` has it resume the control
+/// connection's session without one (cheaper per file for client and server, and the
+/// way around servers whose TLS 1.3 session reuse is broken, as rclone's
+/// `disable_tls13`).
+const TLS_MAX_VERSION: Text = Text {
+    name: "tls_max_version",
+    default: Some("1.3"),
+};
 /// SFTP: a private key to log in with instead of a password.
 const KEY_FILE: Text = Text {
     name: "key_file",
@@ -126,6 +135,7 @@ const OWN_KEYS: &[Key] = &[
     Key::Text(PASSWORD_FILE),
     Key::Text(CA_FILE),
     Key::Flag(INSECURE_SKIP_TLS_VERIFY),
+    Key::Text(TLS_MAX_VERSION),
     Key::Text(KEY_FILE),
     Key::Text(KEY_PASSPHRASE_ENV),
     Key::Text(KNOWN_HOSTS),
@@ -205,6 +215,15 @@ pub struct FtpsSettings {
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate (warned about on every run).
     pub insecure_skip_tls_verify: bool,
+    /// The newest TLS version offered.
+    pub tls_max_version: TlsVersion,
+}
+
+/// A TLS protocol version a client may offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
 }
 
 /// The provider's server and where the drop lives on it.
@@ -261,6 +280,17 @@ pub(super) fn read(
     let password_file = PASSWORD_FILE.read_set(s);
     let ca_file = CA_FILE.read_set(s).map(PathBuf::from);
     let insecure = INSECURE_SKIP_TLS_VERIFY.read(s);
+    let tls_max_version = match TLS_MAX_VERSION.read(s).as_str() {
+        "1.2" => TlsVersion::Tls12,
+        "1.3" => TlsVersion::Tls13,
+        other => {
+            s.issue(
+                TLS_MAX_VERSION.name,
+                format!("is {other:?}; it must be \"1.3\" (the default) or \"1.2\""),
+            );
+            TlsVersion::Tls13
+        }
+    };
     let key_file = KEY_FILE.read_set(s).map(PathBuf::from);
     let key_passphrase_env = KEY_PASSPHRASE_ENV.read_set(s);
     if let Some(name) = &key_passphrase_env {
@@ -324,6 +354,7 @@ pub(super) fn read(
                 password: password?,
                 ca_file,
                 insecure_skip_tls_verify: insecure,
+                tls_max_version,
             })
         }
         "sftp" => {

@@ -486,7 +486,12 @@ async fn fetch(
     moved: &AtomicU64,
 ) -> Result<ObjectUpload, IngestError> {
     let key = layout::recording_object(job.day, &job.name);
-    let mut upload = ObjectUpload::new(&ctx.store, key, job.remote.size);
+    let mut upload = ObjectUpload::new(
+        &ctx.store,
+        key,
+        job.remote.size,
+        ctx.settings.ingest.recordings_sha256,
+    );
     // The recording's own retry budget (`pipeline::connection`).
     let mut retries = connection.retry_budget();
     let mut counted = Counted {

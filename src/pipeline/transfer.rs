@@ -142,12 +142,15 @@ pub struct ObjectUpload {
 const BACKGROUND_HASH_BYTES: u64 = 1024 * 1024;
 
 impl ObjectUpload {
-    /// An upload of about `size` bytes (the listed size) to `key`.
-    pub fn new(store: &Arc<dyn ObjectStore>, key: Path, size: u64) -> Self {
+    /// An upload of about `size` bytes (the listed size) to `key`, hashed unless
+    /// `hash` is false (`ingest.recordings_sha256`).
+    pub fn new(store: &Arc<dyn ObjectStore>, key: Path, size: u64, hash: bool) -> Self {
         ObjectUpload {
             writer: BufWriter::with_capacity(Arc::clone(store), key, PART_BYTES)
                 .with_max_concurrency(PARTS_IN_FLIGHT),
-            hasher: if size >= BACKGROUND_HASH_BYTES {
+            hasher: if !hash {
+                Sha256::Skipped
+            } else if size >= BACKGROUND_HASH_BYTES {
                 Sha256::Background(BackgroundSha256::new())
             } else {
                 Sha256::Inline(digest::Context::new(&digest::SHA256))
@@ -156,7 +159,8 @@ impl ObjectUpload {
         }
     }
 
-    /// Completes the upload; returns the size and SHA-256 (hex) of what was written.
+    /// Completes the upload; returns the size and SHA-256 (hex) of what was written,
+    /// empty when it was not hashed.
     pub async fn finish(mut self) -> std::io::Result<(u64, String)> {
         // Once shut down, `BufWriter` cannot be aborted (and a failed single put left
         // nothing behind), so a failure here is only reported.
@@ -164,6 +168,7 @@ impl ObjectUpload {
         let sha256 = match self.hasher {
             Sha256::Inline(context) => hex(context.finish().as_ref()),
             Sha256::Background(hasher) => hasher.finish().await?,
+            Sha256::Skipped => String::new(),
         };
         Ok((self.bytes, sha256))
     }
@@ -183,6 +188,7 @@ impl ChunkSink for ObjectUpload {
         match &mut self.hasher {
             Sha256::Inline(context) => context.update(&chunk),
             Sha256::Background(hasher) => hasher.update(chunk.clone()).await?,
+            Sha256::Skipped => {}
         }
         self.writer.put(chunk).await.map_err(std::io::Error::other)
     }
@@ -192,10 +198,11 @@ impl ChunkSink for ObjectUpload {
     }
 }
 
-/// The checksum kept in the ledger, computed as the bytes pass.
+/// The checksum kept in the ledger, computed as the bytes pass, or not at all.
 enum Sha256 {
     Inline(digest::Context),
     Background(BackgroundSha256),
+    Skipped,
 }
 
 /// SHA-256 on a blocking thread: the download hands each chunk over and goes on
@@ -265,7 +272,8 @@ mod tests {
     }
 
     /// Small files are hashed inline, large ones on their own thread: the same
-    /// checksum and the same object either way.
+    /// checksum and the same object either way; unhashed, the same object and no
+    /// checksum.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_upload_stores_and_hashes_what_it_was_given() {
         use object_store::ObjectStoreExt;
@@ -273,20 +281,23 @@ mod tests {
         let data: Vec<u8> = (0..3 * BACKGROUND_HASH_BYTES)
             .map(|i| (i % 251) as u8)
             .collect();
-        let expected = hex(digest::digest(&digest::SHA256, &data).as_ref());
-        for size in [BACKGROUND_HASH_BYTES - 1, 3 * BACKGROUND_HASH_BYTES] {
-            let key = Path::from(format!("f{size}"));
-            let mut upload = ObjectUpload::new(&store, key.clone(), size);
+        let sha256 = hex(digest::digest(&digest::SHA256, &data).as_ref());
+        for (size, hash) in [
+            (BACKGROUND_HASH_BYTES - 1, true),
+            (3 * BACKGROUND_HASH_BYTES, true),
+            (BACKGROUND_HASH_BYTES - 1, false),
+            (3 * BACKGROUND_HASH_BYTES, false),
+        ] {
+            let expected = if hash { sha256.as_str() } else { "" };
+            let key = Path::from(format!("f{size}-{hash}"));
+            let mut upload = ObjectUpload::new(&store, key.clone(), size, hash);
             for chunk in data.chunks(100_000) {
                 upload.write(chunk).await.unwrap();
             }
             let (bytes, sha256) = upload.finish().await.unwrap();
-            assert_eq!(
-                (bytes, sha256.as_str()),
-                (data.len() as u64, expected.as_str())
-            );
+            assert_eq!((bytes, sha256.as_str()), (data.len() as u64, expected));
             let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
-            assert!(stored == data, "{size}");
+            assert!(stored == data, "{size} {hash}");
         }
     }
 }

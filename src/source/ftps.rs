@@ -94,6 +94,7 @@ impl FtpsSource {
         let config = tls::client_config(
             settings.ca_file.as_deref(),
             settings.insecure_skip_tls_verify,
+            settings.tls_max_version,
         )?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
         let connector = FlushingConnector(tls.clone());
@@ -246,10 +247,17 @@ impl FtpsSource {
                 .await
                 .map_err(FtpError::ConnectionError)?;
             let _ = tcp.set_nodelay(true);
-            tls.connect(name, tcp)
+            let stream = tls
+                .connect(name, tcp)
                 .await
-                .map(FlushingStream)
-                .map_err(|e| FtpError::SecureError(e.to_string()))
+                .map_err(|e| FtpError::SecureError(e.to_string()))?;
+            let session = stream.get_ref().1;
+            tracing::trace!(
+                version = ?session.protocol_version(),
+                handshake = ?session.handshake_kind(),
+                "data connection secured"
+            );
+            Ok(FlushingStream(stream))
         };
         let reply = self
             .ftp

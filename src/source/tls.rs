@@ -11,17 +11,26 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::SourceError;
+use crate::config::TlsVersion;
 
-/// Builds the client configuration. The one crypto provider is named explicitly so
-/// that no other crate's choice of default can make rustls panic at first use.
-pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<ClientConfig, SourceError> {
+/// Builds the client configuration, offering TLS 1.2 and versions up to `max_version`.
+/// The one crypto provider is named explicitly so that no other crate's choice of
+/// default can make rustls panic at first use.
+pub fn client_config(
+    ca_file: Option<&Path>,
+    insecure: bool,
+    max_version: TlsVersion,
+) -> Result<ClientConfig, SourceError> {
     let mut provider = aws_lc_rs::default_provider();
     provider
         .cipher_suites
         .sort_by_key(|suite| !is_aes_128(suite));
     let provider = Arc::new(provider);
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(match max_version {
+            TlsVersion::Tls13 => rustls::DEFAULT_VERSIONS,
+            TlsVersion::Tls12 => TLS_1_2_ONLY,
+        })
         .map_err(|e| SourceError::TlsSetup(e.to_string()))?;
     if insecure {
         return Ok(builder
@@ -61,6 +70,8 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<ClientCon
 /// processors compute in hardware, where AES-256-GCM's is SHA-384 (4 % of the CPU of
 /// a 2,000-recording copy). On processors without vector AES instructions, its four
 /// fewer rounds are also a quarter less work on every byte, on both ends.
+static TLS_1_2_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
 fn is_aes_128(suite: &rustls::SupportedCipherSuite) -> bool {
     use rustls::CipherSuite::*;
     matches!(
@@ -140,7 +151,7 @@ mod tests {
 
     #[test]
     fn aes_128_gcm_is_offered_first_in_each_version() {
-        let config = client_config(None, false).unwrap();
+        let config = client_config(None, false, TlsVersion::Tls13).unwrap();
         let suites: Vec<_> = config
             .crypto_provider()
             .cipher_suites

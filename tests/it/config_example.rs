@@ -262,7 +262,12 @@ fn example_keys(text: &str) -> BTreeSet<String> {
         let Some((key, _)) = line.split_once(" = ") else {
             continue;
         };
-        if !in_table && !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        if !in_table
+            && !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             keys.insert(format!("{section}.{key}"));
         }
     }

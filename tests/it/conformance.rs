@@ -19,13 +19,31 @@ use object_store::path::Path as Key;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Vsftpd,
-    PureFtpd,
-    Proftpd,
+    Vsftpd(Tls),
+    PureFtpd(Tls),
+    Proftpd(Tls),
     Sftp,
     ProftpdSftp,
     Local,
     Bucket,
+}
+
+/// The newest TLS version an FTPS source offers (`source.tls_max_version`): TLS 1.3,
+/// where each data connection makes its own key exchange, or 1.2, where it resumes the
+/// control connection's session without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    Newest,
+    V12,
+}
+
+impl Tls {
+    fn key(self) -> &'static str {
+        match self {
+            Tls::Newest => "",
+            Tls::V12 => "\ntls_max_version = \"1.2\"",
+        }
+    }
 }
 
 /// Where the bucket source's fixtures go in the test bucket.
@@ -59,37 +77,42 @@ fn bucket_source(bucket: &str, root: &str) -> String {
 }
 
 fn fixture(kind: Kind, test: &str) -> Fixture {
-    let folder = format!("conformance-{kind:?}-{test}").to_lowercase();
+    let folder = format!("conformance-{kind:?}-{test}")
+        .to_lowercase()
+        .replace(['(', ')'], "-");
     let (root, url_and_keys, password, local) = match kind {
-        Kind::Vsftpd => (
+        Kind::Vsftpd(tls) => (
             env("CDR_TEST_FTPS_ROOT"),
             format!(
-                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"",
+                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"{}",
                 env("CDR_TEST_FTPS_USER"),
                 env("CDR_TEST_FTPS_PORT"),
-                env("CDR_TEST_CA_FILE")
+                env("CDR_TEST_CA_FILE"),
+                tls.key()
             ),
             env("CDR_TEST_FTPS_PASSWORD"),
             None,
         ),
-        Kind::PureFtpd => (
+        Kind::PureFtpd(tls) => (
             env("CDR_TEST_PUREFTPD_ROOT"),
             format!(
-                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"",
+                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"{}",
                 env("CDR_TEST_PUREFTPD_USER"),
                 env("CDR_TEST_PUREFTPD_PORT"),
-                env("CDR_TEST_CA_FILE")
+                env("CDR_TEST_CA_FILE"),
+                tls.key()
             ),
             env("CDR_TEST_PUREFTPD_PASSWORD"),
             None,
         ),
-        Kind::Proftpd => (
+        Kind::Proftpd(tls) => (
             env("CDR_TEST_PROFTPD_ROOT"),
             format!(
-                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"",
+                "url = \"ftps://{}@localhost:{}\"\nca_file = \"{}\"{}",
                 env("CDR_TEST_PROFTPD_USER"),
                 env("CDR_TEST_PROFTPD_PORT"),
-                env("CDR_TEST_CA_FILE")
+                env("CDR_TEST_CA_FILE"),
+                tls.key()
             ),
             env("CDR_TEST_PROFTPD_PASSWORD"),
             None,
@@ -591,9 +614,12 @@ macro_rules! conformance {
 }
 
 conformance! {
-    vsftpd => Kind::Vsftpd,
-    pure_ftpd => Kind::PureFtpd,
-    proftpd => Kind::Proftpd,
+    vsftpd => Kind::Vsftpd(Tls::Newest),
+    pure_ftpd => Kind::PureFtpd(Tls::Newest),
+    proftpd => Kind::Proftpd(Tls::Newest),
+    vsftpd_tls12 => Kind::Vsftpd(Tls::V12),
+    pure_ftpd_tls12 => Kind::PureFtpd(Tls::V12),
+    proftpd_tls12 => Kind::Proftpd(Tls::V12),
     sftp => Kind::Sftp,
     proftpd_sftp => Kind::ProftpdSftp,
     local_folder => Kind::Local,

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::time::SystemTime;
 
 use arrow_array::cast::AsArray;
-use cdr_ingest::generate::{DropSpec, Quirks, write_drop};
+use cdr_ingest::generate::{DropManifest, DropSpec, Quirks, write_drop};
 use chrono::NaiveDate;
 
 use crate::util::{Case, read_parquet};
@@ -178,4 +178,97 @@ fn a_recording_still_being_written_is_left_for_the_next_run() {
     );
     assert!(!case.out().join("recordings").exists());
     assert_eq!(case.downloads_of_path(&format!("recordings/{name}")), 0);
+}
+
+/// A generated drop of 2024-03-01 with `recordings` recordings and their CDRs.
+fn one_day_of_recordings(case: &Case, seed: u64, recordings: usize) -> DropManifest {
+    let mut spec = DropSpec::new(seed, day(1), day(1));
+    spec.cdr_rows_per_day = 20;
+    spec.recordings_per_day = Some(recordings);
+    spec.queue = false;
+    write_drop(&case.remote, &spec).unwrap()
+}
+
+/// `recording_index.sha256` is each copy's SHA-256, as `sha256sum` prints it; with
+/// `ingest.recordings_sha256 = false` the copies are the same and the column is empty.
+#[test]
+fn the_index_holds_each_copys_sha256_unless_that_is_turned_off() {
+    use aws_lc_rs::digest;
+    for hashed in [true, false] {
+        let case = Case::new(&format!("recordings-sha256-{hashed}"));
+        let manifest = one_day_of_recordings(&case, 11, 6);
+        let ingest = format!("{}\nrecordings_sha256 = {hashed}", recordings_only(0));
+        let run = case.run_days(&case.config_with("", &ingest), "2024-03-01", "2024-03-01");
+        assert_eq!(run.code, 0, "{run:?}");
+        let batches = read_parquet(
+            &case
+                .out()
+                .join("recording_index/date=2024-03-01/recordings.parquet"),
+        );
+        let column = |name: &str| -> Vec<String> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    let values = b.column_by_name(name).unwrap().as_string::<i32>();
+                    values
+                        .iter()
+                        .map(|v| v.unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let (names, sums) = (column("file_name"), column("sha256"));
+        assert_eq!(names.len(), manifest.days[0].recordings.len());
+        for (name, sum) in names.iter().zip(&sums) {
+            let path = manifest.days[0]
+                .recordings
+                .iter()
+                .find(|p| p.ends_with(name.as_str()))
+                .unwrap_or_else(|| panic!("{name} is not in the drop"));
+            let original = std::fs::read(case.remote.join(path)).unwrap();
+            let copy = case.out().join(format!("recordings/2024/03/01/{name}"));
+            assert!(std::fs::read(&copy).unwrap() == original, "{name}");
+            let expected = if hashed {
+                cdr_ingest::pipeline::hex(digest::digest(&digest::SHA256, &original).as_ref())
+            } else {
+                String::new()
+            };
+            assert_eq!(*sum, expected, "{name}, hashed: {hashed}");
+        }
+    }
+}
+
+/// With `source.tls_max_version = "1.2"` every data connection resumes the control
+/// connection's TLS 1.2 session (vsftpd requires the reuse); by default, its TLS 1.3
+/// one. The copies are the same either way.
+#[test]
+fn data_connections_resume_the_session_of_the_tls_version_configured() {
+    for (setting, version) in [("", "TLSv1_3"), ("tls_max_version = \"1.2\"", "TLSv1_2")] {
+        let case = Case::new(&format!("recordings-tls-{version}"));
+        let manifest = one_day_of_recordings(&case, 13, 5);
+        let config = case.config_with(setting, &recordings_only(0));
+        let run = case.run_days(&config, "2024-03-01", "2024-03-01");
+        assert_eq!(run.code, 0, "{run:?}");
+        let secured: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("data connection secured"))
+            .collect();
+        // The listing's data connection, then one per recording.
+        assert_eq!(
+            secured.len(),
+            1 + manifest.days[0].recordings.len(),
+            "{run:?}"
+        );
+        let wanted = format!("version=Some({version}) handshake=Some(Resumed)");
+        assert!(
+            secured.iter().all(|l| l.contains(&wanted)),
+            "{wanted}: {run:?}"
+        );
+        for path in &manifest.days[0].recordings {
+            let name = path.rsplit('/').next().unwrap();
+            let copy = case.out().join(format!("recordings/2024/03/01/{name}"));
+            assert!(std::fs::read(copy).unwrap() == std::fs::read(case.remote.join(path)).unwrap());
+        }
+    }
 }
