@@ -14,7 +14,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use tokio::io::AsyncWriteExt;
 
-use crate::sink::upload::{PART_BYTES, PARTS_IN_FLIGHT};
+use crate::sink::upload::PARTS_IN_FLIGHT;
 use tokio::sync::mpsc;
 
 use crate::source::ChunkSink;
@@ -142,11 +142,18 @@ pub struct ObjectUpload {
 const BACKGROUND_HASH_BYTES: u64 = 1024 * 1024;
 
 impl ObjectUpload {
-    /// An upload of about `size` bytes (the listed size) to `key`, hashed unless
-    /// `hash` is false (`ingest.recordings_sha256`).
-    pub fn new(store: &Arc<dyn ObjectStore>, key: Path, size: u64, hash: bool) -> Self {
+    /// An upload of about `size` bytes (the listed size) to `key`, in parts of
+    /// `part_bytes` (`sink::upload::part_bytes`), hashed unless `hash` is false
+    /// (`ingest.recordings_sha256`).
+    pub fn new(
+        store: &Arc<dyn ObjectStore>,
+        key: Path,
+        size: u64,
+        part_bytes: usize,
+        hash: bool,
+    ) -> Self {
         ObjectUpload {
-            writer: BufWriter::with_capacity(Arc::clone(store), key, PART_BYTES)
+            writer: BufWriter::with_capacity(Arc::clone(store), key, part_bytes)
                 .with_max_concurrency(PARTS_IN_FLIGHT),
             hasher: if !hash {
                 Sha256::Skipped
@@ -272,32 +279,48 @@ mod tests {
     }
 
     /// Small files are hashed inline, large ones on their own thread: the same
-    /// checksum and the same object either way; unhashed, the same object and no
-    /// checksum.
+    /// checksum and the same object either way, in one put or in parts of a local
+    /// disk's size or a bucket's, on a local disk or in memory; unhashed, the same
+    /// object and no checksum.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_upload_stores_and_hashes_what_it_was_given() {
+        let disk = tempfile::tempdir().unwrap();
+        let local = object_store::local::LocalFileSystem::new_with_prefix(disk.path()).unwrap();
+        uploads_store_and_hash(Arc::new(local)).await;
+        uploads_store_and_hash(Arc::new(object_store::memory::InMemory::new())).await;
+        // Nothing is left beside the objects (a local part's staging file, say).
+        let left = std::fs::read_dir(disk.path()).unwrap().count();
+        assert_eq!(left, 5);
+    }
+
+    async fn uploads_store_and_hash(store: Arc<dyn ObjectStore>) {
         use object_store::ObjectStoreExt;
-        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let data: Vec<u8> = (0..3 * BACKGROUND_HASH_BYTES)
             .map(|i| (i % 251) as u8)
             .collect();
         let sha256 = hex(digest::digest(&digest::SHA256, &data).as_ref());
-        for (size, hash) in [
-            (BACKGROUND_HASH_BYTES - 1, true),
-            (3 * BACKGROUND_HASH_BYTES, true),
-            (BACKGROUND_HASH_BYTES - 1, false),
-            (3 * BACKGROUND_HASH_BYTES, false),
+        let small_parts = crate::sink::upload::LOCAL_PART_BYTES;
+        for (size, part_bytes, hash) in [
+            (BACKGROUND_HASH_BYTES - 1, small_parts, true),
+            (3 * BACKGROUND_HASH_BYTES, small_parts, true),
+            (
+                3 * BACKGROUND_HASH_BYTES,
+                8 * BACKGROUND_HASH_BYTES as usize,
+                true,
+            ),
+            (BACKGROUND_HASH_BYTES - 1, small_parts, false),
+            (3 * BACKGROUND_HASH_BYTES, small_parts, false),
         ] {
             let expected = if hash { sha256.as_str() } else { "" };
-            let key = Path::from(format!("f{size}-{hash}"));
-            let mut upload = ObjectUpload::new(&store, key.clone(), size, hash);
+            let key = Path::from(format!("f{size}-{part_bytes}-{hash}"));
+            let mut upload = ObjectUpload::new(&store, key.clone(), size, part_bytes, hash);
             for chunk in data.chunks(100_000) {
                 upload.write(chunk).await.unwrap();
             }
             let (bytes, sha256) = upload.finish().await.unwrap();
             assert_eq!((bytes, sha256.as_str()), (data.len() as u64, expected));
             let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
-            assert!(stored == data, "{size} {hash}");
+            assert!(stored == data, "{size} {part_bytes} {hash}");
         }
     }
 }

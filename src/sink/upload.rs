@@ -17,6 +17,21 @@ use super::retry;
 
 /// Buffer before switching to a multipart upload, and the size of each part.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// The same on a local disk, where a part is a write at its offset in the staging file
+/// (no minimum size): a recording streamed in 256 KiB parts goes to the page cache
+/// while its bytes are still in the processor's cache, and while the rest arrives,
+/// instead of in one write of the whole file once it is complete (200 × 4 MiB over one
+/// connection: 2.2–2.6 s → 1.7–1.8 s, peak RSS 38 → 33 MiB).
+pub const LOCAL_PART_BYTES: usize = 256 * 1024;
+
+/// The part size for a store at `url`: cloud stores take parts of 5 MiB and more.
+pub fn part_bytes(url: &url::Url) -> usize {
+    if crate::store::is_cloud(url.scheme()) {
+        PART_BYTES
+    } else {
+        LOCAL_PART_BYTES
+    }
+}
 /// Parts uploaded at once: bounds an upload's memory to a few parts.
 pub const PARTS_IN_FLIGHT: usize = 2;
 
