@@ -490,7 +490,7 @@ async fn fetch(
         &ctx.store,
         key,
         job.remote.size,
-        crate::sink::upload::part_bytes(&ctx.settings.destination.url),
+        crate::sink::upload::part_bytes(&ctx.settings.destination.url, job.remote.size),
         ctx.settings.ingest.recordings_sha256,
     );
     // The recording's own retry budget (`pipeline::connection`).

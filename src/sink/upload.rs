@@ -24,9 +24,11 @@ pub const PART_BYTES: usize = 8 * 1024 * 1024;
 /// connection: 2.2–2.6 s → 1.7–1.8 s, peak RSS 38 → 33 MiB).
 pub const LOCAL_PART_BYTES: usize = 256 * 1024;
 
-/// The part size for a store at `url`: cloud stores take parts of 5 MiB and more.
-pub fn part_bytes(url: &url::Url) -> usize {
-    if crate::store::is_cloud(url.scheme()) {
+/// The part size of a file of `size` bytes for a store at `url`: cloud stores take
+/// parts of 5 MiB and more, and on a local disk a file of up to a megabyte is written
+/// whole in one put (a multipart upload's staging file costs more than it saves there).
+pub fn part_bytes(url: &url::Url, size: u64) -> usize {
+    if crate::store::is_cloud(url.scheme()) || size <= 1024 * 1024 {
         PART_BYTES
     } else {
         LOCAL_PART_BYTES
@@ -77,4 +79,28 @@ pub async fn put_bytes(
     })
     .await
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bucket gets parts it accepts (5 MiB and more), a local disk small parts for a
+    /// large file and one put for a small one.
+    #[test]
+    fn parts_fit_the_store_and_the_file() {
+        let url = |text: &str| url::Url::parse(text).unwrap();
+        let big = 4 * 1024 * 1024;
+        assert_eq!(part_bytes(&url("s3://bucket/cdr"), big), PART_BYTES);
+        assert_eq!(part_bytes(&url("gs://bucket/cdr"), big), PART_BYTES);
+        assert_eq!(
+            part_bytes(&url("file:///var/lib/cdr"), big),
+            LOCAL_PART_BYTES
+        );
+        assert_eq!(
+            part_bytes(&url("file:///var/lib/cdr"), 256 * 1024),
+            PART_BYTES
+        );
+        assert!(PART_BYTES >= 5 * 1024 * 1024);
+    }
 }
