@@ -29,7 +29,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::ftp_listing::{self, Entry};
-use super::ftps_stream::{DATA_READ_BUFFER, FlushingConnector, FlushingStream};
+use super::ftps_stream::{FlushingConnector, FlushingStream};
 use super::{ChunkSink, FolderLister, RemoteFile, Source, SourceError, tls};
 use crate::config::FtpsSettings;
 
@@ -200,9 +200,8 @@ impl FtpsSource {
     }
 }
 
-/// Our half of a data connection: TLS over its own TCP connection, read in large
-/// pieces.
-type DataStream = FlushingStream<tokio_rustls::client::TlsStream<BufReader<TcpStream>>>;
+/// Our half of a data connection: TLS over its own TCP connection.
+type DataStream = TlsStream;
 
 impl FtpsSource {
     /// Reads the final reply of a transfer that was given up, whatever it says.
@@ -249,7 +248,7 @@ impl FtpsSource {
                 .map_err(FtpError::ConnectionError)?;
             let _ = tcp.set_nodelay(true);
             let stream = tls
-                .connect(name, BufReader::with_capacity(DATA_READ_BUFFER, tcp))
+                .connect(name, tcp)
                 .await
                 .map_err(|e| FtpError::SecureError(e.to_string()))?;
             let session = stream.get_ref().1;

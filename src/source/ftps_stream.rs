@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use rustls::pki_types::ServerName;
 use suppaftp::tokio::{AsyncTlsConnector, TokioTlsStream};
 use suppaftp::{FtpError, FtpResult};
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -72,38 +72,13 @@ pub trait CloseNotify {
     fn acknowledge_now(&self);
 }
 
-/// The TCP connection under a TLS stream: read directly (the control connection), or
-/// through a buffer (a data connection, see [`DATA_READ_BUFFER`]).
-pub trait OverTcp {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl OverTcp for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
-impl OverTcp for BufReader<TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref()
-    }
-}
-
-/// What a data connection reads from its socket at a time. rustls asks for at most one
-/// TLS record (16 KiB) per read, so without a buffer a 4 MiB download took about 270
-/// `recvfrom` calls, each with its own socket lock and ACK decision.
-pub const DATA_READ_BUFFER: usize = 256 * 1024;
-
-impl<T: OverTcp> CloseNotify for TlsStream<T> {
+impl CloseNotify for TlsStream<TcpStream> {
     fn acknowledge_now(&self) {
-        acknowledge_now(self.get_ref().0.tcp());
+        acknowledge_now(self.get_ref().0);
     }
 
     fn close_notify_now(&mut self) {
-        let (io, tls) = self.get_mut();
-        // Written to the socket itself: a buffered reader holds only what was read.
-        let tcp = io.tcp();
+        let (tcp, tls) = self.get_mut();
         // Sends nothing if it was sent already (a finished data connection's shutdown).
         tls.send_close_notify();
         // A few dozen bytes into an idle socket's buffer: this only fails on a socket
