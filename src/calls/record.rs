@@ -47,7 +47,9 @@ impl<'a> Record<'a> {
     /// A text column's value; empty text is NULL.
     pub fn text(&self, name: &str) -> Option<&'a str> {
         let value = self.column(name)?.as_string_opt::<i32>()?.value(self.row);
-        (!value.trim().is_empty()).then_some(value)
+        // Most values start with a visible ASCII character: no need to trim them.
+        let visible = value.as_bytes().first().is_some_and(u8::is_ascii_graphic);
+        (visible || !value.trim().is_empty()).then_some(value)
     }
 
     /// A text column's value as a call's text, borrowed from the batch.
