@@ -71,6 +71,7 @@ pub mod cli;
 pub mod config;
 pub mod crash;
 pub mod daemon;
+mod dedup;
 pub mod demo;
 pub mod demo_server;
 pub mod feeds;

@@ -1,4 +1,4 @@
-//! Rows whose id may have come earlier in their file ([`super::dedup`]), set aside on
+//! Rows whose id may have come earlier in their file ([`crate::dedup`]), set aside on
 //! disk until the file's end and then read back in the order they came: their typed
 //! columns as a Parquet file of the table, and beside them, row for row, what deciding
 //! and quarantining them needs (id, fingerprint, call time, line, the record as sent).
@@ -10,7 +10,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::errors::ParquetError;
 
-use super::dedup::{read_text, write_text};
+use crate::dedup::{read_text, write_text};
 use crate::formats::table::{Row, Table};
 use crate::model::TimestampMicros;
 use crate::sink::table_parquet::{TableBatch, schema};

@@ -5,7 +5,6 @@
 mod aside;
 pub mod changed;
 pub(crate) mod connection;
-mod dedup;
 pub(crate) mod fetch;
 pub(crate) mod file;
 pub(crate) mod newest_batch;

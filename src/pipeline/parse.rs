@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 
 use super::IngestError;
 use super::aside::Aside;
-use super::dedup::{self, IdSet, Probe, Seen};
+use crate::dedup::{self, FILTER_BUDGET, IdSet, Probe, Seen};
 use crate::formats::csv_rows::CsvRows;
 use crate::formats::rows::{Record, RowSource};
 use crate::formats::table::{self, FileError, Header, Table, Typing};
@@ -53,9 +53,6 @@ impl ParseError {
 /// Bytes per row assumed when sizing the duplicate check from a file's size; the
 /// provider's rows are about 140 bytes, so this errs on the side of room.
 const BYTES_PER_ROW_ESTIMATE: u64 = 100;
-/// Bytes at most of the duplicate check's filter in memory: 2 a row up to 16,777,216
-/// rows, fewer beyond (more rows are then set aside to be decided at the end).
-const ID_FILTER_BUDGET: usize = 32 << 20;
 
 /// Parses `input` as `table`; `source_file` is recorded in every row and quarantine
 /// entry; `size` (the file's size in bytes, if known) sizes the duplicate check.
@@ -82,7 +79,7 @@ pub fn parse_rows(
     source_file: &str,
     size: u64,
 ) -> Result<Parsed, ParseError> {
-    parse_rows_within(table, source, typing, (source_file, size, ID_FILTER_BUDGET))
+    parse_rows_within(table, source, typing, (source_file, size, FILTER_BUDGET))
 }
 
 /// [`parse_rows`] with at most `budget` bytes for the duplicate check's filter.
@@ -142,7 +139,7 @@ pub fn parse_into(
         table,
         source,
         typing,
-        (source_file, size, ID_FILTER_BUDGET),
+        (source_file, size, FILTER_BUDGET),
         sinks,
         kept,
     )
@@ -462,7 +459,7 @@ mod tests {
                 )
                 .unwrap()
             };
-            let (mut memory, mut tiny) = (parse(ID_FILTER_BUDGET), parse(0));
+            let (mut memory, mut tiny) = (parse(FILTER_BUDGET), parse(0));
             let (rows, tiny_rows) = (rows_by_line(&mut memory), rows_by_line(&mut tiny));
             let kept: BTreeMap<NaiveDate, Vec<u64>> =
                 rows.iter().map(|(d, b)| (*d, lines(b))).collect();

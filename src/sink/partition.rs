@@ -282,20 +282,27 @@ pub async fn contents(
 }
 
 /// How many visible rows of `partition` repeat an id an earlier row has (in the same
-/// object or another). Only hashes of the ids are held: 16 bytes a row.
+/// object or another), exactly, in the memory of [`crate::dedup::Repeats`] (about 2
+/// bytes a row, at most its budget).
 pub async fn duplicate_rows(
     store: &Arc<dyn ObjectStore>,
     partition: Partition,
 ) -> Result<u64, PartitionError> {
     let table = partition.table;
-    let mut seen: HashSet<u128> = HashSet::new();
-    let mut repeated = 0;
+    let mut readers = Vec::new();
     for source in sources(store, &layout::data_folder(table.dataset, partition.date)).await? {
         let key = partition.data_object(source);
-        let Some(file) = fetch(store, &key).await? else {
-            continue;
-        };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(damaged(&key))?;
+        if let Some(file) = fetch(store, &key).await? {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(damaged(&key))?;
+            readers.push((key, reader));
+        }
+    }
+    let rows = readers
+        .iter()
+        .map(|(_, r)| u64::try_from(r.metadata().file_metadata().num_rows()).unwrap_or(0))
+        .sum();
+    let mut repeats = crate::dedup::Repeats::new(rows, crate::dedup::FILTER_BUDGET);
+    for (key, reader) in readers {
         let index = reader
             .schema()
             .index_of(table.columns[table.id_column].name)
@@ -308,13 +315,11 @@ pub async fn duplicate_rows(
         {
             let batch = batch.map_err(|e| damaged(&key)(ParquetError::General(e.to_string())))?;
             for id in batch.column(0).as_string::<i32>().iter().flatten() {
-                if !seen.insert(xxhash_rust::xxh3::xxh3_128(id.as_bytes())) {
-                    repeated += 1;
-                }
+                repeats.push(id).map_err(PartitionError::Spool)?;
             }
         }
     }
-    Ok(repeated)
+    repeats.finish().map_err(PartitionError::Spool)
 }
 
 /// Everything under `folder`, listed with retries of transient store errors.
