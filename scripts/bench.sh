@@ -15,7 +15,7 @@
 #               local disk vs DuckDB and pandas from local disk, and rclone + DuckDB
 #   scale       peak RSS and time with 1,000 / 10,000 / 100,000 recordings in the folder
 #               (first copy, then a pass with nothing new) and with 100,000 / 1,000,000
-#               / 10,000,000 CDR rows in one day
+#               / 10,000,000 CDR rows in one day, and `verify` of what each wrote
 #   day         a full day (CDR, queue zip, 2,000 recordings) end to end, and where the
 #               time goes (listing, transfer, parse, write) from the run's JSON log
 #   history     a daily pass with five years of ledger and output vs the first day
@@ -398,6 +398,9 @@ section_scale() {
         rm -rf "$dest"
         measure scale "CDR rows in a day" "cdr-ingest (FTPS)" "$rows" "$rows" "$bytes" -- \
             ours run --config "$work/scale.toml" --date "$day"
+        # What it wrote checked: each id once, and the date's calls rebuilt and compared.
+        measure scale "CDR rows in a day" "cdr-ingest verify" "$rows" "$rows" "$bytes" -- \
+            ours verify --config "$work/scale.toml"
         rm -rf "$dest" && mkdir -p "$dest"
         measure scale "CDR rows in a day" "DuckDB (local CSV)" "$rows" "$rows" "$bytes" -- \
             python3 "$work/duckdb_cdr.py" "$csv" "$dest/duckdb.parquet"
