@@ -71,13 +71,7 @@ impl IdSet {
         if self.filter.insert(hash(id)) {
             return Ok(Probe::Maybe);
         }
-        let log = match &mut self.log {
-            Some(log) => log,
-            None => self
-                .log
-                .insert(BufWriter::with_capacity(LOG_BUFFER, tempfile::tempfile()?)),
-        };
-        write_entry(log, id, fingerprint)?;
+        write_entry(spool(&mut self.log)?, id, fingerprint)?;
         Ok(Probe::New)
     }
 
@@ -109,8 +103,9 @@ pub struct Repeats {
     ids: IdSet,
     /// The hashes of the ids in `maybe`.
     wanted: HashSet<u64>,
-    /// The ids the filter may have seen before, in their order.
+    /// The ids the filter may have seen before, in their order, and how many.
     maybe: Option<BufWriter<File>>,
+    spooled: u64,
 }
 
 impl Repeats {
@@ -120,6 +115,7 @@ impl Repeats {
             ids: IdSet::new(rows, budget_bytes),
             wanted: HashSet::new(),
             maybe: None,
+            spooled: 0,
         }
     }
 
@@ -128,13 +124,8 @@ impl Repeats {
             return Ok(());
         }
         self.wanted.insert(hash(id));
-        let maybe = match &mut self.maybe {
-            Some(maybe) => maybe,
-            None => self
-                .maybe
-                .insert(BufWriter::with_capacity(LOG_BUFFER, tempfile::tempfile()?)),
-        };
-        write_text(maybe, id)
+        self.spooled += 1;
+        write_text(spool(&mut self.maybe)?, id)
     }
 
     /// How many of the ids pushed repeat an earlier one.
@@ -144,11 +135,10 @@ impl Repeats {
         };
         let mut firsts = self.ids.firsts(&self.wanted)?;
         let mut file = maybe.into_inner().map_err(io::IntoInnerError::into_error)?;
-        let end = file.stream_position()?;
         file.rewind()?;
         let mut maybe = BufReader::with_capacity(LOG_BUFFER, file);
         let mut repeats = 0;
-        while maybe.stream_position()? < end {
+        for _ in 0..self.spooled {
             let id = read_text(&mut maybe)?;
             if firsts.check(&id, 0) != Seen::First {
                 repeats += 1;
@@ -156,6 +146,14 @@ impl Repeats {
         }
         Ok(repeats)
     }
+}
+
+/// The spool file in `slot`, made at its first entry.
+fn spool(slot: &mut Option<BufWriter<File>>) -> io::Result<&mut BufWriter<File>> {
+    Ok(match slot {
+        Some(spool) => spool,
+        None => slot.insert(BufWriter::with_capacity(LOG_BUFFER, tempfile::tempfile()?)),
+    })
 }
 
 /// The hash the filter and [`IdSet::firsts`] know an id by.
